@@ -1,0 +1,52 @@
+"""Prompt conventions shared by the benchmark, the instruction data and the evaluation harness.
+
+Keeping them in one place means the model is trained on exactly the multiple-choice layout it is
+evaluated with, and parsing an answer back to an option uses the same letters.
+"""
+
+from __future__ import annotations
+
+import re
+
+OPTION_LETTERS = "ABCDEFGH"
+ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def format_options(options: list[str]) -> str:
+    """'A. chair\\nB. table' for the options in order."""
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"options: at most {len(OPTION_LETTERS)} supported, got {len(options)}")
+    return "\n".join(f"{OPTION_LETTERS[i]}. {option}" for i, option in enumerate(options))
+
+
+def format_multiple_choice(question: str, options: list[str], instruction: str = ANSWER_INSTRUCTION) -> str:
+    """The user turn of a benchmark question: question, lettered options, answer instruction."""
+    return f"{question.strip()}\n{format_options(options)}\n{instruction}"
+
+
+def answer_text(options: list[str], answer_index: int) -> str:
+    """The assistant turn a correct model gives: 'B. table'."""
+    return f"{OPTION_LETTERS[answer_index]}. {options[answer_index]}"
+
+
+_LETTER_RE = re.compile(r"^\s*\(?([A-H])[\.\):\s]|^\s*\(?([A-H])\)?\s*$")
+
+
+def parse_option(output: str, options: list[str]) -> int | None:
+    """Map a free-form answer to an option index: a leading letter, the option text, or its number.
+
+    Returns None when the answer names no option or names several (counted as wrong by the harness).
+    """
+    text = output.strip()
+    match = _LETTER_RE.match(text)
+    if match:
+        index = OPTION_LETTERS.index(match.group(1) or match.group(2))
+        return index if index < len(options) else None
+    lowered = text.lower()
+    named = [i for i, option in enumerate(options) if re.search(rf"\b{re.escape(option.lower())}\b", lowered)]
+    if len(named) == 1:
+        return named[0]
+    number = re.match(r"^\s*(\d+)\b", text)
+    if number and 1 <= int(number.group(1)) <= len(options):
+        return int(number.group(1)) - 1
+    return None
