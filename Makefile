@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv quickstart test test-fast demo bench clean
+.PHONY: venv browser quickstart test demo bench clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/deepsight quickstart
 
-test: $(STAMP)
+# The browser test needs Debian's chromium; install it when we can (root + apt), else that one test skips.
+browser:
+	-@bash .ci/install_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
