@@ -1,0 +1,95 @@
+"""What the real-data readers share: a report of skipped frames / dropped annotations and safe file reads.
+
+One bad frame must not stop a run over thousands: readers record it in a `ReadReport` (reason ->
+count, plus the first few messages) and go on. What makes the whole run impossible (a missing root
+folder, a file that is not the format at all) is a `ValueError` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_MESSAGES = 20
+
+
+class FrameError(Exception):
+    """One frame cannot be read; `reason` is the counter key it is reported under."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ReadReport:
+    """Frames read / skipped and annotations dropped by a reader, per reason."""
+
+    frames_read: int = 0
+    skipped_frames: Counter = field(default_factory=Counter)
+    dropped_annotations: Counter = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
+
+    def skip(self, frame_id: str, error: FrameError) -> None:
+        self.skipped_frames[error.reason] += 1
+        self._note(f"skipped {frame_id}: {error}")
+
+    def drop(self, reason: str, detail: str = "", count: int = 1) -> None:
+        self.dropped_annotations[reason] += count
+        if detail:
+            self._note(f"dropped annotation ({reason}): {detail}")
+
+    def _note(self, message: str) -> None:
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"frames_read": self.frames_read, "skipped_frames": dict(sorted(self.skipped_frames.items())),
+                "dropped_annotations": dict(sorted(self.dropped_annotations.items()))}
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{what}: folder {str(path)!r} does not exist")
+    return path
+
+
+def read_image_array(path: Path, what: str) -> np.ndarray:
+    """A PNG/JPEG as a numpy array (16-bit PNGs keep their uint16 values); FrameError when unreadable."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image)
+    except FileNotFoundError as err:
+        raise FrameError(f"missing_{what}", f"{what} file {path} not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FrameError(f"corrupt_{what}", f"{what} file {path} cannot be decoded ({err})") from err
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise FrameError(f"missing_{what}", f"{what} file {path} not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FrameError(f"corrupt_{what}", f"{what} file {path} is not valid JSON ({err})") from err
+
+
+def box_of_mask(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """[x0, y0, x1, y1] of a non-empty boolean mask, x1/y1 exclusive (pixel edges)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def check_same_size(depth: np.ndarray, other: np.ndarray, what: str) -> None:
+    if depth.shape[:2] != other.shape[:2]:
+        raise FrameError("size_mismatch", f"depth is {depth.shape[1]}x{depth.shape[0]} but {what} is "
+                                          f"{other.shape[1]}x{other.shape[0]}")

@@ -1,0 +1,199 @@
+"""RGB -> metric depth with any transformers depth-estimation checkpoint, batched, cached and resumable.
+
+The paper converts COCO's RGB images to depth with GLPN (`vinvino02/glpn-nyu`, trained on NYU, so it
+predicts metres). Depth-Anything-V2 is the better option today; use its *metric* checkpoints
+(`depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf`), the relative ones predict disparity.
+
+Every prediction is written to `<cache_dir>/<image_id>.png` (16-bit PNG, millimetres) as soon as its
+batch finishes, so an interrupted run resumes where it stopped and N processes can share one cache
+directory (each image id is written by exactly one shard).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from modeling_deepsight.image_processing_deepsight import decode_depth, depth_to_png_mm
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ESTIMATOR = "vinvino02/glpn-nyu"
+
+
+def depth_to_pil(depth: np.ndarray) -> Image.Image:
+    """Metres -> the PIL `I;16` image the datasets store (lossless millimetres)."""
+    return Image.fromarray(depth_to_png_mm(depth))
+
+
+def pil_to_depth(image: Image.Image) -> np.ndarray:
+    """A 16-bit millimetre PNG (as written by `depth_to_pil`) -> float32 metres."""
+    return decode_depth(np.asarray(image), "mm")
+
+
+@dataclass
+class DepthCache:
+    """One 16-bit millimetre PNG per image id; writes are atomic so a killed run never leaves half a file."""
+
+    directory: Path
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, image_id: str) -> Path:
+        return self.directory / f"{image_id}.png"
+
+    def __contains__(self, image_id: str) -> bool:
+        return self.path(image_id).exists()
+
+    def save(self, image_id: str, depth: np.ndarray) -> None:
+        target = self.path(image_id)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        depth_to_pil(depth).save(partial, format="PNG")
+        partial.replace(target)
+
+    def load(self, image_id: str) -> np.ndarray:
+        with Image.open(self.path(image_id)) as image:
+            return pil_to_depth(image)
+
+
+@dataclass
+class EstimationReport:
+    """What a run did: the ids estimated now, the ids already cached, and the ids that failed (with why)."""
+
+    estimated: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"depth: {len(self.estimated)} estimated, {len(self.cached)} from cache, {len(self.failed)} skipped (failed)"
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DepthEstimator:
+    """A transformers depth-estimation model (GLPN, Depth-Anything, DPT, ...) loaded by hub id or local path.
+
+    `predict(images)` returns one float32 HxW array in metres per image, resized to the image's size.
+    """
+
+    def __init__(self, model_name_or_path: str = DEFAULT_ESTIMATOR, device: str | None = None, batch_size: int = 8):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = str(model_name_or_path)
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        self.model = AutoModelForDepthEstimation.from_pretrained(model_name_or_path).to(self.device).eval()
+
+    def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        images = [image.convert("RGB") for image in images]
+        # Processors like GLPN's keep each image's own size (rounded to 32), so only images of one size
+        # can share a tensor: batch within each size group, return in the caller's order.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault((image.height, image.width), []).append(index)
+        depths: list[np.ndarray | None] = [None] * len(images)
+        for size, indices in groups.items():
+            for depth, index in zip(self._predict_same_size([images[i] for i in indices], size), indices):
+                depths[index] = depth
+        return depths
+
+    def _predict_same_size(self, images: list[Image.Image], size: tuple[int, int]) -> list[np.ndarray]:
+        import torch
+
+        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        processed = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(images))
+        # Bicubic resizing can overshoot below zero; 0 means "invalid" in this project.
+        return [np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, None).astype(np.float32) for r in processed]
+
+
+def _batched(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def estimate_depths(
+    predict: Callable[[Sequence[Image.Image]], list[np.ndarray]],
+    image_loaders: dict[str, Callable[[], Image.Image]],
+    cache: DepthCache,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> EstimationReport:
+    """Fill `cache` with a depth map for every image id not yet in it.
+
+    `image_loaders` maps id -> a function returning the RGB image (loading lazily keeps memory flat).
+    A batch that raises is retried image by image so one bad file only skips itself.
+    """
+    report = EstimationReport()
+    todo = []
+    for image_id in image_loaders:
+        (report.cached if image_id in cache else todo).append(image_id)
+    bar = tqdm(total=len(todo), desc="depth estimation", unit="img", disable=not progress)
+    for batch_ids in _batched(todo, batch_size):
+        images, ok_ids = [], []
+        for image_id in batch_ids:
+            try:
+                images.append(image_loaders[image_id]())
+                ok_ids.append(image_id)
+            except Exception as error:  # unreadable file: skip it, keep the run going
+                report.failed[image_id] = f"load: {error}"
+        try:
+            results = list(zip(ok_ids, predict(images))) if images else []
+        except Exception:
+            results = []
+            for image_id, image in zip(ok_ids, images):
+                try:
+                    results.append((image_id, predict([image])[0]))
+                except Exception as error:
+                    report.failed[image_id] = f"estimate: {error}"
+        for image_id, depth in results:
+            cache.save(image_id, depth)
+            report.estimated.append(image_id)
+        bar.update(len(batch_ids))
+    bar.close()
+    for image_id, reason in report.failed.items():
+        logger.warning("skipped image %s (%s)", image_id, reason)
+    return report
+
+
+def save_tiny_random_glpn(path: str | Path, seed: int = 0) -> Path:
+    """A random GLPN a few hundred kB big, saved like a hub checkpoint: tests and benches load it by path."""
+    import torch
+    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+    torch.manual_seed(seed)
+    config = GLPNConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+        num_attention_heads=[1, 1],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=8,
+        max_depth=10,
+    )
+    path = Path(path)
+    GLPNForDepthEstimation(config).eval().save_pretrained(path)
+    GLPNImageProcessor(size_divisor=32).save_pretrained(path)
+    return path

@@ -1,0 +1,328 @@
+"""`deepsight data instructions`: the Depth Instruction Dataset (paper §4) in TRL's conversational format.
+
+Rows: `id, type, messages, images, boxes, source` (docs/CONTRACTS.md). `messages` hold
+`{"type": "image"}` / `{"type": "text", "text": ...}` blocks, the image block in the first user turn;
+`images` is `[depth]` (16-bit PNG, millimetres); `boxes` is, per image, the boxes the conversation is
+about (`[]` = the whole image).
+
+Generators:
+- `offline` (default): `instructions_offline.OfflineInstructionGenerator`, written from the scene
+  graph's ground truth; deterministic from `--seed`.
+- `openai`: `instructions_openai.OpenAIInstructionGenerator`, any OpenAI-compatible endpoint fed the
+  captions and boxes as in the paper; validated, retried, cached per call.
+
+Besides the free-form rows (`--rows-per-scene`, types drawn per scene with the `--mix` weights) every
+scene gets up to `--mc-per-scene` multiple-choice rows for the benchmark's four skills (scene type,
+object in a box, which of two is farther, which object is absent), always from the ground truth.
+
+Every scene's rows are cached in `<output>/.cache/rows/` as soon as they are made, so an interrupted
+run resumes where it stopped; a scene whose generation failed is counted and retried on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import datasets
+from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
+from dataset_scripts.instructions_offline import (
+    BENCHMARK_SKILLS,
+    INSTRUCTION_TYPES,
+    OfflineInstructionGenerator,
+    scene_rng,
+)
+from dataset_scripts.scene import Scene
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MIX = {"complex_reasoning": 0.4, "conversation": 0.3, "detailed_description": 0.3}
+
+INSTRUCTION_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "type": datasets.Value("string"),
+        "messages": datasets.List(
+            {
+                "role": datasets.Value("string"),
+                "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+            }
+        ),
+        "images": datasets.List(datasets.Image()),
+        "boxes": datasets.List(datasets.List(datasets.List(datasets.Value("float32")))),
+        "source": datasets.Value("string"),
+    }
+)
+
+
+def parse_mix(text: str | None) -> dict[str, float]:
+    """'complex_reasoning=0.4,conversation=0.3,detailed_description=0.3' -> weights summing to 1."""
+    if not text:
+        return dict(DEFAULT_MIX)
+    weights = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in INSTRUCTION_TYPES:
+            raise ValueError(f"--mix: expected TYPE=WEIGHT pairs with TYPE in {INSTRUCTION_TYPES}, got {part!r}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--mix: weight of {name!r} must be a number, got {value!r}") from None
+        if weights[name] < 0 or not np.isfinite(weights[name]):
+            raise ValueError(f"--mix: weight of {name!r} must be >= 0, got {value!r}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"--mix: at least one weight must be positive, got {text!r}")
+    return {name: weights.get(name, 0.0) / total for name in INSTRUCTION_TYPES}
+
+
+def plan_types(scene_id: str, mix: dict[str, float], rows_per_scene: int, seed: int) -> list[str]:
+    """The free-form types one scene gets: drawn with the mix weights, from (seed, scene id) only."""
+    rng = scene_rng(seed, scene_id, "plan")
+    names = list(INSTRUCTION_TYPES)
+    return [str(t) for t in rng.choice(names, size=rows_per_scene, p=[mix[n] for n in names])]
+
+
+@dataclass
+class BuildReport:
+    scenes: int = 0
+    from_cache: int = 0
+    failed_scenes: list[str] = field(default_factory=list)
+    failed_items: int = 0
+    duplicates: int = 0
+
+    def summary(self) -> str:
+        return (f"instructions: {self.scenes} scenes ({self.from_cache} from cache), {self.failed_items} items "
+                f"skipped after retries in {len(self.failed_scenes)} scenes, {self.duplicates} duplicates dropped")
+
+
+class RowCache:
+    """One json per scene; the key ties it to the settings that made it, so changed settings rebuild."""
+
+    def __init__(self, directory: str | Path, settings: dict):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _path(self, scene_id: str) -> Path:
+        return self.directory / f"{scene_id}.json"
+
+    def get(self, scene_id: str) -> list[dict] | None:
+        path = self._path(scene_id)
+        if not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        return stored["rows"] if stored.get("key") == self.key else None
+
+    def put(self, scene_id: str, rows: list[dict]) -> None:
+        path = self._path(scene_id)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({"key": self.key, "rows": rows}))
+        partial.replace(path)
+
+
+def _row_text(row: dict) -> str:
+    return "\n".join(block.get("text") or "" for message in row["messages"] for block in message["content"])
+
+
+def build_instruction_rows(
+    scenes: Iterable[Scene],
+    generator,
+    cache_dir: str | Path,
+    mix: dict[str, float] | None = None,
+    rows_per_scene: int = 3,
+    mc_skills: tuple[str, ...] = BENCHMARK_SKILLS,
+    seed: int = 0,
+    total: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], BuildReport]:
+    """Rows (with `images`) for every scene, cached per scene, deduplicated within a scene."""
+    if rows_per_scene < 0:
+        raise ValueError(f"rows_per_scene must be >= 0, got {rows_per_scene}")
+    unknown = set(mc_skills) - set(BENCHMARK_SKILLS)
+    if unknown:
+        raise ValueError(f"mc skills must be among {BENCHMARK_SKILLS}, got {sorted(unknown)}")
+    mix = mix or dict(DEFAULT_MIX)
+    ground_truth = OfflineInstructionGenerator(seed=seed)
+    settings = {"generator": generator.fingerprint(), "mix": mix, "rows_per_scene": rows_per_scene,
+                "mc": list(mc_skills), "seed": seed}
+    cache = RowCache(cache_dir, settings)
+    report = BuildReport()
+    rows: list[dict] = []
+    for scene in tqdm(scenes, total=total, desc=f"instructions ({generator.name})", unit="scene", disable=not progress):
+        report.scenes += 1
+        scene_rows = cache.get(scene.id)
+        if scene_rows is None:
+            free_form, failed = generator.generate(scene, plan_types(scene.id, mix, rows_per_scene, seed))
+            scene_rows = free_form + ground_truth.multiple_choice(scene, mc_skills)
+            if failed:
+                # Keep what was made for this run, but leave the scene uncached so a rerun retries it.
+                report.failed_items += failed
+                report.failed_scenes.append(scene.id)
+            else:
+                cache.put(scene.id, scene_rows)
+        else:
+            report.from_cache += 1
+        depth_value = depth_to_image_value(scene.depth)
+        seen = set()
+        for row in scene_rows:
+            text = _row_text(row)
+            if text in seen:
+                report.duplicates += 1
+                continue
+            seen.add(text)
+            rows.append({**row, "images": [depth_value]})
+    return rows, report
+
+
+def rows_to_dataset(rows: list[dict]) -> datasets.Dataset:
+    if not rows:
+        raise ValueError("no instruction rows were produced: check the scenes (objects, depth) and the generator")
+    return datasets.Dataset.from_list(rows, features=INSTRUCTION_FEATURES)
+
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def instruction_statistics(rows: list[dict]) -> dict:
+    """Per type: rows, user turns, whitespace/punctuation tokens; per benchmark skill: rows and answer letters."""
+    per_type: dict[str, dict] = {}
+    skills: Counter = Counter()
+    letters: Counter = Counter()
+    for row in rows:
+        entry = per_type.setdefault(row["type"], {"rows": 0, "turns": 0, "tokens": 0})
+        entry["rows"] += 1
+        entry["turns"] += sum(message["role"] == "user" for message in row["messages"])
+        entry["tokens"] += len(_TOKEN_RE.findall(_row_text(row)))
+        match = re.search(r"-mc-(\w+)$", row["id"])
+        if match:
+            skills[match.group(1)] += 1
+            letters[row["messages"][-1]["content"][0]["text"][:1]] += 1
+    return {"per_type": per_type, "skills": dict(skills), "answer_letters": dict(sorted(letters.items()))}
+
+
+def statistics_markdown(stats: dict) -> str:
+    table = markdown_table(
+        ["type", "rows", "mean user turns", "mean tokens", "total tokens"],
+        [(kind, s["rows"], f"{s['turns'] / s['rows']:.2f}", f"{s['tokens'] / s['rows']:.1f}", s["tokens"])
+         for kind, s in sorted(stats["per_type"].items())],
+    )
+    skills = markdown_table(["benchmark skill (multiple choice rows)", "rows"], sorted(stats["skills"].items()))
+    letters = ", ".join(f"{letter}: {n}" for letter, n in stats["answer_letters"].items()) or "none"
+    return (f"{table}\n\nTokens are words and punctuation marks (`\\w+|[^\\w\\s]`), not model tokens.\n\n"
+            f"{skills}\n\nCorrect answer letters: {letters}.")
+
+
+def instruction_card(stats: dict, generator_description: str, mix: dict[str, float], source: str) -> CardInfo:
+    mix_text = ", ".join(f"{k}={v:.2f}" for k, v in mix.items())
+    return CardInfo(
+        pretty_name="DeepSight Depth Instruction Dataset",
+        description=(
+            "Depth-aware instructions in TRL's conversational format (LLaVA-style): complex reasoning, "
+            "multi-round conversations and detailed descriptions about a depth map, plus multiple-choice "
+            "items for the Depth Template Benchmark's four skills. Each row holds `messages` with an "
+            "`{\"type\": \"image\"}` block, the depth map in `images` (16-bit PNG, millimetres) and the "
+            "boxes `[x0, y0, x1, y1]` the conversation is about in `boxes` (empty = whole image)."
+        ),
+        license="other",
+        tags=["depth", "instruction-tuning", "llava", "trl"],
+        task_categories=["image-text-to-text"],
+        sections={
+            "Generation": (f"Source scenes: `{source}`. Generator: {generator_description}. Mix of free-form "
+                           f"types: {mix_text}. Distances are mean depth under the instance mask; pairs are "
+                           "compared only when their distances differ by >= 0.3 m and >= 10%."),
+            "Statistics": statistics_markdown(stats),
+            "Using with TRL": ("`SFTTrainer` reads `messages` + `images` directly; keep `boxes` with "
+                               "`remove_unused_columns=False` and a collator that builds the Bbox mask."),
+        },
+    )
+
+
+def scenes_from_pairs(folder: str | Path) -> Iterable[Scene]:
+    """Scenes rebuilt from a depth-text-bbox pairs folder (boxes only: object depth is the box mean)."""
+    from dataset_scripts.depth_estimation import pil_to_depth
+    from dataset_scripts.scene import SceneObject
+
+    pairs = datasets.load_dataset(str(folder), split="train")
+    for row in pairs:
+        objects = [SceneObject(name=name, box=tuple(box)) for name, box in zip(row["labels"], row["boxes"])]
+        yield Scene(id=row["id"], source=row["source"], depth=pil_to_depth(row["depth"]), objects=objects,
+                    scene_type=row["scene"] or None, captions=list(row["captions"]),
+                    depth_is_predicted=bool(row["depth_is_predicted"]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepsight data instructions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=["synthetic", "pairs"], default="synthetic")
+    parser.add_argument("--pairs-dir", help="a depth-text-bbox pairs folder (for --source pairs)")
+    parser.add_argument("--num-scenes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--generator", choices=["offline", "openai"], default="offline")
+    parser.add_argument("--mix", help="TYPE=WEIGHT,...; default " + ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()))
+    parser.add_argument("--rows-per-scene", type=int, default=3, help="free-form rows per scene")
+    parser.add_argument("--mc-skills", default=",".join(BENCHMARK_SKILLS),
+                        help="benchmark skills to write multiple-choice rows for ('' = none)")
+    parser.add_argument("--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)")
+    parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
+    parser.add_argument("--api-key", help="default: env OPENAI_API_KEY")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--max-retries", type=int, default=4)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def make_generator(args, cache_root: Path):
+    if args.generator == "offline":
+        return OfflineInstructionGenerator(seed=args.seed)
+    from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
+
+    client = OpenAIChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key,
+                              timeout=args.timeout, max_retries=args.max_retries)
+    return OpenAIInstructionGenerator(client, cache_dir=cache_root / "openai")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.num_scenes < 1:
+        raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
+    mix = parse_mix(args.mix)
+    skills = tuple(s for s in args.mc_skills.split(",") if s)
+    output = Path(args.output)
+    cache_root = output / ".cache"
+    generator = make_generator(args, cache_root)
+    if args.source == "synthetic":
+        from dataset_scripts.synthetic import generate_scenes
+
+        scenes = generate_scenes(args.num_scenes, args.seed, split="train", width=args.width, height=args.height, noise=False)
+        total = args.num_scenes
+    else:
+        if not args.pairs_dir:
+            raise SystemExit("--source pairs needs --pairs-dir")
+        scenes, total = scenes_from_pairs(args.pairs_dir), None
+    rows, report = build_instruction_rows(scenes, generator, cache_root / "rows", mix, args.rows_per_scene, skills,
+                                          args.seed, total=total, progress=not args.no_progress)
+    stats = instruction_statistics(rows)
+    card = instruction_card(stats, generator.describe(), mix, args.source)
+    export_dataset(rows_to_dataset(rows), output, card)
+    print(report.summary())
+    print(statistics_markdown(stats))
+    print(f"wrote {len(rows)} rows to {output}")
+    return 0

@@ -1,0 +1,558 @@
+"""The offline instruction generator: correct, varied instructions written from a scene's ground truth.
+
+Everything an answer states is computed from the Scene: an object's distance is the mean valid depth
+under its instance mask (`SceneObject.mean_depth`, the benchmark's rule), left/right is where the box
+centre falls in the image, sizes and gaps in metres come from the pinhole intrinsics, the room type is
+the scene label. Only objects whose name occurs once in the scene are named in questions about one
+object, so "the chair" is never ambiguous. Two objects are compared only when their distances differ
+clearly (`DISTANCE_MARGIN_M` and `DISTANCE_MARGIN_RATIO`), the same ground-truth rule that keeps the
+benchmark free of ambiguous pairs.
+
+Besides the three free-form types (complex reasoning, multi-round conversation, detailed
+description) it writes multiple-choice items for the four benchmark skills in exactly the benchmark's
+layout (`deepsight.prompts.format_multiple_choice` / `answer_text`); they are `conversation` rows with
+one round, the boxes the question names in the row's `boxes`.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from dataset_scripts import vocab
+from dataset_scripts.scene import Scene
+from deepsight.prompts import answer_text, format_multiple_choice
+
+INSTRUCTION_TYPES = ("complex_reasoning", "conversation", "detailed_description")
+BENCHMARK_SKILLS = ("scene_classification", "recognition", "distance_judgment", "security")
+
+DISTANCE_MARGIN_M = 0.3
+DISTANCE_MARGIN_RATIO = 0.1
+MIN_OBJECT_AREA_FRACTION = 0.002  # smaller regions hold too few depth pixels for a trustworthy mean
+
+DEFAULT_SCENE_TYPES = (
+    "bathroom", "bedroom", "bookstore", "classroom", "dining room", "home office", "kitchen",
+    "living room", "office", "conference room", "corridor", "library", "furniture store", "lab",
+)
+DEFAULT_OBJECT_VOCABULARY = (
+    "bathtub", "bed", "bookshelf", "box", "cabinet", "chair", "computer monitor", "counter", "curtain",
+    "desk", "door", "dresser", "lamp", "laptop", "mirror", "night stand", "picture", "pillow", "plant",
+    "refrigerator", "shelf", "sink", "sofa", "table", "television", "toilet", "towel", "trash can",
+    "whiteboard", "window", "printer", "piano", "stool", "bench", "oven", "microwave", "clock", "vase",
+    "bottle", "cup", "bowl", "book", "keyboard", "backpack", "suitcase", "umbrella", "fan", "radiator",
+)
+
+# Phrasings. Each list is sampled per item, so one dataset holds many wordings of every question.
+SCENE_QUESTIONS = (
+    "What type of room is shown in this depth map?",
+    "Which kind of scene does this depth image show?",
+    "Based on the depth image, what kind of place is this?",
+    "Classify the scene captured in this depth map.",
+    "Where was this depth image most likely taken?",
+    "What room is this?",
+)
+RECOGNITION_QUESTIONS = (
+    "What is the object in the boxed region?",
+    "Which object is located inside the highlighted box?",
+    "Identify the object in the marked region of the depth map.",
+    "What does the region inside the box contain?",
+    "Which of these objects occupies the boxed area?",
+)
+FARTHER_QUESTIONS = (
+    "Which object is farther from the camera: the {a} or the {b}?",
+    "Between the {a} and the {b}, which one is farther away?",
+    "Of the {a} and the {b}, which is at a greater distance from the viewpoint?",
+    "Looking at the depth map, is the {a} or the {b} farther from the viewer?",
+    "Which is more distant from the camera, the {a} or the {b}?",
+)
+ABSENT_QUESTIONS = (
+    "Which of the following objects does not appear in this scene?",
+    "Which object is absent from the depth image?",
+    "One of these objects is not in the scene. Which one?",
+    "Which of these cannot be found in the depth map?",
+    "Which object is missing from this scene?",
+)
+
+
+def scene_rng(seed: int, scene_id: str, purpose: str = "") -> np.random.Generator:
+    """A generator that depends only on (seed, scene id, purpose): a scene's rows do not depend on
+    which other scenes were built before it, so reruns, resumes and shards agree row for row."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(f"{scene_id}|{purpose}".encode())])
+
+
+def metres(value: float) -> str:
+    return f"{value:.1f} m"
+
+
+@dataclass
+class ObjectFact:
+    index: int  # position in scene.objects
+    name: str
+    box: tuple[float, float, float, float]
+    depth: float  # mean valid depth under the mask, metres
+    side: str  # "left" | "middle" | "right"
+    width_m: float | None  # physical width from the box and intrinsics, when known
+    lateral_m: tuple[float, float] | None  # left/right edge in metres from the optical axis
+
+
+@dataclass
+class SceneFacts:
+    scene: Scene
+    objects: list[ObjectFact]  # every usable object, nearest first
+    counts: Counter
+    room_depth: float  # 95th percentile of valid depth: how deep the room reaches
+    scene_type: str | None
+
+    @property
+    def unique(self) -> list[ObjectFact]:
+        """Objects whose name occurs once, so a question can name them without ambiguity."""
+        return [fact for fact in self.objects if self.counts[fact.name] == 1]
+
+    def clearly_apart(self, a: ObjectFact, b: ObjectFact) -> bool:
+        gap = abs(a.depth - b.depth)
+        return gap >= DISTANCE_MARGIN_M and gap >= DISTANCE_MARGIN_RATIO * max(a.depth, b.depth)
+
+    def straight_ahead(self) -> list[ObjectFact]:
+        """Objects whose box covers the image's central column, nearest first."""
+        centre = self.scene.width / 2.0
+        return [fact for fact in self.objects if fact.box[0] <= centre <= fact.box[2]]
+
+
+def side_of(box, width: int) -> str:
+    centre = (box[0] + box[2]) / 2.0
+    if centre < width / 3.0:
+        return "left"
+    if centre > 2.0 * width / 3.0:
+        return "right"
+    return "middle"
+
+
+def scene_facts(scene: Scene) -> SceneFacts:
+    """The ground truth every generated sentence is computed from."""
+    depth = scene.depth
+    min_area = MIN_OBJECT_AREA_FRACTION * depth.size
+    facts = []
+    for index, obj in enumerate(scene.objects):
+        name = vocab.normalize_object_name(obj.name)
+        if not vocab.is_question_worthy(name):
+            continue
+        region = obj.region(depth.shape)
+        if int((region & (depth > 0)).sum()) < min_area:
+            continue
+        mean_depth = obj.mean_depth(depth)
+        if not math.isfinite(mean_depth):
+            continue
+        width_m = lateral = None
+        if scene.intrinsics is not None:
+            fx, cx = float(scene.intrinsics[0, 0]), float(scene.intrinsics[0, 2])
+            lateral = ((obj.box[0] - cx) * mean_depth / fx, (obj.box[2] - cx) * mean_depth / fx)
+            width_m = lateral[1] - lateral[0]
+        facts.append(ObjectFact(index, name, tuple(float(v) for v in obj.box), mean_depth,
+                                side_of(obj.box, scene.width), width_m, lateral))
+    facts.sort(key=lambda fact: fact.depth)
+    valid = depth[depth > 0]
+    room_depth = float(np.percentile(valid, 95)) if valid.size else float("nan")
+    scene_type = vocab.normalize_scene_name(scene.scene_type) if scene.scene_type else None
+    return SceneFacts(scene, facts, Counter(fact.name for fact in facts), room_depth, scene_type)
+
+
+def where(fact: ObjectFact) -> str:
+    return "in the middle of the view" if fact.side == "middle" else f"on the {fact.side}"
+
+
+def plural(name: str, count: int) -> str:
+    if count == 1:
+        return name
+    if name.endswith(("s", "sh", "ch", "x")):
+        return name + "es"
+    return name + "s"
+
+
+def object_list(facts: SceneFacts) -> str:
+    parts = [f"{count} {plural(name, count)}" if count > 1 else f"a {name}" for name, count in sorted(facts.counts.items())]
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Question-answer pairs for conversations (each returns None when the scene cannot support it)
+# --------------------------------------------------------------------------------------------------
+
+
+def qa_room_type(facts: SceneFacts, rng):
+    if not facts.scene_type:
+        return None
+    q = rng.choice(["What kind of room is this?", "Can you tell what room this depth map shows?",
+                    "What type of space is this?"])
+    named = [f"the {fact.name}" for fact in facts.unique[:3]]
+    evidence = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + (named[-1] if named else "")
+    a = f"It looks like a {facts.scene_type}."
+    if evidence:
+        a += f" The shapes of {evidence} fit that kind of room."
+    return q, a, []
+
+
+def qa_count(facts: SceneFacts, rng):
+    if not facts.counts:
+        return None
+    name = str(rng.choice(sorted(facts.counts)))
+    count = facts.counts[name]
+    q = rng.choice([f"How many {plural(name, 2)} are there?", f"How many {plural(name, 2)} can you see in the depth map?",
+                    f"Count the {plural(name, 2)} in this scene."])
+    a = f"There {'is' if count == 1 else 'are'} {count} {plural(name, count)} in the scene."
+    return q, a, [list(f.box) for f in facts.objects if f.name == name]
+
+
+def qa_distance(facts: SceneFacts, rng):
+    if not facts.unique:
+        return None
+    fact = facts.unique[int(rng.integers(len(facts.unique)))]
+    q = rng.choice([f"How far away is the {fact.name}?", f"What is the distance from the camera to the {fact.name}?",
+                    f"Roughly how many metres away is the {fact.name}?"])
+    a = f"The {fact.name} is about {metres(fact.depth)} from the camera, {where(fact)}."
+    return q, a, [list(fact.box)]
+
+
+def qa_position(facts: SceneFacts, rng):
+    if not facts.unique:
+        return None
+    fact = facts.unique[int(rng.integers(len(facts.unique)))]
+    q = rng.choice([f"Where is the {fact.name}?", f"Where in the view is the {fact.name} located?",
+                    f"Is the {fact.name} on the left or on the right?"])
+    a = f"The {fact.name} is {where(fact)}, about {metres(fact.depth)} away."
+    return q, a, [list(fact.box)]
+
+
+def _clear_pair(facts: SceneFacts, rng):
+    pairs = [(a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :] if facts.clearly_apart(a, b)]
+    if not pairs:
+        return None
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    return (a, b) if rng.random() < 0.5 else (b, a)
+
+
+def qa_closer(facts: SceneFacts, rng):
+    pair = _clear_pair(facts, rng)
+    if pair is None:
+        return None
+    a, b = pair
+    near, far = (a, b) if a.depth < b.depth else (b, a)
+    q = rng.choice([f"Which is closer to the camera, the {a.name} or the {b.name}?",
+                    f"Is the {a.name} nearer than the {b.name}?"])
+    a_text = (f"The {near.name} is closer: it is about {metres(near.depth)} away, while the {far.name} "
+              f"is about {metres(far.depth)} away.")
+    return q, a_text, [list(a.box), list(b.box)]
+
+
+def qa_nearest(facts: SceneFacts, rng):
+    if not facts.objects:
+        return None
+    nearest = facts.objects[0]
+    if facts.counts[nearest.name] > 1:
+        return None
+    q = rng.choice(["What is the closest object to the camera?", "Which object is nearest to the viewer?",
+                    "What is right in front of the camera?"])
+    return q, f"The nearest object is the {nearest.name}, about {metres(nearest.depth)} away {where(nearest)}.", [list(nearest.box)]
+
+
+def qa_farthest(facts: SceneFacts, rng):
+    if len(facts.objects) < 2 or facts.counts[facts.objects[-1].name] > 1:
+        return None
+    far = facts.objects[-1]
+    q = rng.choice(["Which object is the farthest away?", "What is the most distant object in the scene?"])
+    return q, f"The farthest object is the {far.name}, about {metres(far.depth)} from the camera {where(far)}.", [list(far.box)]
+
+
+def qa_room_depth(facts: SceneFacts, rng):
+    if not math.isfinite(facts.room_depth):
+        return None
+    q = rng.choice(["How deep is the room?", "How far does the space extend from the camera?"])
+    return q, f"The farthest surfaces are about {metres(facts.room_depth)} from the camera.", []
+
+
+CONVERSATION_QUESTIONS = (qa_room_type, qa_count, qa_distance, qa_position, qa_closer, qa_nearest, qa_farthest, qa_room_depth)
+
+
+# --------------------------------------------------------------------------------------------------
+# Complex reasoning (one question that needs several facts combined)
+# --------------------------------------------------------------------------------------------------
+
+
+def cr_walk_ahead(facts: SceneFacts, rng):
+    ahead = facts.straight_ahead()
+    q = rng.choice(["If I walk straight ahead from the camera, what will I reach first, and after how far?",
+                    "A robot drives straight forward from the camera position. What does it hit first?"])
+    if not ahead:
+        if not math.isfinite(facts.room_depth):
+            return None
+        return q, (f"Nothing is in the way straight ahead: the path is clear until the far side of the room, "
+                   f"roughly {metres(facts.room_depth)} away."), []
+    first = ahead[0]
+    answer = f"The first obstacle straight ahead is the {first.name}, about {metres(first.depth)} away"
+    if facts.counts[first.name] > 1:
+        answer += f" (one of the {facts.counts[first.name]} {plural(first.name, 2)})"
+    answer += f", so there are roughly {metres(first.depth)} of free space in front of the camera."
+    return q, answer, [list(first.box)]
+
+
+def cr_order(facts: SceneFacts, rng):
+    unique = facts.unique
+    if len(unique) < 3:
+        return None
+    chosen = sorted(rng.choice(len(unique), size=min(4, len(unique)), replace=False).tolist())
+    picked = [unique[i] for i in chosen]
+    shown = list(picked)
+    rng.shuffle(shown)
+    q = rng.choice(["Order these objects from nearest to farthest: {}.", "Sort by distance from the camera, closest first: {}."]
+                   ).format(", ".join(f"the {f.name}" for f in shown))
+    steps = ", then ".join(f"the {f.name} ({metres(f.depth)})" for f in sorted(picked, key=lambda f: f.depth))
+    return q, f"From nearest to farthest: {steps}.", [list(f.box) for f in shown]
+
+
+def cr_reach(facts: SceneFacts, rng):
+    pair = _clear_pair(facts, rng)
+    if pair is None:
+        return None
+    a, b = pair
+    near, far = (a, b) if a.depth < b.depth else (b, a)
+    q = rng.choice([f"I want to grab the {a.name} or the {b.name}, whichever is closer. Which should I go for and why?",
+                    f"Standing at the camera, would I reach the {a.name} or the {b.name} first?"])
+    answer = (f"The {near.name}. The depth under it averages about {metres(near.depth)}, against about "
+              f"{metres(far.depth)} for the {far.name}, so it is roughly {metres(far.depth - near.depth)} closer.")
+    return q, answer, [list(a.box), list(b.box)]
+
+
+def cr_gap(facts: SceneFacts, rng):
+    """Can something of a given width pass between two side-by-side objects (lateral gap from intrinsics)."""
+    candidates = []
+    for i, a in enumerate(facts.unique):
+        for b in facts.unique[i + 1 :]:
+            if a.lateral_m is None or b.lateral_m is None or facts.clearly_apart(a, b):
+                continue  # only side-by-side pairs: a lateral gap means little between near and far objects
+            left, right = (a, b) if a.lateral_m[0] < b.lateral_m[0] else (b, a)
+            gap = right.lateral_m[0] - left.lateral_m[1]
+            if gap > 0.1:
+                candidates.append((left, right, gap))
+    if not candidates:
+        return None
+    left, right, gap = candidates[int(rng.integers(len(candidates)))]
+    width = float(rng.choice([0.4, 0.6, 0.8, 1.0]))
+    fits = gap >= width
+    q = f"Could a {width:.1f} m wide robot pass between the {left.name} and the {right.name}?"
+    verdict = "Yes" if fits else "No"
+    answer = (f"{verdict}. The {left.name} and the {right.name} stand side by side at about "
+              f"{metres((left.depth + right.depth) / 2)} from the camera, with a horizontal gap of about "
+              f"{metres(gap)} between them, which is {'wider' if fits else 'narrower'} than {width:.1f} m.")
+    return q, answer, [list(left.box), list(right.box)]
+
+
+def cr_room(facts: SceneFacts, rng):
+    if not facts.scene_type or not facts.objects:
+        return None
+    q = rng.choice(["What kind of room is this likely to be, and what in the depth map supports that?",
+                    "Guess the room type and explain your reasoning."])
+    answer = (f"This is most likely a {facts.scene_type}. The depth map shows {object_list(facts)}, "
+              f"and the room reaches about {metres(facts.room_depth)} from the camera.")
+    return q, answer, []
+
+
+COMPLEX_REASONING_QUESTIONS = (cr_walk_ahead, cr_order, cr_reach, cr_gap, cr_room)
+
+
+def detailed_description(facts: SceneFacts, rng) -> str:
+    opening = rng.choice(["This depth map shows {}.", "The depth image captures {}.", "We are looking at {}."])
+    sentences = [opening.format(f"a {facts.scene_type}" if facts.scene_type else "an indoor scene")]
+    if facts.objects:
+        sentences.append(f"It contains {object_list(facts)}.")
+        for fact in facts.objects[:6]:
+            sentences.append(f"A {fact.name} is {where(fact)}, about {metres(fact.depth)} from the camera.")
+        nearest, farthest = facts.objects[0], facts.objects[-1]
+        if len(facts.objects) > 1:
+            sentences.append(f"The nearest object is a {nearest.name} and the farthest a {farthest.name}.")
+        ahead = facts.straight_ahead()
+        if ahead:
+            sentences.append(f"Straight ahead the first obstacle is a {ahead[0].name} at about {metres(ahead[0].depth)}.")
+    if math.isfinite(facts.room_depth):
+        sentences.append(f"The far surfaces of the room are about {metres(facts.room_depth)} away.")
+    return " ".join(sentences)
+
+
+DESCRIPTION_REQUESTS = (
+    "Describe this depth map in detail.",
+    "Give a detailed description of the scene, including where things are and how far away.",
+    "What can you tell me about the layout of this room from the depth image?",
+    "Explain the spatial layout of this scene.",
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------------
+
+
+def user(text: str, with_image: bool = False) -> dict:
+    content = ([{"type": "image", "text": None}] if with_image else []) + [{"type": "text", "text": text}]
+    return {"role": "user", "content": content}
+
+
+def assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def single_turn(question: str, answer: str) -> list[dict]:
+    return [user(question, with_image=True), assistant(answer)]
+
+
+def make_row(scene: Scene, kind: str, key: str, messages: list[dict], boxes: list) -> dict:
+    """An instruction row without its depth image (added when the dataset is assembled)."""
+    return {"id": f"{scene.id}-{key}", "type": kind, "messages": messages,
+            "boxes": [[[float(v) for v in box] for box in boxes]], "source": scene.source}
+
+
+class OfflineInstructionGenerator:
+    """Writes instruction rows for a Scene from its ground truth; deterministic given (seed, scene id)."""
+
+    name = "offline"
+
+    def __init__(self, seed: int = 0, object_vocabulary=DEFAULT_OBJECT_VOCABULARY, scene_vocabulary=DEFAULT_SCENE_TYPES):
+        self.seed = seed
+        self.object_vocabulary = sorted({vocab.normalize_object_name(n) for n in object_vocabulary})
+        self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
+
+    def fingerprint(self) -> dict:
+        return {"name": self.name, "seed": self.seed, "objects": self.object_vocabulary, "scenes": self.scene_vocabulary}
+
+    def describe(self) -> str:
+        return "offline, from the scene graph's ground truth (deterministic from the seed)"
+
+    def generate(self, scene: Scene, types: list[str]) -> tuple[list[dict], int]:
+        """Rows for the requested free-form types, and how many could not be made (always 0 here:
+        a type the scene cannot support, e.g. no objects, is simply left out)."""
+        facts = scene_facts(scene)
+        rows = []
+        for slot, kind in enumerate(types):
+            rng = scene_rng(self.seed, scene.id, f"{kind}-{slot}")
+            made = {"conversation": self.conversation, "complex_reasoning": self.complex_reasoning,
+                    "detailed_description": self.description}[kind](facts, rng)
+            if made is not None:
+                messages, boxes = made
+                rows.append(make_row(scene, kind, f"{kind}-{slot}", messages, boxes))
+        return rows, 0
+
+    def conversation(self, facts: SceneFacts, rng):
+        order = rng.permutation(len(CONVERSATION_QUESTIONS))
+        turns, boxes = [], []
+        for index in order:
+            made = CONVERSATION_QUESTIONS[index](facts, rng)
+            if made is None:
+                continue
+            question, answer, named = made
+            turns += [user(question, with_image=not turns), assistant(answer)]
+            boxes += [box for box in named if box not in boxes]
+            if len(turns) >= 2 * int(rng.integers(3, 6)):
+                break
+        if len(turns) < 4:  # a "multi-round" conversation needs two rounds at least
+            return None
+        return turns, boxes
+
+    def complex_reasoning(self, facts: SceneFacts, rng):
+        for index in rng.permutation(len(COMPLEX_REASONING_QUESTIONS)):
+            made = COMPLEX_REASONING_QUESTIONS[index](facts, rng)
+            if made is not None:
+                question, answer, boxes = made
+                return single_turn(question, answer), boxes
+        return None
+
+    def description(self, facts: SceneFacts, rng):
+        if not facts.objects and not math.isfinite(facts.room_depth):
+            return None
+        return single_turn(str(rng.choice(DESCRIPTION_REQUESTS)), detailed_description(facts, rng)), []
+
+    # ---------------------------------------------------------------- benchmark-skill multiple choice
+
+    def multiple_choice(self, scene: Scene, skills=BENCHMARK_SKILLS) -> list[dict]:
+        facts = scene_facts(scene)
+        rows = []
+        for skill in skills:
+            rng = scene_rng(self.seed, scene.id, f"mc-{skill}")
+            made = getattr(self, f"mc_{skill}")(facts, rng)
+            if made is None:
+                continue
+            question, options, answer_index, boxes = made
+            messages = single_turn(format_multiple_choice(question, options), answer_text(options, answer_index))
+            rows.append(make_row(scene, "conversation", f"mc-{skill}", messages, boxes))
+        return rows
+
+    @staticmethod
+    def _place_answer(answer: str, distractors: list[str], rng) -> tuple[list[str], int]:
+        """Options with the answer at a uniformly drawn position, so every letter is right equally often."""
+        position = int(rng.integers(len(distractors) + 1))
+        options = list(distractors)
+        options.insert(position, answer)
+        return options, position
+
+    def _distractors(self, pool: list[str], avoid: list[str], count: int, rng, same=vocab.confusable) -> list[str] | None:
+        candidates = [name for name in pool if not any(same(name, other) for other in avoid)]
+        chosen: list[str] = []
+        for index in rng.permutation(len(candidates)):
+            name = candidates[index]
+            if not any(same(name, other) for other in chosen):
+                chosen.append(name)
+            if len(chosen) == count:
+                return chosen
+        return None
+
+    def mc_scene_classification(self, facts: SceneFacts, rng):
+        if not facts.scene_type:
+            return None
+        distractors = self._distractors(self.scene_vocabulary, [facts.scene_type], 2, rng, same=vocab.scenes_confusable)
+        if distractors is None:
+            return None
+        options, index = self._place_answer(facts.scene_type, distractors, rng)
+        return str(rng.choice(SCENE_QUESTIONS)), options, index, []
+
+    def mc_recognition(self, facts: SceneFacts, rng):
+        if not facts.unique:
+            return None
+        target = facts.unique[int(rng.integers(len(facts.unique)))]
+        # Distractors are absent from the whole scene, so no option is right under another box.
+        distractors = self._distractors(self.object_vocabulary, list(facts.counts), 3, rng)
+        if distractors is None:
+            return None
+        options, index = self._place_answer(target.name, distractors, rng)
+        return str(rng.choice(RECOGNITION_QUESTIONS)), options, index, [list(target.box)]
+
+    def mc_distance_judgment(self, facts: SceneFacts, rng):
+        pairs = [(a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :]
+                 if facts.clearly_apart(a, b) and not vocab.confusable(a.name, b.name)]
+        if not pairs:
+            return None
+        a, b = pairs[int(rng.integers(len(pairs)))]
+        far, near = (a, b) if a.depth > b.depth else (b, a)
+        options, index = self._place_answer(far.name, [near.name], rng)
+        question = str(rng.choice(FARTHER_QUESTIONS)).format(a=options[0], b=options[1])
+        return question, options, index, [list(far.box) if o == far.name else list(near.box) for o in options]
+
+    def mc_security(self, facts: SceneFacts, rng):
+        present = sorted(facts.counts)
+        if len(present) < 3:
+            return None
+        chosen: list[str] = []
+        for index in rng.permutation(len(present)):
+            if not any(vocab.confusable(present[index], other) for other in chosen):
+                chosen.append(present[index])
+            if len(chosen) == 3:
+                break
+        if len(chosen) < 3:
+            return None
+        absent = self._distractors(self.object_vocabulary, present, 1, rng)
+        if absent is None:
+            return None
+        order = rng.permutation(3)
+        options, index = self._place_answer(absent[0], [chosen[i] for i in order], rng)
+        return str(rng.choice(ABSENT_QUESTIONS)), options, index, []

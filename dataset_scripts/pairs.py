@@ -1,0 +1,403 @@
+"""`deepsight data pairs`: depth-text-bbox pairs (paper §4) from COCO + a depth estimator, or the synthetic world.
+
+Row: `id, source, depth, caption, captions, caption_scores, boxes, labels, scene, depth_is_predicted`
+(docs/CONTRACTS.md). `depth` is a 16-bit PNG in millimetres; for COCO it is *predicted* by the
+estimator, for the synthetic world it is the renderer's exact depth.
+
+Caption scoring (the paper keeps, of COCO's ~5 captions, the one its depth-text encoder likes best):
+`--scorer PATH_OR_ID` loads any dual encoder with `get_image_features` / `get_text_features`
+(DeepSight's stage-0 `DeepSightDualEncoder`, fed the depth and the boxes; or a CLIP-like checkpoint,
+fed the depth as an 8-bit gray image). Without `--scorer` the captions are ranked by how many of the
+annotated object names they mention (`label-overlap`). All scores are stored.
+
+Scale: `--shard-index I --num-shards N` makes a process handle the images whose position in the
+id-sorted list is I mod N (the defaults come from `RANK` / `WORLD_SIZE`, which `torchrun` and
+`accelerate launch` set, so `accelerate launch -m dataset_scripts.pairs ...` splits COCO over every
+GPU, each on `cuda:$LOCAL_RANK`). Each shard writes `<output>/parts/part-I-of-N.parquet`; the process
+that finds all N parts present merges them into the published folder. Depth maps are cached per
+image id in `<output>/.cache/depth/`, so a rerun (after a crash, or to merge) only estimates what is
+missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+import datasets
+from dataset_scripts.depth_estimation import DEFAULT_ESTIMATOR, DepthCache, DepthEstimator, estimate_depths
+from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
+from dataset_scripts.scene import Scene
+
+logger = logging.getLogger(__name__)
+
+PAIRS_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "depth": datasets.Image(),
+        "caption": datasets.Value("string"),
+        "captions": datasets.List(datasets.Value("string")),
+        "caption_scores": datasets.List(datasets.Value("float32")),
+        "boxes": datasets.List(datasets.List(datasets.Value("float32"))),
+        "labels": datasets.List(datasets.Value("string")),
+        "scene": datasets.Value("string"),
+        "depth_is_predicted": datasets.Value("bool"),
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Caption scoring
+# --------------------------------------------------------------------------------------------------
+
+
+class LabelOverlapScorer:
+    """Fraction of the scene's distinct object names a caption mentions (the fallback without a model)."""
+
+    name = "label-overlap"
+
+    def score(self, scene: Scene, captions: list[str]) -> list[float]:
+        names = {obj.name.lower() for obj in scene.objects}
+        if not names:
+            return [0.0] * len(captions)
+        return [sum(re.search(rf"\b{re.escape(n)}(e?s)?\b", c.lower()) is not None for n in names) / len(names)
+                for c in captions]
+
+
+def _embedding(output, *fields: str):
+    """`get_*_features` return a tensor (DeepSight, transformers 4) or an output holding it (CLIP in v5)."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in fields:
+        value = getattr(output, name, None)
+        if value is not None:
+            return value
+    raise TypeError(f"cannot find an embedding among {fields} in {type(output).__name__}")
+
+
+def depth_to_gray_rgb(depth: np.ndarray):
+    """Depth -> 8-bit RGB for RGB encoders: brighter = closer, invalid = black (the `gray8` convention)."""
+    from PIL import Image
+
+    valid = depth > 0
+    far = float(depth[valid].max()) if valid.any() else 1.0
+    gray = np.where(valid, np.clip(np.round(255.0 - 254.0 * depth / max(far, 1e-6)), 1, 255), 0).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
+
+
+class DualEncoderScorer:
+    """Cosine similarity between a depth map and each caption under a dual encoder loaded by path or id."""
+
+    def __init__(self, model_name_or_path: str, device: str | None = None):
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+        from dataset_scripts.depth_estimation import pick_device
+
+        self.name = str(model_name_or_path)
+        self.device = pick_device(device)
+        config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
+        self.is_depth_model = str(getattr(config, "model_type", "")).startswith("deepsight")
+        self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True).to(self.device).eval()
+        self.image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True)
+        for method in ("get_image_features", "get_text_features"):
+            if not hasattr(self.model, method):
+                raise ValueError(f"--scorer {model_name_or_path}: {type(self.model).__name__} has no {method}; "
+                                 "a dual encoder (DeepSightDualEncoder, CLIP-like) is needed")
+
+    def score(self, scene: Scene, captions: list[str]) -> list[float]:
+        import torch
+
+        if not captions:
+            return []
+        if self.is_depth_model:
+            boxes = [[list(obj.box) for obj in scene.objects]]
+            image_inputs = self.image_processor(images=[scene.depth], boxes=boxes, depth_encoding="metres", return_tensors="pt")
+        else:
+            image_inputs = self.image_processor(images=[depth_to_gray_rgb(scene.depth)], return_tensors="pt")
+        text = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            image = _embedding(self.model.get_image_features(**image_inputs.to(self.device)), "image_embeds", "pooler_output")
+            words = _embedding(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                                            attention_mask=text["attention_mask"].to(self.device)),
+                               "text_embeds", "pooler_output")
+        image = torch.nn.functional.normalize(image.float(), dim=-1)
+        words = torch.nn.functional.normalize(words.float(), dim=-1)
+        return (words @ image[0]).cpu().tolist()
+
+
+def load_scorer(name_or_path: str | None):
+    return LabelOverlapScorer() if not name_or_path else DualEncoderScorer(name_or_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------------
+
+
+def scene_captions(scene: Scene) -> list[str]:
+    """The scene's captions; for a scene without any, one written from its scene graph."""
+    if scene.captions:
+        return list(scene.captions)
+    from dataset_scripts.instructions_offline import object_list, scene_facts
+
+    facts = scene_facts(scene)
+    room = f"a {facts.scene_type}" if facts.scene_type else "a room"
+    return [f"{room} with {object_list(facts)}" if facts.objects else room]
+
+
+def pair_row(scene: Scene, scorer) -> dict:
+    captions = scene_captions(scene)
+    scores = [float(s) for s in scorer.score(scene, captions)]
+    best = int(np.argmax(scores)) if scores else 0  # ties keep the first caption, as COCO lists them
+    return {
+        "id": scene.id,
+        "source": scene.source,
+        "depth": depth_to_image_value(scene.depth),
+        "caption": captions[best],
+        "captions": captions,
+        "caption_scores": scores,
+        "boxes": [[float(v) for v in obj.box] for obj in scene.objects],
+        "labels": [obj.name for obj in scene.objects],
+        "scene": scene.scene_type or "",
+        "depth_is_predicted": bool(scene.depth_is_predicted),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+
+
+def shard_of(items: list, shard_index: int, num_shards: int) -> list:
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard: need 0 <= --shard-index < --num-shards, got {shard_index} of {num_shards}")
+    return items[shard_index::num_shards]
+
+
+def coco_scenes(
+    coco_dir: str | Path,
+    split: str,
+    estimator_name: str,
+    cache_dir: Path,
+    stats: Counter,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    batch_size: int = 8,
+    limit: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> Iterator[Scene]:
+    """COCO images of this shard as Scenes with estimated depth (estimated once, then read from the cache)."""
+    from dataset_scripts.coco import load_rgb, read_coco
+
+    annotations = read_coco(coco_dir, split)
+    stats.update({f"skipped: {k}": v for k, v in annotations.skipped.items()})
+    images = list(annotations.images.values())[:limit]
+    images = shard_of(images, shard_index, num_shards)
+    cache = DepthCache(cache_dir)
+    loaders = {image.scene_id: partial(load_rgb, annotations.image_path(image)) for image in images}
+    missing = [image_id for image_id in loaders if image_id not in cache]
+    started = time.perf_counter()
+    if missing:  # an all-cached rerun never loads the model
+        estimator = DepthEstimator(estimator_name, device=device, batch_size=batch_size)
+        report = estimate_depths(estimator.predict, loaders, cache, batch_size=batch_size, progress=progress)
+        stats["skipped: depth estimation failed"] += len(report.failed)
+        stats["depth estimated"] += len(report.estimated)
+        stats["depth seconds"] += time.perf_counter() - started
+    for image in images:
+        if image.scene_id in cache:
+            yield image.to_scene(cache.load(image.scene_id), split=split)
+
+
+def synthetic_scenes(num_scenes: int, seed: int, shard_index: int = 0, num_shards: int = 1,
+                     width: int = 320, height: int = 240) -> Iterator[Scene]:
+    from dataset_scripts.synthetic import render_scene
+
+    # One render seed per scene index (the same scenes whatever the sharding): generate_scenes' own
+    # seeding is per run, so shards render their indices directly.
+    for index in shard_of(list(range(num_scenes)), shard_index, num_shards):
+        scene = render_scene(seed * 1_000_003 + index, width=width, height=height, noise=False)
+        scene.id = f"synthetic-{seed}-{index:06d}"
+        yield scene
+
+
+def build_pair_rows(scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    return [pair_row(scene, scorer) for scene in tqdm(scenes, total=total, desc="pairs", unit="img", disable=not progress)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Output: parts per shard, merged into the published folder
+# --------------------------------------------------------------------------------------------------
+
+
+def part_paths(output: Path, shard_index: int, num_shards: int) -> tuple[Path, Path]:
+    stem = output / "parts" / f"part-{shard_index:05d}-of-{num_shards:05d}"
+    return stem.with_suffix(".parquet"), stem.with_suffix(".json")
+
+
+def write_part(rows: list[dict], stats: Counter, output: Path, shard_index: int, num_shards: int) -> None:
+    parquet, meta = part_paths(output, shard_index, num_shards)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    tmp = parquet.with_name(f".{parquet.name}.tmp")
+    datasets.Dataset.from_list(rows, features=PAIRS_FEATURES).to_parquet(str(tmp))
+    tmp.replace(parquet)
+    meta.write_text(json.dumps(dict(stats)))
+
+
+def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
+    """Merge when every part is there; one process wins the lock, the others leave it to it."""
+    parts = [part_paths(output, i, num_shards) for i in range(num_shards)]
+    if not all(p.exists() and m.exists() for p, m in parts):
+        return False
+    lock = output / "parts" / f".merge-{num_shards}.lock"
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        logger.info("another shard is merging %s", output)
+        return False
+    try:
+        os.close(descriptor)
+        stats: Counter = Counter()
+        for _, meta in parts:
+            stats.update(json.loads(meta.read_text()))
+        merged = datasets.concatenate_datasets(
+            [datasets.Dataset.from_parquet(str(p), features=PAIRS_FEATURES) for p, _ in parts])
+        merged = merged.sort("id")
+        export_dataset(merged, output, pairs_card(merged, stats, **card_settings))
+        return True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def pairs_card(dataset: datasets.Dataset, stats: Counter, source: str, estimator: str | None, scorer: str) -> CardInfo:
+    scenes = Counter(dataset["scene"])
+    boxes = [len(b) for b in dataset["boxes"]]
+    best = [max(s) for s in dataset["caption_scores"] if s]
+    rows = [("pairs", len(dataset)), ("mean objects per depth map", f"{np.mean(boxes):.2f}" if boxes else "0"),
+            ("mean best caption score", f"{np.mean(best):.3f}" if best else "n/a")]
+    rows += [(f"scene = {name or 'unknown'}", n) for name, n in sorted(scenes.items())]
+    rows += [(k, v if isinstance(v, int) else f"{v:.1f}") for k, v in sorted(stats.items())]
+    if source == "coco":
+        depth_text = (f"**The depth is predicted, not measured**: `{estimator}` (a transformers depth-estimation "
+                      "model) turned each COCO RGB image into metric depth, as the paper did with GLPN. Boxes, "
+                      "instance masks, labels and captions are COCO's own annotations (CC BY 4.0). The `scene` "
+                      "column is a coarse indoor/outdoor flag derived from the objects' supercategories "
+                      "(empty = undecided).")
+    else:
+        depth_text = ("The depth is the synthetic renderer's exact metric depth (not predicted); boxes, labels, "
+                      "scene types and captions come from the scene graph.")
+    return CardInfo(
+        pretty_name="DeepSight depth-text-bbox pairs",
+        description=("Depth maps (16-bit PNG, millimetres; 0 = invalid) with object boxes `[x0, y0, x1, y1]`, "
+                     "object labels and captions, for DeepSight's stage 0 (depth-text contrastive) and stage 1 "
+                     "(alignment). `caption` is the best-scoring of `captions`; `caption_scores` holds every score."),
+        license="cc-by-4.0" if source == "coco" else "other",
+        tags=["depth", "image-text", "deepsight"],
+        task_categories=["zero-shot-image-classification", "image-to-text"],
+        sections={
+            "Depth": depth_text,
+            "Caption scoring": f"Scorer: `{scorer}` (cosine similarity of depth and caption embeddings, or the "
+                               "fraction of object names a caption mentions for `label-overlap`).",
+            "Statistics": markdown_table(["what", "value"], rows),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def distributed_defaults() -> tuple[int, int]:
+    """(rank, world size) from torchrun / accelerate launch, (0, 1) when run alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    rank, world = distributed_defaults()
+    parser = argparse.ArgumentParser(prog="deepsight data pairs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=["coco", "synthetic"], required=True)
+    parser.add_argument("--coco-dir", help="folder with annotations/ and <split>/ images")
+    parser.add_argument("--split", default="val2017", help="COCO split, e.g. train2017 or val2017")
+    parser.add_argument("--limit", type=int, help="use only the first N COCO images (by id)")
+    parser.add_argument("--num-scenes", type=int, default=100, help="synthetic scenes to render")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--estimator", default=DEFAULT_ESTIMATOR, help="depth-estimation model id or local path")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", help="default: cuda:$LOCAL_RANK when a GPU is present, else cpu")
+    parser.add_argument("--scorer", help="dual encoder id or path for caption scoring (default: label overlap)")
+    parser.add_argument("--shard-index", type=int, default=rank, help="this process's shard (default: $RANK)")
+    parser.add_argument("--num-shards", type=int, default=world, help="number of shards (default: $WORLD_SIZE)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = Path(args.output)
+    shard_of([0], 0, 1)  # cheap checks first
+    if not 0 <= args.shard_index < args.num_shards:
+        raise SystemExit(f"--shard-index must be in [0, {args.num_shards}), got {args.shard_index}")
+    device = args.device
+    if device is None and "LOCAL_RANK" in os.environ:
+        import torch
+
+        device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+    stats: Counter = Counter()
+    scorer = load_scorer(args.scorer)
+    started = time.perf_counter()
+    if args.source == "coco":
+        if not args.coco_dir:
+            raise SystemExit("--source coco needs --coco-dir (a folder with annotations/ and the split's images)")
+        scenes = coco_scenes(args.coco_dir, args.split, args.estimator, output / ".cache" / "depth", stats,
+                             args.shard_index, args.num_shards, args.batch_size, args.limit, device,
+                             progress=not args.no_progress)
+        estimator = args.estimator
+    else:
+        if args.num_scenes < 1:
+            raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
+        scenes = synthetic_scenes(args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height)
+        estimator = None
+    rows = build_pair_rows(scenes, scorer, progress=not args.no_progress)
+    elapsed = time.perf_counter() - started
+    settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
+    if args.num_shards == 1:
+        if not rows:
+            raise SystemExit("no pairs were produced (every image was skipped); see the warnings above")
+        dataset = datasets.Dataset.from_list(rows, features=PAIRS_FEATURES)
+        export_dataset(dataset, output, pairs_card(dataset, stats, **settings))
+        merged = True
+    else:
+        write_part(rows, stats, output, args.shard_index, args.num_shards)
+        merged = try_merge(output, args.num_shards, settings)
+    print(markdown_table(["what", "value"], [("shard", f"{args.shard_index} of {args.num_shards}"),
+                                             ("pairs", len(rows)), ("seconds", f"{elapsed:.1f}"),
+                                             ("pairs/s", f"{len(rows) / max(elapsed, 1e-9):.2f}")]
+                         + [(k, v if isinstance(v, int) else f"{v:.2f}") for k, v in sorted(stats.items())]))
+    print(f"wrote {output}" if merged else f"wrote part {args.shard_index} of {args.num_shards} to {output / 'parts'}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Pinhole camera and numpy-vectorised ray casting of rooms furnished with primitives.
+
+World frame: x to the right along the near wall, y into the room, z up; the floor is ``z = 0`` and the
+room is the axis-aligned box ``[0, W] x [0, D] x [0, H]``. The camera frame is OpenCV's (x right,
+y down, z forward). Ray directions are scaled so that their camera-z component is 1, which makes the
+ray parameter ``t`` of a hit equal to its z-depth: the value a Kinect-like sensor reports.
+
+A primitive is a box, a vertical cylinder or an ellipsoid given by its centre, half extents and a yaw
+about the vertical axis. Intersections are computed in the primitive's local frame after dividing by
+the half extents; an affine change of frame keeps the ray parameter, so the unit shapes need no
+special cases. Each primitive is tested only against the rays of the screen rectangle its bounding
+box projects to, which keeps the cost proportional to the pixels it covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DTYPE = np.float32
+NEAR_PLANE = 0.05  # metres; hits closer than this are ignored (the camera never sits inside an object)
+
+BOX, CYLINDER, ELLIPSOID = "box", "cylinder", "ellipsoid"
+PRIMITIVE_KINDS = (BOX, CYLINDER, ELLIPSOID)
+
+# Room surfaces get ids 0..5 in the id buffer; object instances start at NUM_ROOM_SURFACES.
+ROOM_SURFACES = ("floor", "ceiling", "left wall", "right wall", "near wall", "far wall")
+NUM_ROOM_SURFACES = len(ROOM_SURFACES)
+
+
+def yaw_matrix(yaw: float) -> np.ndarray:
+    """Rotation about the world z axis by `yaw` radians (counter-clockwise seen from above)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def camera_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Camera-to-world rotation (columns: camera x, y, z axes in world coordinates).
+
+    yaw = 0, pitch = 0, roll = 0 looks along +y with the image x axis along +x; positive pitch looks up,
+    positive yaw turns left (towards -x), roll turns the image clockwise.
+    """
+    level = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # cam x->+x, y->-z, z->+y
+    cp, sp = np.cos(pitch), np.sin(pitch)
+    pitch_about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    cr, sr = np.cos(roll), np.sin(roll)
+    roll_about_optical_axis = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    return yaw_matrix(yaw) @ pitch_about_x @ level @ roll_about_optical_axis
+
+
+def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera: `K` in pixels, `rotation` camera-to-world, `position` in metres."""
+
+    K: np.ndarray
+    rotation: np.ndarray
+    position: np.ndarray
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"Camera size must be positive, got width={self.width}, height={self.height}.")
+        if np.shape(self.K) != (3, 3) or np.shape(self.rotation) != (3, 3) or np.shape(self.position) != (3,):
+            raise ValueError("Camera needs K (3x3), rotation (3x3) and position (3,).")
+
+    def ray_directions(self) -> np.ndarray:
+        """World ray directions, shape (3, H, W), with unit camera-z component (t == depth)."""
+        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
+        # pixel (row, col) is sampled at its centre (col + 0.5, row + 0.5), the convention of K here.
+        x = ((np.arange(self.width) + 0.5 - cx) / fx).astype(DTYPE)
+        y = ((np.arange(self.height) + 0.5 - cy) / fy).astype(DTYPE)
+        R = self.rotation.astype(DTYPE)
+        # R @ (x, y, 1) for every pixel, written as broadcast sums (no (H*W, 3) temporary).
+        return (
+            R[:, 0, None, None] * x[None, None, :]
+            + R[:, 1, None, None] * y[None, :, None]
+            + R[:, 2, None, None]
+        )
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World points (N, 3) -> pixel coordinates u, v (pixel-centre convention) and depth z."""
+        cam = (np.asarray(points, dtype=np.float64) - self.position) @ self.rotation
+        z = cam[:, 2]
+        safe_z = np.where(np.abs(z) > 1e-9, z, 1e-9)
+        u = self.K[0, 0] * cam[:, 0] / safe_z + self.K[0, 2]
+        v = self.K[1, 1] * cam[:, 1] / safe_z + self.K[1, 2]
+        return u, v, z
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One convex shape of an object, in world coordinates."""
+
+    kind: str
+    center: tuple[float, float, float]
+    half: tuple[float, float, float]  # half extents along the local x, y, z axes (radii for curved kinds)
+    yaw: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRIMITIVE_KINDS:
+            raise ValueError(f"Primitive kind must be one of {PRIMITIVE_KINDS}, got {self.kind!r}.")
+        if min(self.half) <= 0:
+            raise ValueError(f"Primitive half extents must be positive, got {self.half}.")
+
+    def corners(self) -> np.ndarray:
+        """The 8 corners of the (yawed) bounding box, shape (8, 3)."""
+        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
+        return np.asarray(self.center) + (signs * np.asarray(self.half)) @ yaw_matrix(self.yaw).T
+
+
+@dataclass
+class RenderBuffers:
+    """Per-pixel results of ray casting: z-depth, surface / instance id, world normal."""
+
+    depth: np.ndarray  # float32 (H, W) metres
+    ids: np.ndarray  # int32 (H, W): 0..5 room surfaces, NUM_ROOM_SURFACES + k for instance k
+    normals: np.ndarray  # float32 (3, H, W) unit world normals
+    directions: np.ndarray | None = None  # float32 (3, H, W) the rays (camera-z component 1)
+
+
+def _safe_reciprocal(values: np.ndarray) -> np.ndarray:
+    tiny = DTYPE(1e-12)
+    return DTYPE(1.0) / np.where(np.abs(values) < tiny, np.where(values < 0, -tiny, tiny), values)
+
+
+def render_room(camera: Camera, room_size: tuple[float, float, float], directions: np.ndarray) -> RenderBuffers:
+    """Depth, surface ids and normals of the empty room's interior seen from inside."""
+    width, depth_extent, height = room_size
+    origin = camera.position
+    if not (0 < origin[0] < width and 0 < origin[1] < depth_extent and 0 < origin[2] < height):
+        raise ValueError(f"Camera position {origin.tolist()} is outside the room {room_size}.")
+    inv = _safe_reciprocal(directions)
+    t_best = None
+    ids = None
+    normals = np.zeros_like(directions)
+    # (axis, bound when the ray moves in -axis, id, bound when it moves in +axis, id)
+    axis_surfaces = ((0, 0.0, 2, width, 3), (1, 0.0, 4, depth_extent, 5), (2, 0.0, 0, height, 1))
+    for axis, low, low_id, high, high_id in axis_surfaces:
+        forward = directions[axis] > 0
+        bound = np.where(forward, DTYPE(high), DTYPE(low))
+        t_axis = (bound - DTYPE(origin[axis])) * inv[axis]
+        surface = np.where(forward, high_id, low_id).astype(np.int32)
+        if t_best is None:
+            t_best, ids, best_axis = t_axis, surface, np.zeros(t_axis.shape, np.int8)
+            best_forward = forward
+            continue
+        closer = t_axis < t_best
+        t_best = np.where(closer, t_axis, t_best)
+        ids = np.where(closer, surface, ids)
+        best_axis = np.where(closer, np.int8(axis), best_axis)
+        best_forward = np.where(closer, forward, best_forward)
+    for axis in range(3):
+        # an interior surface faces into the room, against the ray
+        normals[axis] = np.where(best_axis == axis, np.where(best_forward, DTYPE(-1), DTYPE(1)), DTYPE(0))
+    return RenderBuffers(depth=t_best.astype(DTYPE), ids=ids, normals=normals, directions=directions)
+
+
+def screen_rect(camera: Camera, primitive: Primitive) -> tuple[int, int, int, int] | None:
+    """Pixel rectangle (x0, y0, x1, y1), end exclusive, that can see the primitive; None when none can."""
+    u, v, z = camera.project(primitive.corners())
+    if np.all(z <= NEAR_PLANE):
+        return None
+    if np.any(z <= NEAR_PLANE):
+        # a corner behind the camera projects wrongly: fall back to every pixel
+        return 0, 0, camera.width, camera.height
+    x0 = max(int(np.floor(u.min() - 0.5)), 0)
+    y0 = max(int(np.floor(v.min() - 0.5)), 0)
+    x1 = min(int(np.ceil(u.max() + 0.5)) + 1, camera.width)
+    y1 = min(int(np.ceil(v.max() + 0.5)) + 1, camera.height)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return x0, y0, x1, y1
+
+
+def _to_local(primitive: Primitive, origin: np.ndarray, directions: np.ndarray):
+    """Ray origin (3,) and directions (3, h, w) in the primitive's unit frame (divided by half extents)."""
+    c, s = np.cos(primitive.yaw), np.sin(primitive.yaw)
+    hx, hy, hz = primitive.half
+    rel = origin - np.asarray(primitive.center)
+    local_origin = np.array([(c * rel[0] + s * rel[1]) / hx, (-s * rel[0] + c * rel[1]) / hy, rel[2] / hz])
+    dx, dy, dz = directions
+    local_dirs = (
+        dx * DTYPE(c / hx) + dy * DTYPE(s / hx),
+        dx * DTYPE(-s / hy) + dy * DTYPE(c / hy),
+        dz * DTYPE(1.0 / hz),
+    )
+    return local_origin.astype(DTYPE), local_dirs
+
+
+def _local_normal_to_world(primitive: Primitive, nx, ny, nz) -> np.ndarray:
+    c, s = DTYPE(np.cos(primitive.yaw)), DTYPE(np.sin(primitive.yaw))
+    world = np.stack([c * nx - s * ny, s * nx + c * ny, nz])
+    norm = np.sqrt((world * world).sum(axis=0))
+    return world / np.maximum(norm, DTYPE(1e-12))
+
+
+def _intersect_box(primitive, o, d):
+    t_near = None
+    for axis in range(3):
+        inv = _safe_reciprocal(d[axis])
+        t1 = (DTYPE(-1.0) - o[axis]) * inv
+        t2 = (DTYPE(1.0) - o[axis]) * inv
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+        if t_near is None:
+            t_near, t_far, near_axis = lo, hi, np.zeros(lo.shape, np.int8)
+        else:
+            farther = lo > t_near
+            near_axis = np.where(farther, np.int8(axis), near_axis)
+            t_near = np.maximum(t_near, lo)
+            t_far = np.minimum(t_far, hi)
+    hit = (t_near <= t_far) & (t_near > NEAR_PLANE)
+    zero = DTYPE(0)
+    # the face hit first faces against the ray along the axis that set t_near
+    nx = np.where(near_axis == 0, -np.sign(d[0]), zero)
+    ny = np.where(near_axis == 1, -np.sign(d[1]), zero)
+    nz = np.where(near_axis == 2, -np.sign(d[2]), zero)
+    return t_near, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+
+def _intersect_cylinder(primitive, o, d):
+    hx, hy, hz = primitive.half
+    a = d[0] * d[0] + d[1] * d[1]
+    b = DTYPE(2.0) * (o[0] * d[0] + o[1] * d[1])
+    c = DTYPE(o[0] * o[0] + o[1] * o[1] - 1.0)
+    disc = b * b - DTYPE(4.0) * a * c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_side = (-b - np.sqrt(np.maximum(disc, 0))) / (DTYPE(2.0) * np.maximum(a, DTYPE(1e-12)))
+    z_side = o[2] + t_side * d[2]
+    side_hit = (disc >= 0) & (a > 1e-12) & (np.abs(z_side) <= 1) & (t_side > NEAR_PLANE)
+    # the cap facing the camera: top when the camera is above the centre
+    cap_z = DTYPE(1.0 if o[2] > 0 else -1.0)
+    t_cap = (cap_z - o[2]) * _safe_reciprocal(d[2])
+    cx_, cy_ = o[0] + t_cap * d[0], o[1] + t_cap * d[1]
+    cap_hit = (cx_ * cx_ + cy_ * cy_ <= 1) & (t_cap > NEAR_PLANE)
+    use_cap = cap_hit & (~side_hit | (t_cap < t_side))
+    t = np.where(use_cap, t_cap, t_side)
+    hit = side_hit | cap_hit
+    px, py = o[0] + t * d[0], o[1] + t * d[1]
+    nx = np.where(use_cap, DTYPE(0), px / DTYPE(hx))
+    ny = np.where(use_cap, DTYPE(0), py / DTYPE(hy))
+    nz = np.where(use_cap, cap_z, DTYPE(0))
+    return t, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+
+def _intersect_ellipsoid(primitive, o, d):
+    hx, hy, hz = primitive.half
+    a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+    b = DTYPE(2.0) * (o[0] * d[0] + o[1] * d[1] + o[2] * d[2])
+    c = DTYPE(float(o @ o) - 1.0)
+    disc = b * b - DTYPE(4.0) * a * c
+    t = (-b - np.sqrt(np.maximum(disc, 0))) / (DTYPE(2.0) * a)
+    hit = (disc >= 0) & (t > NEAR_PLANE)
+    nx = (o[0] + t * d[0]) / DTYPE(hx)
+    ny = (o[1] + t * d[1]) / DTYPE(hy)
+    nz = (o[2] + t * d[2]) / DTYPE(hz)
+    return t, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+
+_INTERSECTORS = {BOX: _intersect_box, CYLINDER: _intersect_cylinder, ELLIPSOID: _intersect_ellipsoid}
+
+
+def intersect(primitive: Primitive, origin: np.ndarray, directions: np.ndarray):
+    """Ray parameter (== depth), hit mask and world normals of `primitive` for rays (3, h, w)."""
+    local_origin, local_dirs = _to_local(primitive, origin, directions)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _INTERSECTORS[primitive.kind](primitive, local_origin, local_dirs)
+
+
+def render_primitives(
+    camera: Camera,
+    room_size: tuple[float, float, float],
+    primitives: list[tuple[int, Primitive]],
+) -> RenderBuffers:
+    """Ray-cast the room and every (instance index, primitive) pair; the nearest surface wins per pixel."""
+    directions = camera.ray_directions()
+    buffers = render_room(camera, room_size, directions)
+    origin = camera.position.astype(DTYPE)
+    for instance, primitive in primitives:
+        rect = screen_rect(camera, primitive)
+        if rect is None:
+            continue
+        x0, y0, x1, y1 = rect
+        t, hit, normals = intersect(primitive, origin, directions[:, y0:y1, x0:x1])
+        depth_view = buffers.depth[y0:y1, x0:x1]
+        closer = hit & (t < depth_view)
+        if not closer.any():
+            continue
+        depth_view[closer] = t[closer]
+        buffers.ids[y0:y1, x0:x1][closer] = NUM_ROOM_SURFACES + instance
+        buffers.normals[:, y0:y1, x0:x1][:, closer] = normals[:, closer]
+    return buffers

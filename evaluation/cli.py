@@ -1,0 +1,149 @@
+"""`deepsight eval ...`: score the Depth Template Benchmark, zero-shot scene classification, compare runs.
+
+    deepsight eval benchmark --model PATH_OR_ID --benchmark DIR_OR_ID --output DIR \
+        [--protocol generate|likelihood] [--limit N] [--batch-size B] [--depth-as gray|colormap] [--tasks ...]
+    deepsight eval zeroshot --model PATH --benchmark DIR [--dataset nyu|sun|auto] [--output DIR]
+    deepsight eval compare results1.json results2.json ... [--paper] [--output table.md]
+    deepsight eval card --model-dir DIR results.json ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _add_benchmark_parser(sub) -> None:
+    from evaluation.adapters import DEPTH_AS_CHOICES
+    from evaluation.runner import PROTOCOLS, SCORE_REDUCTIONS
+
+    parser = sub.add_parser("benchmark", help="score a model on the Depth Template Benchmark")
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id (DeepSight or any image-text-to-text model)")
+    parser.add_argument("--benchmark", required=True, help="benchmark folder (parquet + README.md) or Hub id")
+    parser.add_argument("--output", required=True, help="results folder; an existing predictions.jsonl there is resumed")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="generate",
+                        help="generate: free answer parsed to an option (the paper's protocol); "
+                             "likelihood: the option whose answer text is most probable")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N selected questions")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--depth-as", choices=DEPTH_AS_CHOICES, default="gray",
+                        help="how a non-DeepSight model sees depth: gray repeated to 3 channels, or a colormap")
+    parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: all)")
+    parser.add_argument("--split", default=None, help="benchmark split (default: test, or the only split)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="generate protocol: answer length limit")
+    parser.add_argument("--score", choices=SCORE_REDUCTIONS, default="sum",
+                        help="likelihood protocol: rank options by summed or per-token mean log-probability")
+    parser.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_benchmark)
+
+
+def _run_benchmark(args) -> int:
+    import torch
+    from transformers import set_seed
+
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.runner import RunSettings, load_benchmark, results_markdown, run_benchmark
+
+    set_seed(args.seed)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = VisionLanguageModel.from_pretrained(args.model, depth_as=args.depth_as, dtype=args.dtype)
+    model.model.to(device)
+    dataset = load_benchmark(args.benchmark, split=args.split)
+    settings = RunSettings(
+        protocol=args.protocol, batch_size=args.batch_size, limit=args.limit, tasks=args.tasks,
+        max_new_tokens=args.max_new_tokens, score=args.score,
+    )
+    results = run_benchmark(model, dataset, args.output, settings, benchmark_name=str(args.benchmark))
+    print(results_markdown(results))
+    print(f"Wrote {Path(args.output) / 'results.json'}, results.md, results.png, predictions.jsonl")
+    return 0
+
+
+def _add_zeroshot_parser(sub) -> None:
+    parser = sub.add_parser("zeroshot", help="zero-shot scene classification of a depth encoder (Table 3)")
+    parser.add_argument("--model", required=True, help="DeepSightDualEncoder folder or a CLIP-like model folder")
+    parser.add_argument("--benchmark", required=True, help="dataset folder or Hub id with depth and scene columns")
+    parser.add_argument("--dataset", choices=("nyu", "sun", "auto"), default="nyu",
+                        help="class list: the 10 NYU-D or 19 SUN-D classes, or the scenes found in the data")
+    parser.add_argument("--split", default=None)
+    parser.add_argument("--limit", type=int, default=None, help="score N randomly chosen samples (the paper used 1,000)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--depth-as", choices=("gray", "colormap"), default="gray", help="depth rendering for CLIP-like models")
+    parser.add_argument("--output", default=None, help="folder for zeroshot.json and zeroshot.md")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_zeroshot)
+
+
+def _run_zeroshot(args) -> int:
+    from evaluation.zeroshot import run_zeroshot, zeroshot_markdown
+
+    results = run_zeroshot(
+        args.model, args.benchmark, dataset=args.dataset, split=args.split, limit=args.limit,
+        batch_size=args.batch_size, depth_as=args.depth_as, seed=args.seed, output_dir=args.output,
+    )
+    print(zeroshot_markdown(results))
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    parser = sub.add_parser("compare", help="Table-2-style comparison of results.json files")
+    parser.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
+    parser.add_argument("--paper", action="store_true", help="add the paper's Table 2 / Table 6 rows as reference")
+    parser.add_argument("--ci", action="store_true", help="show the 95%% interval next to each accuracy")
+    parser.add_argument("--output", default=None, help="also write the markdown table to this file")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from evaluation.compare import comparison_markdown, load_results
+
+    table = comparison_markdown([load_results(path) for path in args.results], include_paper=args.paper, show_ci=args.ci)
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table)
+    return 0
+
+
+def _add_card_parser(sub) -> None:
+    parser = sub.add_parser("card", help="write results into a model folder's README.md (model-index)")
+    parser.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
+    parser.add_argument("--model-dir", required=True, help="model folder whose README.md gets the results")
+    parser.add_argument("--model-name", default=None, help="name in model-index (default: the folder name)")
+    parser.add_argument("--dataset-id", default=None, help="benchmark Hub id to cite (default: results' benchmark)")
+    parser.set_defaults(handler=_run_card)
+
+
+def _run_card(args) -> int:
+    from evaluation.compare import load_results
+    from evaluation.model_card import write_results_to_model_card
+
+    path = write_results_to_model_card(
+        args.model_dir, [load_results(p) for p in args.results], model_name=args.model_name, dataset_id=args.dataset_id
+    )
+    print(f"Wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepsight eval", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_benchmark_parser(sub)
+    _add_zeroshot_parser(sub)
+    _add_compare_parser(sub)
+    _add_card_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""Score a `BenchmarkModel` on the Depth Template Benchmark and write the results folder.
+
+The output folder holds:
+- `predictions.jsonl`: one line per question (id, task, prompt, raw output, parsed option, correct),
+  appended batch by batch, so an interrupted run resumes where it stopped;
+- `results.json`: per task `accuracy`, `n`, `ci95` (Wilson), the task `average`, protocol, model;
+- `results.md`: the same as a markdown table; `results.png`: a bar chart with the intervals.
+
+Metrics come from the `evaluate` module in `evaluation/depth_template_accuracy/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepsight.prompts import OPTION_LETTERS, answer_text, format_multiple_choice, parse_option
+from evaluation.adapters import BenchmarkModel, Question
+
+PROTOCOLS = ("generate", "likelihood")
+SCORE_REDUCTIONS = ("sum", "mean")
+# The paper's column order; tasks the data adds are reported after these.
+PAPER_TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
+TASK_TITLES = {
+    "scene_classification": "Scene Classification",
+    "recognition": "Recognition",
+    "distance_judgment": "Distance Judge",
+    "security": "Security",
+}
+REQUIRED_COLUMNS = ("id", "task", "depth", "question", "options", "answer_index")
+METRIC_PATH = Path(__file__).resolve().parent / "depth_template_accuracy"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def ordered_tasks(tasks: Sequence[str]) -> list[str]:
+    """Tasks in the paper's column order, unknown ones after them alphabetically."""
+    present = set(tasks)
+    return [t for t in PAPER_TASKS if t in present] + sorted(present - set(PAPER_TASKS))
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmark loading
+# --------------------------------------------------------------------------------------------------
+
+
+def load_benchmark_dataset(path_or_id: str, split: str | None = None, required: Sequence[str] = REQUIRED_COLUMNS):
+    """One split of a dataset folder (parquet + card) or Hub id, checked to have the `required` columns.
+
+    With no `split`, `test` is used when present, else the only split.
+    """
+    import datasets
+
+    loaded = datasets.load_dataset(str(path_or_id))
+    if split is None:
+        if "test" in loaded:
+            split = "test"
+        elif len(loaded) == 1:
+            split = next(iter(loaded))
+        else:
+            raise ValueError(f"benchmark {path_or_id}: several splits {list(loaded)}; pass --split")
+    if split not in loaded:
+        raise ValueError(f"split: {split!r} not in benchmark {path_or_id} (splits: {list(loaded)})")
+    dataset = loaded[split]
+    missing = [c for c in required if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"benchmark {path_or_id}: missing columns {missing}; expected at least {', '.join(required)}")
+    return dataset
+
+
+def load_benchmark(path_or_id: str, split: str | None = None):
+    """The Depth Template Benchmark split as a `datasets.Dataset` (contract schema checked)."""
+    return load_benchmark_dataset(path_or_id, split, REQUIRED_COLUMNS)
+
+
+def select_rows(dataset, tasks: Sequence[str] | None = None, limit: int | None = None) -> list[int]:
+    """Indices of the rows to evaluate: the given tasks (all by default), at most `limit` in dataset order."""
+    all_tasks = dataset["task"]
+    if tasks:
+        unknown = sorted(set(tasks) - set(all_tasks))
+        if unknown:
+            raise ValueError(f"tasks: {unknown} not in the benchmark (it has {ordered_tasks(all_tasks)})")
+    indices = [i for i, task in enumerate(all_tasks) if not tasks or task in tasks]
+    if limit is not None:
+        if limit <= 0:
+            raise ValueError(f"limit: expected a positive number of questions, got {limit}")
+        indices = indices[:limit]
+    return indices
+
+
+def depth_of_row(row: dict[str, Any]) -> np.ndarray:
+    """The row's depth (a 16-bit PNG in millimetres, per the datasets contract) as float32 metres."""
+    from modeling_deepsight.image_processing_deepsight import load_depth
+
+    depth, _ = load_depth(row["depth"], encoding="mm", name=f"depth of {row.get('id', '?')}")
+    return depth
+
+
+def question_from_row(row: dict[str, Any]) -> Question:
+    """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout."""
+    depth = depth_of_row(row)
+    options = list(row["options"])
+    if not 0 <= row["answer_index"] < len(options):
+        raise ValueError(f"row {row['id']}: answer_index {row['answer_index']} outside its {len(options)} options")
+    return Question(
+        id=str(row["id"]),
+        task=row["task"],
+        prompt=format_multiple_choice(row["question"], options),
+        options=options,
+        answer_index=int(row["answer_index"]),
+        depth=depth,
+        boxes=[list(box) for box in (row.get("boxes") or [])],
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Answering
+# --------------------------------------------------------------------------------------------------
+
+
+def answer_by_generation(model: BenchmarkModel, questions: list[Question], max_new_tokens: int) -> list[dict[str, Any]]:
+    outputs = model.generate(questions, max_new_tokens=max_new_tokens)
+    records = []
+    for question, output in zip(questions, outputs):
+        parsed = parse_option(output, question.options)
+        records.append({"output": output, "prediction": -1 if parsed is None else parsed})
+    return records
+
+
+def answer_by_likelihood(model: BenchmarkModel, questions: list[Question], score: str) -> list[dict[str, Any]]:
+    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    records = []
+    for question, texts, scores in zip(questions, continuations, model.score_options(questions, continuations)):
+        values = np.asarray(scores.logprobs, dtype=np.float64)
+        if score == "mean":
+            values = values / np.asarray(scores.num_tokens, dtype=np.float64)
+        best = int(np.argmax(values))
+        records.append(
+            {
+                "output": texts[best],
+                "prediction": best,
+                "option_logprobs": [round(v, 6) for v in scores.logprobs],
+                "option_num_tokens": list(scores.num_tokens),
+            }
+        )
+    return records
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictions file (resume)
+# --------------------------------------------------------------------------------------------------
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
+    """Records of an existing predictions.jsonl by id; a torn last line (killed run) is dropped."""
+    records: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # the run was killed while writing this line: it is answered again
+            raise ValueError(f"{path}:{number}: not a JSON line; remove the file to start over") from None
+        records[record["id"]] = record
+    return records
+
+
+def _check_resumable(records: dict[str, dict[str, Any]], protocol: str, path: Path) -> None:
+    protocols = {record.get("protocol") for record in records.values()}
+    if protocols and protocols != {protocol}:
+        raise ValueError(
+            f"{path} holds predictions of protocol {sorted(map(str, protocols))}, not {protocol!r}; "
+            "use another --output folder"
+        )
+
+
+def _rewrite_without_torn_line(path: Path, records: dict[str, dict[str, Any]]) -> None:
+    if path.exists():
+        path.write_text("".join(json.dumps(record) + "\n" for record in records.values()))
+
+
+# --------------------------------------------------------------------------------------------------
+# Run
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSettings:
+    protocol: str = "generate"
+    batch_size: int = 8
+    limit: int | None = None
+    tasks: Sequence[str] | None = None
+    max_new_tokens: int = 16
+    score: str = "sum"
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.score not in SCORE_REDUCTIONS:
+            raise ValueError(f"score: expected one of {SCORE_REDUCTIONS}, got {self.score!r}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size}")
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens}")
+
+
+def run_benchmark(
+    model: BenchmarkModel,
+    dataset,
+    output_dir: str | os.PathLike,
+    settings: RunSettings | None = None,
+    benchmark_name: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Answer every selected question not yet in `output_dir/predictions.jsonl`, then score and report.
+
+    Returns the results dict also written to `results.json`.
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or RunSettings()
+    settings.validate()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions_path = output_dir / PREDICTIONS_FILE
+    records = read_predictions(predictions_path)
+    _check_resumable(records, settings.protocol, predictions_path)
+    _rewrite_without_torn_line(predictions_path, records)
+
+    indices = select_rows(dataset, settings.tasks, settings.limit)
+    ids = [str(i) for i in dataset.select(indices)["id"]] if indices else []
+    todo = [index for index, question_id in zip(indices, ids) if question_id not in records]
+    with predictions_path.open("a") as sink, tqdm(
+        total=len(indices), initial=len(indices) - len(todo), desc=f"benchmark ({settings.protocol})",
+        unit="q", disable=not progress,
+    ) as bar:
+        for start in range(0, len(todo), settings.batch_size):
+            questions = [question_from_row(dataset[i]) for i in todo[start : start + settings.batch_size]]
+            if settings.protocol == "generate":
+                answers = answer_by_generation(model, questions, settings.max_new_tokens)
+            else:
+                answers = answer_by_likelihood(model, questions, settings.score)
+            for question, answer in zip(questions, answers):
+                record = {
+                    "id": question.id,
+                    "task": question.task,
+                    "protocol": settings.protocol,
+                    "prompt": question.prompt,
+                    **answer,
+                    "prediction_letter": OPTION_LETTERS[answer["prediction"]] if answer["prediction"] >= 0 else None,
+                    "answer_index": question.answer_index,
+                    "correct": answer["prediction"] == question.answer_index,
+                }
+                records[question.id] = record
+                sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            bar.update(len(questions))
+
+    selected = [records[question_id] for question_id in ids]
+    results = summarize(selected, settings, model_name=getattr(model, "name", type(model).__name__), benchmark=benchmark_name)
+    write_reports(results, output_dir)
+    return results
+
+
+def compute_metric(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `depth_template_accuracy` evaluate module over prediction records."""
+    import evaluate
+
+    metric = evaluate.load(str(METRIC_PATH))
+    return metric.compute(
+        predictions=[int(r["prediction"]) for r in records],
+        references=[int(r["answer_index"]) for r in records],
+        tasks=[r["task"] for r in records],
+    )
+
+
+def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: str, benchmark: str | None) -> dict[str, Any]:
+    if not records:
+        raise ValueError("no questions were selected; check --tasks and --limit")
+    scores = compute_metric(records)
+    tasks = {task: scores["per_task"][task] for task in ordered_tasks(scores["per_task"])}
+    unparseable = [r["id"] for r in records if r["prediction"] < 0]
+    return {
+        "model": model_name,
+        "benchmark": benchmark,
+        "protocol": settings.protocol,
+        "score": settings.score if settings.protocol == "likelihood" else None,
+        "max_new_tokens": settings.max_new_tokens if settings.protocol == "generate" else None,
+        "n": scores["n"],
+        "average": scores["average"],
+        "accuracy": scores["accuracy"],
+        "tasks": tasks,
+        "interval": "Wilson score interval, 95%",
+        "unparseable": unparseable,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------------
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """A per-task table (accuracy in %, Wilson 95% interval) with the average row."""
+    lines = [
+        f"# Depth Template Benchmark: {results['model']}",
+        "",
+        f"Protocol: `{results['protocol']}`, {results['n']} questions"
+        + (f", benchmark `{results['benchmark']}`" if results.get("benchmark") else "")
+        + ".",
+        "",
+        "| Task | n | Accuracy (%) | 95% CI (Wilson) |",
+        "|---|---:|---:|---|",
+    ]
+    for task, entry in results["tasks"].items():
+        low, high = entry["ci95"]
+        lines.append(
+            f"| {TASK_TITLES.get(task, task)} | {entry['n']} | {100 * entry['accuracy']:.2f} | "
+            f"{100 * low:.1f} - {100 * high:.1f} |"
+        )
+    lines.append(f"| **Avg.** | {results['n']} | **{100 * results['average']:.2f}** | |")
+    if results["protocol"] == "generate":
+        count = len(results["unparseable"])
+        lines += ["", f"Unparseable answers (counted wrong): {count}" + (f": {', '.join(results['unparseable'][:20])}" if count else "")]
+        if count > 20:
+            lines[-1] += ", ..."
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, Any], path: Path) -> Path:
+    """Bar chart of per-task accuracy with the 95% intervals and the average as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(results["tasks"])
+    accuracy = np.array([100 * results["tasks"][t]["accuracy"] for t in tasks])
+    intervals = np.array([[100 * v for v in results["tasks"][t]["ci95"]] for t in tasks]).reshape(-1, 2)
+    errors = np.stack([accuracy - intervals[:, 0], intervals[:, 1] - accuracy])
+    figure, axis = plt.subplots(figsize=(1.6 * len(tasks) + 2.5, 3.6))
+    axis.bar([TASK_TITLES.get(t, t) for t in tasks], accuracy, yerr=errors, capsize=4, color="#4C72B0")
+    axis.axhline(100 * results["average"], color="#C44E52", linestyle="--", label=f"Avg. {100 * results['average']:.1f}%")
+    axis.set_ylim(0, 100)
+    axis.set_ylabel("accuracy (%)")
+    axis.set_title(f"{Path(str(results['model'])).name} ({results['protocol']})", fontsize=10)
+    axis.legend(loc="upper right", fontsize=8)
+    plt.setp(axis.get_xticklabels(), rotation=15, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_reports(results: dict[str, Any], output_dir: Path) -> None:
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output_dir / "results.md").write_text(results_markdown(results))
+    plot_results(results, output_dir / "results.png")

@@ -1,0 +1,199 @@
+"""Tiny, offline fixtures for the evaluation tests and benches: a benchmark folder in the contract
+schema, a byte-level BPE tokenizer trained in-process, and a random tiny LLaVA / CLIP saved to disk.
+
+Nothing here downloads anything; every fixture is deterministic from its seed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from deepsight.prompts import ANSWER_INSTRUCTION, OPTION_LETTERS
+
+TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
+
+# A LLaVA-1.5-style chat template ("USER: <image>\n... ASSISTANT: answer</s>") for the tiny tokenizer.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}</s>{% endif %}{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT: {% endif %}"
+)
+
+_SCENES = ("bedroom", "kitchen", "office", "bathroom", "living room", "classroom")
+_OBJECTS = ("chair", "table", "bed", "sofa", "lamp", "desk", "door", "sink", "shelf", "monitor")
+
+
+def _depth_png_value(rng: np.random.Generator, height: int, width: int) -> dict[str, Any]:
+    """A random 16-bit PNG in millimetres as a `datasets.Image` value (bytes, no path)."""
+    depth_mm = rng.integers(500, 8000, size=(height, width), dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(depth_mm).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def make_benchmark_rows(
+    num_questions: int = 16, seed: int = 0, answer_indices: list[int] | None = None, size: tuple[int, int] = (24, 32)
+) -> list[dict[str, Any]]:
+    """Benchmark rows in the contract schema, tasks cycling over the four paper tasks.
+
+    `answer_indices` fixes the correct option per question (so tests know the share of each letter);
+    by default it is drawn from the seed.
+    """
+    rng = np.random.default_rng(seed)
+    picker = random.Random(seed)
+    height, width = size
+    rows = []
+    for i in range(num_questions):
+        task = TASKS[i % len(TASKS)]
+        if task == "scene_classification":
+            options = picker.sample(_SCENES, 4)
+            question = "What kind of room is shown in this depth image?"
+        elif task == "recognition":
+            options = picker.sample(_OBJECTS, 4)
+            question = "What is the object in the marked region?"
+        elif task == "distance_judgment":
+            options = picker.sample(_OBJECTS, 2)
+            question = f"Which object is closer to the camera, the {options[0]} or the {options[1]}?"
+        else:
+            options = ["safe", "unsafe"]
+            question = "Is it safe to walk forward?"
+        answer_index = answer_indices[i] if answer_indices is not None else picker.randrange(len(options))
+        if not 0 <= answer_index < len(options):
+            raise ValueError(f"answer_indices[{i}]: expected 0..{len(options) - 1} for task {task}, got {answer_index}")
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        rows.append(
+            {
+                "id": f"q{i:04d}",
+                "task": task,
+                "source": "synthetic",
+                "depth": _depth_png_value(rng, height, width),
+                "question": question,
+                "options": list(options),
+                "answer_index": answer_index,
+                "answer": options[answer_index],
+                "boxes": [[x0, y0, x0 + width // 3, y0 + height // 3]],
+                "scene": picker.choice(_SCENES),
+            }
+        )
+    return rows
+
+
+def write_benchmark_folder(output_dir: str | os.PathLike, rows: list[dict[str, Any]], split: str = "test") -> Path:
+    """Write rows as `data/<split>-00000-of-00001.parquet` + a README.md card `load_dataset(folder)` reads."""
+    import datasets
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "depth": datasets.Image(),
+            "question": datasets.Value("string"),
+            "options": datasets.List(datasets.Value("string")),
+            "answer_index": datasets.Value("int32"),
+            "answer": datasets.Value("string"),
+            "boxes": datasets.List(datasets.List(datasets.Value("int32"))),
+            "scene": datasets.Value("string"),
+        }
+    )
+    output_dir = Path(output_dir)
+    (output_dir / "data").mkdir(parents=True, exist_ok=True)
+    dataset = datasets.Dataset.from_list(rows, features=features)
+    dataset.to_parquet(str(output_dir / "data" / f"{split}-00000-of-00001.parquet"))
+    (output_dir / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        f"  - split: {split}\n    path: data/{split}-*.parquet\n---\n\n"
+        "# Tiny Depth Template Benchmark (test fixture)\n\nRandom depth maps and synthetic questions.\n"
+    )
+    return output_dir
+
+
+def tiny_corpus() -> list[str]:
+    """Text the tiny tokenizer is trained on: every word the fixtures and prompts use."""
+    lines = [ANSWER_INSTRUCTION, "USER: ASSISTANT: a depth photo of the {}."]
+    lines += [f"{letter}. {word}" for letter in OPTION_LETTERS for word in _SCENES + _OBJECTS + ("safe", "unsafe")]
+    lines += [
+        "What kind of room is shown in this depth image?",
+        "What is the object in the marked region?",
+        "Which object is closer to the camera, the chair or the table?",
+        "Is it safe to walk forward?",
+    ]
+    return lines * 4
+
+
+def train_tiny_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE `PreTrainedTokenizerFast` with <pad>, <s>, </s>, <image> and the tiny chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<image>"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(tiny_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<s>", eos_token="</s>", extra_special_tokens={"image_token": "<image>"}
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_llava(output_dir: str | os.PathLike, seed: int = 0, image_size: int = 28, hidden_size: int = 32, num_layers: int = 2):
+    """Save a random tiny `LlavaForConditionalGeneration` + `LlavaProcessor` (safetensors) and return the folder."""
+    import torch
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = train_tiny_tokenizer()
+    patch_size = 14
+    vision_config = CLIPVisionConfig(
+        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=1, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size,
+    )
+    text_config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision_config, text_config=text_config,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=TINY_CHAT_TEMPLATE,
+    )
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir

@@ -1,0 +1,62 @@
+# Copyright 2026 The DeepSight authors. Licensed under the Apache License, Version 2.0.
+"""DeepSight for transformers: configs, models, image processor and processor.
+
+Importing this package registers the DeepSight model types with the Auto classes, so that inside this repository
+``AutoConfig`` / ``AutoModel`` / ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` / ``AutoProcessor`` load
+DeepSight folders without ``trust_remote_code``. A saved folder carries these files (``auto_map``) and loads
+anywhere with ``trust_remote_code=True`` (each module calls ``register_for_auto_class`` for that; the second
+``auto_map`` entry of the model is written by `DeepSightPreTrainedModel.save_pretrained`).
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
+from .image_processing_deepsight import DeepSightImageProcessor
+from .modeling_deepsight import (
+    DeepSightCausalLMOutputWithPast,
+    DeepSightDualEncoder,
+    DeepSightDualEncoderOutput,
+    DeepSightForConditionalGeneration,
+    DeepSightModel,
+    DeepSightModelOutputWithPast,
+    DeepSightMultiModalProjector,
+    DeepSightPreTrainedModel,
+    DeepSightVisionModel,
+    DeepSightVisionPreTrainedModel,
+)
+from .processing_deepsight import DeepSightProcessor, extract_box_tags, format_box_tag
+
+
+def _register_with_auto_classes() -> None:
+    """In-repo registration (exist_ok: re-importing under another module name must not fail)."""
+    for config_class in (DeepSightVisionConfig, DeepSightConfig, DeepSightDualEncoderConfig):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(DeepSightVisionConfig, DeepSightVisionModel, exist_ok=True)
+    AutoModel.register(DeepSightConfig, DeepSightModel, exist_ok=True)
+    AutoModel.register(DeepSightDualEncoderConfig, DeepSightDualEncoder, exist_ok=True)
+    AutoModelForImageTextToText.register(DeepSightConfig, DeepSightForConditionalGeneration, exist_ok=True)
+    AutoImageProcessor.register(DeepSightConfig, slow_image_processor_class=DeepSightImageProcessor, exist_ok=True)
+    AutoProcessor.register(DeepSightConfig, DeepSightProcessor, exist_ok=True)
+
+
+_register_with_auto_classes()
+
+__all__ = [
+    "DeepSightVisionConfig",
+    "DeepSightConfig",
+    "DeepSightDualEncoderConfig",
+    "DeepSightVisionModel",
+    "DeepSightVisionPreTrainedModel",
+    "DeepSightPreTrainedModel",
+    "DeepSightModel",
+    "DeepSightForConditionalGeneration",
+    "DeepSightDualEncoder",
+    "DeepSightMultiModalProjector",
+    "DeepSightModelOutputWithPast",
+    "DeepSightCausalLMOutputWithPast",
+    "DeepSightDualEncoderOutput",
+    "DeepSightImageProcessor",
+    "DeepSightProcessor",
+    "extract_box_tags",
+    "format_box_tag",
+]

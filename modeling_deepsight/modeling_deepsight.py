@@ -1,0 +1,748 @@
+# Copyright 2026 The DeepSight authors. Licensed under the Apache License, Version 2.0.
+"""DeepSight models: a depth-aware CLIP ViT, a LLaVA-style vision-language model and a stage-0 dual encoder.
+
+The vision tower is transformers' CLIP ViT with one change, the patch embedding (paper §4):
+
+    embeddings = DepthConv(depth) + BboxConv(mask)  ->  [CLS] + patches  + position embeddings  ->  CLIP encoder
+
+`DeepSightVisionModel.from_clip_vision` converts a CLIP vision checkpoint so that, at initialisation, the model on
+a depth map with an all-ones mask computes exactly what the CLIP model computes on that depth map repeated to three
+channels (Depth Conv = CLIP's RGB kernels summed over the colour channels, Bbox Conv = 0).
+
+The vision-language model follows `transformers.models.llava`: vision features from a configurable layer, an MLP
+projector, and the projected features scattered into the ``<image>`` token positions of any causal LM.
+
+This file is copied next to the weights by ``save_pretrained``: it imports only torch, transformers and its
+sibling modules (relative imports).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transformers import AutoModel, AutoModelForCausalLM, CLIPModel, CLIPVisionModel, initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.generation import GenerationMixin
+from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, ModelOutput
+from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep
+from transformers.models.clip.modeling_clip import (
+    CLIPEncoder,
+    CLIPEncoderLayer,
+    CLIPPreTrainedModel,
+    CLIPVisionEmbeddings,
+    image_text_contrastive_loss,
+)
+from transformers.utils import logging
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
+
+
+logger = logging.get_logger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks shared by every model (bad input -> ValueError naming the input)
+# --------------------------------------------------------------------------------------------------
+
+
+def check_depth_inputs(pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None) -> None:
+    """`pixel_values` must be [B, 1, H, W]; `bbox_mask`, when given, the same shape."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"`pixel_values` must be a torch.Tensor of shape [B, 1, H, W]; got {type(pixel_values)}.")
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != 1:
+        raise ValueError(
+            f"`pixel_values` must have shape [batch, 1, height, width] (one depth channel); got "
+            f"{tuple(pixel_values.shape)}. Use DeepSightImageProcessor to turn depth maps into model inputs."
+        )
+    if bbox_mask is None:
+        return
+    if not isinstance(bbox_mask, torch.Tensor):
+        raise ValueError(f"`bbox_mask` must be a torch.Tensor of shape [B, 1, H, W]; got {type(bbox_mask)}.")
+    if bbox_mask.shape != pixel_values.shape:
+        raise ValueError(
+            f"`bbox_mask` must have the shape of `pixel_values` {tuple(pixel_values.shape)}; got "
+            f"{tuple(bbox_mask.shape)}."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Vision tower
+# --------------------------------------------------------------------------------------------------
+
+
+class DeepSightVisionEmbeddings(CLIPVisionEmbeddings):
+    """CLIP's vision embeddings where the patch embedding reads depth and a Bbox Conv adds the object mask.
+
+    ``patch_embedding`` is the paper's *Depth Conv* (1 input channel; the name is CLIP's so that the conversion and
+    `get_input_embeddings` stay CLIP's), ``bbox_embedding`` the *Bbox Conv*.
+    """
+
+    def __init__(self, config: DeepSightVisionConfig):
+        super().__init__(config)
+        self.bbox_embedding = nn.Conv2d(
+            in_channels=1,
+            out_channels=self.embed_dim,
+            kernel_size=self.patch_size,
+            stride=self.patch_size,
+            bias=False,
+        )
+
+    def embed_bbox_mask(self, bbox_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """Bbox Conv output, [B, D, h, w], or [1, D, 1, 1] for the default all-ones mask.
+
+        A convolution of an all-ones input is the sum of each kernel, the same at every patch: computing it that
+        way keeps the mask-free path as fast as CLIP's.
+        """
+        if bbox_mask is None:
+            return self.bbox_embedding.weight.sum(dim=(1, 2, 3)).view(1, -1, 1, 1)
+        return self.bbox_embedding(bbox_mask.to(dtype=dtype))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bbox_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> torch.Tensor:
+        batch_size, _, height, width = pixel_values.shape
+        if not interpolate_pos_encoding and (height != self.image_size or width != self.image_size):
+            raise ValueError(
+                f"`pixel_values` are {height}x{width} but the vision tower expects {self.image_size}x"
+                f"{self.image_size} (pass interpolate_pos_encoding=True to run at another size)."
+            )
+        target_dtype = self.patch_embedding.weight.dtype
+        patch_embeds = self.patch_embedding(pixel_values.to(dtype=target_dtype))
+        patch_embeds = patch_embeds + self.embed_bbox_mask(bbox_mask, target_dtype)
+        patch_embeds = patch_embeds.flatten(2).transpose(1, 2)
+
+        class_embeds = self.class_embedding.expand(batch_size, 1, -1)
+        embeddings = torch.cat([class_embeds, patch_embeds], dim=1)
+        if interpolate_pos_encoding:
+            return embeddings + self.interpolate_pos_encoding(embeddings, height, width)
+        return embeddings + self.position_embedding(self.position_ids)
+
+
+class DeepSightVisionPreTrainedModel(CLIPPreTrainedModel):
+    config: DeepSightVisionConfig
+    config_class = DeepSightVisionConfig
+    base_model_prefix = "deepsight_vision"
+    input_modalities = ("image",)
+    _no_split_modules = ["DeepSightVisionEmbeddings", "CLIPEncoderLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, DeepSightVisionEmbeddings):
+            # Zero Bbox Conv: a freshly built tower ignores the mask until training teaches it to use it.
+            init.zeros_(module.bbox_embedding.weight)
+
+
+class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
+    """The DeepSight depth encoder: CLIP's ViT (encoder and layer norms reused) on Depth Conv + Bbox Conv embeddings.
+
+    ``forward(pixel_values [B, 1, H, W], bbox_mask [B, 1, H, W] | None)`` returns CLIP's
+    `BaseModelOutputWithPooling` (``pooler_output`` = post-layernorm CLS). ``bbox_mask`` is 1 inside the object
+    boxes and 0 elsewhere; ``None`` means all ones (the whole image is the region).
+    """
+
+    main_input_name = "pixel_values"
+    _input_embed_layer = "patch_embedding"
+
+    def __init__(self, config: DeepSightVisionConfig):
+        super().__init__(config)
+        embed_dim = config.hidden_size
+        self.embeddings = DeepSightVisionEmbeddings(config)
+        self.pre_layrnorm = nn.LayerNorm(embed_dim, eps=config.layer_norm_eps)
+        self.encoder = CLIPEncoder(config)
+        self.post_layernorm = nn.LayerNorm(embed_dim, eps=config.layer_norm_eps)
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        bbox_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = False,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        check_depth_inputs(pixel_values, bbox_mask)
+        hidden_states = self.embeddings(pixel_values, bbox_mask, interpolate_pos_encoding=interpolate_pos_encoding)
+        hidden_states = self.pre_layrnorm(hidden_states)
+        encoder_outputs = self.encoder(inputs_embeds=hidden_states, **kwargs)
+        last_hidden_state = encoder_outputs.last_hidden_state
+        pooled_output = self.post_layernorm(last_hidden_state[:, 0, :])
+        return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled_output)
+
+    @classmethod
+    def from_clip_vision(
+        cls, clip_vision: str | os.PathLike | CLIPVisionModel | CLIPModel, **config_kwargs
+    ) -> "DeepSightVisionModel":
+        """Build the depth tower from a CLIP checkpoint (a `CLIPModel` or `CLIPVisionModel`, name, path or instance).
+
+        The Depth Conv kernel is CLIP's RGB patch kernel summed over the three colour channels and the Bbox Conv is
+        zero, so on a depth map ``d`` with the default all-ones mask the output equals CLIP's on
+        ``d.repeat(1, 3, 1, 1)``. Every other weight is CLIP's, unchanged. ``config_kwargs`` override fields of the
+        converted `DeepSightVisionConfig` that do not change weight shapes (e.g. ``attention_dropout``).
+        """
+        clip = _load_clip_vision(clip_vision)
+        config = DeepSightVisionConfig.from_clip_vision_config(clip.config, **config_kwargs)
+        model = cls(config).to(clip.dtype)
+        model.load_state_dict(depth_state_dict_from_clip_vision(clip.state_dict(), model.state_dict()))
+        return model
+
+
+def _load_clip_vision(clip_vision) -> CLIPVisionModel:
+    if isinstance(clip_vision, CLIPModel):
+        return clip_vision.vision_model
+    if isinstance(clip_vision, CLIPVisionModel):
+        return clip_vision
+    if isinstance(clip_vision, (str, os.PathLike)):
+        return CLIPVisionModel.from_pretrained(clip_vision)
+    raise ValueError(
+        f"`clip_vision` must be a CLIP checkpoint name/path, a CLIPModel or a CLIPVisionModel; got {type(clip_vision)}."
+    )
+
+
+def depth_state_dict_from_clip_vision(clip_state: dict, depth_state: dict) -> dict:
+    """CLIP vision weights -> DeepSight vision weights (Depth Conv = RGB kernels summed, Bbox Conv = 0)."""
+    converted = {}
+    for key, target in depth_state.items():
+        if key == "embeddings.bbox_embedding.weight":
+            converted[key] = torch.zeros_like(target)
+        elif key == "embeddings.patch_embedding.weight":
+            converted[key] = clip_state[key].sum(dim=1, keepdim=True)
+        else:
+            converted[key] = clip_state[key]
+    return converted
+
+
+# --------------------------------------------------------------------------------------------------
+# Vision-language model (LLaVA-style)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeepSightModelOutputWithPast(BaseModelOutputWithPast):
+    r"""
+    image_hidden_states (`torch.FloatTensor`, *optional*):
+        Projected image features, `(num_images, image_seq_length, hidden_size)`, when images were given.
+    """
+
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class DeepSightCausalLMOutputWithPast(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*): next-token loss when `labels` are given.
+    logits (`torch.FloatTensor`): `(batch_size, sequence_length, vocab_size)` scores.
+    past_key_values (`Cache`, *optional*): the KV cache for the next decoding step.
+    hidden_states, attentions: the language model's, when requested.
+    image_hidden_states (`torch.FloatTensor`, *optional*): projected image features.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor] | None = None
+    attentions: tuple[torch.FloatTensor] | None = None
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+class DeepSightMultiModalProjector(nn.Module):
+    """Vision features -> LM embeddings: LLaVA-1.5's Linear-GELU-Linear by default, any depth, or one Linear."""
+
+    def __init__(self, config: DeepSightConfig):
+        super().__init__()
+        num_feature_layers = 1 if isinstance(config.vision_feature_layer, int) else len(config.vision_feature_layer)
+        in_features = config.vision_config.hidden_size * num_feature_layers
+        out_features = config.text_config.hidden_size
+        bias = config.multimodal_projector_bias
+        depth = 1 if config.projector_type == "linear" else config.projector_depth
+        layers: list[nn.Module] = [nn.Linear(in_features, out_features, bias=bias)]
+        for _ in range(depth - 1):
+            layers += [ACT2FN[config.projector_hidden_act], nn.Linear(out_features, out_features, bias=bias)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.layers(image_features)
+
+
+class DeepSightPreTrainedModel(PreTrainedModel):
+    config: DeepSightConfig
+    config_class = DeepSightConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DeepSightVisionEmbeddings", "CLIPEncoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # register_for_auto_class keeps one Auto class per model class; a DeepSight folder must answer both
+        # AutoModel (the backbone, as LLaVA's) and AutoModelForImageTextToText, so write both entries.
+        module = DeepSightModel.__module__.split(".")[-1]
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            "AutoModel": f"{module}.DeepSightModel",
+            "AutoModelForImageTextToText": f"{module}.DeepSightForConditionalGeneration",
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class DeepSightModel(DeepSightPreTrainedModel):
+    """Depth vision tower + projector + language model backbone (no LM head); returns ``last_hidden_state``."""
+
+    def __init__(self, config: DeepSightConfig):
+        super().__init__(config)
+        self.vision_tower = DeepSightVisionModel._from_config(config.vision_config)
+        self.multi_modal_projector = DeepSightMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        bbox_mask: torch.Tensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """Projected image features, ``pooler_output`` of shape [num_images, image_seq_length, text hidden size].
+
+        ``last_hidden_state`` holds the selected (unprojected) vision features.
+        """
+        vision_feature_layer = (
+            self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        )
+        strategy = vision_feature_select_strategy or self.config.vision_feature_select_strategy
+        if strategy not in ("default", "full"):
+            raise ValueError(f"`vision_feature_select_strategy` must be 'default' or 'full'; got {strategy!r}.")
+        kwargs.pop("return_dict", None)
+        layers = [vision_feature_layer] if isinstance(vision_feature_layer, int) else list(vision_feature_layer)
+        # Keep only the hidden states the projector reads (the others come back as None), unless all were asked.
+        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layers
+        vision_outputs = self.vision_tower(pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
+        selected = [vision_outputs.hidden_states[layer] for layer in layers]
+        if strategy == "default":
+            selected = [features[:, 1:] for features in selected]  # drop CLS
+        selected_features = torch.cat(selected, dim=-1)
+        image_features = self.multi_modal_projector(selected_features)
+        return BaseModelOutputWithPooling(last_hidden_state=selected_features, pooler_output=image_features)
+
+    def get_placeholder_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """Boolean [B, T] mask of the image placeholder positions (from ids, or by embedding when only embeds)."""
+        if input_ids is not None:
+            return input_ids == self.config.image_token_id
+        image_embedding = self.get_input_embeddings()(
+            torch.tensor(self.config.image_token_id, dtype=torch.long, device=inputs_embeds.device)
+        )
+        return (inputs_embeds == image_embedding).all(-1)
+
+    def merge_image_features(
+        self, inputs_embeds: torch.Tensor, image_features: torch.Tensor, placeholder_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Scatter the image features, in order, into the placeholder positions (LLaVA's merge)."""
+        n_tokens = int(placeholder_mask.sum())
+        n_features = image_features.shape[0] * image_features.shape[1]
+        if n_tokens != n_features:
+            raise ValueError(
+                f"Image features and image tokens do not match: the text has {n_tokens} image tokens "
+                f"(id {self.config.image_token_id}) but {image_features.shape[0]} image(s) give {n_features} "
+                f"features ({image_features.shape[1]} per image). Each <image> must be expanded to "
+                f"image_seq_length={self.config.image_seq_length} tokens (DeepSightProcessor does it) and the "
+                "number of images must match the number of <image> placeholders."
+            )
+        image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), image_features)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        bbox_mask: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **kwargs,
+    ) -> DeepSightModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if bbox_mask is not None and pixel_values is None:
+            raise ValueError("`bbox_mask` was given without `pixel_values`; pass the depth maps it belongs to.")
+
+        image_features = None
+        if pixel_values is not None:
+            image_features = self.get_image_features(
+                pixel_values,
+                bbox_mask=bbox_mask,
+                vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy,
+            ).pooler_output
+            placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+            inputs_embeds = self.merge_image_features(inputs_embeds, image_features, placeholder_mask)
+        elif input_ids is not None and (input_ids == self.config.image_token_id).any():
+            raise ValueError(
+                f"`input_ids` hold image tokens (id {self.config.image_token_id}) but no `pixel_values` were given."
+            )
+
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return DeepSightModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=image_features,
+        )
+
+
+class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixin):
+    """DeepSight: answer questions about depth maps (and object regions in them).
+
+    ``forward(input_ids, pixel_values, bbox_mask, attention_mask, labels, ...)`` and ``generate(**processor_outputs)``
+    work like `LlavaForConditionalGeneration`; ``bbox_mask`` goes next to ``pixel_values`` (both are only used on the
+    first step of a cached generation).
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: DeepSightConfig):
+        super().__init__(config)
+        self.model = DeepSightModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        self.lm_head = new_embeddings
+
+    def get_image_features(self, pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None = None, **kwargs):
+        return self.model.get_image_features(pixel_values, bbox_mask=bbox_mask, **kwargs)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        bbox_mask: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> DeepSightCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Next-token targets (shifted inside the loss); ``-100`` is ignored.
+
+        Example:
+
+        ```python
+        >>> from transformers import AutoModelForImageTextToText, AutoProcessor
+        >>> model = AutoModelForImageTextToText.from_pretrained("path/to/deepsight", trust_remote_code=True)
+        >>> processor = AutoProcessor.from_pretrained("path/to/deepsight", trust_remote_code=True)
+        >>> inputs = processor(images=[depth_metres], text=["<image>\nHow far is the chair?"], boxes=[[[10, 20, 60, 90]]],
+        ...                    return_tensors="pt")
+        >>> answer = processor.batch_decode(model.generate(**inputs, max_new_tokens=20), skip_special_tokens=True)
+        ```"""
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            bbox_mask=bbox_mask,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            vision_feature_layer=vision_feature_layer,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return DeepSightCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+        )
+
+    def prepare_inputs_for_generation(self, *args, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
+        # generate() drops pixel_values after the prefill of a cached generation; the mask belongs to them.
+        if model_inputs.get("pixel_values") is None:
+            model_inputs.pop("bbox_mask", None)
+        return model_inputs
+
+    @classmethod
+    def from_pretrained_components(
+        cls,
+        vision_model_name_or_path: str | os.PathLike,
+        text_model_name_or_path: str | os.PathLike,
+        image_token_id: int | None = None,
+        **config_kwargs,
+    ) -> "DeepSightForConditionalGeneration":
+        """Build DeepSight from a CLIP checkpoint (vision) and a causal-LM checkpoint, by Hub name or local path.
+
+        The vision tower is converted with `DeepSightVisionModel.from_clip_vision` (CLIP-equivalent at init on depth
+        repeated to RGB), the language model and its head are loaded unchanged, the projector is freshly
+        initialised (train it in stage 1).
+
+        Args:
+            vision_model_name_or_path: a `CLIPModel` or `CLIPVisionModel` checkpoint.
+            text_model_name_or_path: any `AutoModelForCausalLM` checkpoint (Llama, Qwen2, SmolLM, ...).
+            image_token_id: id of ``<image>`` in the tokenizer you will use. ``None`` appends one token to the
+                LM's vocabulary (id = its current vocab size); ids beyond the vocabulary grow the embeddings.
+                `deepsight.tiny.build_processor_for` / ``deepsight model build`` add the token to the tokenizer.
+            **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
+        """
+        vision_tower = DeepSightVisionModel.from_clip_vision(vision_model_name_or_path)
+        language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path)
+        vocab_size = language_model.config.vocab_size
+        if image_token_id is None:
+            image_token_id = vocab_size
+        if image_token_id >= vocab_size:
+            language_model.resize_token_embeddings(image_token_id + 1)
+        config = DeepSightConfig(
+            vision_config=vision_tower.config,
+            text_config=language_model.config,
+            image_token_id=image_token_id,
+            **config_kwargs,
+        )
+        model = cls(config).to(language_model.dtype)
+        model.model.vision_tower.load_state_dict(vision_tower.state_dict())
+        model.model.language_model.load_state_dict(language_model.base_model.state_dict())
+        model.lm_head.load_state_dict(language_model.get_output_embeddings().state_dict())
+        model.generation_config = language_model.generation_config
+        model.config._name_or_path = ""
+        return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage-0 dual encoder
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeepSightDualEncoderOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor`, *optional*): CLIP's symmetric contrastive loss, when `return_loss`.
+    logits_per_image (`torch.FloatTensor` `(n_images, n_texts)`): scaled cosine similarities.
+    logits_per_text (`torch.FloatTensor` `(n_texts, n_images)`): the transpose.
+    image_embeds, text_embeds (`torch.FloatTensor`): L2-normalised projected embeddings.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+class DeepSightDualEncoder(PreTrainedModel):
+    """Stage 0 (paper §5): train the depth tower against a frozen text encoder with CLIP's contrastive loss.
+
+    ``vision_model`` is a `DeepSightVisionModel`, ``text_model`` any `AutoModel` text encoder (CLIP text by default,
+    BERT-like encoders allowed); ``visual_projection`` / ``text_projection`` map both to ``projection_dim`` and a
+    learnable ``logit_scale`` sets the temperature. The trained ``vision_model`` is what
+    `DeepSightForConditionalGeneration` uses as its ``vision_tower`` (same class, same weights names).
+    """
+
+    config: DeepSightDualEncoderConfig
+    config_class = DeepSightDualEncoderConfig
+    base_model_prefix = "deepsight_dual_encoder"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DeepSightVisionEmbeddings", "CLIPEncoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: DeepSightDualEncoderConfig):
+        super().__init__(config)
+        self.vision_model = DeepSightVisionModel._from_config(config.vision_config)
+        self.text_model = AutoModel.from_config(config.text_config)
+        self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        self.post_init()
+        if config.freeze_text_encoder:
+            self.text_model.requires_grad_(False)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is self:
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+            init.normal_(module.visual_projection.weight, std=self.config.vision_config.hidden_size**-0.5)
+            init.normal_(module.text_projection.weight, std=self.config.text_config.hidden_size**-0.5)
+
+    def get_image_features(self, pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected (not normalised) image embeddings, [B, projection_dim], from the CLS token."""
+        pooled = self.vision_model(pixel_values=pixel_values, bbox_mask=bbox_mask).pooler_output
+        return self.visual_projection(pooled)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected (not normalised) text embeddings, [B, projection_dim], pooled as ``config.text_pooling``."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return self.text_projection(self._pool_text(outputs, attention_mask))
+
+    def _pool_text(self, outputs: ModelOutput, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooling = self.config.resolved_text_pooling
+        if pooling == "pooler":
+            if getattr(outputs, "pooler_output", None) is None:
+                raise ValueError(
+                    f"text_pooling='pooler' but {type(self.text_model).__name__} returns no pooler_output; "
+                    "use text_pooling='mean' or 'cls'."
+                )
+            return outputs.pooler_output
+        hidden = outputs.last_hidden_state
+        if pooling == "cls":
+            return hidden[:, 0]
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        bbox_mask: torch.FloatTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_loss: bool = True,
+        **kwargs,
+    ) -> DeepSightDualEncoderOutput:
+        if input_ids is None:
+            raise ValueError("`input_ids` (the captions) are required by the dual encoder.")
+        image_embeds = self.get_image_features(pixel_values, bbox_mask)
+        text_embeds = self.get_text_features(input_ids, attention_mask)
+        image_embeds = image_embeds / image_embeds.norm(p=2, dim=-1, keepdim=True)
+        text_embeds = text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True)
+        logits_per_text = text_embeds @ image_embeds.t() * self.logit_scale.exp()
+        logits_per_image = logits_per_text.t()
+        loss = image_text_contrastive_loss(logits_per_text) if return_loss else None
+        return DeepSightDualEncoderOutput(
+            loss=loss,
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_text,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+        )
+
+    @classmethod
+    def from_clip(cls, clip_name_or_path: str | os.PathLike | CLIPModel, **config_kwargs) -> "DeepSightDualEncoder":
+        """Whole-CLIP start: depth tower converted from CLIP's vision model, CLIP's text model and both projections.
+
+        At initialisation the image embedding of a depth map (all-ones mask) equals CLIP's image embedding of that
+        map repeated to RGB, so stage 0 starts from CLIP's aligned space.
+        """
+        clip = clip_name_or_path if isinstance(clip_name_or_path, CLIPModel) else CLIPModel.from_pretrained(
+            clip_name_or_path
+        )
+        vision = DeepSightVisionModel.from_clip_vision(clip.vision_model)
+        config_kwargs.setdefault("logit_scale_init_value", float(clip.logit_scale.detach()))
+        config = DeepSightDualEncoderConfig(
+            vision_config=vision.config,
+            text_config=clip.text_model.config,
+            projection_dim=clip.config.projection_dim,
+            **config_kwargs,
+        )
+        model = cls(config).to(clip.dtype)
+        model.vision_model.load_state_dict(vision.state_dict())
+        model.text_model.load_state_dict(clip.text_model.state_dict())
+        model.visual_projection.load_state_dict(clip.visual_projection.state_dict())
+        model.text_projection.load_state_dict(clip.text_projection.state_dict())
+        return model
+
+    @classmethod
+    def from_vision_text(
+        cls,
+        vision_model_name_or_path: str | os.PathLike,
+        text_model_name_or_path: str | os.PathLike,
+        projection_dim: int = 512,
+        **config_kwargs,
+    ) -> "DeepSightDualEncoder":
+        """Depth tower from a CLIP (vision) checkpoint + any `AutoModel` text encoder; projections start fresh."""
+        vision = DeepSightVisionModel.from_clip_vision(vision_model_name_or_path)
+        text_model = AutoModel.from_pretrained(text_model_name_or_path)
+        config = DeepSightDualEncoderConfig(
+            vision_config=vision.config,
+            text_config=text_model.config,
+            projection_dim=projection_dim,
+            **config_kwargs,
+        )
+        model = cls(config)
+        model.vision_model.load_state_dict(vision.state_dict())
+        model.text_model.load_state_dict(text_model.state_dict())
+        return model
+
+
+# `save_pretrained` copies this file (and its relative imports) and writes `auto_map` for trust_remote_code.
+DeepSightVisionModel.register_for_auto_class("AutoModel")
+DeepSightModel.register_for_auto_class("AutoModel")
+DeepSightForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+DeepSightDualEncoder.register_for_auto_class("AutoModel")
+
+
+__all__ = [
+    "DeepSightVisionModel",
+    "DeepSightVisionPreTrainedModel",
+    "DeepSightPreTrainedModel",
+    "DeepSightModel",
+    "DeepSightForConditionalGeneration",
+    "DeepSightDualEncoder",
+    "DeepSightMultiModalProjector",
+    "DeepSightModelOutputWithPast",
+    "DeepSightCausalLMOutputWithPast",
+    "DeepSightDualEncoderOutput",
+]

@@ -1,0 +1,222 @@
+# Copyright 2026 The DeepSight authors. Licensed under the Apache License, Version 2.0.
+"""DeepSight processor: depth image processor + tokenizer + chat template.
+
+Regions of interest reach the Bbox Conv mask in one of two ways:
+
+* ``boxes=`` on the call: per image, a list of ``[x0, y0, x1, y1]`` boxes in pixels of the original depth map;
+* written in the text right after the image they belong to, ``<image><box>[x0, y0, x1, y1]</box>`` (several tags
+  allowed, any whitespace inside the brackets). The processor removes the tags from the text and adds the boxes to
+  the preceding ``<image>``'s boxes. Because the regions then live in the prompt, TRL's stock vision collator
+  (``messages`` + ``images`` rows) trains with the right masks without a custom collator.
+
+Both can be combined; an image's mask is the union of its boxes (no box = all ones).
+
+This file is copied next to the weights by ``save_pretrained``: it imports only transformers and its siblings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+
+BOX_TAG_PATTERN = re.compile(
+    r"<box>\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]\s*</box>"
+)
+BOX_OPEN, BOX_CLOSE = "<box>", "</box>"
+
+# A minimal chat template for TRL-style messages (content: str or a list of {"type": "image"|"text"} parts).
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>\n' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def format_box_tag(box: list[float]) -> str:
+    """``<box>[x0, y0, x1, y1]</box>`` for a box, the in-prompt form `DeepSightProcessor` parses."""
+    if len(box) != 4:
+        raise ValueError(f"A box is [x0, y0, x1, y1]; got {box!r}.")
+    return BOX_OPEN + "[" + ", ".join(f"{float(v):g}" for v in box) + "]" + BOX_CLOSE
+
+
+def extract_box_tags(text: str, image_token: str, sample_index: int = 0) -> tuple[str, list[list[list[float]]]]:
+    """Remove ``<box>[...]</box>`` tags from `text`; return the clean text and, per ``<image>`` in it, its boxes.
+
+    A tag belongs to the closest ``<image>`` before it. A tag before any image, or a malformed tag, is a ValueError.
+    """
+    pieces = text.split(image_token)
+    boxes_per_image: list[list[list[float]]] = []
+    clean_pieces = []
+    for piece_index, piece in enumerate(pieces):
+        boxes = [[float(v) for v in match.groups()] for match in BOX_TAG_PATTERN.finditer(piece)]
+        clean = BOX_TAG_PATTERN.sub("", piece)
+        if BOX_OPEN in clean or BOX_CLOSE in clean:
+            raise ValueError(
+                f"`text[{sample_index}]` has a malformed box tag; expected '<box>[x0, y0, x1, y1]</box>' "
+                f"(four numbers): {piece!r}"
+            )
+        if piece_index == 0:
+            if boxes:
+                raise ValueError(
+                    f"`text[{sample_index}]` has a <box> tag before any {image_token}; write each box after the "
+                    "image it belongs to."
+                )
+        else:
+            boxes_per_image.append(boxes)
+        clean_pieces.append(clean)
+    return image_token.join(clean_pieces), boxes_per_image
+
+
+class DeepSightProcessor(ProcessorMixin):
+    r"""
+    Builds DeepSight inputs: ``input_ids``, ``attention_mask`` (tokenizer), ``pixel_values``, ``bbox_mask``
+    (`DeepSightImageProcessor`).
+
+    Each ``<image>`` in the text is expanded to ``image_seq_length`` image tokens (one per vision feature, see
+    `DeepSightConfig.image_seq_length`); the i-th ``<image>`` of the batch (in reading order) is the i-th image.
+
+    Args:
+        image_processor (`DeepSightImageProcessor`): decodes and normalises the depth maps, draws the box masks.
+        tokenizer (`PreTrainedTokenizerBase`): must know ``image_token`` as a single (special) token.
+        chat_template (`str`, *optional*): Jinja template for `apply_chat_template` (a minimal one by default).
+        image_token (`str`, *optional*, defaults to `"<image>"`): the placeholder written in prompts.
+        image_seq_length (`int`, *optional*, defaults to 576): image tokens per image.
+
+    Call: ``processor(images=None, text=None, boxes=None, depth_encoding=None, **kwargs)``; ``boxes`` is per
+    image, ``depth_encoding`` one encoding or one per image (``None`` = detect), other keyword arguments go to the
+    tokenizer (``padding``, ``padding_side``, ``return_tensors``...) or the image processor (its settings).
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        image_token: str = "<image>",
+        image_seq_length: int = 576,
+        **kwargs,
+    ):
+        if tokenizer is None:
+            raise ValueError("DeepSightProcessor needs a `tokenizer`.")
+        self.image_token = getattr(tokenizer, "image_token", None) or image_token
+        token_ids = tokenizer.encode(self.image_token, add_special_tokens=False)
+        if len(token_ids) != 1:
+            raise ValueError(
+                f"The tokenizer splits the image token {self.image_token!r} into {len(token_ids)} tokens; add it as a "
+                "special token first (tokenizer.add_special_tokens({'additional_special_tokens': ['<image>']}))."
+            )
+        self.image_token_id = token_ids[0]
+        if int(image_seq_length) < 1:
+            raise ValueError(f"`image_seq_length` must be >= 1; got {image_seq_length}.")
+        self.image_seq_length = int(image_seq_length)
+        if chat_template is None:
+            chat_template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
+        return self.image_token * self.image_seq_length
+
+    def _process_images(self, images: Any, **kwargs) -> tuple[BatchFeature, list[str]]:
+        # The mixin counts images with `make_flat_list_of_images`, which rejects metric float depth maps; the image
+        # processor already knows how many images it made.
+        processed = self.image_processor(images, **kwargs)
+        num_images = len(processed["pixel_values"])
+        return processed, [self.replace_image_token(processed, index) for index in range(num_images)]
+
+    @property
+    def unused_input_names(self) -> list[str]:
+        # The image processor reports the depth encodings it assumed; the model does not take them.
+        return ["depth_encoding"]
+
+    def __call__(
+        self,
+        images: Any = None,
+        text: str | list[str] | None = None,
+        boxes: Any = None,
+        depth_encoding: str | list[str | None] | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Tokenise `text` (expanding ``<image>``), preprocess `images` with their boxes; see the class docstring."""
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            if not all(isinstance(sample, str) for sample in texts):
+                raise ValueError("`text` must be a string or a list of strings.")
+            texts, boxes = self._merge_box_tags(texts, images, boxes)
+            text = texts
+        elif boxes is not None and images is None:
+            raise ValueError("`boxes` were given without `images`; pass the depth maps they belong to.")
+        if images is not None:
+            kwargs["boxes"] = boxes
+            kwargs["depth_encoding"] = depth_encoding
+        return super().__call__(images=images, text=text, **kwargs)
+
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        if text is not None and images is not None:
+            num_placeholders = sum(sample.count(self.image_token) for sample in text)
+            num_images = self._count_images(images)
+            if num_placeholders != num_images:
+                raise ValueError(
+                    f"`text` has {num_placeholders} {self.image_token} placeholder(s) but {num_images} image(s) were "
+                    f"given; write one {self.image_token} per image, in the order of `images`."
+                )
+        elif text is not None and any(self.image_token in sample for sample in text):
+            raise ValueError(
+                f"`text` has {sum(s.count(self.image_token) for s in text)} {self.image_token} placeholder(s) but no "
+                "`images` were given."
+            )
+        if images is None and text is None:
+            raise ValueError("DeepSightProcessor needs `text`, `images` or both.")
+
+    def _merge_box_tags(self, texts: list[str], images: Any, boxes: Any) -> tuple[list[str], Any]:
+        """Parse in-text box tags; combine them with `boxes` (per image). Returns clean texts and per-image boxes."""
+        clean_texts, tagged = [], []
+        for index, sample in enumerate(texts):
+            clean, per_image = extract_box_tags(sample, self.image_token, sample_index=index)
+            clean_texts.append(clean)
+            tagged.extend(per_image)
+        if not any(tagged):
+            return clean_texts, boxes
+        if images is None:
+            raise ValueError("`text` has <box> tags but no `images` were given.")
+        num_images = self._count_images(images)
+        if len(tagged) != num_images:
+            # validate_inputs reports the placeholder/image mismatch with the full message.
+            return clean_texts, boxes
+        if boxes is None:
+            return clean_texts, tagged
+        if len(boxes) != num_images:
+            raise ValueError(
+                f"`boxes` has {len(boxes)} box lists but {num_images} images were given; expected one list per image."
+            )
+        return clean_texts, [list(given or []) + extra for given, extra in zip(boxes, tagged)]
+
+    @staticmethod
+    def _count_images(images: Any) -> int:
+        if isinstance(images, (list, tuple)):
+            return sum(len(item) if isinstance(item, (list, tuple)) else 1 for item in images)
+        if hasattr(images, "ndim") and images.ndim in (4,):
+            return int(images.shape[0])
+        if hasattr(images, "ndim") and images.ndim == 3 and images.shape[0] > 1 and images.shape[-1] not in (1, 3, 4):
+            return int(images.shape[0])
+        return 1
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values", "bbox_mask"]
+
+
+DeepSightProcessor.register_for_auto_class("AutoProcessor")
+
+
+__all__ = ["DeepSightProcessor", "extract_box_tags", "format_box_tag"]

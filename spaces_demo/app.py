@@ -1,0 +1,317 @@
+"""DeepSight Space: talk to a depth-aware multimodal LLM about a depth map.
+
+Run locally with `deepsight demo [--model PATH]`, or `python app.py` on a Space. The depth upload is a
+`gr.File`, not a `gr.Image`: gradio re-encodes image uploads to 8-bit RGB, which would destroy a 16-bit
+millimetre depth map. The depth is shown in a separate image: the colormapped map with the boxes and a
+legend in metres. Clicking two corners on that view adds a box; typed boxes work too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+if __package__ in (None, ""):  # `python app.py`: make the project importable as on a Space checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from spaces_demo.examples import write_examples  # noqa: E402
+from spaces_demo.inputs import (  # noqa: E402
+    ENCODING_CHOICES,
+    MAX_PIXELS,
+    MAX_SIDE,
+    MAX_UPLOAD_BYTES,
+    DepthCache,
+    LoadedDepth,
+    format_boxes,
+    parse_boxes,
+    read_depth_upload,
+)
+from spaces_demo.rendering import render_depth_view, summarize_depth, to_depth_pixels  # noqa: E402
+from spaces_demo.responder import Responder, load_responder  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DEPTH_MODEL_ENV = "DEEPSIGHT_DEPTH_MODEL"
+MAX_QUESTION_CHARS = 1000
+# One generate at a time per replica: on a CPU Space two would only halve each other's speed.
+GENERATE_CONCURRENCY = 1
+QUEUE_MAX_SIZE = 32
+
+TITLE = "DeepSight: ask questions about a depth map"
+INTRO = (
+    "Upload a depth map (16-bit PNG in millimetres, SUN RGB-D PNG, 8-bit grayscale or `.npy` in metres) "
+    "or pick a synthetic room below, optionally mark regions, and ask about the scene. "
+    "Regions feed DeepSight's Bbox Conv mask: type `x0,y0,x1,y1; ...` in depth-map pixels, or click two "
+    "opposite corners on the depth view."
+)
+
+
+def zero_gpu(function):
+    """`spaces.GPU` on ZeroGPU Spaces (the `spaces` package is importable there); unchanged elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return function
+    return spaces.GPU(function)
+
+
+def load_depth_estimator(depth_model: str | None) -> tuple[Any, str | None, str | None]:
+    """(estimate function or None, its name, why it is unavailable)."""
+    if not depth_model or depth_model.lower() == "none":
+        return None, None, "no depth-estimation model configured (--depth-model PATH or $" + DEPTH_MODEL_ENV + ")"
+    try:
+        from dataset_scripts.depth_estimation import DepthEstimator
+
+        estimator = DepthEstimator(depth_model, device="cpu", batch_size=1)
+    except Exception as error:  # offline without the weights, a wrong path...: the RGB option says so
+        logger.warning("depth-estimation model %r unavailable: %s", depth_model, error)
+        return None, None, f"depth-estimation model `{depth_model}` could not be loaded offline ({type(error).__name__})"
+    return (lambda image: estimator.predict([image])[0]), depth_model, None
+
+
+class DemoBackend:
+    """The event handlers, free of layout code: each takes plain values and returns plain values."""
+
+    def __init__(self, responder: Responder, estimator=None, estimator_name: str | None = None):
+        self.responder = responder
+        self.estimator = estimator
+        self.estimator_name = estimator_name
+        self.cache = DepthCache()
+
+    def load(self, path: str | None, encoding: str) -> LoadedDepth:
+        return self.cache.get(
+            path, encoding, lambda: read_depth_upload(path, encoding, self.estimator, self.estimator_name)
+        )
+
+    @staticmethod
+    def error_status(error: Exception) -> str:
+        message = str(error)
+        gr.Warning(message)
+        return f"**Error:** {message}"
+
+    @staticmethod
+    def ok_status(loaded: LoadedDepth, boxes: list[list[float]]) -> str:
+        parts = [f"**Assumed encoding:** {loaded.description} (`{loaded.encoding}`)", summarize_depth(loaded.metres)]
+        parts.append(f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" if boxes else "no boxes: whole map")
+        return " · ".join(parts) + "".join(f"  \n_{note}_" for note in loaded.notes)
+
+    def show_depth(self, path: str | None, encoding: str, boxes_text: str) -> tuple[Any, str]:
+        """(depth view image, status line) for the current upload and boxes."""
+        if not path:
+            return None, "Upload a depth map or pick an example."
+        try:
+            loaded = self.load(path, encoding)
+            boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
+        except ValueError as error:
+            return None, self.error_status(error)
+        return render_depth_view(loaded.metres, boxes), self.ok_status(loaded, boxes)
+
+    def add_corner(
+        self, path: str | None, encoding: str, boxes_text: str, pending: list[float] | None, x: float, y: float
+    ) -> tuple[str, list[float] | None, Any, str]:
+        """A click on the depth view: the first click marks a corner, the second closes the box."""
+        try:
+            loaded = self.load(path, encoding)
+            boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
+        except ValueError as error:
+            return boxes_text, None, None, self.error_status(error)
+        point = to_depth_pixels(x, y, loaded.height, loaded.width)
+        if point is None:  # a click on the legend
+            return boxes_text, pending, render_depth_view(loaded.metres, boxes, pending), self.ok_status(loaded, boxes)
+        if pending is None:
+            status = f"Corner at ({point[0]:g}, {point[1]:g}): click the opposite corner to finish the box."
+            return boxes_text, list(point), render_depth_view(loaded.metres, boxes, point), status
+        try:
+            new_box = parse_boxes(format_boxes([[pending[0], pending[1], point[0], point[1]]]), loaded.width, loaded.height)
+            boxes = parse_boxes(format_boxes(boxes + new_box), loaded.width, loaded.height)
+        except ValueError as error:
+            return boxes_text, None, render_depth_view(loaded.metres, boxes), self.error_status(error)
+        return format_boxes(boxes), None, render_depth_view(loaded.metres, boxes), self.ok_status(loaded, boxes)
+
+    def ask(
+        self, path: str | None, encoding: str, boxes_text: str, question: str, history: list[dict] | None
+    ) -> Iterator[tuple[list[dict], str]]:
+        """Streams (chat history, status) while the model answers `question` about the uploaded depth map."""
+        history = list(history or [])
+        question = (question or "").strip()
+        try:
+            if not question:
+                raise ValueError("Type a question about the depth map first.")
+            if len(question) > MAX_QUESTION_CHARS:
+                raise ValueError(f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}.")
+            loaded = self.load(path, encoding)
+            boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
+        except ValueError as error:
+            yield history, self.error_status(error)
+            return
+        status = self.ok_status(loaded, boxes)
+        previous = list(history)
+        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        yield history, status
+        try:
+            for text in self.responder.stream(loaded.metres, boxes, question, previous):
+                history[-1] = {"role": "assistant", "content": text}
+                yield history, status
+        except Exception as error:  # keep serving: the failure is shown, the next question works
+            logger.exception("generation failed")
+            history[-1] = {"role": "assistant", "content": "_(no answer: generation failed)_"}
+            yield history, self.error_status(error)
+            return
+        if not str(history[-1]["content"]).strip():
+            history[-1] = {"role": "assistant", "content": "_(the model returned an empty answer)_"}
+            yield history, status
+
+
+def model_notice(responder: Responder) -> str:
+    return getattr(responder, "notice", None) or f"Model: `{responder.name}`."
+
+
+def build_demo(
+    model_path: str | None = None,
+    depth_model: str | None = None,
+    responder: Responder | None = None,
+    examples_dir: str | Path | None = None,
+    max_new_tokens: int = 64,
+) -> gr.Blocks:
+    """The DeepSight demo as a `gr.Blocks` (queued). `responder` overrides `model_path` (tests pass one in)."""
+    if responder is None:
+        responder = load_responder(model_path, max_new_tokens=max_new_tokens)
+    estimator, estimator_name, estimator_missing = load_depth_estimator(depth_model)
+    backend = DemoBackend(responder, estimator, estimator_name)
+    examples = write_examples(examples_dir or tempfile.mkdtemp(prefix="deepsight-examples-"))
+
+    encoding_choices = list(ENCODING_CHOICES)
+    if estimator is None:
+        encoding_choices[-1] = (f"{encoding_choices[-1][0]} (unavailable: {estimator_missing})", "rgb")
+
+    with gr.Blocks(title="DeepSight") as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(model_notice(responder), elem_id="model-notice")
+        pending_corner = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                depth_file = gr.File(
+                    label=f"Depth map or photo (max {MAX_UPLOAD_BYTES // 2**20} MiB, {MAX_SIDE}x{MAX_SIDE} px)",
+                    file_count="single",
+                    type="filepath",
+                    elem_id="depth-file",
+                )
+                encoding = gr.Dropdown(
+                    encoding_choices, value="auto", label="Depth encoding", elem_id="encoding"
+                )
+                if estimator is None:
+                    gr.Markdown(
+                        f"_RGB photos: unavailable here ({estimator_missing})._", elem_id="rgb-notice"
+                    )
+                else:
+                    gr.Markdown(f"_RGB photos: depth estimated by `{estimator_name}`._", elem_id="rgb-notice")
+                boxes = gr.Textbox(
+                    label="Regions (optional)",
+                    placeholder="x0,y0,x1,y1; x0,y0,x1,y1  (pixels of the depth map)",
+                    elem_id="boxes",
+                )
+                status = gr.Markdown("Upload a depth map or pick an example.", elem_id="status")
+            with gr.Column(scale=1):
+                depth_view = gr.Image(
+                    label="Depth (colour legend in metres); click two corners to add a region",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    elem_id="depth-view",
+                )
+        chatbot = gr.Chatbot(label="DeepSight", height=320, elem_id="chat")
+        with gr.Row():
+            question = gr.Textbox(
+                placeholder="Ask about the scene, e.g. How far away is the table?",
+                show_label=False,
+                scale=5,
+                elem_id="question",
+            )
+            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+            clear = gr.Button("Clear chat", scale=1)
+        if examples:
+            gr.Examples(
+                [example.as_row() for example in examples],
+                inputs=[depth_file, encoding, boxes, question],
+                label="Synthetic rooms (one click loads the depth map, regions and a question)",
+            )
+        gr.Markdown(
+            f"Limits: files up to {MAX_UPLOAD_BYTES // 2**20} MiB, images up to {MAX_PIXELS / 1e6:.1f} "
+            "megapixels, questions up to 1000 characters. Answers stream as the model generates them."
+        )
+
+        def on_depth_change(path, encoding_value, boxes_text):
+            view, text = backend.show_depth(path, encoding_value, boxes_text)
+            return view, text, None, []
+
+        depth_inputs = [depth_file, encoding, boxes]
+        for trigger in (depth_file.change, encoding.change):
+            trigger(
+                on_depth_change,
+                depth_inputs,
+                [depth_view, status, pending_corner, chatbot],
+                api_visibility="private",
+            )
+        gr.on(
+            [boxes.submit, boxes.blur],
+            backend.show_depth,
+            depth_inputs,
+            [depth_view, status],
+            api_name="show_depth",
+        )
+
+        def on_view_click(path, encoding_value, boxes_text, pending, event: gr.SelectData):
+            x, y = event.index
+            return backend.add_corner(path, encoding_value, boxes_text, pending, float(x), float(y))
+
+        depth_view.select(
+            on_view_click,
+            [depth_file, encoding, boxes, pending_corner],
+            [boxes, pending_corner, depth_view, status],
+            api_visibility="private",
+        )
+
+        ask = zero_gpu(backend.ask)
+        ask_event = gr.on(
+            [send.click, question.submit],
+            ask,
+            [depth_file, encoding, boxes, question, chatbot],
+            [chatbot, status],
+            api_name="ask",
+            concurrency_limit=GENERATE_CONCURRENCY,
+            concurrency_id="generate",
+        )
+        ask_event.then(lambda: "", None, question, api_visibility="private")
+        clear.click(lambda: [], None, chatbot, api_visibility="private")
+
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=4)
+    return demo
+
+
+def launch_kwargs(host: str = "127.0.0.1", port: int | None = None, share: bool = False) -> dict[str, Any]:
+    """Arguments for `demo.launch` shared by the CLI and `python app.py`."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "max_file_size": MAX_UPLOAD_BYTES,
+    }
+
+
+if __name__ == "__main__":  # the Space entry point (app_file: app.py)
+    logging.basicConfig(level=logging.INFO)
+    demo = build_demo(
+        model_path=os.environ.get("DEEPSIGHT_MODEL"),
+        depth_model=os.environ.get(DEPTH_MODEL_ENV, "vinvino02/glpn-nyu"),
+    )
+    demo.launch(**launch_kwargs(host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")))

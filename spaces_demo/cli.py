@@ -1,0 +1,53 @@
+"""`deepsight demo`: start the Gradio demo locally (the same app the Space runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+DEFAULT_DEPTH_MODEL = "vinvino02/glpn-nyu"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepsight demo", description=__doc__)
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="DeepSight checkpoint folder or hub id (default: $DEEPSIGHT_MODEL, else outputs/quickstart/model, "
+        "else a tiny random model with a notice)",
+    )
+    parser.add_argument(
+        "--depth-model",
+        default=os.environ.get("DEEPSIGHT_DEPTH_MODEL", DEFAULT_DEPTH_MODEL),
+        help="transformers depth-estimation model for RGB photos; 'none' disables the RGB option "
+        "(default: $DEEPSIGHT_DEPTH_MODEL or %(default)s; offline it must be a local folder)",
+    )
+    parser.add_argument("--port", type=int, default=None, help="port (default: 7860, or the next free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--share",
+        choices=("on", "off"),
+        default="off",
+        help="create a public gradio.live link (needs the network; default: %(default)s)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_new_tokens < 1:
+        raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from spaces_demo.app import build_demo, launch_kwargs  # gradio imports take seconds: only when launching
+
+    demo = build_demo(model_path=args.model, depth_model=args.depth_model, max_new_tokens=args.max_new_tokens)
+    demo.launch(**launch_kwargs(host=args.host, port=args.port, share=args.share == "on"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,386 @@
+"""Tests of the evaluation harness: the metric module, the runner (stub models), reports, resume,
+comparison tables, model cards, and both protocols end to end on a tiny random LLaVA."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from deepsight.prompts import OPTION_LETTERS  # noqa: E402
+from evaluation.adapters import OptionScores, depth_to_rgb  # noqa: E402
+from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark  # noqa: E402
+from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------------
+# Stub models with the adapters' interface
+# --------------------------------------------------------------------------------------------------
+
+
+class AlwaysA:
+    """Answers option A under both protocols."""
+
+    name = "always-A"
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def generate(self, questions, max_new_tokens):
+        self.asked += [q.id for q in questions]
+        return ["A" for _ in questions]
+
+    def score_options(self, questions, continuations):
+        self.asked += [q.id for q in questions]
+        return [OptionScores([0.0] + [-5.0] * (len(texts) - 1), [1] * len(texts)) for texts in continuations]
+
+
+class Oracle:
+    """Is fed the answers; phrases them as a letter, the option text or the option number in turn."""
+
+    name = "oracle"
+
+    def __init__(self, answers: dict[str, int]):
+        self.answers = answers
+
+    def generate(self, questions, max_new_tokens):
+        outputs = []
+        for i, q in enumerate(questions):
+            index = self.answers[q.id]
+            outputs.append([f"{OPTION_LETTERS[index]}.", f"It is the {q.options[index]}.", f"{index + 1}"][i % 3])
+        return outputs
+
+    def score_options(self, questions, continuations):
+        return [
+            OptionScores([-1.0 if i == self.answers[q.id] else -9.0 for i in range(len(texts))], [3] * len(texts))
+            for q, texts in zip(questions, continuations)
+        ]
+
+
+class Mumbler:
+    """Never names an option."""
+
+    name = "mumbler"
+
+    def generate(self, questions, max_new_tokens):
+        return ["hmm, hard to say" for _ in questions]
+
+    def score_options(self, questions, continuations):  # pragma: no cover - generate-only stub
+        raise NotImplementedError
+
+
+@pytest.fixture(scope="module")
+def benchmark_rows():
+    # 24 questions with a known, uneven share of A answers per task.
+    answer_indices = [0 if i % 3 == 0 else 1 for i in range(24)]
+    return make_benchmark_rows(24, seed=1, answer_indices=answer_indices)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory, benchmark_rows):
+    folder = write_benchmark_folder(tmp_path_factory.mktemp("bench"), benchmark_rows)
+    return load_benchmark(str(folder))
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory):
+    return build_tiny_llava(tmp_path_factory.mktemp("llava"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Metric module
+# --------------------------------------------------------------------------------------------------
+
+
+def test_metric_module_loads_offline_and_matches_scipy_wilson_interval():
+    import evaluate
+    from scipy.stats import binomtest
+
+    metric = evaluate.load(str(METRIC_PATH))
+    predictions = [1] * 81 + [0] * 19 + [2] * 3 + [-1] * 7
+    references = [1] * 100 + [2] * 10
+    tasks = ["recognition"] * 100 + ["security"] * 10
+    result = metric.compute(predictions=predictions, references=references, tasks=tasks)
+    for task, correct, n in [("recognition", 81, 100), ("security", 3, 10)]:
+        expected = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert result["per_task"][task]["n"] == n
+        assert result["per_task"][task]["accuracy"] == pytest.approx(correct / n)
+        assert result["per_task"][task]["ci95"] == pytest.approx([expected.low, expected.high], abs=1e-9)
+    assert result["average"] == pytest.approx((0.81 + 0.3) / 2)
+    assert result["accuracy"] == pytest.approx(84 / 110)
+
+
+def test_metric_counts_unparseable_as_wrong_and_interval_stays_in_unit_range():
+    import evaluate
+
+    metric = evaluate.load(str(METRIC_PATH))
+    result = metric.compute(predictions=[-1, -1, 0], references=[0, 0, 0], tasks=["a", "a", "b"])
+    assert result["per_task"]["a"]["accuracy"] == 0.0
+    assert result["per_task"]["a"]["ci95"][0] == 0.0
+    assert result["per_task"]["b"]["accuracy"] == 1.0
+    assert result["per_task"]["b"]["ci95"][1] == 1.0 and result["per_task"]["b"]["ci95"][0] > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Harness with stub models
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["generate", "likelihood"])
+def test_always_A_scores_exactly_the_share_of_A_answers(tmp_path, benchmark, benchmark_rows, protocol):
+    results = run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol=protocol, batch_size=5), progress=False)
+    for task in TASKS:
+        rows = [r for r in benchmark_rows if r["task"] == task]
+        share = sum(r["answer_index"] == 0 for r in rows) / len(rows)
+        assert results["tasks"][task]["accuracy"] == pytest.approx(share)
+        assert results["tasks"][task]["n"] == len(rows)
+    assert results["n"] == len(benchmark_rows)
+    assert results["protocol"] == protocol
+
+
+@pytest.mark.parametrize("protocol", ["generate", "likelihood"])
+def test_model_fed_the_answers_scores_100_percent(tmp_path, benchmark, benchmark_rows, protocol):
+    oracle = Oracle({r["id"]: r["answer_index"] for r in benchmark_rows})
+    results = run_benchmark(oracle, benchmark, tmp_path, RunSettings(protocol=protocol, batch_size=7), progress=False)
+    assert results["average"] == 1.0
+    assert all(entry["accuracy"] == 1.0 for entry in results["tasks"].values())
+    assert results["unparseable"] == []
+
+
+def test_unparseable_answers_count_as_wrong_and_are_listed(tmp_path, benchmark):
+    results = run_benchmark(Mumbler(), benchmark, tmp_path, RunSettings(protocol="generate", limit=6), progress=False)
+    assert results["average"] == 0.0
+    assert len(results["unparseable"]) == 6
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert all(line["prediction"] == -1 and line["prediction_letter"] is None and not line["correct"] for line in lines)
+    assert "Unparseable answers (counted wrong): 6" in (tmp_path / "results.md").read_text()
+
+
+def test_run_writes_predictions_results_table_and_chart(tmp_path, benchmark, benchmark_rows):
+    run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="generate", tasks=["recognition", "security"]), progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["tasks"]) == ["recognition", "security"]
+    assert set(results["tasks"]["security"]) >= {"accuracy", "n", "ci95"}
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert {"id", "task", "prompt", "output", "prediction", "correct"} <= set(lines[0])
+    assert lines[0]["prompt"].splitlines()[1].startswith("A. ")
+    table = (tmp_path / "results.md").read_text()
+    assert "| Recognition |" in table and "**Avg.**" in table
+    with Image.open(tmp_path / "results.png") as chart:
+        assert chart.format == "PNG" and chart.size[0] > 100
+
+
+def test_resume_skips_answered_ids_and_recovers_from_a_torn_line(tmp_path, benchmark, benchmark_rows):
+    first = AlwaysA()
+    run_benchmark(first, benchmark, tmp_path, RunSettings(protocol="generate", limit=10, batch_size=4), progress=False)
+    assert len(first.asked) == 10
+    predictions = tmp_path / "predictions.jsonl"
+    with predictions.open("a") as sink:
+        sink.write('{"id": "q0010", "task": "secu')  # a run killed mid-write
+    second = AlwaysA()
+    results = run_benchmark(second, benchmark, tmp_path, RunSettings(protocol="generate", batch_size=4), progress=False)
+    assert second.asked == [r["id"] for r in benchmark_rows[10:]]
+    assert results["n"] == len(benchmark_rows)
+    assert len(read_predictions(predictions)) == len(benchmark_rows)
+
+
+def test_resume_with_another_protocol_is_refused(tmp_path, benchmark):
+    run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="generate", limit=2), progress=False)
+    with pytest.raises(ValueError, match="protocol"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="likelihood", limit=2), progress=False)
+
+
+def test_bad_settings_and_unknown_tasks_raise_value_errors(tmp_path, benchmark):
+    with pytest.raises(ValueError, match="protocol"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="vote"), progress=False)
+    with pytest.raises(ValueError, match="tasks"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(tasks=["counting"]), progress=False)
+    with pytest.raises(ValueError, match="limit"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(limit=0), progress=False)
+
+
+def test_benchmark_missing_schema_columns_is_rejected(tmp_path):
+    import datasets
+
+    folder = tmp_path / "not_a_benchmark"
+    (folder / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"id": ["x"], "text": ["hello"]}).to_parquet(str(folder / "data" / "test-0.parquet"))
+    with pytest.raises(ValueError, match="missing columns"):
+        load_benchmark(str(folder))
+
+
+# --------------------------------------------------------------------------------------------------
+# Depth rendering for photo models
+# --------------------------------------------------------------------------------------------------
+
+
+def test_depth_to_rgb_gray_is_brighter_when_closer_and_black_when_invalid():
+    depth = np.array([[0.0, 1.0], [2.0, 4.0]], dtype=np.float32)
+    rgb = np.asarray(depth_to_rgb(depth, "gray"))
+    assert rgb.shape == (2, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    assert rgb[0, 0, 0] == 0
+    assert rgb[0, 1, 0] > rgb[1, 0, 0] > rgb[1, 1, 0] > 0
+    colour = np.asarray(depth_to_rgb(depth, "colormap"))
+    assert colour.shape == (2, 2, 3) and (colour[0, 0] == 0).all() and not (colour[0, 1] == colour[0, 1, 0]).all()
+    with pytest.raises(ValueError, match="depth_as"):
+        depth_to_rgb(depth, "jet")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny random LLaVA, end to end
+# --------------------------------------------------------------------------------------------------
+
+
+def _questions(benchmark, count):
+    from evaluation.runner import question_from_row
+
+    return [question_from_row(benchmark[i]) for i in range(count)]
+
+
+def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tiny_llava, benchmark):
+    from deepsight.prompts import answer_text
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
+    assert model.shares_prefix_cache
+    questions = _questions(benchmark, 6)
+    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    cached = model.score_options(questions, continuations)
+    one_at_a_time = [model.score_options([q], [c])[0] for q, c in zip(questions, continuations)]
+    model.shares_prefix_cache = False
+    full = model.score_options(questions, continuations)
+    for a, b, c in zip(cached, full, one_at_a_time):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        np.testing.assert_allclose(a.logprobs, c.logprobs, atol=1e-4)
+        assert a.num_tokens == b.num_tokens
+        assert all(value < 0 for value in a.logprobs)
+
+
+def test_batched_generation_matches_one_question_at_a_time_on_tiny_llava(tiny_llava, benchmark):
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
+    questions = _questions(benchmark, 4)
+    batched = model.generate(questions, max_new_tokens=4)
+    single = [model.generate([q], max_new_tokens=4)[0] for q in questions]
+    assert batched == single
+
+
+@pytest.mark.parametrize("protocol,depth_as", [("generate", "gray"), ("likelihood", "colormap")])
+def test_cli_benchmark_runs_end_to_end_on_tiny_llava(tmp_path, tiny_llava, benchmark_rows, protocol, depth_as):
+    from evaluation.cli import main
+
+    folder = write_benchmark_folder(tmp_path / "bench", benchmark_rows[:8])
+    output = tmp_path / "out"
+    argv = ["benchmark", "--model", str(tiny_llava), "--benchmark", str(folder), "--output", str(output),
+            "--protocol", protocol, "--batch-size", "3", "--depth-as", depth_as, "--max-new-tokens", "4"]
+    assert main(argv) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["n"] == 8 and results["protocol"] == protocol and results["model"] == str(tiny_llava)
+    assert set(results["tasks"]) == set(TASKS)
+    lines = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 8
+    if protocol == "likelihood":
+        assert all(0 <= line["prediction"] < len(line["option_logprobs"]) for line in lines)
+    assert (output / "results.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparison table and model card
+# --------------------------------------------------------------------------------------------------
+
+
+def test_compare_table_lists_each_run_and_the_labelled_paper_rows(tmp_path, benchmark):
+    from evaluation.compare import comparison_markdown, load_results
+
+    run_benchmark(AlwaysA(), benchmark, tmp_path / "a", RunSettings(protocol="generate"), progress=False)
+    run_benchmark(AlwaysA(), benchmark, tmp_path / "b", RunSettings(protocol="likelihood"), progress=False)
+    runs = [load_results(tmp_path / "a"), load_results(tmp_path / "b" / "results.json")]
+    table = comparison_markdown(runs, include_paper=True)
+    assert "always-A (generate)" in table and "always-A (likelihood)" in table
+    assert "| DeepSight-7B | paper, Table 2 (b) fine-tuned | 64.86 | 40.56 | 63.17 | 44.81 | 53.85 | |" in table
+    average = f"**{100 * runs[0]['average']:.2f}**"
+    assert average in table
+    with pytest.raises(ValueError, match="results"):
+        load_results(tmp_path / "missing")
+
+
+def test_model_card_gets_model_index_and_updates_in_place(tmp_path, benchmark):
+    from huggingface_hub import ModelCard
+
+    from evaluation.compare import load_results
+    from evaluation.model_card import write_results_to_model_card
+
+    run_benchmark(AlwaysA(), benchmark, tmp_path / "run", RunSettings(protocol="generate"), progress=False)
+    results = load_results(tmp_path / "run")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# My model\n\nIntro text.\n")
+    write_results_to_model_card(model_dir, [results], model_name="my-model")
+    write_results_to_model_card(model_dir, [results], model_name="my-model")  # no duplicates on rerun
+    card = ModelCard.load(model_dir / "README.md")
+    assert card.data.license == "apache-2.0" and "Intro text." in card.text
+    values = {r.metric_config: r.metric_value for r in card.data.eval_results}
+    assert len(card.data.eval_results) == len(results["tasks"]) + 1
+    assert values["average/generate"] == pytest.approx(round(100 * results["average"], 2))
+    assert card.text.count("deepsight-eval:start") == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny random DeepSight (trust_remote_code folder), end to end
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_deepsight(tmp_path_factory):
+    tiny = pytest.importorskip("deepsight.tiny")
+    model, processor = tiny.build_tiny_deepsight(seed=0)
+    folder = tmp_path_factory.mktemp("deepsight")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_deepsight_receives_metric_depth_and_question_boxes_as_bbox_mask(tiny_deepsight, benchmark):
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_deepsight))
+    assert model.is_deepsight
+    questions = _questions(benchmark, 2)
+    inputs = model._encode(questions)
+    assert inputs["pixel_values"].shape[1] == 1  # one depth channel, not an RGB rendering
+    assert inputs["bbox_mask"].shape[0] == 2
+    assert inputs["bbox_mask"].min() == 0 and inputs["bbox_mask"].max() == 1  # the box, not all ones
+
+
+def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, benchmark):
+    from deepsight.prompts import answer_text
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_deepsight))
+    questions = _questions(benchmark, 5)
+    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    cached = model.score_options(questions, continuations)
+    model.shares_prefix_cache = False
+    full = model.score_options(questions, continuations)
+    for a, b in zip(cached, full):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+
+
+@pytest.mark.parametrize("protocol", ["generate", "likelihood"])
+def test_cli_benchmark_runs_end_to_end_on_tiny_deepsight(tmp_path, tiny_deepsight, benchmark_rows, protocol):
+    from evaluation.cli import main
+
+    folder = write_benchmark_folder(tmp_path / "bench", benchmark_rows[:8])
+    output = tmp_path / "out"
+    argv = ["benchmark", "--model", str(tiny_deepsight), "--benchmark", str(folder), "--output", str(output),
+            "--protocol", protocol, "--batch-size", "4", "--max-new-tokens", "4", "--limit", "6"]
+    assert main(argv) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["n"] == 6 and results["protocol"] == protocol
+    assert len((output / "predictions.jsonl").read_text().splitlines()) == 6

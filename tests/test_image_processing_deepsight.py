@@ -1,0 +1,513 @@
+"""Tests of the depth decoding helpers and DeepSightImageProcessor.
+
+(modeling_deepsight/image_processing_deepsight.py)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modeling_deepsight.image_processing_deepsight import (
+    GRAY8_MAX_DEPTH,
+    DeepSightImageProcessor,
+    decode_depth,
+    depth_to_png_mm,
+    detect_depth_encoding,
+    encode_depth,
+    load_depth,
+)
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+SUN_ORIGINAL_DEPTHS = sorted(
+    glob.glob(str(REALDATA / "sunrgbd" / "original_layout" / "*" / "depth" / "*.png"))
+)
+OPEN3D_SUN_DEPTH = REALDATA / "sunrgbd" / "open3d_testdata" / "SUN_depth.png"
+NYU_MM_DEPTHS = sorted(glob.glob(str(REALDATA / "nyu" / "bts_sync_metric3d_demo" / "depth" / "*.png")))
+
+
+def synthetic_scene(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A room-like depth map in metres: a floor-to-wall ramp, a box-shaped object, a few invalid holes."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None]
+    cols = np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
+    metres = (
+        1.2 + 6.0 * rows**0.5 + 0.8 * cols + rng.uniform(0.0, 0.05, size=(height, width)).astype(np.float32)
+    )
+    metres[height // 3 : height // 2, width // 4 : width // 2] = 1.5  # an object in front
+    holes = rng.random((height, width)) < 0.05
+    metres[holes] = 0.0
+    return metres.astype(np.float32)
+
+
+def normalised(processor: DeepSightImageProcessor, metres: float) -> float:
+    """What the processor's documented formula makes of a valid depth (inverse transform)."""
+    intensity = 1.0 - min(metres, processor.max_depth) / processor.max_depth
+    return (intensity - processor.depth_mean) / processor.depth_std
+
+
+# --------------------------------------------------------------------------------------------------
+# decode / encode
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["mm", "sun"])
+def test_lossless_encodings_decode_to_the_same_millimetre_metres(encoding):
+    metres = synthetic_scene()
+    stored = encode_depth(metres, encoding)
+    assert stored.dtype == np.uint16
+    decoded = decode_depth(stored, encoding)
+    expected = np.round(metres.astype(np.float64) * 1000) / 1000
+    assert decoded.dtype == np.float32
+    np.testing.assert_allclose(decoded, expected, atol=1e-6)
+    assert np.array_equal(decoded == 0, metres == 0)
+
+
+def test_metres_decode_is_identity_and_marks_nan_inf_invalid():
+    metres = synthetic_scene()
+    with_bad = metres.copy()
+    with_bad[0, 0], with_bad[0, 1], with_bad[0, 2] = np.nan, np.inf, -np.inf
+    decoded = decode_depth(with_bad, "metres")
+    assert decoded[0, :3].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(decoded[1:], metres[1:])
+
+
+def test_gray8_decodes_monotone_brighter_closer_within_one_level():
+    metres = synthetic_scene()
+    gray = encode_depth(metres, "gray8")
+    assert gray.dtype == np.uint8
+    decoded = decode_depth(gray, "gray8")
+    valid = metres > 0
+    assert np.array_equal(decoded > 0, valid)
+    # same order of depths: sorting by true depth sorts the decoded depth (ties allowed by quantisation)
+    order = np.argsort(metres[valid], kind="stable")
+    assert np.all(np.diff(decoded[valid][order]) >= 0)
+    # brighter = closer: the nearest valid pixel is the brightest
+    assert gray[valid].max() == gray.flat[np.flatnonzero(valid.ravel())[np.argmin(metres[valid])]]
+    # pseudo-metric scale: within one gray level of the truth when the truth is inside (0, GRAY8_MAX_DEPTH]
+    np.testing.assert_allclose(decoded[valid], metres[valid], atol=GRAY8_MAX_DEPTH / 255)
+    assert decoded.max() <= GRAY8_MAX_DEPTH
+
+
+@pytest.mark.parametrize("encoding", ["mm", "sun", "gray8"])
+def test_all_encodings_describe_the_same_scene(encoding):
+    metres = synthetic_scene(seed=3)
+    decoded = decode_depth(encode_depth(metres, encoding), encoding)
+    tolerance = GRAY8_MAX_DEPTH / 255 if encoding == "gray8" else 5e-4
+    np.testing.assert_allclose(decoded, metres, atol=tolerance)
+
+
+def test_sun_rotation_matches_values_derived_from_the_toolbox_rule():
+    # mm = ((d >> 3) | (d << 13)) & 0xFFFF, derived by hand:
+    #   0x2EE0 = 12000: low bits 000, 12000 >> 3 = 1500 mm
+    #   0x3E80 = 16000: 16000 >> 3 = 2000 mm
+    #   0x0008 = 8: 1 mm
+    #   0x0001: the low bit rotates to bit 13: 8192 mm
+    #   0x0009 = 8 | 1: 1 + 8192 = 8193 mm
+    #   0xFFFF: every bit set stays every bit set: 65535 mm
+    raw = np.array([[0x2EE0, 0x3E80, 0x0008], [0x0001, 0x0009, 0xFFFF]], dtype=np.uint16)
+    expected_mm = np.array([[1500, 2000, 1], [8192, 8193, 65535]], dtype=np.float32)
+    np.testing.assert_allclose(decode_depth(raw, "sun"), expected_mm / 1000, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(encode_depth(expected_mm / 1000, "sun"), raw)
+
+
+def test_depth_to_png_mm_writes_a_16_bit_png_that_loads_back(tmp_path):
+    metres = synthetic_scene()
+    path = tmp_path / "depth.png"
+    Image.fromarray(depth_to_png_mm(metres)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    loaded, encoding = load_depth(path)
+    assert encoding == "mm"
+    np.testing.assert_allclose(loaded, metres, atol=5e-4)
+
+
+def test_encode_depth_rejects_depth_beyond_uint16_millimetres():
+    with pytest.raises(ValueError, match="beyond the 65.535 m"):
+        encode_depth(np.full((4, 4), 70.0, dtype=np.float32), "mm")
+
+
+# --------------------------------------------------------------------------------------------------
+# detection and loading
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["metres", "mm", "sun", "gray8"])
+def test_detect_depth_encoding_recognises_each_encoding(encoding):
+    metres = synthetic_scene()
+    raw = metres if encoding == "metres" else encode_depth(metres, encoding)
+    assert detect_depth_encoding(raw) == encoding
+
+
+def test_detection_needs_sun_low_bits_clear_not_just_a_plausible_rotated_range():
+    # millimetres 8k + 1 (0.8-4.8 m): rotated right they read 8.3-8.8 m, plausible, but the low bits are 001
+    mm = (8 * np.random.default_rng(0).integers(100, 600, size=(48, 64)) + 1).astype(np.uint16)
+    assert 8.0 < float(np.median(decode_depth(mm, "sun"))) < 9.0
+    assert detect_depth_encoding(mm) == "mm"
+    assert detect_depth_encoding(encode_depth(decode_depth(mm, "mm"), "sun")) == "sun"
+
+
+def test_detect_treats_equal_rgb_channels_as_gray8_and_rejects_colour():
+    gray = encode_depth(synthetic_scene(), "gray8")
+    assert detect_depth_encoding(np.stack([gray] * 3, axis=-1)) == "gray8"
+    colour = np.stack([gray, gray // 2, 255 - gray], axis=-1)
+    with pytest.raises(ValueError, match="3 colour channels"):
+        detect_depth_encoding(colour)
+
+
+@pytest.mark.parametrize(
+    "make_source, expected_encoding",
+    [
+        (lambda m: Image.fromarray(encode_depth(m, "mm")), "mm"),  # PIL I;16
+        (lambda m: Image.fromarray(encode_depth(m, "mm").astype(np.int32)), "mm"),  # PIL I
+        (lambda m: Image.fromarray(m, mode="F"), "metres"),  # PIL F
+        (lambda m: Image.fromarray(encode_depth(m, "gray8")), "gray8"),  # PIL L
+        (lambda m: Image.fromarray(encode_depth(m, "gray8")).convert("RGB"), "gray8"),  # gray saved as RGB
+        (lambda m: torch.from_numpy(m), "metres"),
+        (
+            lambda m: torch.from_numpy(encode_depth(m, "sun").astype(np.int32))[None],
+            "sun",
+        ),  # 1 x H x W tensor
+        (lambda m: encode_depth(m, "mm")[..., None], "mm"),  # H x W x 1
+    ],
+)
+def test_load_depth_accepts_pil_modes_numpy_and_torch(make_source, expected_encoding):
+    metres = synthetic_scene()
+    loaded, encoding = load_depth(make_source(metres))
+    assert encoding == expected_encoding
+    tolerance = GRAY8_MAX_DEPTH / 255 if expected_encoding == "gray8" else 5e-4
+    np.testing.assert_allclose(loaded, metres, atol=tolerance)
+
+
+def test_load_depth_reads_npy_png8_and_gray_jpeg_files(tmp_path):
+    metres = synthetic_scene()
+    np.save(tmp_path / "depth.npy", metres)
+    Image.fromarray(encode_depth(metres, "gray8")).save(tmp_path / "gray.png")
+    Image.fromarray(encode_depth(metres, "gray8")).save(tmp_path / "gray.jpg", quality=95)
+    loaded, encoding = load_depth(tmp_path / "depth.npy")
+    assert encoding == "metres" and np.array_equal(loaded, metres)
+    loaded, encoding = load_depth(str(tmp_path / "gray.png"))
+    assert encoding == "gray8"
+    np.testing.assert_allclose(loaded, metres, atol=GRAY8_MAX_DEPTH / 255)
+    loaded, encoding = load_depth(tmp_path / "gray.jpg")
+    assert encoding == "gray8"
+    # JPEG is lossy: the ranking of far vs near survives
+    assert loaded[metres > 0].mean() > 0 and np.corrcoef(loaded[metres > 3], metres[metres > 3])[0, 1] > 0.9
+
+
+def test_gray_depth_saved_as_rgb_jpeg_is_detected_and_declared_gray8_reads_colour_by_luma(tmp_path):
+    metres = synthetic_scene()
+    gray = encode_depth(metres, "gray8")
+    Image.fromarray(gray).convert("RGB").save(tmp_path / "gray_rgb.jpg", quality=90)
+    loaded, encoding = load_depth(tmp_path / "gray_rgb.jpg")
+    assert encoding == "gray8"
+    assert np.corrcoef(loaded[metres > 3], metres[metres > 3])[0, 1] > 0.9
+    colour = np.dstack([gray, gray // 2, 255 - gray])
+    with pytest.raises(ValueError, match="3 colour channels"):
+        load_depth(colour)
+    declared, _ = load_depth(colour, encoding="gray8")
+    luma = np.asarray(Image.fromarray(colour).convert("L"))
+    np.testing.assert_allclose(declared, decode_depth(luma, "gray8"), atol=GRAY8_MAX_DEPTH / 255 + 1e-6)
+
+
+def test_half_and_bfloat16_tensors_decode_as_metres():
+    metres = torch.from_numpy(synthetic_scene())
+    for dtype in (torch.float16, torch.bfloat16):
+        loaded, encoding = load_depth(metres.to(dtype))
+        assert encoding == "metres"
+        np.testing.assert_allclose(loaded, metres.to(dtype).float().numpy())
+
+
+def test_declared_encoding_overrides_detection():
+    stored = encode_depth(synthetic_scene(), "sun")
+    _, encoding = load_depth(stored, encoding="mm")
+    assert encoding == "mm"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not SUN_ORIGINAL_DEPTHS, reason="../shared/realdata SUN RGB-D samples absent")
+@pytest.mark.parametrize("path", SUN_ORIGINAL_DEPTHS, ids=lambda p: Path(p).parent.parent.name)
+def test_real_sun_rgbd_depth_is_detected_and_decodes_to_indoor_range(path):
+    metres, encoding = load_depth(path)
+    assert encoding == "sun"
+    valid = metres[metres > 0]
+    # realdata/README.md: kv2/kv1 original-layout samples decode within 0.64-8.03 m, 9-32% zeros in raw depth/
+    assert 0.5 <= valid.min() and valid.max() <= 10.0
+    assert valid.min() >= 0.64 - 1e-3 and valid.max() <= 8.03 + 1e-3
+    assert 0.05 < float(np.mean(metres == 0)) < 0.35
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not OPEN3D_SUN_DEPTH.exists(), reason="../shared/realdata Open3D SUN sample absent")
+def test_real_sun_sample_with_low_bits_set_matches_the_quoted_range():
+    raw = np.asarray(Image.open(OPEN3D_SUN_DEPTH), dtype=np.uint16)
+    assert np.any(raw & 0b111)  # the rotation, not a plain >> 3, matters here
+    metres, encoding = load_depth(OPEN3D_SUN_DEPTH)
+    assert encoding == "sun"
+    valid = metres[metres > 0]
+    # README: 1.06-9.87 m, the pixels with low bits set decode to 8.2-9.9 m
+    assert abs(valid.min() - 1.06) < 0.01 and abs(valid.max() - 9.87) < 0.01
+    low_bits = (raw & 0b111) != 0
+    assert metres[low_bits].min() >= 8.19 and metres[low_bits].max() <= 9.9
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not NYU_MM_DEPTHS, reason="../shared/realdata NYU samples absent")
+def test_real_nyu_millimetre_png_is_detected_as_mm():
+    for path in NYU_MM_DEPTHS:
+        metres, encoding = load_depth(path)
+        valid = metres[metres > 0]
+        assert encoding == "mm"
+        assert 0.7 <= valid.min() and valid.max() <= 8.27 + 1e-3  # README: 0.71-8.27 m
+
+
+# --------------------------------------------------------------------------------------------------
+# processor: outputs and geometry
+# --------------------------------------------------------------------------------------------------
+
+
+def test_processor_returns_documented_shapes_and_encodings():
+    processor = DeepSightImageProcessor(size=32)
+    metres = synthetic_scene()
+    inputs = processor([metres, encode_depth(metres, "mm"), encode_depth(metres, "sun")])
+    assert inputs["pixel_values"].shape == (3, 1, 32, 32) and inputs["pixel_values"].dtype == torch.float32
+    assert inputs["bbox_mask"].shape == (3, 1, 32, 32) and inputs["bbox_mask"].dtype == torch.float32
+    assert inputs["depth_encoding"] == ["metres", "mm", "sun"]
+    assert torch.all(inputs["bbox_mask"] == 1)  # no boxes -> all ones
+    # the three encodings of one scene give the same model input
+    torch.testing.assert_close(inputs["pixel_values"][0], inputs["pixel_values"][1], atol=1e-3, rtol=0)
+    torch.testing.assert_close(inputs["pixel_values"][1], inputs["pixel_values"][2], atol=0, rtol=0)
+
+
+def test_processor_numpy_output_and_batched_equals_one_by_one():
+    processor = DeepSightImageProcessor(size=24)
+    maps = [synthetic_scene(seed=s) for s in range(3)]
+    boxes = [[[5, 5, 20, 30]], [], None]
+    batched = processor(maps, boxes=boxes, return_tensors="np")
+    assert isinstance(batched["pixel_values"], np.ndarray)
+    for i, (depth, image_boxes) in enumerate(zip(maps, boxes, strict=True)):
+        single = processor(depth, boxes=image_boxes)
+        np.testing.assert_array_equal(batched["pixel_values"][i], single["pixel_values"][0].numpy())
+        np.testing.assert_array_equal(batched["bbox_mask"][i], single["bbox_mask"][0].numpy())
+
+
+def test_inverse_transform_is_brighter_closer_and_linear_is_the_opposite():
+    metres = np.full((20, 20), 8.0, dtype=np.float32)
+    metres[:, :10] = 1.0
+    inverse = DeepSightImageProcessor(size=20, depth_transform="inverse")(metres)["pixel_values"][0, 0]
+    linear = DeepSightImageProcessor(size=20, depth_transform="linear")(metres)["pixel_values"][0, 0]
+    assert inverse[10, 2] > inverse[10, 17]
+    assert linear[10, 2] < linear[10, 17]
+
+
+def test_gray8_level_maps_to_the_papers_intensity_under_inverse():
+    processor = DeepSightImageProcessor(size=16, depth_mean=0.0, depth_std=1.0)
+    levels = np.repeat(np.arange(1, 256, 17, dtype=np.uint8)[None, :], 16, axis=0)[:, :15]
+    levels = np.pad(levels, ((0, 0), (0, 1)), mode="edge")  # 16 x 16, constant columns
+    values = processor(levels, depth_encoding="gray8", resize_mode="stretch")["pixel_values"][0, 0]
+    np.testing.assert_allclose(values[0].numpy(), (levels[0].astype(np.float32) - 1) / 255, atol=1e-5)
+
+
+@pytest.mark.parametrize("resize_mode", ["pad", "stretch"])
+@pytest.mark.parametrize("box", [[40, 30, 130, 90], [0, 0, 17, 119], [150, 100, 160, 120]])
+def test_bbox_mask_follows_the_box_through_the_resize(resize_mode, box):
+    height, width = 120, 160
+    processor = DeepSightImageProcessor(size=32, resize_mode=resize_mode, depth_mean=0.0, depth_std=1.0)
+    # encode the box as a depth value so the depth channel shows where the resize put it
+    indicator = np.full((height, width), 9.0, dtype=np.float32)
+    x0, y0, x1, y1 = box
+    indicator[y0:y1, x0:x1] = 1.0
+    inputs = processor(indicator, boxes=[box], resize_mode=resize_mode)
+    mask = inputs["bbox_mask"][0, 0].numpy()
+    values = inputs["pixel_values"][0, 0].numpy()
+    far, near = normalised(processor, 9.0), normalised(processor, 1.0)
+    touched = values > far + 1e-4  # any pixel the box contributes to
+    mostly_box = values > (far + near) / 2  # pixels the box dominates
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert np.all(mask[mostly_box] == 1)
+    assert np.all(touched[mask == 1])
+    if resize_mode == "pad":  # 160x120 -> 32x24 centred: rows 0-3 and 28-31 are padding, never object
+        assert mask[:4].sum() == 0 and mask[28:].sum() == 0
+
+
+def test_bbox_mask_is_the_union_of_boxes_and_keeps_tiny_boxes():
+    processor = DeepSightImageProcessor(size=16, resize_mode="stretch")
+    metres = np.full((160, 160), 3.0, dtype=np.float32)
+    mask = processor(metres, boxes=[[0, 0, 80, 80], [80, 80, 160, 160], [100, 2, 101, 3]])["bbox_mask"][0, 0]
+    assert mask[:8, :8].all() and mask[8:, 8:].all()
+    assert mask[0, 10] == 1  # the 1x1-pixel box survives a 10x downscale
+    assert mask.sum() == 64 + 64 + 1
+
+
+def test_single_image_boxes_may_be_passed_unwrapped():
+    processor = DeepSightImageProcessor(size=16)
+    metres = synthetic_scene()
+    unwrapped = processor(metres, boxes=[[4, 4, 30, 30]])["bbox_mask"]
+    wrapped = processor([metres], boxes=[[[4, 4, 30, 30]]])["bbox_mask"]
+    as_array = processor(metres, boxes=np.array([[4, 4, 30, 30]]))["bbox_mask"]
+    assert torch.equal(unwrapped, wrapped) and torch.equal(unwrapped, as_array)
+    assert 0 < unwrapped.sum() < unwrapped.numel()
+
+
+def test_slightly_overhanging_boxes_are_clipped():
+    processor = DeepSightImageProcessor(size=16, resize_mode="stretch")
+    metres = np.full((100, 100), 2.0, dtype=np.float32)
+    clipped = processor(metres, boxes=[[-2, -2, 50, 102]])["bbox_mask"]
+    inside = processor(metres, boxes=[[0, 0, 50, 100]])["bbox_mask"]
+    assert torch.equal(clipped, inside)
+
+
+def test_invalid_pixels_are_not_blended_into_valid_ones():
+    processor = DeepSightImageProcessor(size=16, resize_mode="stretch", invalid_value=-5.0)
+    metres = np.full((64, 64), 2.0, dtype=np.float32)
+    metres[::2, ::3] = 0.0  # scattered invalid pixels among valid 2 m
+    metres[1::4, 1::5] = np.nan
+    metres[:, 48:] = 0.0  # a fully invalid band
+    values = processor(metres)["pixel_values"][0, 0]
+    expected_valid = normalised(processor, 2.0)
+    assert torch.allclose(values[:, :11], torch.full_like(values[:, :11], expected_valid), atol=1e-5)
+    assert torch.all(values[:, 13:] == processor.invalid_value)
+
+
+def test_output_pixel_is_valid_when_most_of_its_footprint_is_valid():
+    processor = DeepSightImageProcessor(size=4, resize_mode="stretch", invalid_value=-5.0)
+    metres = np.full((64, 64), 2.0, dtype=np.float32)
+    metres[:32, :32][np.arange(32 * 32).reshape(32, 32) % 4 != 0] = 0.0  # top-left: 25% valid
+    metres[:32, 32:][np.arange(32 * 32).reshape(32, 32) % 4 == 0] = 0.0  # top-right: 75% valid
+    values = processor(metres)["pixel_values"][0, 0]
+    assert torch.all(values[:2, :2] == -5.0)
+    assert torch.allclose(values[:2, 2:], torch.full((2, 2), normalised(processor, 2.0)), atol=1e-5)
+    assert torch.allclose(values[2:], torch.full((2, 4), normalised(processor, 2.0)), atol=1e-5)
+
+
+def test_depth_beyond_max_depth_is_clipped_not_invalid():
+    processor = DeepSightImageProcessor(size=8, max_depth=5.0)
+    values = processor(np.full((8, 8), 30.0, dtype=np.float32))["pixel_values"]
+    assert torch.allclose(values, torch.full_like(values, normalised(processor, 5.0)))
+
+
+def test_processor_config_round_trips_through_save_pretrained(tmp_path):
+    processor = DeepSightImageProcessor(
+        size=48,
+        max_depth=8.0,
+        depth_transform="linear",
+        depth_mean=0.3,
+        depth_std=0.2,
+        invalid_value=-3.0,
+        resize_mode="stretch",
+        max_pixels=1_000_000,
+        box_tolerance=0.1,
+    )
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["auto_map"]["AutoImageProcessor"].endswith("DeepSightImageProcessor")
+    reloaded = DeepSightImageProcessor.from_pretrained(tmp_path)
+    for key in (
+        "size",
+        "max_depth",
+        "depth_transform",
+        "depth_mean",
+        "depth_std",
+        "invalid_value",
+        "resize_mode",
+        "max_pixels",
+        "box_tolerance",
+    ):
+        assert getattr(reloaded, key) == getattr(processor, key), key
+    metres = synthetic_scene()
+    assert torch.equal(
+        processor(metres, boxes=[[3, 3, 20, 20]])["pixel_values"],
+        reloaded(metres, boxes=[[3, 3, 20, 20]])["pixel_values"],
+    )
+
+
+def test_auto_image_processor_loads_the_saved_module_with_remote_code(tmp_path):
+    from transformers import AutoImageProcessor
+
+    DeepSightImageProcessor(size=40, max_depth=6.0).save_pretrained(tmp_path)
+    assert (tmp_path / "image_processing_deepsight.py").exists()
+    loaded = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert type(loaded).__name__ == "DeepSightImageProcessor"
+    assert loaded.max_depth == 6.0 and loaded.size == {"height": 40, "width": 40}
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------------
+
+
+def _valid_map() -> np.ndarray:
+    return np.full((20, 30), 2.0, dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "images, kwargs, message",
+    [
+        (np.zeros((2, 3, 4, 5), dtype=np.float32), {}, r"`images` as a single array must have shape"),
+        (np.zeros((2, 2, 3, 4, 5), dtype=np.float32), {}, r"`images` as a single array must have shape"),
+        ([np.zeros((2, 3, 4, 5), dtype=np.float32)], {}, r"`images\[0\]` must be a depth map of shape"),
+        (np.zeros((0, 5), dtype=np.float32), {}, r"is empty"),
+        ([], {}, r"`images` is an empty list"),
+        (None, {}, r"`images` is None"),
+        ([{"depth": 1}], {}, r"`images\[0\]` is a dict"),
+        (np.zeros((20, 30), dtype=np.float32), {}, r"`images\[0\]` has no valid pixel"),
+        (np.full((20, 30), np.nan, dtype=np.float32), {}, r"`images\[0\]` has no valid pixel"),
+        (np.full((20, 30), -1.0, dtype=np.float32), {}, r"`images\[0\]` holds negative depth"),
+        (np.full((20, 30), -5, dtype=np.int32), {}, r"`images\[0\]` holds negative values"),
+        (
+            np.dstack([np.full((20, 30), v, np.uint8) for v in (10, 90, 200)]),
+            {},
+            r"`images\[0\]` has 3 colour",
+        ),
+        (_valid_map(), {"depth_encoding": "kelvin"}, r"`depth_encoding` must be one of"),
+        (np.full((20, 30), 300, np.uint16), {"depth_encoding": "gray8"}, r"values in \[0, 255\]"),
+        (_valid_map(), {"depth_encoding": ["mm", "mm"]}, r"`depth_encoding` has 2 entries but 1 images"),
+        (_valid_map(), {"boxes": [[40, 2, 50, 10]]}, r"box 0 .* entirely outside the 30x20"),
+        (_valid_map(), {"boxes": [[-10, 2, 25, 10]]}, r"box 0 .* overhangs the 30x20"),
+        (_valid_map(), {"boxes": [[20, 2, 10, 10]]}, r"box 0 .* inverted or empty"),
+        (_valid_map(), {"boxes": [[10, 5, 10, 10]]}, r"box 0 .* inverted or empty"),
+        (_valid_map(), {"boxes": [[1, 2, 3]]}, r"must be a list of \[x0, y0, x1, y1\] boxes"),
+        (_valid_map(), {"boxes": [1, 2, 3, 4]}, r"looks like a single box"),
+        (_valid_map(), {"boxes": [[1, 2, 3, 4], [1, 2]]}, r"must be a list of \[x0, y0, x1, y1\] boxes"),
+        (_valid_map(), {"boxes": [[1, 2, "a", 4]]}, r"must be a list of \[x0, y0, x1, y1\] boxes"),
+        (_valid_map(), {"boxes": [[1, 2, float("nan"), 4]]}, r"box 0 .* non-finite coordinate"),
+        ([_valid_map(), _valid_map()], {"boxes": [[[1, 2, 3, 4]]]}, r"`boxes` has 1 box lists but 2 images"),
+        (_valid_map(), {"max_pixels": 100}, r"`images\[0\]` has 600 pixels, more than max_pixels=100"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_input(images, kwargs, message):
+    processor = DeepSightImageProcessor(size=8)
+    with pytest.raises(ValueError, match=message):
+        processor(images, **kwargs)
+
+
+def test_default_max_pixels_rejects_an_image_far_larger_than_configured():
+    processor = DeepSightImageProcessor(size=8)
+    huge = np.broadcast_to(np.float32(2.0), (8000, 6000))  # 48 MP without allocating it
+    with pytest.raises(ValueError, match="more than max_pixels=40,000,000"):
+        processor(huge)
+
+
+def test_bad_path_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        DeepSightImageProcessor(size=8)(str(tmp_path / "missing.png"))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"depth_transform": "log"}, "`depth_transform` must be one of"),
+        ({"resize_mode": "crop"}, "`resize_mode` must be one of"),
+        ({"max_depth": 0}, "`max_depth` must be > 0"),
+        ({"depth_std": 0}, "`depth_std` must be > 0"),
+        ({"size": "big"}, "`size` must be an int"),
+    ],
+)
+def test_bad_settings_raise_value_error(setting, message):
+    with pytest.raises(ValueError, match=message):
+        DeepSightImageProcessor(**setting)

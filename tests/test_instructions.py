@@ -1,0 +1,361 @@
+"""The Depth Instruction Dataset: ground-truth answers, determinism, the OpenAI path, resume, round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+import datasets
+from dataset_scripts.export import export_dataset, image_value_to_depth
+from dataset_scripts.instructions import (
+    build_instruction_rows,
+    instruction_card,
+    instruction_statistics,
+    parse_mix,
+    plan_types,
+    rows_to_dataset,
+)
+from dataset_scripts.instructions_offline import OfflineInstructionGenerator, scene_facts
+from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
+from dataset_scripts.scene import Scene, SceneObject
+from deepsight.prompts import parse_option
+
+SCENE_TYPES = ("bedroom", "kitchen", "office", "living room")
+NAMES = ("bed", "chair", "lamp", "television", "table", "sofa", "sink", "plant", "chair")
+
+
+def make_scene(seed: int) -> Scene:
+    """A room with non-overlapping boxy objects at known depths on a sloping background."""
+    rng = np.random.default_rng(seed)
+    height, width = 96, 128
+    depth = np.tile(np.linspace(6.0, 2.5, height, dtype=np.float32)[:, None], (1, width))
+    objects = []
+    names = [NAMES[i] for i in rng.permutation(len(NAMES))[: int(rng.integers(4, 8))]]
+    for i, name in enumerate(names):
+        column, row = i % 4, i // 4
+        x0, y0 = 4 + column * 31, 8 + row * 44
+        box = (x0, y0, x0 + int(rng.integers(14, 26)), y0 + int(rng.integers(14, 30)))
+        mask = np.zeros((height, width), dtype=bool)
+        mask[box[1] : box[3], box[0] : box[2]] = True
+        depth[mask] = rng.uniform(0.8, 5.0)
+        objects.append(SceneObject(name, box, mask, i))
+    intrinsics = np.array([[110.0, 0, width / 2], [0, 110.0, height / 2], [0, 0, 1]])
+    return Scene(id=f"room-{seed:04d}", source="synthetic", depth=depth, objects=objects,
+                 scene_type=SCENE_TYPES[seed % len(SCENE_TYPES)], captions=[f"a {names[0]} in a room"],
+                 intrinsics=intrinsics)
+
+
+def texts(row, role):
+    return [b["text"] for m in row["messages"] if m["role"] == role for b in m["content"] if b["type"] == "text"]
+
+
+def mc_parts(row):
+    question = texts(row, "user")[0]
+    options = re.findall(r"^[A-H]\. (.+)$", question, flags=re.M)
+    return question, options, parse_option(texts(row, "assistant")[0], options)
+
+
+# ------------------------------------------------------------------------------------ offline generator
+
+
+def test_multiple_choice_answers_agree_with_ground_truth_depth_and_labels():
+    generator = OfflineInstructionGenerator(seed=3)
+    checked = Counter()
+    for seed in range(25):
+        scene = make_scene(seed)
+        present = {obj.name for obj in scene.objects}
+        depth_of = {obj.name: obj.mean_depth(scene.depth) for obj in scene.objects}
+        for row in generator.multiple_choice(scene):
+            skill = row["id"].rsplit("-mc-", 1)[1]
+            question, options, answer = mc_parts(row)
+            assert answer is not None, row
+            if skill == "distance_judgment":
+                other = options[1 - answer]
+                assert depth_of[options[answer]] > depth_of[other] + 0.29
+                assert len(row["boxes"][0]) == 2
+            elif skill == "recognition":
+                (box,) = row["boxes"][0]
+                named = [obj.name for obj in scene.objects if list(map(float, obj.box)) == box]
+                assert named == [options[answer]]
+                assert not present & (set(options) - {options[answer]})
+            elif skill == "security":
+                assert options[answer] not in present
+                assert set(options) - {options[answer]} <= present
+            else:
+                assert options[answer] == scene.scene_type and len(options) == 3
+            checked[skill] += 1
+    assert set(checked) == {"scene_classification", "recognition", "distance_judgment", "security"}
+
+
+def test_free_form_distances_are_the_mask_mean_depths():
+    generator = OfflineInstructionGenerator(seed=0)
+    stated = 0
+    for seed in range(10):
+        scene = make_scene(seed)
+        depth_of = {obj.name: obj.mean_depth(scene.depth) for obj in scene.objects}
+        rows, failed = generator.generate(scene, ["conversation", "complex_reasoning", "detailed_description"] * 2)
+        assert failed == 0
+        for row in rows:
+            for answer in texts(row, "assistant"):
+                for name, value in re.findall(r"\b(?:[Tt]he|[Aa]) ([a-z ]+?) is (?:about|[a-z ,]+ about) ([\d.]+) m", answer):
+                    name = name.split()[-1] if name not in depth_of else name
+                    if name in depth_of and Counter(o.name for o in scene.objects)[name] == 1:
+                        assert abs(float(value) - depth_of[name]) <= 0.051, (answer, name)
+                        stated += 1
+    assert stated > 10
+
+
+def test_closer_and_farther_statements_follow_the_depths():
+    generator = OfflineInstructionGenerator(seed=5)
+    checked = 0
+    for seed in range(20):
+        scene = make_scene(seed)
+        depth_of = {obj.name: obj.mean_depth(scene.depth) for obj in scene.objects}
+        rows, _ = generator.generate(scene, ["conversation"] * 3 + ["complex_reasoning"] * 3)
+        for row in rows:
+            for answer in texts(row, "assistant"):
+                match = re.match(r"The (\w[\w ]*?) is closer: .* while the (\w[\w ]*?) is about", answer)
+                if match:
+                    assert depth_of[match.group(1)] < depth_of[match.group(2)]
+                    checked += 1
+                match = re.match(r"From nearest to farthest: (.*)\.$", answer)
+                if match:
+                    order = re.findall(r"the ([a-z ]+) \(", match.group(1))
+                    assert [depth_of[n] for n in order] == sorted(depth_of[n] for n in order)
+                    checked += 1
+    assert checked > 3
+
+
+def test_generation_is_deterministic_from_the_seed():
+    scenes = [make_scene(s) for s in range(4)]
+    types = ["conversation", "complex_reasoning", "detailed_description"]
+
+    def run(seed):
+        generator = OfflineInstructionGenerator(seed=seed)
+        return [generator.generate(s, types)[0] + generator.multiple_choice(s) for s in scenes]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_answer_letters_are_balanced_across_positions():
+    generator = OfflineInstructionGenerator(seed=0)
+    letters = Counter()
+    for seed in range(80):
+        for row in generator.multiple_choice(make_scene(seed), ["recognition", "security"]):
+            letters[texts(row, "assistant")[0][0]] += 1
+    total = sum(letters.values())
+    assert set(letters) == set("ABCD")
+    assert min(letters.values()) > total / 4 * 0.5
+
+
+def test_mix_controls_the_types_and_rejects_bad_specs():
+    only = parse_mix("conversation=1")
+    assert set(plan_types("x", only, 10, 0)) == {"conversation"}
+    mix = parse_mix("complex_reasoning=2,conversation=1,detailed_description=1")
+    assert mix["complex_reasoning"] == pytest.approx(0.5)
+    for bad in ("chat=1", "conversation=-1", "conversation", "conversation=abc", "conversation=0"):
+        with pytest.raises(ValueError, match="--mix"):
+            parse_mix(bad)
+
+
+# ------------------------------------------------------------------------------------ fake endpoint
+
+
+class FakeChatServer:
+    """/v1/chat/completions on 127.0.0.1 writing replies from the objects listed in the prompt.
+
+    mode: "ok", "fail_first" (HTTP 500 for the first `failures` requests), "garbage" (a 200 that is not
+    JSON, then content that is not JSON), "hallucinate" (mentions a giraffe), "slow" (sleeps `delay`).
+    """
+
+    def __init__(self, mode="ok", failures=2, delay=1.0):
+        self.mode, self.failures, self.delay = mode, failures, delay
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                server.requests += 1
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/v1/chat/completions" or "model" not in payload:
+                    return self._send(404, b'{"error": "not found"}')
+                if server.mode == "fail_first" and server.requests <= server.failures:
+                    return self._send(500, b'{"error": {"message": "overloaded"}}')
+                if server.mode == "slow":
+                    time.sleep(server.delay)
+                if server.mode == "garbage" and server.requests % 2:
+                    return self._send(200, b"<html>bad gateway</html>")
+                content = server.reply(payload["messages"][-1]["content"])
+                body = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": payload["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": content}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                self._send(200, json.dumps(body).encode())
+
+            def _send(self, status, data):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def reply(self, prompt):
+        if self.mode == "garbage":
+            return "Sure! Here are some questions about the room."
+        objects = re.findall(r"^- ([a-z ]+): \[([\d, ]+)\], (\w+), ([\d.]+) m$", prompt, flags=re.M)
+        name, box, side, dist = objects[0]
+        box = [int(v) for v in box.split(", ")]
+        extra = " A giraffe stands behind it." if self.mode == "hallucinate" else ""
+        answer = f"The {name} is about {dist} m away on the {side}.{extra}"
+        if "conversation of" in prompt:
+            reply = {"conversation": [{"question": f"How far is the {n}?", "answer": f"About {d} m.{extra}"} for n, _, _, d in objects[:3]],
+                     "objects": [n for n, _, _, _ in objects[:3]], "boxes": [box]}
+        elif "Describe the scene" in prompt:
+            reply = {"description": answer, "objects": [name], "boxes": []}
+        else:
+            reply = {"question": f"What would I reach first walking towards the {name}?", "answer": answer,
+                     "objects": [name], "boxes": [box]}
+        return "```json\n" + json.dumps(reply) + "\n```"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_server(request):
+    server = FakeChatServer(**getattr(request, "param", {}))
+    yield server
+    server.close()
+
+
+def openai_generator(server, tmp_path, timeout=5.0, max_retries=2):
+    client = OpenAIChatClient(base_url=server.url, model="fake-model", api_key="sk-test", timeout=timeout,
+                              max_retries=max_retries, backoff=0.01)
+    return OpenAIInstructionGenerator(client, cache_dir=tmp_path / "openai", max_invalid_replies=1)
+
+
+TYPES = ["conversation", "complex_reasoning", "detailed_description"]
+
+
+def test_openai_generator_writes_validated_rows_and_caches_them(fake_server, tmp_path):
+    generator = openai_generator(fake_server, tmp_path)
+    scene = make_scene(1)
+    rows, failed = generator.generate(scene, TYPES)
+    assert failed == 0 and [r["type"] for r in rows] == TYPES
+    nearest = scene_facts(scene).objects[0]
+    assert f"The {nearest.name} is about {nearest.depth:.1f} m" in texts(rows[1], "assistant")[0]
+    assert rows[0]["messages"][0]["content"][0] == {"type": "image", "text": None}
+    assert sum(m["role"] == "user" for m in rows[0]["messages"]) >= 2
+    sent = fake_server.requests
+    assert generator.generate(scene, TYPES)[0] == rows
+    assert fake_server.requests == sent  # everything came from the cache
+
+
+@pytest.mark.parametrize("fake_server", [{"mode": "fail_first", "failures": 2}], indirect=True)
+def test_openai_client_retries_server_errors_with_backoff(fake_server, tmp_path):
+    waits = []
+    client = OpenAIChatClient(base_url=fake_server.url, model="m", api_key="k", max_retries=3, backoff=0.5, sleep=waits.append)
+    generator = OpenAIInstructionGenerator(client, cache_dir=tmp_path)
+    rows, failed = generator.generate(make_scene(2), ["complex_reasoning"])
+    assert failed == 0 and len(rows) == 1
+    assert waits == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("fake_server", [{"mode": "garbage"}, {"mode": "hallucinate"}], indirect=True)
+def test_openai_garbage_or_invented_objects_are_retried_then_skipped(fake_server, tmp_path):
+    generator = openai_generator(fake_server, tmp_path)
+    rows, report = build_instruction_rows([make_scene(3), make_scene(4)], generator, tmp_path / "rows",
+                                          rows_per_scene=2, progress=False)
+    assert report.failed_items == 4 and len(report.failed_scenes) == 2
+    assert all("-mc-" in row["id"] for row in rows)  # the ground-truth items are kept
+    assert fake_server.requests >= 4 * 2
+
+
+@pytest.mark.parametrize("fake_server", [{"mode": "slow", "delay": 1.0}], indirect=True)
+def test_openai_slow_endpoint_times_out_and_is_counted(fake_server, tmp_path):
+    generator = openai_generator(fake_server, tmp_path, timeout=0.2, max_retries=1)
+    rows, failed = generator.generate(make_scene(5), ["detailed_description"])
+    assert rows == [] and failed == 1
+    assert "attempts" in generator.failures[0][2]
+
+
+def test_openai_endpoint_down_is_skipped_not_fatal(tmp_path):
+    server = FakeChatServer()
+    url = server.url
+    server.close()
+    client = OpenAIChatClient(base_url=url, model="m", timeout=1, max_retries=1, backoff=0.01)
+    rows, failed = OpenAIInstructionGenerator(client, tmp_path).generate(make_scene(6), TYPES)
+    assert rows == [] and failed == 3
+
+
+# ------------------------------------------------------------------------------------ builder
+
+
+class Interrupting:
+    """Wraps a generator and raises KeyboardInterrupt when asked for scene number `after`."""
+
+    def __init__(self, inner, after):
+        self.inner, self.after, self.calls = inner, after, 0
+        self.name = inner.name
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+    def generate(self, scene, types):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.inner.generate(scene, types)
+
+
+def test_interrupted_build_resumes_to_the_same_rows(fake_server, tmp_path):
+    scenes = [make_scene(s) for s in range(5)]
+    reference, _ = build_instruction_rows(scenes, openai_generator(fake_server, tmp_path / "a"), tmp_path / "a" / "rows",
+                                          rows_per_scene=2, progress=False)
+    interrupted = Interrupting(openai_generator(fake_server, tmp_path / "b"), after=2)
+    with pytest.raises(KeyboardInterrupt):
+        build_instruction_rows(scenes, interrupted, tmp_path / "b" / "rows", rows_per_scene=2, progress=False)
+    before = fake_server.requests
+    resumed, report = build_instruction_rows(scenes, openai_generator(fake_server, tmp_path / "b"),
+                                             tmp_path / "b" / "rows", rows_per_scene=2, progress=False)
+    assert report.from_cache == 2
+    assert fake_server.requests - before == 3 * 2  # only the three unfinished scenes asked the endpoint
+    assert resumed == reference
+
+
+def test_dataset_round_trips_through_parquet_and_load_dataset(tmp_path):
+    scenes = [make_scene(s) for s in range(6)]
+    rows, report = build_instruction_rows(scenes, OfflineInstructionGenerator(seed=0), tmp_path / "cache",
+                                          rows_per_scene=3, progress=False)
+    stats = instruction_statistics(rows)
+    export_dataset(rows_to_dataset(rows), tmp_path / "out",
+                   instruction_card(stats, "offline", parse_mix(None), "synthetic"))
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
+    assert len(loaded) == len(rows) == sum(s["rows"] for s in stats["per_type"].values())
+    first = loaded[0]
+    assert first["messages"] == rows[0]["messages"]
+    scene = next(s for s in scenes if rows[0]["id"].startswith(s.id))
+    np.testing.assert_allclose(image_value_to_depth(first["images"][0]), scene.depth, atol=5e-4)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "mean user turns" in card and "distance_judgment" in card
+    assert set(stats["per_type"]) <= {"complex_reasoning", "conversation", "detailed_description"}
+    assert report.duplicates >= 0 and len({r["id"] for r in rows}) == len(rows)

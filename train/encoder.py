@@ -1,0 +1,274 @@
+"""Stage 0 -- contrastive depth-text training of the DeepSight depth encoder (paper §5).
+
+`DeepSightDualEncoder`: the DeepSight vision tower (CLIP ViT with a depth Conv and the Bbox Conv) against a
+frozen text encoder (CLIP text in the paper); only the vision side, the projections and the temperature
+train. The paper's sampling: each depth-box-text pair keeps its object-box mask, except a fraction
+`--sample_ratio` (default 0.1) replaced by a depth-text pair with an all-ones mask, so the tower keeps
+its global view (at inference the mask is all ones too).
+
+Every evaluation also measures zero-shot scene accuracy on the held-out split: the scene labels become
+text prompts (`--scene_prompt`, "a depth image of a {scene}."), each depth map (all-ones mask) is
+assigned the nearest prompt, and `eval_zero_shot_scene_accuracy` is logged.
+
+At the end OUTPUT_DIR holds the dual encoder (model, image processor, tokenizer) and
+OUTPUT_DIR/vision_tower the depth tower alone, which stage 1 loads with
+`--vision_tower OUTPUT_DIR/vision_tower`.
+
+# One process (CPU or one GPU)
+```bash
+python -m train.encoder --config train/recipes/cpu-tiny/encoder.yaml
+deepsight train encoder --config train/recipes/cpu-tiny/encoder.yaml --max_steps 20
+```
+
+# The paper's setup (CLIP ViT-L/14-336 + CLIP text) on 8 GPUs; multi-node as in train/sft.py
+```bash
+accelerate launch --config_file train/accelerate_configs/zero2.yaml -m train.encoder \
+    --config train/recipes/paper/encoder.yaml --dataset_name path/to/depth-text-pairs
+```
+
+Resume with `--resume_from_checkpoint true`. Every recipe field can be overridden on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from train.utils import LossCurveCallback, load_split, resolve_resume_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Pairs dataset folder (or Hub id)."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Training split."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for zero-shot scene accuracy."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved DeepSightDualEncoder folder (model + image processor + tokenizer)."}
+    )
+    clip_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from a whole CLIP (depth tower converted from its vision model, its "
+                                "text model and projections), e.g. openai/clip-vit-large-patch14-336."}
+    )
+    tiny: bool = field(default=False, metadata={"help": "A tiny random dual encoder built in-process (CPU, tests)."})
+    image_size: int | None = field(default=None, metadata={"help": "Depth input side; defaults to the tower's."})
+    sample_ratio: float = field(
+        default=0.1, metadata={"help": "Fraction of depth-box-text pairs replaced by depth-text pairs with an "
+                               "all-ones mask (paper §5.2)."}
+    )
+    scene_prompt: str = field(default="a depth image of a {scene}.", metadata={"help": "Zero-shot scene prompt."})
+    max_text_length: int = field(default=77, metadata={"help": "Captions are truncated to this many tokens."})
+    depth_encoding: str | None = field(default=None, metadata={"help": "Stored depth encoding; None detects it."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N held-out rows."})
+    loss_curve: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/loss_curve.png at the end."})
+
+
+def check_arguments(args: EncoderArguments) -> None:
+    if not 0.0 <= args.sample_ratio <= 1.0:
+        raise ValueError(f"--sample_ratio: expected a fraction in [0, 1], got {args.sample_ratio}")
+    sources = [bool(args.model_name_or_path), bool(args.clip_name_or_path), bool(args.tiny)]
+    if sum(sources) != 1:
+        raise ValueError("give exactly one of --model_name_or_path (a dual encoder), --clip_name_or_path (a CLIP) "
+                         f"or --tiny true; got model_name_or_path={args.model_name_or_path!r}, "
+                         f"clip_name_or_path={args.clip_name_or_path!r}, tiny={args.tiny}")
+    if "{scene}" not in args.scene_prompt:
+        raise ValueError(f"--scene_prompt: must contain '{{scene}}', got {args.scene_prompt!r}")
+
+
+def load_dual_encoder(args: EncoderArguments, seed: int):
+    """(model, image_processor, tokenizer) from a dual-encoder folder, a CLIP, or the tiny builder."""
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    if args.tiny:
+        from deepsight.tiny import build_tiny_dual_encoder
+
+        model, processor = build_tiny_dual_encoder(seed=seed)
+        return model, processor.image_processor, processor.tokenizer
+    if args.model_name_or_path:
+        path = args.model_name_or_path
+        model = AutoModel.from_pretrained(path, trust_remote_code=True)
+        image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=True)
+        return model, image_processor, AutoTokenizer.from_pretrained(path)
+    from modeling_deepsight import DeepSightDualEncoder
+    from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
+
+    model = DeepSightDualEncoder.from_clip(args.clip_name_or_path)
+    image_processor = DeepSightImageProcessor(size=args.image_size or model.config.vision_config.image_size)
+    return model, image_processor, AutoTokenizer.from_pretrained(args.clip_name_or_path)
+
+
+class DepthTextCollator:
+    """Pairs rows -> pixel_values, bbox_mask (boxes, or all ones for a `sample_ratio` share), caption tokens."""
+
+    def __init__(self, image_processor: Any, tokenizer: Any, sample_ratio: float = 0.1, max_text_length: int = 77,
+                 depth_encoding: str | None = None) -> None:
+        if not 0.0 <= sample_ratio <= 1.0:
+            raise ValueError(f"sample_ratio: expected a fraction in [0, 1], got {sample_ratio}")
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.sample_ratio = sample_ratio
+        self.max_text_length = max_text_length
+        self.depth_encoding = depth_encoding
+
+    def choose_boxes(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
+        # The global torch RNG: seeded by the Trainer and restored on resume, so the sampling replays exactly.
+        replaced = torch.rand(len(rows)) < self.sample_ratio
+        return [[] if replace else [list(box) for box in (row.get("boxes") or [])]
+                for row, replace in zip(rows, replaced.tolist())]
+
+    def encode_depth(self, rows: list[dict[str, Any]], boxes: list[list[list[float]]] | None) -> dict[str, torch.Tensor]:
+        for row in rows:
+            if row.get("depth") is None:
+                raise ValueError(f"pairs row {row.get('id')!r}: missing 'depth' (expected the pairs dataset schema)")
+        vision = self.image_processor([row["depth"] for row in rows], boxes=boxes,
+                                      depth_encoding=self.depth_encoding, return_tensors="pt")
+        return {"pixel_values": vision["pixel_values"], "bbox_mask": vision["bbox_mask"]}
+
+    def encode_text(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_length,
+                                return_tensors="pt")
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("rows: expected at least one pairs row to collate")
+        for row in rows:
+            if not row.get("caption"):
+                raise ValueError(f"pairs row {row.get('id')!r}: missing 'caption'")
+        batch = self.encode_depth(rows, self.choose_boxes(rows))
+        batch.update(self.encode_text([row["caption"] for row in rows]))
+        batch["return_loss"] = True
+        return batch
+
+
+class DualEncoderTrainer(Trainer):
+    """Trainer whose evaluation adds zero-shot scene accuracy on the held-out split."""
+
+    def __init__(self, *args, scene_labels: list[str], scene_prompt: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scene_labels = scene_labels
+        self.scene_prompt = scene_prompt
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if dataset is not None and self.scene_labels:
+            accuracy = self.zero_shot_scene_accuracy(dataset)
+            key = f"{metric_key_prefix}_zero_shot_scene_accuracy"
+            metrics[key] = accuracy
+            self.log({key: accuracy})
+        return metrics
+
+    @torch.no_grad()
+    def zero_shot_scene_accuracy(self, dataset) -> float:
+        """Top-1 accuracy of assigning each depth map (all-ones mask) the closest scene prompt."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        collator: DepthTextCollator = self.data_collator
+        device = self.args.device
+        prompts = [self.scene_prompt.format(scene=label) for label in self.scene_labels]
+        text = {k: v.to(device) for k, v in collator.encode_text(prompts).items()}
+        text_embeds = torch.nn.functional.normalize(model.get_text_features(**text), dim=-1)
+        rows = [row for row in dataset if row.get("scene") in self.scene_labels]
+        correct = 0
+        batch_size = self.args.per_device_eval_batch_size
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            vision = {k: v.to(device) for k, v in collator.encode_depth(chunk, boxes=None).items()}
+            image_embeds = torch.nn.functional.normalize(model.get_image_features(**vision), dim=-1)
+            predicted = (image_embeds @ text_embeds.t()).argmax(dim=-1).tolist()
+            correct += sum(self.scene_labels[p] == row["scene"] for p, row in zip(predicted, chunk))
+        model.train(was_training)
+        return correct / max(len(rows), 1)
+
+
+def scene_labels_of(*datasets) -> list[str]:
+    labels: set[str] = set()
+    for dataset in datasets:
+        if dataset is not None and "scene" in dataset.column_names:
+            labels.update(label for label in dataset["scene"] if label)
+    return sorted(labels)
+
+
+def make_parser(prog: str | None = "deepsight train encoder"):
+    from trl import TrlParser
+
+    return TrlParser((EncoderArguments, TrainingArguments), prog=prog)
+
+
+def run(args: EncoderArguments, training_args: TrainingArguments, callbacks: list[Any] | None = None) -> DualEncoderTrainer:
+    from transformers import set_seed
+
+    check_arguments(args)
+    training_args.remove_unused_columns = False  # the collator reads the raw pairs rows
+    set_seed(training_args.seed)
+    train_dataset = load_split(args.dataset_name, args.dataset_config, args.dataset_train_split, args.max_train_samples)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_split(args.dataset_name, args.dataset_config, args.dataset_test_split, args.max_eval_samples)
+    model, image_processor, tokenizer = load_dual_encoder(args, training_args.seed)
+    # Only the depth side trains (paper §5.2): the text encoder stays frozen whatever the config says.
+    model.text_model.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.warning("Stage 0: %s trainable of %s parameters (text encoder frozen); sample_ratio=%.2f",
+                   f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}", args.sample_ratio)
+
+    collator = DepthTextCollator(image_processor, tokenizer, args.sample_ratio, args.max_text_length,
+                                 args.depth_encoding)
+    trainer = DualEncoderTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=[*(callbacks or []), *([LossCurveCallback()] if args.loss_curve else [])],
+        scene_labels=scene_labels_of(train_dataset, eval_dataset),
+        scene_prompt=args.scene_prompt,
+    )
+    trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args.resume_from_checkpoint,
+                                                                   training_args.output_dir))
+    save_encoder(trainer, image_processor, tokenizer)
+    return trainer
+
+
+def save_encoder(trainer: DualEncoderTrainer, image_processor: Any, tokenizer: Any) -> None:
+    """OUTPUT_DIR: the dual encoder + processors; OUTPUT_DIR/vision_tower: the depth tower for stage 1."""
+    output_dir = Path(trainer.args.output_dir)
+    trainer.save_model(str(output_dir))
+    if trainer.accelerator.is_main_process:
+        image_processor.save_pretrained(str(output_dir))
+        tower_dir = output_dir / "vision_tower"
+        trainer.accelerator.unwrap_model(trainer.model).vision_model.save_pretrained(str(tower_dir))
+        image_processor.save_pretrained(str(tower_dir))
+        accuracies = [(e["step"], e["eval_zero_shot_scene_accuracy"]) for e in trainer.state.log_history
+                      if "eval_zero_shot_scene_accuracy" in e]
+        (output_dir / "zero_shot_scene_accuracy.json").write_text(json.dumps(accuracies))
+        if accuracies:
+            print("step  zero-shot scene accuracy")
+            for step, accuracy in accuracies:
+                print(f"{step:>4}  {accuracy:.3f}")
+    trainer.accelerator.wait_for_everyone()
+
+
+def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> int:
+    """`deepsight train encoder ...`; `callbacks` lets Python callers add TrainerCallbacks."""
+    args, training_args = make_parser().parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    trainer = run(args, training_args, callbacks)
+    trainer.end()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
