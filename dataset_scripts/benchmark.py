@@ -149,6 +149,10 @@ def scene_reader(config: DepthBenchmarkConfig, report: ReadReport) -> Callable[[
     if config.source == "nyu":
         mat = data_dir if data_dir.is_file() else next(iter(sorted(data_dir.glob("*.mat"))), None)
         if mat is not None and mat.name != "splits.mat":
+            import h5py
+
+            if not h5py.is_hdf5(mat):
+                raise ValueError(f"{mat}: not a MATLAB v7.3 (HDF5) file; the NYU labeled set is v7.3")
             split = config.split_name if config.split_name in readers_nyu.SPLITS else "all"
             return lambda: readers_nyu.read_nyu_labeled(mat, split=split, report=report)
         return lambda: readers_nyu.read_nyu_sync(data_dir, report=report)
@@ -166,6 +170,14 @@ def scene_reader(config: DepthBenchmarkConfig, report: ReadReport) -> Callable[[
 def _as_source(scene: Scene, source: str) -> Scene:
     scene.source = source
     return scene
+
+
+def synthetic_type_vocabulary() -> dict[str, set[str]]:
+    """Per scene type, the object names the synthetic world furnishes it with (normalised)."""
+    from .synthetic import SCENE_TYPES, scene_object_vocabulary
+    from .vocab import normalize_object_name, normalize_scene_name
+
+    return {normalize_scene_name(t): {normalize_object_name(n) for n in scene_object_vocabulary(t)} for t in SCENE_TYPES}
 
 
 def known_scene_classes(source: str) -> tuple[str, ...]:
@@ -202,6 +214,9 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        # fail here, unwrapped, when the run is impossible (missing folder, wrong file type): errors raised
+        # inside _generate_examples reach the user wrapped in a DatasetGenerationError
+        scene_reader(self.config, ReadReport())
         return [datasets.SplitGenerator(name=self.config.split_name, gen_kwargs={})]
 
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -237,7 +252,8 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
 
 def plan_questions(summaries, config: DepthBenchmarkConfig) -> tuple[dict[str, list[tuple[str, dict]]], dict[str, Any]]:
     """All rows (without depth) per scene id, and the statistics for the card and summary."""
-    stats = dataset_statistics(summaries, known_scene_classes(config.source))
+    type_vocabulary = synthetic_type_vocabulary() if config.source == "synthetic" else None
+    stats = dataset_statistics(summaries, known_scene_classes(config.source), type_vocabulary)
     filtered: dict[str, Counter] = defaultdict(Counter)
     per_task: dict[str, dict[str, list]] = {task: {} for task in config.tasks}
     for summary in summaries:
@@ -252,7 +268,8 @@ def plan_questions(summaries, config: DepthBenchmarkConfig) -> tuple[dict[str, l
         positions = balanced_answer_positions(len(selected), NUM_OPTIONS[task], config.seed, task)
         for number, (candidate, position) in enumerate(zip(selected, positions)):
             options, boxes = order_options(candidate, position, config.seed)
-            key = f"{config.source}-{task}-{number:05d}"
+            # the scene id in the key lets anyone re-check a question against its source scene
+            key = f"{config.source}/{task}/{number:05d}/{candidate.scene_id}"
             plan[candidate.scene_id].append((key, {
                 "id": key, "task": task, "source": config.source, "question": candidate.question,
                 "options": options, "answer_index": position, "answer": candidate.answer, "boxes": boxes,
@@ -375,7 +392,15 @@ def build_benchmark(args: argparse.Namespace) -> tuple[datasets.Dataset, dict[st
         target_counts=args.target_counts, max_per_task=args.max_per_task, tasks=tuple(args.tasks), settings=settings)
     # the builder cache makes a restarted run resume from finished preparation; a fresh one regenerates
     builder.download_and_prepare(download_mode="force_redownload" if args.overwrite else None)
-    return builder.as_dataset(split=args.split), load_build_stats(builder), builder.config
+    return as_dataset_or_empty(builder), load_build_stats(builder), builder.config
+
+
+def as_dataset_or_empty(builder: DepthTemplateBenchmark) -> datasets.Dataset:
+    """The built split; an empty dataset with the benchmark features when no question survived the filters."""
+    split = builder.config.split_name
+    if builder.info.splits and builder.info.splits[split].num_examples == 0:
+        return datasets.Dataset.from_list([], features=FEATURES, split=split)
+    return builder.as_dataset(split=split)
 
 
 def main(argv: list[str] | None = None) -> int:

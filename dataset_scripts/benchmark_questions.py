@@ -194,9 +194,12 @@ class DatasetStatistics:
     scene_classes: list[str]
     cooccurrence: dict[str, dict[str, float]]  # scene label -> name -> share of its scenes holding the name
     global_frequency: dict[str, float]  # name -> share of all scenes holding it
+    # scene label -> names plausible there, when the source knows it (the synthetic world's furnishing rules)
+    type_vocabulary: dict[str, set[str]] = field(default_factory=dict)
 
 
-def dataset_statistics(summaries: list[SceneSummary], known_scene_classes: tuple[str, ...] = ()) -> DatasetStatistics:
+def dataset_statistics(summaries: list[SceneSummary], known_scene_classes: tuple[str, ...] = (),
+                       type_vocabulary: dict[str, set[str]] | None = None) -> DatasetStatistics:
     names_per_scene = Counter()
     per_label: dict[str, Counter] = defaultdict(Counter)
     scenes_per_label = Counter()
@@ -211,7 +214,8 @@ def dataset_statistics(summaries: list[SceneSummary], known_scene_classes: tuple
     classes = list(dict.fromkeys([*known_scene_classes, *observed]))
     cooccurrence = {label: {n: c / scenes_per_label[label] for n, c in counts.items()} for label, counts in per_label.items()}
     total = max(len(summaries), 1)
-    return DatasetStatistics(vocabulary, classes, cooccurrence, {n: c / total for n, c in names_per_scene.items()})
+    return DatasetStatistics(vocabulary, classes, cooccurrence, {n: c / total for n, c in names_per_scene.items()},
+                             dict(type_vocabulary or {}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,13 +370,20 @@ def distance_candidates(summary: SceneSummary, settings: QuestionSettings, seed:
 
 
 def plausible_absent_names(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings) -> list[str]:
-    """Names truly absent from the scene, not confusable with anything in it, common in scenes of its type."""
-    shares = stats.cooccurrence.get(summary.scene_label or "unknown") if summary.scene_label else None
-    shares = shares if shares else stats.global_frequency
+    """Names truly absent from the scene, not confusable with anything in it, plausible for its type.
+
+    Plausible = in the source's own vocabulary of that scene type when it has one (synthetic world),
+    else common in scenes of that type in the data (co-occurrence share >= `min_cooccurrence`).
+    """
     present = summary.names
-    return [name for name in stats.object_vocabulary
-            if shares.get(name, 0.0) >= settings.min_cooccurrence and name not in present
-            and not any(confusable(name, other) for other in present)]
+    if summary.scene_label in stats.type_vocabulary:
+        allowed = stats.type_vocabulary[summary.scene_label]
+        plausible = [name for name in stats.object_vocabulary if name in allowed]
+    else:
+        shares = stats.cooccurrence.get(summary.scene_label) if summary.scene_label else None
+        shares = shares if shares else stats.global_frequency
+        plausible = [name for name in stats.object_vocabulary if shares.get(name, 0.0) >= settings.min_cooccurrence]
+    return [name for name in plausible if name not in present and not any(confusable(name, other) for other in present)]
 
 
 def security_candidates(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int,

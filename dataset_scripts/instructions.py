@@ -150,17 +150,22 @@ def build_instruction_rows(
     seed: int = 0,
     total: int | None = None,
     progress: bool = True,
+    ground_truth: OfflineInstructionGenerator | None = None,
 ) -> tuple[list[dict], BuildReport]:
-    """Rows (with `images`) for every scene, cached per scene, deduplicated within a scene."""
+    """Rows (with `images`) for every scene, cached per scene, deduplicated within a scene.
+
+    `ground_truth` writes the multiple-choice rows (default: `generator` when it is the offline one).
+    """
     if rows_per_scene < 0:
         raise ValueError(f"rows_per_scene must be >= 0, got {rows_per_scene}")
     unknown = set(mc_skills) - set(BENCHMARK_SKILLS)
     if unknown:
         raise ValueError(f"mc skills must be among {BENCHMARK_SKILLS}, got {sorted(unknown)}")
     mix = mix or dict(DEFAULT_MIX)
-    ground_truth = OfflineInstructionGenerator(seed=seed)
+    if ground_truth is None:
+        ground_truth = generator if isinstance(generator, OfflineInstructionGenerator) else OfflineInstructionGenerator(seed)
     settings = {"generator": generator.fingerprint(), "mix": mix, "rows_per_scene": rows_per_scene,
-                "mc": list(mc_skills), "seed": seed}
+                "mc": list(mc_skills), "seed": seed, "ground_truth": ground_truth.fingerprint()}
     cache = RowCache(cache_dir, settings)
     report = BuildReport()
     rows: list[dict] = []
@@ -289,14 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_generator(args, cache_root: Path):
+def synthetic_vocabularies() -> dict:
+    """The synthetic world's scene types and object categories: the distractor pools its benchmark uses."""
+    from dataset_scripts.synthetic import SCENE_TYPES, scene_object_vocabulary
+
+    objects = sorted({name for scene_type in SCENE_TYPES for name in scene_object_vocabulary(scene_type)})
+    return {"object_vocabulary": objects, "scene_vocabulary": list(SCENE_TYPES)}
+
+
+def make_generators(args, cache_root: Path):
+    """(free-form generator, ground-truth multiple-choice generator)."""
+    ground_truth = OfflineInstructionGenerator(seed=args.seed, **(synthetic_vocabularies() if args.source == "synthetic" else {}))
     if args.generator == "offline":
-        return OfflineInstructionGenerator(seed=args.seed)
+        return ground_truth, ground_truth
     from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
 
     client = OpenAIChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key,
                               timeout=args.timeout, max_retries=args.max_retries)
-    return OpenAIInstructionGenerator(client, cache_dir=cache_root / "openai")
+    return OpenAIInstructionGenerator(client, cache_dir=cache_root / "openai", seed=args.seed), ground_truth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     skills = tuple(s for s in args.mc_skills.split(",") if s)
     output = Path(args.output)
     cache_root = output / ".cache"
-    generator = make_generator(args, cache_root)
+    generator, ground_truth = make_generators(args, cache_root)
     if args.source == "synthetic":
         from dataset_scripts.synthetic import generate_scenes
 
@@ -318,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--source pairs needs --pairs-dir")
         scenes, total = scenes_from_pairs(args.pairs_dir), None
     rows, report = build_instruction_rows(scenes, generator, cache_root / "rows", mix, args.rows_per_scene, skills,
-                                          args.seed, total=total, progress=not args.no_progress)
+                                          args.seed, total=total, progress=not args.no_progress, ground_truth=ground_truth)
     stats = instruction_statistics(rows)
     card = instruction_card(stats, generator.describe(), mix, args.source)
     export_dataset(rows_to_dataset(rows), output, card)

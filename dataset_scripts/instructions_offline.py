@@ -77,6 +77,21 @@ ABSENT_QUESTIONS = (
     "Which object is missing from this scene?",
 )
 
+try:  # the benchmark's own wordings are part of the pool, so training sees exactly what evaluation asks
+    from dataset_scripts.benchmark_questions import TEMPLATES as _BENCHMARK_TEMPLATES
+except ImportError:  # pragma: no cover - the benchmark module is optional for this generator
+    _BENCHMARK_TEMPLATES = {}
+
+
+def _with_benchmark(own: tuple[str, ...], task: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(own + tuple(_BENCHMARK_TEMPLATES.get(task, ()))))
+
+
+SCENE_QUESTIONS = _with_benchmark(SCENE_QUESTIONS, "scene_classification")
+RECOGNITION_QUESTIONS = _with_benchmark(RECOGNITION_QUESTIONS, "recognition")
+FARTHER_QUESTIONS = _with_benchmark(FARTHER_QUESTIONS, "distance_judgment")
+ABSENT_QUESTIONS = _with_benchmark(ABSENT_QUESTIONS, "security")
+
 
 def scene_rng(seed: int, scene_id: str, purpose: str = "") -> np.random.Generator:
     """A generator that depends only on (seed, scene id, purpose): a scene's rows do not depend on
@@ -550,7 +565,10 @@ class OfflineInstructionGenerator:
                 break
         if len(chosen) < 3:
             return None
-        absent = self._distractors(self.object_vocabulary, present, 1, rng)
+        # The renderer knows what is plausible for the room and not in it at all (not even hidden): prefer that.
+        pool = [vocab.normalize_object_name(n) for n in facts.scene.meta.get("absent_categories", [])]
+        pool = [n for n in pool if vocab.is_question_worthy(n)] or self.object_vocabulary
+        absent = self._distractors(pool, present + [vocab.normalize_object_name(o.name) for o in facts.scene.objects], 1, rng)
         if absent is None:
             return None
         order = rng.permutation(3)

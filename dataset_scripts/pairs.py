@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -224,15 +225,39 @@ def coco_scenes(
 
 
 def synthetic_scenes(num_scenes: int, seed: int, shard_index: int = 0, num_shards: int = 1,
-                     width: int = 320, height: int = 240) -> Iterator[Scene]:
-    from dataset_scripts.synthetic import render_scene
+                     width: int = 320, height: int = 240, split: str = "train") -> Iterator[Scene]:
+    """The scenes of `synthetic.generate_scenes(num_scenes, seed, split)` that fall in this shard.
 
-    # One render seed per scene index (the same scenes whatever the sharding): generate_scenes' own
-    # seeding is per run, so shards render their indices directly.
+    Pairs and instructions built with the same seed therefore describe the same rooms. A shard renders
+    only its own indices, with the per-index seed and scene type `generate_scenes` uses (a test checks
+    that the two agree).
+    """
+    from dataset_scripts import synthetic
+
+    if num_shards == 1:
+        yield from synthetic.generate_scenes(num_scenes, seed, split=split, width=width, height=height, noise=False)
+        return
     for index in shard_of(list(range(num_scenes)), shard_index, num_shards):
-        scene = render_scene(seed * 1_000_003 + index, width=width, height=height, noise=False)
-        scene.id = f"synthetic-{seed}-{index:06d}"
-        yield scene
+        yield synthetic_scene_at(seed, split, index, width, height)
+
+
+def synthetic_scene_at(seed: int, split: str, index: int, width: int, height: int) -> Scene:
+    """Scene `index` of `generate_scenes(..., seed, split)`, rendered alone.
+
+    Uses `synthetic.scene_at` when the synthetic module provides one; otherwise mirrors the seed and
+    scene-type rule of `generate_scenes` (test_pairs checks that the two agree).
+    """
+    from dataset_scripts import synthetic
+
+    if hasattr(synthetic, "scene_at"):
+        return synthetic.scene_at(seed, split, index, width=width, height=height, noise=False)
+    types = synthetic.SCENE_TYPES
+    offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(types)
+    scene = synthetic.render_scene(synthetic.scene_seed(seed, split, index), types[(offset + index) % len(types)],
+                                   width=width, height=height, noise=False)
+    scene.id = f"synthetic-{split}-{seed}-{index:06d}"
+    scene.split = split
+    return scene
 
 
 def build_pair_rows(scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None) -> list[dict]:

@@ -63,7 +63,7 @@ def load_nyu_split(path: str | Path) -> dict[str, set[int]]:
         try:
             data = scipy.io.loadmat(str(path))
             train, test = data["trainNdxs"].ravel(), data["testNdxs"].ravel()
-        except (KeyError, ValueError, TypeError, OSError) as err:
+        except (KeyError, ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
             raise ValueError(f"{path}: not a NYU splits.mat with trainNdxs/testNdxs ({err})") from err
     return {"train": {int(i) - 1 for i in train}, "test": {int(i) - 1 for i in test}}
 

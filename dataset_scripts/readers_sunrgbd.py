@@ -282,7 +282,7 @@ def read_sunrgbd_votenet(root: str | Path, with_rgb: bool = False, report: ReadR
                 points = np.asarray(scipy.io.loadmat(str(mat_path))["instance"], dtype=np.float64)
             except FileNotFoundError as err:
                 raise FrameError("missing_depth", f"{mat_path} not found") from err
-            except (KeyError, ValueError, TypeError, OSError) as err:
+            except (KeyError, ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
                 raise FrameError("corrupt_depth", f"{mat_path}: no readable 'instance' point cloud ({err})") from err
             if points.ndim != 2 or points.shape[1] < 3:
                 raise FrameError("corrupt_depth", f"{mat_path}: expected N x 6 points, got {points.shape}")

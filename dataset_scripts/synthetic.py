@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import sys
+import time
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -85,16 +86,35 @@ def sample_room(rng: np.random.Generator, scene_type: str) -> tuple[float, float
     return float(rng.uniform(w0, w1)), float(rng.uniform(d0, d1)), float(rng.uniform(h0, h1))
 
 
-def sample_camera(rng: np.random.Generator, room, width: int, height: int) -> tuple[Camera, dict]:
-    """A hand-held / tripod Kinect near the near wall looking into the room, with jittered attitude and K."""
+def sample_camera_position(rng: np.random.Generator, room) -> np.ndarray:
+    """Where a person holds the sensor: near the near wall, 1.0-1.8 m high."""
     room_w, room_d, room_h = room
-    position = np.array([
+    return np.array([
         rng.uniform(0.3, 0.7) * room_w,
         rng.uniform(0.25, min(0.9, 0.25 * room_d)),
         min(rng.uniform(1.0, 1.8), room_h - 0.3),
     ])
-    yaw = float(rng.uniform(-0.4, 0.4))
-    pitch = float(rng.uniform(-0.45, -0.05))
+
+
+def sample_camera(rng: np.random.Generator, position: np.ndarray, placed: list[PlacedObject], width: int,
+                  height: int) -> tuple[Camera, dict]:
+    """A Kinect-like camera at `position`, usually aimed at a piece of furniture, with jittered attitude and K.
+
+    Yaw is kept within +-0.6 rad of the room's depth axis so "far / left / right wall" stay true to the view.
+    """
+    large = [o for o in placed if o.relation.get("type") in ("against", "center", "row", "floor")]
+    if large and rng.random() < 0.75:
+        target = large[int(rng.integers(len(large)))]
+        aim = target.position[:2] - position[:2]
+        yaw = float(np.arctan2(-aim[0], aim[1])) + rng.normal(0, 0.12)
+        horizontal = max(float(np.hypot(*aim)), 0.5)
+        centre_height = target.position[2] + target.size[2] / 2
+        pitch = float(np.arctan2(centre_height - position[2], horizontal)) + rng.normal(0, 0.08)
+    else:
+        yaw = float(rng.uniform(-0.45, 0.45))
+        pitch = float(rng.uniform(-0.45, -0.05))
+    yaw = float(np.clip(yaw, -0.6, 0.6))
+    pitch = float(np.clip(pitch, -0.55, 0.05))
     roll = float(np.clip(rng.normal(0.0, 0.03), -0.07, 0.07))
     scale = width / KINECT_WIDTH * rng.uniform(0.9, 1.1)
     fx = KINECT_FX * scale
@@ -102,9 +122,10 @@ def sample_camera(rng: np.random.Generator, room, width: int, height: int) -> tu
     cx = width / 2 + rng.normal(0, 0.01 * width)
     cy = height / 2 + rng.normal(0, 0.01 * height)
     camera = Camera(intrinsics_matrix(fx, fy, cx, cy), camera_rotation(yaw, pitch, roll), position, width, height)
-    meta = {"position": position.tolist(), "yaw_deg": np.degrees(yaw), "pitch_deg": np.degrees(pitch),
-            "roll_deg": np.degrees(roll), "fx": fx, "fy": fy, "cx": cx, "cy": cy}
-    return camera, {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in meta.items()}
+    meta = {"position": [float(v) for v in position], "yaw_deg": float(np.degrees(yaw)),
+            "pitch_deg": float(np.degrees(pitch)), "roll_deg": float(np.degrees(roll)),
+            "fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy)}
+    return camera, meta
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,24 +261,48 @@ def render_scene(seed: int, scene_type: str | None = None, width: int = 320, hei
     and holes (0); masks and boxes stay those of the clean render (the object is there, the sensor
     missed it).
     """
+    return _render_scene(seed, scene_type, width, height, noise, timings=None)
+
+
+class _StageClock:
+    """Adds the seconds spent in each named stage to `timings` (a no-op without one)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+
+
+def _render_scene(seed, scene_type, width, height, noise, timings: dict[str, float] | None) -> Scene:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     _check_size(width, height)
+    clock = _StageClock(timings)
     rng = np.random.default_rng(int(seed))
     if scene_type is None:
         scene_type = SCENE_TYPES[int(rng.integers(len(SCENE_TYPES)))]
     _check_scene_type(scene_type)
 
     room = sample_room(rng, scene_type)
-    camera, camera_meta = sample_camera(rng, room, width, height)
-    placed, placement = furnish(rng, scene_type, room, camera.position[:2])
+    position = sample_camera_position(rng, room)
+    placed, placement = furnish(rng, scene_type, room, position[:2])
+    camera, camera_meta = sample_camera(rng, position, placed, width, height)
     primitives = [(obj.index, prim) for obj in placed for prim in obj.primitives()]
+    clock.lap("layout")
     buffers = render_primitives(camera, room, primitives)
+    clock.lap("ray casting")
 
     objects, dropped, pixels = _visible_objects(buffers.ids, placed)
+    clock.lap("masks and boxes")
     palette = np.concatenate([_room_colours(rng), np.array([o.colour for o in placed], dtype=float).reshape(-1, 3)])
     rgb = shade(buffers, palette)
     clean_depth = buffers.depth
+    clock.lap("shading")
 
     caption_objects = [
         CaptionObject(o.instance_id, o.name, placed[o.instance_id].relation, (o.box[0] + o.box[2]) / 2,
@@ -265,6 +310,7 @@ def render_scene(seed: int, scene_type: str | None = None, width: int = 320, hei
         for o in objects
     ]
     captions = describe_scene(scene_type, caption_objects, width, rng)
+    clock.lap("captions")
 
     present_anywhere = {o.category for o in placed}
     meta = {
@@ -284,6 +330,7 @@ def render_scene(seed: int, scene_type: str | None = None, width: int = 320, hei
     if noise:
         depth, holes = apply_sensor_noise(clean_depth, rng, max_range=float(rng.uniform(5.5, 9.0)))
         meta["noise"] = {"holes": {k: int(v.sum()) for k, v in holes.items()}, "invalid_pixels": int((depth == 0).sum())}
+        clock.lap("sensor noise")
     return Scene(
         id=f"synthetic-{int(seed)}",
         source="synthetic",
@@ -312,7 +359,8 @@ def generate_scenes(num_scenes: int, seed: int, split: str = "train", width: int
         raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}.")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    offset = scene_seed(seed, split, -1) % len(SCENE_TYPES)
+    scene_seed(seed, split, 0)  # validates split before the first scene
+    offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(SCENE_TYPES)
     for index in range(num_scenes):
         scene = render_scene(scene_seed(seed, split, index), SCENE_TYPES[(offset + index) % len(SCENE_TYPES)],
                              width=width, height=height, noise=noise)

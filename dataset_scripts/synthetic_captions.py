@@ -90,11 +90,15 @@ def _anchored(scene_type: str, objects: list[CaptionObject], by_index, rng) -> s
     if not anchors:
         return None
     anchor = max(anchors, key=lambda o: o.pixels)
-    where = _relation_phrase(anchor, by_index)
-    head = f"{article(scene_type).capitalize()} {scene_type} with {article(anchor.name)} {anchor.name}"
-    head += f" {where}" if where else " in the middle"
-    others = [o for o in objects if o.index != anchor.index and o.relation.get("target") is not None
-              and o.relation.get("target") in by_index and o.name != anchor.name]
+    head = f"{article(scene_type).capitalize()} {scene_type} with "
+    if anchor.relation.get("type") == "row":
+        rows = sum(o.relation.get("type") == "row" and o.name == anchor.name for o in objects)
+        head += f"{counted(anchor.name, rows)} in rows" if rows > 1 else f"{article(anchor.name)} {anchor.name}"
+    else:
+        where = _relation_phrase(anchor, by_index) or "in the middle of the room"
+        head += f"{article(anchor.name)} {anchor.name} {where}"
+    others = [o for o in objects if o.index != anchor.index and o.relation.get("target") in by_index
+              and o.name != anchor.name]
     if not others:
         return head + "."
     other = others[rng.integers(len(others))]
@@ -105,13 +109,22 @@ def _anchored(scene_type: str, objects: list[CaptionObject], by_index, rng) -> s
 
 
 def _relations(objects: list[CaptionObject], by_index, rng) -> str | None:
-    sentences = []
+    # group identical statements: "three chairs are at the table", not the same sentence three times
+    groups: dict[tuple[str, str], list[int]] = {}
     for obj in objects:
         phrase = _relation_phrase(obj, by_index)
         if phrase and obj.relation.get("type") in ("on", "beside", "front", "at", "mounted"):
-            sentences.append(f"{article(obj.name).capitalize()} {obj.name} is {phrase}.")
-    if not sentences:
+            groups.setdefault((obj.name, phrase), []).append(obj.relation.get("target", -1))
+    if not groups:
         return None
+    sentences = []
+    for (name, phrase), targets in groups.items():
+        verb = "is" if len(targets) == 1 else "are"
+        if len(set(targets)) > 1 and phrase.split(" the ", 1)[-1] in {o.name for o in objects}:
+            # chairs at different desks are "at the desks"
+            head, _, target_name = phrase.rpartition(" the ")
+            phrase = f"{head} the {plural(target_name)}"
+        sentences.append(f"{counted(name, len(targets)).capitalize()} {verb} {phrase}.")
     picks = rng.permutation(len(sentences))[: min(3, len(sentences))]
     return " ".join(sentences[i] for i in sorted(picks))
 
@@ -129,7 +142,11 @@ def _nearest_farthest(objects: list[CaptionObject]) -> str | None:
     valid = [o for o in objects if np.isfinite(o.mean_depth)]
     if len(valid) < 2:
         return None
-    near, far = min(valid, key=lambda o: o.mean_depth), max(valid, key=lambda o: o.mean_depth)
+    near = min(valid, key=lambda o: o.mean_depth)
+    others = [o for o in valid if o.name != near.name]
+    if not others:
+        return None
+    far = max(others, key=lambda o: o.mean_depth)
     if far.mean_depth - near.mean_depth < 0.3:
         return None
     return (f"The nearest object is the {near.name}, about {near.mean_depth:.1f} metres from the camera; "

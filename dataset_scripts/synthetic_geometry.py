@@ -124,58 +124,61 @@ class RenderBuffers:
     directions: np.ndarray | None = None  # float32 (3, H, W) the rays (camera-z component 1)
 
 
-def _safe_reciprocal(values: np.ndarray) -> np.ndarray:
-    tiny = DTYPE(1e-12)
-    return DTYPE(1.0) / np.where(np.abs(values) < tiny, np.where(values < 0, -tiny, tiny), values)
+def _reciprocal(values: np.ndarray) -> np.ndarray:
+    """1 / values with +-inf for zero components (a ray parallel to a slab never crosses it)."""
+    with np.errstate(divide="ignore"):
+        return DTYPE(1.0) / values
+
+
+# room surface id hit when the ray leaves through each axis's (low, high) bound
+_ROOM_EXIT_IDS = np.array([[2, 3], [4, 5], [0, 1]], dtype=np.int32)
 
 
 def render_room(camera: Camera, room_size: tuple[float, float, float], directions: np.ndarray) -> RenderBuffers:
     """Depth, surface ids and normals of the empty room's interior seen from inside."""
-    width, depth_extent, height = room_size
     origin = camera.position
-    if not (0 < origin[0] < width and 0 < origin[1] < depth_extent and 0 < origin[2] < height):
-        raise ValueError(f"Camera position {origin.tolist()} is outside the room {room_size}.")
-    inv = _safe_reciprocal(directions)
-    t_best = None
-    ids = None
+    if not all(0 < origin[i] < room_size[i] for i in range(3)):
+        raise ValueError(f"Camera position {origin.tolist()} is outside the room {tuple(room_size)}.")
+    # leaving an axis-aligned box from inside: per axis the bound the ray moves towards, then the nearest
+    forward = directions > 0
+    low = DTYPE(0.0) - origin.astype(DTYPE)[:, None, None]
+    high = np.asarray(room_size, dtype=DTYPE)[:, None, None] - origin.astype(DTYPE)[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_axes = np.where(forward, high, low) / directions
+    t_axes[~(t_axes > 0)] = np.inf  # parallel rays (0 or -0 components) never leave through that axis
+    exit_axis = np.argmin(t_axes, axis=0)
+    t_exit = np.take_along_axis(t_axes, exit_axis[None], axis=0)[0]
+    exit_forward = np.take_along_axis(forward, exit_axis[None], axis=0)[0]
+    ids = _ROOM_EXIT_IDS[exit_axis, exit_forward.astype(np.intp)]
     normals = np.zeros_like(directions)
-    # (axis, bound when the ray moves in -axis, id, bound when it moves in +axis, id)
-    axis_surfaces = ((0, 0.0, 2, width, 3), (1, 0.0, 4, depth_extent, 5), (2, 0.0, 0, height, 1))
-    for axis, low, low_id, high, high_id in axis_surfaces:
-        forward = directions[axis] > 0
-        bound = np.where(forward, DTYPE(high), DTYPE(low))
-        t_axis = (bound - DTYPE(origin[axis])) * inv[axis]
-        surface = np.where(forward, high_id, low_id).astype(np.int32)
-        if t_best is None:
-            t_best, ids, best_axis = t_axis, surface, np.zeros(t_axis.shape, np.int8)
-            best_forward = forward
-            continue
-        closer = t_axis < t_best
-        t_best = np.where(closer, t_axis, t_best)
-        ids = np.where(closer, surface, ids)
-        best_axis = np.where(closer, np.int8(axis), best_axis)
-        best_forward = np.where(closer, forward, best_forward)
     for axis in range(3):
         # an interior surface faces into the room, against the ray
-        normals[axis] = np.where(best_axis == axis, np.where(best_forward, DTYPE(-1), DTYPE(1)), DTYPE(0))
-    return RenderBuffers(depth=t_best.astype(DTYPE), ids=ids, normals=normals, directions=directions)
+        normals[axis] = np.where(exit_axis == axis, np.where(exit_forward, DTYPE(-1), DTYPE(1)), DTYPE(0))
+    return RenderBuffers(depth=t_exit.astype(DTYPE), ids=ids, normals=normals, directions=directions)
 
 
-def screen_rect(camera: Camera, primitive: Primitive) -> tuple[int, int, int, int] | None:
-    """Pixel rectangle (x0, y0, x1, y1), end exclusive, that can see the primitive; None when none can."""
-    u, v, z = camera.project(primitive.corners())
-    if np.all(z <= NEAR_PLANE):
-        return None
-    if np.any(z <= NEAR_PLANE):
-        # a corner behind the camera projects wrongly: fall back to every pixel
-        return 0, 0, camera.width, camera.height
-    x0 = max(int(np.floor(u.min() - 0.5)), 0)
-    y0 = max(int(np.floor(v.min() - 0.5)), 0)
-    x1 = min(int(np.ceil(u.max() + 0.5)) + 1, camera.width)
-    y1 = min(int(np.ceil(v.max() + 0.5)) + 1, camera.height)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
+def screen_rects(camera: Camera, primitives: list[Primitive]) -> np.ndarray:
+    """Per primitive the pixel rectangle (x0, y0, x1, y1), end exclusive, that can see it; all -1 if none.
+
+    The rectangle bounds the projection of the primitive's bounding-box corners; a primitive with a
+    corner behind the camera gets the whole image (its projection would be wrong).
+    """
+    rects = np.full((len(primitives), 4), -1, dtype=np.int64)
+    if not primitives:
+        return rects
+    corners = np.concatenate([p.corners() for p in primitives])
+    u, v, z = camera.project(corners)
+    u, v, z = u.reshape(-1, 8), v.reshape(-1, 8), z.reshape(-1, 8)
+    behind = z <= NEAR_PLANE
+    x0 = np.clip(np.floor(u.min(axis=1) - 0.5), 0, camera.width).astype(np.int64)
+    y0 = np.clip(np.floor(v.min(axis=1) - 0.5), 0, camera.height).astype(np.int64)
+    x1 = np.clip(np.ceil(u.max(axis=1) + 0.5) + 1, 0, camera.width).astype(np.int64)
+    y1 = np.clip(np.ceil(v.max(axis=1) + 0.5) + 1, 0, camera.height).astype(np.int64)
+    straddles = behind.any(axis=1) & ~behind.all(axis=1)
+    x0[straddles], y0[straddles], x1[straddles], y1[straddles] = 0, 0, camera.width, camera.height
+    visible = ~behind.all(axis=1) & (x0 < x1) & (y0 < y1)
+    rects[visible] = np.stack([x0, y0, x1, y1], axis=1)[visible]
+    return rects
 
 
 def _to_local(primitive: Primitive, origin: np.ndarray, directions: np.ndarray):
@@ -185,67 +188,82 @@ def _to_local(primitive: Primitive, origin: np.ndarray, directions: np.ndarray):
     rel = origin - np.asarray(primitive.center)
     local_origin = np.array([(c * rel[0] + s * rel[1]) / hx, (-s * rel[0] + c * rel[1]) / hy, rel[2] / hz])
     dx, dy, dz = directions
-    local_dirs = (
-        dx * DTYPE(c / hx) + dy * DTYPE(s / hx),
-        dx * DTYPE(-s / hy) + dy * DTYPE(c / hy),
-        dz * DTYPE(1.0 / hz),
-    )
+    if s == 0.0:  # unrotated: skip the mixing of x and y
+        local_dirs = (dx * DTYPE(c / hx), dy * DTYPE(c / hy), dz * DTYPE(1.0 / hz))
+    else:
+        local_dirs = (
+            dx * DTYPE(c / hx) + dy * DTYPE(s / hx),
+            dx * DTYPE(-s / hy) + dy * DTYPE(c / hy),
+            dz * DTYPE(1.0 / hz),
+        )
     return local_origin.astype(DTYPE), local_dirs
 
 
-def _local_normal_to_world(primitive: Primitive, nx, ny, nz) -> np.ndarray:
+def _local_normal_to_world(primitive: Primitive, nx, ny, nz, normalise: bool = True) -> np.ndarray:
     c, s = DTYPE(np.cos(primitive.yaw)), DTYPE(np.sin(primitive.yaw))
     world = np.stack([c * nx - s * ny, s * nx + c * ny, nz])
+    if not normalise:
+        return world
     norm = np.sqrt((world * world).sum(axis=0))
     return world / np.maximum(norm, DTYPE(1e-12))
 
 
+# Each intersector returns (t, hit, normals_of) where normals_of(selection) gives the world normals of
+# the selected rays only: normals are needed just where the primitive ends up in front.
+
+
 def _intersect_box(primitive, o, d):
-    t_near = None
+    t_near = t_far = near_axis = None
     for axis in range(3):
-        inv = _safe_reciprocal(d[axis])
+        inv = _reciprocal(d[axis])
         t1 = (DTYPE(-1.0) - o[axis]) * inv
         t2 = (DTYPE(1.0) - o[axis]) * inv
         lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
         if t_near is None:
             t_near, t_far, near_axis = lo, hi, np.zeros(lo.shape, np.int8)
         else:
-            farther = lo > t_near
-            near_axis = np.where(farther, np.int8(axis), near_axis)
-            t_near = np.maximum(t_near, lo)
-            t_far = np.minimum(t_far, hi)
+            near_axis[lo > t_near] = axis
+            np.maximum(t_near, lo, out=t_near)
+            np.minimum(t_far, hi, out=t_far)
     hit = (t_near <= t_far) & (t_near > NEAR_PLANE)
-    zero = DTYPE(0)
-    # the face hit first faces against the ray along the axis that set t_near
-    nx = np.where(near_axis == 0, -np.sign(d[0]), zero)
-    ny = np.where(near_axis == 1, -np.sign(d[1]), zero)
-    nz = np.where(near_axis == 2, -np.sign(d[2]), zero)
-    return t_near, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+    def normals_of(selection):
+        axis = near_axis[selection]
+        # the face hit first faces against the ray along the axis that set t_near
+        n = [np.where(axis == k, -np.sign(d[k][selection]), DTYPE(0)).astype(DTYPE) for k in range(3)]
+        return _local_normal_to_world(primitive, *n, normalise=False)
+
+    return t_near, hit, normals_of
 
 
 def _intersect_cylinder(primitive, o, d):
-    hx, hy, hz = primitive.half
+    hx, hy, _ = primitive.half
     a = d[0] * d[0] + d[1] * d[1]
     b = DTYPE(2.0) * (o[0] * d[0] + o[1] * d[1])
     c = DTYPE(o[0] * o[0] + o[1] * o[1] - 1.0)
     disc = b * b - DTYPE(4.0) * a * c
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_side = (-b - np.sqrt(np.maximum(disc, 0))) / (DTYPE(2.0) * np.maximum(a, DTYPE(1e-12)))
+        t_side = (-b - np.sqrt(np.maximum(disc, 0))) / (DTYPE(2.0) * a)
     z_side = o[2] + t_side * d[2]
     side_hit = (disc >= 0) & (a > 1e-12) & (np.abs(z_side) <= 1) & (t_side > NEAR_PLANE)
     # the cap facing the camera: top when the camera is above the centre
     cap_z = DTYPE(1.0 if o[2] > 0 else -1.0)
-    t_cap = (cap_z - o[2]) * _safe_reciprocal(d[2])
+    t_cap = (cap_z - o[2]) * _reciprocal(d[2])
     cx_, cy_ = o[0] + t_cap * d[0], o[1] + t_cap * d[1]
     cap_hit = (cx_ * cx_ + cy_ * cy_ <= 1) & (t_cap > NEAR_PLANE)
     use_cap = cap_hit & (~side_hit | (t_cap < t_side))
     t = np.where(use_cap, t_cap, t_side)
     hit = side_hit | cap_hit
-    px, py = o[0] + t * d[0], o[1] + t * d[1]
-    nx = np.where(use_cap, DTYPE(0), px / DTYPE(hx))
-    ny = np.where(use_cap, DTYPE(0), py / DTYPE(hy))
-    nz = np.where(use_cap, cap_z, DTYPE(0))
-    return t, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+    def normals_of(selection):
+        cap, ts = use_cap[selection], t[selection]
+        px, py = o[0] + ts * d[0][selection], o[1] + ts * d[1][selection]
+        nx = np.where(cap, DTYPE(0), px / DTYPE(hx))
+        ny = np.where(cap, DTYPE(0), py / DTYPE(hy))
+        nz = np.where(cap, cap_z, DTYPE(0))
+        return _local_normal_to_world(primitive, nx, ny, nz)
+
+    return t, hit, normals_of
 
 
 def _intersect_ellipsoid(primitive, o, d):
@@ -256,17 +274,20 @@ def _intersect_ellipsoid(primitive, o, d):
     disc = b * b - DTYPE(4.0) * a * c
     t = (-b - np.sqrt(np.maximum(disc, 0))) / (DTYPE(2.0) * a)
     hit = (disc >= 0) & (t > NEAR_PLANE)
-    nx = (o[0] + t * d[0]) / DTYPE(hx)
-    ny = (o[1] + t * d[1]) / DTYPE(hy)
-    nz = (o[2] + t * d[2]) / DTYPE(hz)
-    return t, hit, _local_normal_to_world(primitive, nx, ny, nz)
+
+    def normals_of(selection):
+        ts = t[selection]
+        n = [(o[k] + ts * d[k][selection]) / DTYPE(h) for k, h in enumerate((hx, hy, hz))]
+        return _local_normal_to_world(primitive, *n)
+
+    return t, hit, normals_of
 
 
 _INTERSECTORS = {BOX: _intersect_box, CYLINDER: _intersect_cylinder, ELLIPSOID: _intersect_ellipsoid}
 
 
 def intersect(primitive: Primitive, origin: np.ndarray, directions: np.ndarray):
-    """Ray parameter (== depth), hit mask and world normals of `primitive` for rays (3, h, w)."""
+    """Ray parameter (== depth), hit mask and a normals(selection) function for rays (3, h, w)."""
     local_origin, local_dirs = _to_local(primitive, origin, directions)
     with np.errstate(invalid="ignore", over="ignore"):
         return _INTERSECTORS[primitive.kind](primitive, local_origin, local_dirs)
@@ -281,17 +302,17 @@ def render_primitives(
     directions = camera.ray_directions()
     buffers = render_room(camera, room_size, directions)
     origin = camera.position.astype(DTYPE)
-    for instance, primitive in primitives:
-        rect = screen_rect(camera, primitive)
-        if rect is None:
+    rects = screen_rects(camera, [p for _, p in primitives])
+    for (instance, primitive), (x0, y0, x1, y1) in zip(primitives, rects.tolist()):
+        if x0 < 0:
             continue
-        x0, y0, x1, y1 = rect
-        t, hit, normals = intersect(primitive, origin, directions[:, y0:y1, x0:x1])
-        depth_view = buffers.depth[y0:y1, x0:x1]
-        closer = hit & (t < depth_view)
+        with np.errstate(invalid="ignore", over="ignore"):
+            t, hit, normals_of = intersect(primitive, origin, directions[:, y0:y1, x0:x1])
+            depth_view = buffers.depth[y0:y1, x0:x1]
+            closer = hit & (t < depth_view)
         if not closer.any():
             continue
         depth_view[closer] = t[closer]
         buffers.ids[y0:y1, x0:x1][closer] = NUM_ROOM_SURFACES + instance
-        buffers.normals[:, y0:y1, x0:x1][:, closer] = normals[:, closer]
+        buffers.normals[:, y0:y1, x0:x1][:, closer] = normals_of(closer)
     return buffers

@@ -192,7 +192,8 @@ def build_chair(rng, ctx) -> Shape:
     seat = _u(rng, 0.42, 0.5)
     w, d = _u(rng, 0.42, 0.56), _u(rng, 0.42, 0.55)
     top = seat + _u(rng, 0.35, 0.55)
-    variant = rng.integers(3) if ctx.get("scene") != "living room" else 2
+    # armchairs only where people lounge; work and dining rooms get four-legged or swivel chairs
+    variant = 2 if ctx.get("scene") == "living room" else int(rng.integers(3 if ctx.get("scene") in ("bedroom", "home office", "bookstore") else 2))
     if variant == 0:  # four-legged
         parts = [block(-w / 2, w / 2, -d / 2, d / 2, seat - 0.04, seat), block(-w / 2, w / 2, d / 2 - 0.04, d / 2, seat, top)]
         parts += _legs(w, d, seat - 0.04, _u(rng, 0.025, 0.045), 0.0, rng.random() < 0.4)
@@ -468,10 +469,10 @@ def build_plant(rng, ctx) -> Shape:
     r_pot = _u(rng, 0.05, 0.1) if small else _u(rng, 0.12, 0.25)
     pot_h = _u(rng, 0.08, 0.16) if small else _u(rng, 0.2, 0.45)
     parts = [cylinder(0, 0, 0.0, pot_h, r_pot)]
-    crown = _u(rng, 0.1, 0.22) if small else _u(rng, 0.25, 0.55)
+    crown = _u(rng, 0.08, 0.18) if small else _u(rng, 0.18, 0.38)
     top = pot_h
     for _ in range(int(rng.integers(1, 4))):
-        rz = crown * _u(rng, 0.8, 1.6)
+        rz = crown * _u(rng, 0.8, 1.4)
         cz = pot_h + rz * _u(rng, 0.7, 1.2)
         dx, dy = (rng.uniform(-0.4, 0.4, size=2) * crown).tolist()
         parts.append(ellipsoid(dx, dy, cz, crown * _u(rng, 0.7, 1.1), crown * _u(rng, 0.7, 1.1), rz))

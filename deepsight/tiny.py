@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPTextConfig, PreTrainedTokenizerFast
@@ -54,6 +55,27 @@ _PHRASES = (
     "There is an obstacle {n} metres ahead: a {o}.",
     "Describe the region in the box.",
 )
+
+
+def synthetic_depth_map(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A synthetic indoor depth map in float32 metres: floor-to-wall gradient, one box-shaped object, sensor noise.
+
+    Returns the map; the object's box ``[x0, y0, x1, y1]`` is `synthetic_object_box` with the same arguments.
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None]
+    depth = 1.0 + 4.0 * (1.0 - rows) * np.ones((1, width), dtype=np.float32)
+    x0, y0, x1, y1 = synthetic_object_box(height, width, seed)
+    depth[y0:y1, x0:x1] = rng.uniform(0.8, 2.0)
+    depth += rng.normal(0.0, 0.01, size=depth.shape).astype(np.float32)
+    return np.clip(depth, 0.3, 9.5).astype(np.float32)
+
+
+def synthetic_object_box(height: int = 48, width: int = 64, seed: int = 0) -> list[int]:
+    """The ``[x0, y0, x1, y1]`` box of the object in `synthetic_depth_map` (same arguments)."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    top, left = int(rng.integers(0, height // 2)), int(rng.integers(0, width // 2))
+    return [left, top, left + width // 3, top + height // 3]
 
 
 def default_corpus() -> list[str]:
@@ -210,9 +232,10 @@ def build_tiny_dual_encoder(
 ) -> tuple[DeepSightDualEncoder, DeepSightProcessor]:
     """A randomly initialised stage-0 dual encoder (depth ViT + tiny CLIP text encoder) and a processor for it.
 
-    The processor's tokenizer is the tiny BPE tokenizer (the CLIP text model's vocabulary is sized to it); call
-    ``processor(images=..., text=captions, padding=True)`` without ``<image>`` in the captions to get
-    ``pixel_values``, ``bbox_mask``, ``input_ids`` and ``attention_mask`` for `DeepSightDualEncoder.forward`.
+    The processor is in caption mode (``image_seq_length=0``) around the tiny BPE tokenizer (the CLIP text model's
+    vocabulary is sized to it): ``processor(images=depths, text=captions, boxes=..., padding=True)`` pairs the
+    i-th caption with the i-th depth map and returns ``pixel_values``, ``bbox_mask``, ``input_ids`` and
+    ``attention_mask`` for `DeepSightDualEncoder.forward`.
     """
     tokenizer = tokenizer if tokenizer is not None else train_tiny_tokenizer()
     text_config = CLIPTextConfig(
@@ -236,7 +259,7 @@ def build_tiny_dual_encoder(
     torch.manual_seed(seed)
     model = DeepSightDualEncoder(config).eval()
     image_processor = DeepSightImageProcessor(size=image_size)
-    processor = DeepSightProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=1)
+    processor = DeepSightProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=0)
     return model, processor
 
 
@@ -244,6 +267,8 @@ __all__ = [
     "IMAGE_TOKEN",
     "SPECIAL_TOKENS",
     "default_corpus",
+    "synthetic_depth_map",
+    "synthetic_object_box",
     "train_tiny_tokenizer",
     "tiny_text_config",
     "tiny_vision_config",

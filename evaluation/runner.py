@@ -50,14 +50,28 @@ def ordered_tasks(tasks: Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _load_dataset_fresh(path_or_id: str):
+    """`datasets.load_dataset`, but a local folder is read through its resolved data files.
+
+    For a folder whose card lists `configs:`, datasets 5.2 keys its Arrow cache on the folder *name*
+    and the card's file patterns only, so a rebuilt benchmark, or another folder with the same name,
+    silently loads the stale cached copy. Loading the packaged builder with the resolved file list
+    keys the cache on the files' paths and modification times instead.
+    """
+    import datasets
+
+    if not os.path.isdir(path_or_id):
+        return datasets.load_dataset(path_or_id)
+    builder = datasets.load_dataset_builder(path_or_id)
+    return datasets.load_dataset(builder.name, data_files=builder.config.data_files, features=builder.info.features)
+
+
 def load_benchmark_dataset(path_or_id: str, split: str | None = None, required: Sequence[str] = REQUIRED_COLUMNS):
     """One split of a dataset folder (parquet + card) or Hub id, checked to have the `required` columns.
 
     With no `split`, `test` is used when present, else the only split.
     """
-    import datasets
-
-    loaded = datasets.load_dataset(str(path_or_id))
+    loaded = _load_dataset_fresh(str(path_or_id))
     if split is None:
         if "test" in loaded:
             split = "test"
@@ -222,10 +236,12 @@ def run_benchmark(
     settings: RunSettings | None = None,
     benchmark_name: str | None = None,
     progress: bool = True,
+    write_report: bool = True,
 ) -> dict[str, Any]:
     """Answer every selected question not yet in `output_dir/predictions.jsonl`, then score and report.
 
-    Returns the results dict also written to `results.json`.
+    Returns the results dict, also written to `results.json` / `results.md` / `results.png` unless
+    `write_report` is False (the predictions file is always written: it is what makes runs resumable).
     """
     from tqdm.auto import tqdm
 
@@ -269,7 +285,8 @@ def run_benchmark(
 
     selected = [records[question_id] for question_id in ids]
     results = summarize(selected, settings, model_name=getattr(model, "name", type(model).__name__), benchmark=benchmark_name)
-    write_reports(results, output_dir)
+    if write_report:
+        write_reports(results, output_dir)
     return results
 
 

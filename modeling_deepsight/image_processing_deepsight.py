@@ -13,7 +13,8 @@ encoding       on-disk / in-memory layout
 ``"sun"``      SUN RGB-D's bit-rotated uint16: ``mm = ((d >> 3) | (d << 13)) & 0xFFFF``, i.e. a 16-bit
                rotate-right by 3 bits, exactly as the SUNRGBD toolbox ``read3dPoints.m`` reads it.
 ``"gray8"``    8-bit *relative* grayscale, brighter = closer (the paper's depth images). ``0`` is
-               invalid; ``v`` in ``1..255`` decodes linearly to ``max_depth * (256 - v) / 255`` metres,
+               invalid; ``v`` in ``1..255`` decodes linearly to ``max_depth * (256 - v) / 255`` metres
+               (``max_depth`` defaults to ``GRAY8_MAX_DEPTH`` = 10 m; the image processor passes its own),
                a *pseudo-metric* scale in ``(0, max_depth]``: the order of depths is right, their
                absolute values are not (an 8-bit relative map carries no scale).
 =============  =====================================================================================
@@ -174,17 +175,20 @@ def _check_integer_range(array: np.ndarray, low: int, high: int, name: str, enco
     return array
 
 
-def decode_depth(array: Any, encoding: str, name: str = "depth") -> np.ndarray:
+def decode_depth(
+    array: Any, encoding: str, name: str = "depth", max_depth: float = GRAY8_MAX_DEPTH
+) -> np.ndarray:
     """Decode a depth map in `encoding` to float32 metres (H x W, ``0`` = invalid).
 
     Args:
         array: numpy array, torch tensor or PIL image of shape (H, W) (a singleton channel is squeezed).
         encoding: one of ``"metres"``, ``"mm"``, ``"sun"``, ``"gray8"`` (see the module docstring).
         name: how error messages call the input.
+        max_depth: the scale of the ``"gray8"`` pseudo-metres (ignored by the metric encodings).
 
     NaN and inf are not errors: they become ``0`` (invalid). Negative depth is a `ValueError`. A map
     without any valid pixel is returned as is (readers may want to count and skip those); `load_depth`
-    rejects it. ``"gray8"`` decodes to a relative pseudo-metric scale in ``(0, GRAY8_MAX_DEPTH]``
+    rejects it. ``"gray8"`` decodes to a relative pseudo-metric scale in ``(0, max_depth]``
     (brighter = closer).
     """
     if encoding not in DEPTH_ENCODINGS:
@@ -210,16 +214,20 @@ def decode_depth(array: Any, encoding: str, name: str = "depth") -> np.ndarray:
         return _rotate_right_3(raw).astype(np.float32) / np.float32(1000.0)
     # gray8
     gray = _check_integer_range(array, 0, 255, name, encoding).astype(np.float32)
-    metres = np.float32(GRAY8_MAX_DEPTH) * (256.0 - gray) / 255.0
+    if not max_depth > 0:
+        raise ValueError(f"`max_depth` for gray8 must be > 0 metres; got {max_depth}.")
+    metres = np.float32(max_depth) * (256.0 - gray) / 255.0
     metres[gray == 0] = 0.0
     return metres.astype(np.float32)
 
 
-def encode_depth(metres: Any, encoding: str, name: str = "metres") -> np.ndarray:
+def encode_depth(
+    metres: Any, encoding: str, name: str = "metres", max_depth: float = GRAY8_MAX_DEPTH
+) -> np.ndarray:
     """Encode float metres (``0`` / NaN / inf = invalid) as ``"mm"``, ``"sun"`` (uint16) or ``"gray8"``.
 
     The inverse of `decode_depth`: mm and sun round to the nearest millimetre (values beyond 65.535 m are a
-    `ValueError`); gray8 quantises ``(0, GRAY8_MAX_DEPTH]`` to levels ``255..1`` (brighter = closer) and
+    `ValueError`); gray8 quantises ``(0, max_depth]`` to levels ``255..1`` (brighter = closer) and
     clips farther depths to level 1. Invalid pixels are written as ``0`` in every encoding.
     """
     if encoding not in STORAGE_ENCODINGS:
@@ -227,7 +235,9 @@ def encode_depth(metres: Any, encoding: str, name: str = "metres") -> np.ndarray
     metres = decode_depth(metres, "metres", name=name)
     valid = metres > 0
     if encoding == "gray8":
-        levels = np.clip(np.round(256.0 - 255.0 * metres / GRAY8_MAX_DEPTH), 1, 255)
+        if not max_depth > 0:
+            raise ValueError(f"`max_depth` for gray8 must be > 0 metres; got {max_depth}.")
+        levels = np.clip(np.round(256.0 - 255.0 * metres / max_depth), 1, 255)
         return np.where(valid, levels, 0).astype(np.uint8)
     if metres.max() > MAX_UINT16_METRES:
         raise ValueError(
@@ -311,13 +321,17 @@ def _read_depth_file(path: str | os.PathLike) -> Any:
         return image
 
 
-def load_depth(obj: Any, encoding: str | None = None, name: str = "depth") -> tuple[np.ndarray, str]:
+def load_depth(
+    obj: Any, encoding: str | None = None, name: str = "depth", max_depth: float = GRAY8_MAX_DEPTH
+) -> tuple[np.ndarray, str]:
     """Load a depth map from any supported source and decode it to float32 metres.
 
     Args:
         obj: a path (``.png`` 16- or 8-bit, ``.npy``, ``.jpg`` grayscale...), a PIL image (modes ``I;16``,
             ``I``, ``L``, ``F``, or ``RGB`` with equal channels), a numpy array or a torch tensor.
         encoding: one of ``DEPTH_ENCODINGS``, or ``None`` to detect it with `detect_depth_encoding`.
+        name: how error messages call the input.
+        max_depth: the scale of ``"gray8"`` pseudo-metres (see `decode_depth`).
 
     Returns:
         ``(metres, encoding_used)``: float32 H x W metres (``0`` = invalid) and the encoding assumed.
@@ -331,7 +345,7 @@ def load_depth(obj: Any, encoding: str | None = None, name: str = "depth") -> tu
     raw = _to_numpy(obj, name)
     if encoding is None:
         encoding = detect_depth_encoding(raw, name=name)
-    metres = decode_depth(raw, encoding, name=name)
+    metres = decode_depth(raw, encoding, name=name, max_depth=max_depth)
     if not np.any(metres > 0):
         raise ValueError(f"`{name}` has no valid pixel (all zero, NaN or inf); expected some depth > 0.")
     return metres, encoding
@@ -649,7 +663,9 @@ class DeepSightImageProcessor(BaseImageProcessor):
             zip(depths, box_lists, encodings, strict=True)
         ):
             name = f"images[{index}]"
-            metres, encoding_used = self._load_one(depth, encoding, name, settings["max_pixels"])
+            metres, encoding_used = self._load_one(
+                depth, encoding, name, settings["max_pixels"], settings["max_depth"]
+            )
             values, mask = self._process_one(metres, image_boxes, settings, name)
             pixel_values.append(values)
             bbox_masks.append(mask)
@@ -689,7 +705,9 @@ class DeepSightImageProcessor(BaseImageProcessor):
         return encodings
 
     @staticmethod
-    def _load_one(depth: Any, encoding: str | None, name: str, max_pixels: int) -> tuple[np.ndarray, str]:
+    def _load_one(
+        depth: Any, encoding: str | None, name: str, max_pixels: int, max_depth: float
+    ) -> tuple[np.ndarray, str]:
         if isinstance(depth, (str, os.PathLike)):
             name = f"{name} ({os.fspath(depth)})"
             depth = _read_depth_file(depth)
@@ -707,7 +725,9 @@ class DeepSightImageProcessor(BaseImageProcessor):
                 f"`{name}` has {num_pixels:,} pixels, more than max_pixels={max_pixels:,}; downscale it "
                 "first or raise `max_pixels`."
             )
-        return load_depth(depth, encoding, name=name)
+        # gray8 is relative: spread its levels over this processor's depth range, so that level v
+        # always becomes intensity (v - 1) / 255 under "inverse", whatever max_depth is
+        return load_depth(depth, encoding, name=name, max_depth=max_depth)
 
     def _process_one(
         self, metres: np.ndarray, boxes: Any, settings: dict[str, Any], name: str

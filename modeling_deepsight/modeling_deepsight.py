@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from transformers import AutoModel, AutoModelForCausalLM, CLIPModel, CLIPVisionModel, initialization as init
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, CLIPModel, CLIPVisionModel, initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
@@ -204,6 +204,9 @@ def _load_clip_vision(clip_vision) -> CLIPVisionModel:
     if isinstance(clip_vision, CLIPVisionModel):
         return clip_vision
     if isinstance(clip_vision, (str, os.PathLike)):
+        # A whole-CLIP checkpoint loads cleanly as CLIPModel (as CLIPVisionModel its text weights are "unexpected").
+        if AutoConfig.from_pretrained(clip_vision).model_type == "clip":
+            return CLIPModel.from_pretrained(clip_vision).vision_model
         return CLIPVisionModel.from_pretrained(clip_vision)
     raise ValueError(
         f"`clip_vision` must be a CLIP checkpoint name/path, a CLIPModel or a CLIPVisionModel; got {type(clip_vision)}."

@@ -91,7 +91,9 @@ class DeepSightProcessor(ProcessorMixin):
         tokenizer (`PreTrainedTokenizerBase`): must know ``image_token`` as a single (special) token.
         chat_template (`str`, *optional*): Jinja template for `apply_chat_template` (a minimal one by default).
         image_token (`str`, *optional*, defaults to `"<image>"`): the placeholder written in prompts.
-        image_seq_length (`int`, *optional*, defaults to 576): image tokens per image.
+        image_seq_length (`int`, *optional*, defaults to 576): image tokens per image. ``0`` is the *caption mode*
+            of the stage-0 dual encoder: images and texts are paired by position and never placed in the text
+            (an ``<image>`` in a caption is then an error).
 
     Call: ``processor(images=None, text=None, boxes=None, depth_encoding=None, **kwargs)``; ``boxes`` is per
     image, ``depth_encoding`` one encoding or one per image (``None`` = detect), other keyword arguments go to the
@@ -117,8 +119,8 @@ class DeepSightProcessor(ProcessorMixin):
                 "special token first (tokenizer.add_special_tokens({'additional_special_tokens': ['<image>']}))."
             )
         self.image_token_id = token_ids[0]
-        if int(image_seq_length) < 1:
-            raise ValueError(f"`image_seq_length` must be >= 1; got {image_seq_length}.")
+        if int(image_seq_length) < 0:
+            raise ValueError(f"`image_seq_length` must be >= 0 (0 = caption mode); got {image_seq_length}.")
         self.image_seq_length = int(image_seq_length)
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
@@ -131,6 +133,8 @@ class DeepSightProcessor(ProcessorMixin):
         # The mixin counts images with `make_flat_list_of_images`, which rejects metric float depth maps; the image
         # processor already knows how many images it made.
         processed = self.image_processor(images, **kwargs)
+        if self.caption_mode:
+            return processed, []
         num_images = len(processed["pixel_values"])
         return processed, [self.replace_image_token(processed, index) for index in range(num_images)]
 
@@ -154,15 +158,31 @@ class DeepSightProcessor(ProcessorMixin):
                 raise ValueError("`text` must be a string or a list of strings.")
             texts, boxes = self._merge_box_tags(texts, images, boxes)
             text = texts
-        elif boxes is not None and images is None:
+        if boxes is not None and images is None:
             raise ValueError("`boxes` were given without `images`; pass the depth maps they belong to.")
         if images is not None:
             kwargs["boxes"] = boxes
             kwargs["depth_encoding"] = depth_encoding
         return super().__call__(images=images, text=text, **kwargs)
 
+    @property
+    def caption_mode(self) -> bool:
+        """True for the dual encoder's processor: captions are paired with images, not prompts holding them."""
+        return self.image_seq_length == 0
+
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        if text is not None and images is not None:
+        if self.caption_mode:
+            if text is not None and any(self.image_token in sample for sample in text):
+                raise ValueError(
+                    f"This processor is in caption mode (image_seq_length=0, the dual encoder's): captions must not "
+                    f"contain {self.image_token}."
+                )
+            if text is not None and images is not None and len(text) != self._count_images(images):
+                raise ValueError(
+                    f"Caption mode pairs texts and images by position: got {len(text)} texts and "
+                    f"{self._count_images(images)} images."
+                )
+        elif text is not None and images is not None:
             num_placeholders = sum(sample.count(self.image_token) for sample in text)
             num_images = self._count_images(images)
             if num_placeholders != num_images:

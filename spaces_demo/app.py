@@ -232,6 +232,7 @@ def build_demo(
         chatbot = gr.Chatbot(label="DeepSight", height=320, elem_id="chat")
         with gr.Row():
             question = gr.Textbox(
+                label="Question",
                 placeholder="Ask about the scene, e.g. How far away is the table?",
                 show_label=False,
                 scale=5,

@@ -48,19 +48,20 @@ def _questions_for(scene) -> list[tuple[str, str]]:
 def write_examples(directory: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS) -> list[Example]:
     """Render one synthetic scene per seed into `directory`; [] (with a log line) if the renderer is unavailable."""
     try:
-        from dataset_scripts.synthetic import render_scene
+        from dataset_scripts.synthetic import SCENE_TYPES, render_scene
     except ImportError as error:
         logger.warning("no synthetic examples: dataset_scripts.synthetic unavailable (%s)", error)
         return []
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     examples = []
-    for seed in seeds:
-        scene = render_scene(seed)
+    for index, seed in enumerate(seeds):
+        # One room type per example (in the renderer's order), so the examples show different scenes.
+        scene = render_scene(seed, scene_type=SCENE_TYPES[index % len(SCENE_TYPES)])
         name = f"synthetic-{seed}-{(scene.scene_type or 'room').replace(' ', '_')}.png"
         path = directory / name
         Image.fromarray(depth_to_png_mm(scene.depth)).save(path)
         pairs = _questions_for(scene)
-        boxes, question = pairs[seed % len(pairs)]
+        boxes, question = pairs[index % len(pairs)]
         examples.append(Example(str(path), "auto", boxes, question))
     return examples

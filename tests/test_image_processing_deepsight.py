@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import glob
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +128,13 @@ def test_depth_to_png_mm_writes_a_16_bit_png_that_loads_back(tmp_path):
     loaded, encoding = load_depth(path)
     assert encoding == "mm"
     np.testing.assert_allclose(loaded, metres, atol=5e-4)
+
+
+def test_gray8_scale_follows_max_depth():
+    metres = synthetic_scene()
+    gray = encode_depth(metres, "gray8", max_depth=20.0)
+    np.testing.assert_allclose(decode_depth(gray, "gray8", max_depth=20.0), metres, atol=20.0 / 255)
+    np.testing.assert_allclose(decode_depth(gray, "gray8", max_depth=5.0), decode_depth(gray, "gray8") / 2)
 
 
 def test_encode_depth_rejects_depth_beyond_uint16_millimetres():
@@ -257,6 +267,32 @@ def test_real_sun_sample_with_low_bits_set_matches_the_quoted_range():
 
 
 @pytest.mark.realdata
+@pytest.mark.skipif(not SUN_ORIGINAL_DEPTHS, reason="../shared/realdata SUN RGB-D samples absent")
+def test_real_sun_depth_through_the_processor_keeps_its_holes_and_box():
+    path = SUN_ORIGINAL_DEPTHS[0]
+    metres, _ = load_depth(path)
+    height, width = metres.shape
+    processor = DeepSightImageProcessor(invalid_value=-9.0)
+    box = [width // 4, height // 4, width // 2, height // 2]
+    inputs = processor(path, boxes=[box])
+    values = inputs["pixel_values"][0, 0]
+    assert inputs["depth_encoding"] == ["sun"]
+    assert torch.isfinite(values).all()
+    # pad mode: the content fills the full width and a centred band of rows; the margins are invalid
+    content_rows = round(height * 224 / width)
+    top = (224 - content_rows) // 2
+    assert torch.all(values[:top] == -9.0) and torch.all(values[top + content_rows :] == -9.0)
+    content = values[top : top + content_rows]
+    invalid_fraction = float((content == -9.0).float().mean())
+    assert abs(invalid_fraction - float(np.mean(metres == 0))) < 0.1
+    mask = inputs["bbox_mask"][0, 0]
+    rows, cols = torch.nonzero(mask, as_tuple=True)
+    scale = 224 / width
+    assert cols.min() == int(box[0] * scale) and cols.max() == int(np.ceil(box[2] * scale)) - 1
+    assert rows.min() == top + int(box[1] * scale)
+
+
+@pytest.mark.realdata
 @pytest.mark.skipif(not NYU_MM_DEPTHS, reason="../shared/realdata NYU samples absent")
 def test_real_nyu_millimetre_png_is_detected_as_mm():
     for path in NYU_MM_DEPTHS:
@@ -278,6 +314,7 @@ def test_processor_returns_documented_shapes_and_encodings():
     assert inputs["pixel_values"].shape == (3, 1, 32, 32) and inputs["pixel_values"].dtype == torch.float32
     assert inputs["bbox_mask"].shape == (3, 1, 32, 32) and inputs["bbox_mask"].dtype == torch.float32
     assert inputs["depth_encoding"] == ["metres", "mm", "sun"]
+    assert inputs.to(torch.float64)["depth_encoding"] == ["metres", "mm", "sun"]  # moving keeps the report
     assert torch.all(inputs["bbox_mask"] == 1)  # no boxes -> all ones
     # the three encodings of one scene give the same model input
     torch.testing.assert_close(inputs["pixel_values"][0], inputs["pixel_values"][1], atol=1e-3, rtol=0)
@@ -305,8 +342,9 @@ def test_inverse_transform_is_brighter_closer_and_linear_is_the_opposite():
     assert linear[10, 2] < linear[10, 17]
 
 
-def test_gray8_level_maps_to_the_papers_intensity_under_inverse():
-    processor = DeepSightImageProcessor(size=16, depth_mean=0.0, depth_std=1.0)
+@pytest.mark.parametrize("max_depth", [10.0, 4.0])
+def test_gray8_level_maps_to_the_papers_intensity_under_inverse(max_depth):
+    processor = DeepSightImageProcessor(size=16, depth_mean=0.0, depth_std=1.0, max_depth=max_depth)
     levels = np.repeat(np.arange(1, 256, 17, dtype=np.uint8)[None, :], 16, axis=0)[:, :15]
     levels = np.pad(levels, ((0, 0), (0, 1)), mode="edge")  # 16 x 16, constant columns
     values = processor(levels, depth_encoding="gray8", resize_mode="stretch")["pixel_values"][0, 0]
@@ -434,6 +472,35 @@ def test_auto_image_processor_loads_the_saved_module_with_remote_code(tmp_path):
     loaded = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "DeepSightImageProcessor"
     assert loaded.max_depth == 6.0 and loaded.size == {"height": 40, "width": 40}
+
+
+@pytest.mark.slow
+def test_saved_folder_preprocesses_identically_in_a_fresh_process_without_this_repo(tmp_path):
+    processor = DeepSightImageProcessor(size=24, max_depth=7.0, resize_mode="stretch")
+    processor.save_pretrained(tmp_path / "checkpoint")
+    depth = encode_depth(synthetic_scene(), "sun")
+    np.save(tmp_path / "depth.npy", depth)
+    script = f"""
+import json, sys
+import numpy as np
+sys.modules["modeling_deepsight"] = None  # any use of this repository's package fails loudly
+from transformers import AutoImageProcessor
+processor = AutoImageProcessor.from_pretrained({str(tmp_path / "checkpoint")!r}, trust_remote_code=True)
+inputs = processor(np.load({str(tmp_path / "depth.npy")!r}), boxes=[[2, 3, 30, 20]])
+np.save({str(tmp_path / "pixel_values.npy")!r}, inputs["pixel_values"].numpy())
+np.save({str(tmp_path / "bbox_mask.npy")!r}, inputs["bbox_mask"].numpy())
+print(json.dumps({{"module": type(processor).__module__, "encodings": inputs["depth_encoding"]}}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["module"].startswith("transformers_modules") and report["encodings"] == ["sun"]
+    expected = processor(depth, boxes=[[2, 3, 30, 20]])
+    np.testing.assert_array_equal(np.load(tmp_path / "pixel_values.npy"), expected["pixel_values"].numpy())
+    np.testing.assert_array_equal(np.load(tmp_path / "bbox_mask.npy"), expected["bbox_mask"].numpy())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -178,6 +178,11 @@ class DepthConversationCollator:
         n = text.count(self.image_token)
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
 
+    def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
+        """Stop the answer at its end-of-turn token: what templates add after it (a newline) is not the answer."""
+        eos_positions = (input_ids[start:end] == self.tokenizer.eos_token_id).nonzero()
+        return start + int(eos_positions[-1]) + 1 if eos_positions.numel() else end
+
     def encode_example(self, example: dict[str, Any]) -> dict[str, torch.Tensor]:
         """input_ids, labels (assistant tokens only) and the vision tensors of one conversation."""
         if self.row_to_conversation is not None:
@@ -212,7 +217,7 @@ class DepthConversationCollator:
                     f"{example_id!r}"
                 )
             start = self._num_tokens(prompt_text, images, boxes)
-            end = self._num_tokens(through_text, images, boxes)
+            end = self._end_of_answer(input_ids, start, self._num_tokens(through_text, images, boxes))
             labels[start:end] = input_ids[start:end]
         labels[input_ids == self.image_token_id] = IGNORE_INDEX
 

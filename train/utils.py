@@ -145,7 +145,7 @@ def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, 
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import get_quantization_config
 
-    trust_remote_code = bool(model_args.trust_remote_code or training_args.trust_remote_code)
+    trust_remote_code = bool(getattr(model_args, "trust_remote_code", False) or getattr(training_args, "trust_remote_code", False))
     processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
     )
@@ -279,10 +279,13 @@ class DepthSFTTrainer(SFTTrainer):
 
 
 class LossCurveCallback(TrainerCallback):
-    """Writes OUTPUT_DIR/loss_curve.png (train and eval loss against the step) when training ends."""
+    """When training ends: OUTPUT_DIR/log_history.json (every logged step, resumed runs included) and
+    OUTPUT_DIR/loss_curve.png (train and eval loss against the step)."""
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(args.output_dir) / "log_history.json").write_text(json.dumps(state.log_history, indent=1))
             path = plot_loss_curve(state.log_history, Path(args.output_dir) / "loss_curve.png")
             if path is not None:
                 logger.info("Loss curve written to %s", path)
@@ -364,6 +367,10 @@ def run_sft_stage(
     # Row formatting and collation happen in our collator, so TRL must neither prepare nor prune the rows.
     training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
     training_args.remove_unused_columns = False
+    # Every trainable parameter is used in every step (the frozen vision tower is outside DDP's buckets), so
+    # DDP need not search for unused ones -- and a parameter that is trainable but unused fails loudly.
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False
     set_seed(training_args.seed)
 
     train_dataset = load_split(script_args.dataset_name, script_args.dataset_config,

@@ -1,0 +1,113 @@
+"""Questions/s of the benchmark protocols on the same model and questions, in this process.
+
+Three ways to answer the same multiple-choice questions, interleaved round by round through the real
+harness (`evaluation.runner.run_benchmark`: dataset decoding, prompts, parsing, the metric and the
+predictions file included; the report files, a fixed cost, are left out):
+
+- `likelihood`   batched; each question's image + prompt is encoded once, its KV cache repeated to one
+                 row per option, all options scored in one more pass (`--batch-size` questions per batch);
+- `generate`     batched greedy generation (left padding), `--max-new-tokens` tokens;
+- `naive loop`   one question at a time, greedy generation, the way lmms-eval-style harnesses run.
+
+A random model never emits EOS, so both generate rows run to `--max-new-tokens`; a trained model stops
+after its answer ('B. table</s>', ~4-5 tokens), hence a second naive row at `--short-tokens` as the
+naive loop's most favourable case. The goal: likelihood >= 5x the naive loop.
+
+    .venv/bin/python bench/bench_eval.py [--model llava|deepsight] [--questions 48] [--batch-size 16] \
+        [--max-new-tokens 16] [--short-tokens 5] [--rounds 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from evaluation.adapters import VisionLanguageModel  # noqa: E402
+from evaluation.runner import RunSettings, load_benchmark, run_benchmark  # noqa: E402
+from evaluation.testing import build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
+
+
+def build_model(kind: str, folder: Path) -> VisionLanguageModel:
+    """A small random VLM saved to `folder` and loaded back the way the CLI loads checkpoints."""
+    if kind == "llava":
+        # 112 px / 14 px patches = 64 image tokens, a 4-layer 256-wide Llama: small, but compute-bound.
+        build_tiny_llava(folder, image_size=112, hidden_size=256, num_layers=4)
+    else:
+        from deepsight.tiny import build_tiny_deepsight
+
+        model, processor = build_tiny_deepsight(
+            image_size=64, patch_size=8, vision_hidden_size=128, text_hidden_size=256, text_layers=4
+        )
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    return VisionLanguageModel.from_pretrained(str(folder))
+
+
+def timed_run(model, dataset, settings: RunSettings) -> float:
+    with tempfile.TemporaryDirectory() as output:
+        start = time.perf_counter()
+        run_benchmark(model, dataset, output, settings, progress=False, write_report=False)
+        return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("llava", "deepsight"), default="llava")
+    parser.add_argument("--questions", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--short-tokens", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        workdir = Path(workdir)
+        model = build_model(args.model, workdir / "model")
+        dataset = load_benchmark(str(write_benchmark_folder(workdir / "benchmark", make_benchmark_rows(args.questions, seed=0))))
+        contenders = {
+            "likelihood (batched, shared prefix)": RunSettings(protocol="likelihood", batch_size=args.batch_size),
+            f"generate (batched, {args.max_new_tokens} tok)": RunSettings(
+                protocol="generate", batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+            ),
+            f"naive loop (1 at a time, {args.max_new_tokens} tok)": RunSettings(
+                protocol="generate", batch_size=1, max_new_tokens=args.max_new_tokens
+            ),
+            f"naive loop (1 at a time, {args.short_tokens} tok)": RunSettings(
+                protocol="generate", batch_size=1, max_new_tokens=args.short_tokens
+            ),
+        }
+        timed_run(model, dataset.select(range(min(4, args.questions))), contenders["likelihood (batched, shared prefix)"])  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, settings in contenders.items():
+                times[name].append(timed_run(model, dataset, settings))
+
+    rate = {name: args.questions / statistics.median(values) for name, values in times.items()}
+    naive = rate[f"naive loop (1 at a time, {args.max_new_tokens} tok)"]
+    naive_short = rate[f"naive loop (1 at a time, {args.short_tokens} tok)"]
+    print(f"\nmodel: tiny random {args.model}, {args.questions} questions, batch {args.batch_size}, "
+          f"{args.threads} thread(s), median of {args.rounds} rounds\n")
+    print(f"| protocol | questions/s | vs naive ({args.max_new_tokens} tok) | vs naive ({args.short_tokens} tok) |")
+    print("|---|---:|---:|---:|")
+    for name, value in rate.items():
+        print(f"| {name} | {value:.2f} | {value / naive:.1f}x | {value / naive_short:.1f}x |")
+    ratio = rate["likelihood (batched, shared prefix)"] / naive
+    print(f"\nlikelihood / naive loop = {ratio:.1f}x (goal >= 5x): {'met' if ratio >= 5 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

