@@ -4,17 +4,20 @@ Three ways to answer the same multiple-choice questions, interleaved round by ro
 harness (`evaluation.runner.run_benchmark`: dataset decoding, prompts, parsing, the metric and the
 predictions file included; the report files, a fixed cost, are left out):
 
-- `likelihood`   batched; each question's image + prompt is encoded once, its KV cache repeated to one
-                 row per option, all options scored in one more pass (`--batch-size` questions per batch);
+- `likelihood`   batched; the image part of the prompt is encoded once per depth map (the questions
+                 about it share it), the rest once per question, then all options in one more pass
+                 over the KV cache (`--batch-size` questions per batch);
 - `generate`     batched greedy generation (left padding), `--max-new-tokens` tokens;
 - `naive loop`   one question at a time, greedy generation, the way lmms-eval-style harnesses run.
 
 A random model never emits EOS, so both generate rows run to `--max-new-tokens`; a trained model stops
 after its answer ('B. table</s>', ~4-5 tokens), hence a second naive row at `--short-tokens` as the
-naive loop's most favourable case. The goal: likelihood >= 5x the naive loop.
+naive loop's most favourable case. The benchmark asks `--questions-per-image` questions about each
+depth map (4 by default: one per task, as the paper's templates do; 1 is the worst case for likelihood).
+The goal: likelihood >= 5x the naive loop.
 
     .venv/bin/python bench/bench_eval.py [--model llava|deepsight] [--questions 48] [--batch-size 16] \
-        [--max-new-tokens 16] [--short-tokens 5] [--rounds 3] [--threads 1]
+        [--max-new-tokens 16] [--short-tokens 5] [--questions-per-image 4] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--short-tokens", type=int, default=5)
+    parser.add_argument("--questions-per-image", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         model = build_model(args.model, workdir / "model")
-        dataset = load_benchmark(str(write_benchmark_folder(workdir / "benchmark", make_benchmark_rows(args.questions, seed=0))))
+        dataset = load_benchmark(str(write_benchmark_folder(workdir / "benchmark", make_benchmark_rows(args.questions, seed=0, questions_per_image=args.questions_per_image))))
         contenders = {
             "likelihood (batched, shared prefix)": RunSettings(protocol="likelihood", batch_size=args.batch_size),
             f"generate (batched, {args.max_new_tokens} tok)": RunSettings(
@@ -98,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = {name: args.questions / statistics.median(values) for name, values in times.items()}
     naive = rate[f"naive loop (1 at a time, {args.max_new_tokens} tok)"]
     naive_short = rate[f"naive loop (1 at a time, {args.short_tokens} tok)"]
-    print(f"\nmodel: tiny random {args.model}, {args.questions} questions, batch {args.batch_size}, "
-          f"{args.threads} thread(s), median of {args.rounds} rounds\n")
+    print(f"\nmodel: tiny random {args.model}, {args.questions} questions ({args.questions_per_image} per depth map), "
+          f"batch {args.batch_size}, {args.threads} thread(s), median of {args.rounds} rounds\n")
     print(f"| protocol | questions/s | vs naive ({args.max_new_tokens} tok) | vs naive ({args.short_tokens} tok) |")
     print("|---|---:|---:|---:|")
     for name, value in rate.items():

@@ -53,29 +53,37 @@ from .vocab import NYU10_CLASSES
 SOURCES = ("nyu", "sunrgbd", "synthetic")
 STATS_FILE = "benchmark_stats.json"
 
-FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "task": datasets.Value("string"),
-    "source": datasets.Value("string"),
-    "depth": datasets.Image(),  # 16-bit PNG, millimetres, 0 = invalid
-    "question": datasets.Value("string"),
-    "options": datasets.List(datasets.Value("string")),
-    "answer_index": datasets.Value("int32"),
-    "answer": datasets.Value("string"),
-    "boxes": datasets.List(datasets.List(datasets.Value("int32"))),  # [x0, y0, x1, y1] pixels of `depth`
-    "scene": datasets.Value("string"),  # scene label, "" when the source has none
-})
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "task": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "depth": datasets.Image(),  # 16-bit PNG, millimetres, 0 = invalid
+        "question": datasets.Value("string"),
+        "options": datasets.List(datasets.Value("string")),
+        "answer_index": datasets.Value("int32"),
+        "answer": datasets.Value("string"),
+        "boxes": datasets.List(datasets.List(datasets.Value("int32"))),  # [x0, y0, x1, y1] pixels of `depth`
+        "scene": datasets.Value("string"),  # scene label, "" when the source has none
+    }
+)
 
 SOURCE_NOTES = {
-    "nyu": ("NYU Depth V2 labeled set (Silberman et al., ECCV 2012), official 795/654 split; scene classes "
-            "follow the 10-class zero-shot protocol of ImageBind / LanguageBind (9 named NYU scene types, "
-            "the 18 others -> 'others'). Licence: the NYU Depth V2 terms (research use); see "
-            "https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html."),
-    "sunrgbd": ("SUN RGB-D (Song et al., CVPR 2015), built on NYU Depth V2, Berkeley B3DO and SUN3D; instance "
-                "masks rasterised from annotation2Dfinal polygons. Licence: the SUN RGB-D terms (research "
-                "use; cite the four source datasets); see https://rgbd.cs.princeton.edu/."),
-    "synthetic": ("DeepSight's synthetic indoor depth world (dataset_scripts/synthetic.py): exact metric depth, "
-                  "instance masks and scene labels rendered from a seed. Licence: Apache-2.0."),
+    "nyu": (
+        "NYU Depth V2 labeled set (Silberman et al., ECCV 2012), official 795/654 split; scene classes "
+        "follow the 10-class zero-shot protocol of ImageBind / LanguageBind (9 named NYU scene types, "
+        "the 18 others -> 'others'). Licence: the NYU Depth V2 terms (research use); see "
+        "https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html."
+    ),
+    "sunrgbd": (
+        "SUN RGB-D (Song et al., CVPR 2015), built on NYU Depth V2, Berkeley B3DO and SUN3D; instance "
+        "masks rasterised from annotation2Dfinal polygons. Licence: the SUN RGB-D terms (research "
+        "use; cite the four source datasets); see https://rgbd.cs.princeton.edu/."
+    ),
+    "synthetic": (
+        "DeepSight's synthetic indoor depth world (dataset_scripts/synthetic.py): exact metric depth, "
+        "instance masks and scene labels rendered from a seed. Licence: Apache-2.0."
+    ),
 }
 
 
@@ -95,12 +103,14 @@ class DepthBenchmarkConfig(datasets.BuilderConfig):
     """
 
     source: str = "synthetic"
-    split_name: str = "test"
+    split_name: str = "test"  # the split of the built dataset, and the source split read ("all" reads every
+    # frame of the source into a split called "test": the benchmark is an evaluation set)
     seed: int = 0
     num_scenes: int = 200  # synthetic rendering only
     scene_width: int = 320
     scene_height: int = 240
     depth_folder: str = "depth"  # sunrgbd original layout: "depth" (raw, 0 = invalid) or "depth_bfx"
+    split_file: str | None = None  # nyu: splits.mat or its JSON twin (default: found beside the .mat)
     target_counts: str = "none"  # "paper" caps each task at the paper's Table 1 count
     max_per_task: int | None = None
     tasks: tuple[str, ...] = TASKS
@@ -118,9 +128,16 @@ class DepthBenchmarkConfig(datasets.BuilderConfig):
         if self.max_per_task is not None and self.max_per_task < 0:
             raise ValueError(f"max_per_task: expected >= 0, got {self.max_per_task}")
 
+    @property
+    def output_split(self) -> str:
+        return "test" if self.split_name == "all" else self.split_name
+
     def task_cap(self, task: str) -> int | None:
-        caps = [c for c in (self.max_per_task, PAPER_TARGET_COUNTS[task] if self.target_counts == "paper" else None)
-                if c is not None]
+        caps = [
+            c
+            for c in (self.max_per_task, PAPER_TARGET_COUNTS[task] if self.target_counts == "paper" else None)
+            if c is not None
+        ]
         return min(caps) if caps else None
 
 
@@ -131,40 +148,84 @@ class DepthBenchmarkConfig(datasets.BuilderConfig):
 
 def _split_matches(scene: Scene, split: str) -> bool:
     # votenet calls the SUN RGB-D test set "val"
-    return split == "all" or scene.split is None or scene.split == split or {scene.split, split} == {"val", "test"}
+    return (
+        split == "all"
+        or scene.split is None
+        or scene.split == split
+        or {scene.split, split} == {"val", "test"}
+    )
 
 
 def scene_reader(config: DepthBenchmarkConfig, report: ReadReport) -> Callable[[], Iterator[Scene]]:
     """A function that (re)starts the configured scene stream; the builder reads it twice."""
-    from . import readers_nyu, readers_sunrgbd
+    from . import readers_sunrgbd
 
     data_dir = Path(config.data_dir) if config.data_dir else None
     if config.source == "synthetic" and data_dir is None:
         from .synthetic import generate_scenes
 
-        return lambda: generate_scenes(config.num_scenes, config.seed, split=config.split_name,
-                                       width=config.scene_width, height=config.scene_height, noise=False)
+        return lambda: generate_scenes(
+            config.num_scenes,
+            config.seed,
+            split=config.output_split,
+            width=config.scene_width,
+            height=config.scene_height,
+            noise=False,
+        )
     if data_dir is None or not data_dir.exists():
-        raise ValueError(f"--data-dir {str(data_dir)!r} does not exist; {config.source} needs its data folder")
+        raise ValueError(
+            f"--data-dir {str(data_dir)!r} does not exist; {config.source} needs its data folder"
+        )
     if config.source == "nyu":
-        mat = data_dir if data_dir.is_file() else next(iter(sorted(data_dir.glob("*.mat"))), None)
-        if mat is not None and mat.name != "splits.mat":
-            import h5py
-
-            if not h5py.is_hdf5(mat):
-                raise ValueError(f"{mat}: not a MATLAB v7.3 (HDF5) file; the NYU labeled set is v7.3")
-            split = config.split_name if config.split_name in readers_nyu.SPLITS else "all"
-            return lambda: readers_nyu.read_nyu_labeled(mat, split=split, report=report)
-        return lambda: readers_nyu.read_nyu_sync(data_dir, report=report)
+        return _nyu_reader(config, data_dir, report)
     if (data_dir / "sunrgbd_trainval").is_dir():
         data_dir = data_dir / "sunrgbd_trainval"
     if (data_dir / "calib").is_dir() and (data_dir / "label").is_dir():
         stream = lambda: readers_sunrgbd.read_sunrgbd_votenet(data_dir, report=report)  # noqa: E731
     else:
-        stream = lambda: readers_sunrgbd.read_sunrgbd_original(data_dir, config.depth_folder, report=report)  # noqa: E731
+        if not readers_sunrgbd.find_sun_frame_folders(data_dir):
+            raise ValueError(
+                f"--data-dir {str(data_dir)!r}: no SUN RGB-D frame folder (image/ + depth/) inside"
+            )
+        stream = lambda: readers_sunrgbd.read_sunrgbd_original(
+            data_dir, config.depth_folder, report=report
+        )  # noqa: E731
     if config.source == "synthetic":
         return lambda: (_as_source(s, "synthetic") for s in stream())
     return lambda: (s for s in stream() if _split_matches(s, config.split_name))
+
+
+def _nyu_reader(
+    config: DepthBenchmarkConfig, data_dir: Path, report: ReadReport
+) -> Callable[[], Iterator[Scene]]:
+    """The labeled .mat (a file, or the v7.3 .mat in a folder), else a "sync" layout folder."""
+    import h5py
+
+    from . import readers_nyu
+
+    if data_dir.is_file():
+        if not h5py.is_hdf5(data_dir):
+            raise ValueError(f"{data_dir}: not a MATLAB v7.3 (HDF5) file; the NYU labeled set is v7.3")
+        mat = data_dir
+    else:  # splits.mat and the class mappings are MATLAB v5: only the labeled set is HDF5
+        mat = next((p for p in sorted(data_dir.glob("*.mat")) if h5py.is_hdf5(p)), None)
+    if mat is None:
+        if not any(data_dir.rglob("sync_depth_*.png")):
+            raise ValueError(
+                f"--data-dir {str(data_dir)!r}: neither a NYU labeled .mat (v7.3) nor sync_depth_*.png"
+            )
+        return lambda: readers_nyu.read_nyu_sync(data_dir, report=report)
+    if config.split_name not in readers_nyu.SPLITS:
+        raise ValueError(f"--split {config.split_name!r}: the NYU labeled set has {readers_nyu.SPLITS}")
+    split_file = config.split_file or readers_nyu.find_nyu_split_file(mat)
+    if config.split_name != "all" and split_file is None:
+        raise ValueError(
+            f"--split {config.split_name}: the official NYU split is needed; pass --split-file "
+            f"(splits.mat or nyu_class_and_split_lists.json) or put splits.mat next to {mat}"
+        )
+    return lambda: readers_nyu.read_nyu_labeled(
+        mat, split=config.split_name, split_file=split_file, report=report
+    )
 
 
 def _as_source(scene: Scene, source: str) -> Scene:
@@ -177,7 +238,10 @@ def synthetic_type_vocabulary() -> dict[str, set[str]]:
     from .synthetic import SCENE_TYPES, scene_object_vocabulary
     from .vocab import normalize_object_name, normalize_scene_name
 
-    return {normalize_scene_name(t): {normalize_object_name(n) for n in scene_object_vocabulary(t)} for t in SCENE_TYPES}
+    return {
+        normalize_scene_name(t): {normalize_object_name(n) for n in scene_object_vocabulary(t)}
+        for t in SCENE_TYPES
+    }
 
 
 def known_scene_classes(source: str) -> tuple[str, ...]:
@@ -208,7 +272,7 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description="Depth Template Benchmark: scene classification, recognition, distance judgment and "
-                        "security questions on metric depth maps (DeepSight, §3).",
+            "security questions on metric depth maps (DeepSight, §3).",
             features=FEATURES,
             license="apache-2.0" if self.config.source == "synthetic" else "other",
         )
@@ -217,7 +281,7 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
         # fail here, unwrapped, when the run is impossible (missing folder, wrong file type): errors raised
         # inside _generate_examples reach the user wrapped in a DatasetGenerationError
         scene_reader(self.config, ReadReport())
-        return [datasets.SplitGenerator(name=self.config.split_name, gen_kwargs={})]
+        return [datasets.SplitGenerator(name=self.config.output_split, gen_kwargs={})]
 
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
         from .export import depth_to_image_value
@@ -225,7 +289,10 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
         config: DepthBenchmarkConfig = self.config
         report = ReadReport()
         read_scenes = scene_reader(config, report)
-        summaries = [summarize_scene(s) for s in tqdm(read_scenes(), desc=f"reading {config.source} scenes", unit="scene")]
+        summaries = [
+            summarize_scene(s)
+            for s in tqdm(read_scenes(), desc=f"reading {config.source} scenes", unit="scene")
+        ]
         if not summaries:
             raise ValueError(f"{config.source}: no scene could be read (reader report: {report.as_dict()})")
         plan, build_stats = plan_questions(summaries, config)
@@ -245,51 +312,87 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
                 if not pending:
                     break
         if pending:
-            raise RuntimeError(f"{len(pending)} scenes vanished between the two reading passes: {sorted(pending)[:5]}")
+            raise RuntimeError(
+                f"{len(pending)} scenes vanished between the two reading passes: {sorted(pending)[:5]}"
+            )
         with open(os.path.join(self._output_dir, STATS_FILE), "w") as f:
             json.dump(build_stats, f, indent=1, sort_keys=True)
 
 
-def plan_questions(summaries, config: DepthBenchmarkConfig) -> tuple[dict[str, list[tuple[str, dict]]], dict[str, Any]]:
+def plan_questions(
+    summaries, config: DepthBenchmarkConfig
+) -> tuple[dict[str, list[tuple[str, dict]]], dict[str, Any]]:
     """All rows (without depth) per scene id, and the statistics for the card and summary."""
     type_vocabulary = synthetic_type_vocabulary() if config.source == "synthetic" else None
     stats = dataset_statistics(summaries, known_scene_classes(config.source), type_vocabulary)
     filtered: dict[str, Counter] = defaultdict(Counter)
     per_task: dict[str, dict[str, list]] = {task: {} for task in config.tasks}
     for summary in summaries:
-        for task, cands in scene_candidates(summary, stats, config.settings, config.seed, filtered, config.tasks).items():
+        for task, cands in scene_candidates(
+            summary, stats, config.settings, config.seed, filtered, config.tasks
+        ).items():
             per_task[task][summary.id] = cands
     plan: dict[str, list[tuple[str, dict]]] = defaultdict(list)
     task_stats = {}
     for task in config.tasks:
         candidates = per_task[task]
         cap = config.task_cap(task)
-        selected = select_round_robin(candidates, cap, config.settings.max_per_scene.get(task, 1), config.seed, task)
+        selected = select_round_robin(
+            candidates, cap, config.settings.max_per_scene.get(task, 1), config.seed, task
+        )
         positions = balanced_answer_positions(len(selected), NUM_OPTIONS[task], config.seed, task)
         for number, (candidate, position) in enumerate(zip(selected, positions)):
             options, boxes = order_options(candidate, position, config.seed)
             # the scene id in the key lets anyone re-check a question against its source scene
             key = f"{config.source}/{task}/{number:05d}/{candidate.scene_id}"
-            plan[candidate.scene_id].append((key, {
-                "id": key, "task": task, "source": config.source, "question": candidate.question,
-                "options": options, "answer_index": position, "answer": candidate.answer, "boxes": boxes,
-                "scene": candidate.scene}))
+            plan[candidate.scene_id].append(
+                (
+                    key,
+                    {
+                        "id": key,
+                        "task": task,
+                        "source": config.source,
+                        "question": candidate.question,
+                        "options": options,
+                        "answer_index": position,
+                        "answer": candidate.answer,
+                        "boxes": boxes,
+                        "scene": candidate.scene,
+                    },
+                )
+            )
         task_stats[task] = {
-            "target": cap, "candidates": sum(len(c) for c in candidates.values()), "selected": len(selected),
-            "answer_positions": dict(sorted(Counter(positions).items())), "filtered": dict(sorted(filtered[task].items())),
+            "target": cap,
+            "candidates": sum(len(c) for c in candidates.values()),
+            "selected": len(selected),
+            "answer_positions": dict(sorted(Counter(positions).items())),
+            "filtered": dict(sorted(filtered[task].items())),
         }
         if task == "distance_judgment" and not any(o.has_mask for s in summaries for o in s.objects):
-            task_stats[task]["note"] = (f"{config.source} scenes here carry boxes only (no instance masks): "
-                                        "distance judgment needs masks and cannot be built from them")
-    return dict(plan), {"tasks": task_stats, "scenes": len(summaries), "scene_classes": stats.scene_classes,
-                        "vocabulary_size": len(stats.object_vocabulary), "config": _config_summary(config)}
+            task_stats[task]["note"] = (
+                f"{config.source} scenes here carry boxes only (no instance masks): "
+                "distance judgment needs masks and cannot be built from them"
+            )
+    return dict(plan), {
+        "tasks": task_stats,
+        "scenes": len(summaries),
+        "scene_classes": stats.scene_classes,
+        "vocabulary_size": len(stats.object_vocabulary),
+        "config": _config_summary(config),
+    }
 
 
 def _config_summary(config: DepthBenchmarkConfig) -> dict[str, Any]:
-    return {"source": config.source, "data_dir": str(config.data_dir) if config.data_dir else None,
-            "split": config.split_name, "seed": config.seed, "target_counts": config.target_counts,
-            "max_per_task": config.max_per_task, "num_scenes": config.num_scenes if config.source == "synthetic" else None,
-            "settings": asdict(config.settings)}
+    return {
+        "source": config.source,
+        "data_dir": str(config.data_dir) if config.data_dir else None,
+        "split": config.split_name,
+        "seed": config.seed,
+        "target_counts": config.target_counts,
+        "max_per_task": config.max_per_task,
+        "num_scenes": config.num_scenes if config.source == "synthetic" else None,
+        "settings": asdict(config.settings),
+    }
 
 
 def load_build_stats(builder: DepthTemplateBenchmark) -> dict[str, Any]:
@@ -310,86 +413,189 @@ def summary_table(stats: dict[str, Any]) -> str:
     for task in (t for t in TASKS if t in task_stats):
         s = task_stats[task]
         filtered = ", ".join(f"{k} {v}" for k, v in s["filtered"].items()) or "-"
-        positions = " / ".join(str(s["answer_positions"].get(str(p), s["answer_positions"].get(p, 0)))
-                               for p in range(NUM_OPTIONS[task]))
-        rows.append((task, s["target"] if s["target"] is not None else "-", s["candidates"], s["selected"], positions, filtered))
-    return markdown_table(["task", "target", "candidates", "selected", "answers at A/B/C/D", "filtered (reason count)"], rows)
+        positions = " / ".join(
+            str(s["answer_positions"].get(str(p), s["answer_positions"].get(p, 0)))
+            for p in range(NUM_OPTIONS[task])
+        )
+        rows.append(
+            (
+                task,
+                s["target"] if s["target"] is not None else "-",
+                s["candidates"],
+                s["selected"],
+                positions,
+                filtered,
+            )
+        )
+    return markdown_table(
+        ["task", "target", "candidates", "selected", "answers at A/B/C/D", "filtered (reason count)"], rows
+    )
 
 
-def benchmark_card(stats: dict[str, Any], config: DepthBenchmarkConfig):
+def _source_statistics(stats: dict[str, Any]) -> str:
+    reader = {k: v for k, v in stats.get("reader", {}).items() if k != "messages"}
+    config = stats.get("config", {})
+    return "\n\n".join(
+        [
+            f"Split `{config.get('split')}`, seed {config.get('seed')}, target counts `{config.get('target_counts')}`.",
+            summary_table(stats),
+            f"Scenes read: {stats.get('scenes')}; object vocabulary: {stats.get('vocabulary_size')} names; "
+            f"scene classes: {', '.join(stats.get('scene_classes', []))}.",
+            "Reader (frames read, skipped per reason, annotations dropped per reason): " + json.dumps(reader),
+            *(f"Note: {s['note']}" for s in stats.get("tasks", {}).values() if "note" in s),
+            "Build settings:\n\n```json\n" + json.dumps(config, indent=1) + "\n```",
+        ]
+    )
+
+
+def benchmark_card(stats_by_source: dict[str, dict[str, Any]]):
+    """The card of a benchmark folder holding the given sources (one config each, plus `all`)."""
     from .export import CardInfo
 
-    reader = stats.get("reader", {})
-    templates = "\n".join(f"- **{task}**: " + " / ".join(f"“{t}”" for t in TEMPLATES[task]) for task in config.tasks)
-    statistics = "\n\n".join([
-        summary_table(stats),
-        f"Scenes read: {stats.get('scenes')}; object vocabulary: {stats.get('vocabulary_size')} names; "
-        f"scene classes: {', '.join(stats.get('scene_classes', []))}.",
-        "Reader: " + json.dumps({k: v for k, v in reader.items() if k != "messages"}),
-        *(f"Note: {s['note']}" for s in stats.get("tasks", {}).values() if "note" in s),
-    ])
-    settings = "```json\n" + json.dumps(stats.get("config", {}), indent=1) + "\n```"
+    sources = [s for s in SOURCES if s in stats_by_source]
+    sections = {"Sources and licences": "\n\n".join(f"- **{s}**: {SOURCE_NOTES[s]}" for s in sources)}
+    sections.update({f"Statistics: {s}": _source_statistics(stats_by_source[s]) for s in sources})
+    sections["Question templates"] = "\n".join(
+        f"- **{task}**: " + " / ".join(f"“{t}”" for t in TEMPLATES[task]) for task in TASKS
+    )
+    sections["Construction"] = (
+        "Distractors come from the dataset's own label vocabulary and are never a synonym or a "
+        "confusable concept of the answer (dataset_scripts/vocab.py). Answer positions are balanced "
+        "per task. Distance judgment compares the mean valid depth over the two instance masks; pairs are "
+        "dropped when the depth gap is below the absolute or relative threshold, a mask is tiny or mostly "
+        "invalid, the objects overlap, or a name is ambiguous in the scene. Security's absent object is "
+        "absent from the scene's annotations, not confusable with anything annotated, and plausible for the "
+        "scene type (the synthetic world's furnishing rules, else co-occurrence in the data). Question ids "
+        "are `source/task/number/scene id`."
+    )
     return CardInfo(
         pretty_name="Depth Template Benchmark",
-        description=("Multiple-choice questions on metric depth maps, after DeepSight (§3): scene classification "
-                     "(3 options), recognition of the object in a named region (4), distance judgment between "
-                     "two named objects from the mean valid depth over their instance masks (2), and security "
-                     "(which of 4 objects does NOT appear). `depth` is a 16-bit PNG in millimetres (0 = invalid); "
-                     "`boxes` are the regions the question names, `[x0, y0, x1, y1]` in depth pixels. The "
-                     "question holds no options: `deepsight.prompts.format_multiple_choice` adds them."),
-        license="apache-2.0" if config.source == "synthetic" else "other",
-        sections={
-            "Sources and licences": SOURCE_NOTES[config.source],
-            "Statistics": statistics,
-            "Question templates": templates,
-            "Construction": (
-                "Distractors come from the dataset's own label vocabulary and are never a synonym or a "
-                "confusable concept of the answer (dataset_scripts/vocab.py). Answer positions are balanced "
-                "per task. Distance pairs are dropped when the depth gap is below the absolute or relative "
-                "threshold, a mask is tiny or mostly invalid, the objects overlap, or a name is ambiguous in "
-                "the scene. Security's absent object is absent from the scene's annotations, not confusable "
-                "with anything annotated, and common in scenes of that type (co-occurrence in the data)."),
-            "Build settings": settings,
-        },
+        description=(
+            "Multiple-choice questions on metric depth maps, after DeepSight (§3): scene classification "
+            "(3 options), recognition of the object in a named region (4), distance judgment between "
+            "two named objects from the mean valid depth over their instance masks (2), and security "
+            "(which of 4 objects does NOT appear). `depth` is a 16-bit PNG in millimetres (0 = invalid); "
+            "`boxes` are the regions the question names, `[x0, y0, x1, y1]` in depth pixels (distance "
+            "judgment: one per option, in option order). The question holds no options: "
+            "`deepsight.prompts.format_multiple_choice` adds them. One config per source, and `all` "
+            "(the default) with every source together."
+        ),
+        license="apache-2.0" if sources == ["synthetic"] else "other",
+        sections=sections,
         tags=["depth", "multiple-choice", "rgb-d"],
         task_categories=["visual-question-answering"],
     )
 
 
+def save_source_stats(output: Path, source: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Keep this source's build statistics in the folder; return those of every source built into it."""
+    folder = Path(output) / "build_stats"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{source}.json.tmp"
+    tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
+    os.replace(tmp, folder / f"{source}.json")
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.stem in SOURCES}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight data benchmark", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="deepsight data benchmark",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--source", choices=SOURCES, required=True)
-    parser.add_argument("--data-dir", help="source data (NYU .mat / sync folder, SUN RGB-D root, synthetic SUN-layout "
-                                           "folder); optional for synthetic, which then renders scenes directly")
+    parser.add_argument(
+        "--data-dir",
+        help="source data (NYU .mat / sync folder, SUN RGB-D root, synthetic SUN-layout "
+        "folder); optional for synthetic, which then renders scenes directly",
+    )
     parser.add_argument("--output", required=True, help="folder for the parquet shards and README.md card")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", default="test", help="NYU: train / test / all; SUN votenet: train / val (= test)")
+    parser.add_argument(
+        "--split", default="test", help="NYU: train / test / all; SUN votenet: train / val (= test)"
+    )
     parser.add_argument("--num-scenes", type=int, default=200, help="synthetic scenes to render")
-    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"), help="synthetic frame size")
-    parser.add_argument("--depth-folder", choices=("depth", "depth_bfx"), default="depth",
-                        help="SUN RGB-D original layout: raw depth (0 = invalid) or the hole-filled one")
-    parser.add_argument("--target-counts", choices=("paper", "none"), default="none",
-                        help="'paper' caps tasks at Table 1's 1,786 / 3,793 / 5,737 / 2,157")
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"), help="synthetic frame size"
+    )
+    parser.add_argument(
+        "--split-file",
+        help="NYU: the official split (splits.mat or nyu_class_and_split_lists.json); default: beside the .mat",
+    )
+    parser.add_argument(
+        "--depth-folder",
+        choices=("depth", "depth_bfx"),
+        default="depth",
+        help="SUN RGB-D original layout: raw depth (0 = invalid) or the hole-filled one",
+    )
+    parser.add_argument(
+        "--target-counts",
+        choices=("paper", "none"),
+        default="none",
+        help="'paper' caps tasks at Table 1's 1,786 / 3,793 / 5,737 / 2,157",
+    )
     parser.add_argument("--max-per-task", type=int, default=None)
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--min-absolute-gap", type=float, default=QuestionSettings.min_absolute_gap, help="metres")
+    parser.add_argument(
+        "--min-absolute-gap", type=float, default=QuestionSettings.min_absolute_gap, help="metres"
+    )
     parser.add_argument("--min-relative-gap", type=float, default=QuestionSettings.min_relative_gap)
     parser.add_argument("--min-valid-fraction", type=float, default=QuestionSettings.min_valid_fraction)
-    parser.add_argument("--cache-dir", default=None, help="datasets builder cache (default: the HF datasets cache)")
-    parser.add_argument("--overwrite", action="store_true", help="rebuild even when the builder cache has this config")
+    parser.add_argument(
+        "--max-per-scene",
+        nargs="+",
+        default=[],
+        metavar="TASK=N",
+        help="questions per scene and task (defaults: "
+        + ", ".join(f"{t}={n}" for t, n in QuestionSettings().max_per_scene.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="datasets builder cache (default: the HF datasets cache)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rebuild even when the builder cache has this config"
+    )
     parser.add_argument("--max-rows-per-shard", type=int, default=500)
     return parser
 
 
-def build_benchmark(args: argparse.Namespace) -> tuple[datasets.Dataset, dict[str, Any], DepthBenchmarkConfig]:
-    settings = QuestionSettings(min_absolute_gap=args.min_absolute_gap, min_relative_gap=args.min_relative_gap,
-                                min_valid_fraction=args.min_valid_fraction)
+def parse_task_counts(items: list[str], option: str) -> dict[str, int]:
+    counts = {}
+    for item in items:
+        task, _, number = item.partition("=")
+        if task not in TASKS or not number.isdigit() or int(number) < 1:
+            raise ValueError(f"{option} {item!r}: expected TASK=N with TASK in {TASKS} and N >= 1")
+        counts[task] = int(number)
+    return counts
+
+
+def build_benchmark(
+    args: argparse.Namespace,
+) -> tuple[datasets.Dataset, dict[str, Any], DepthBenchmarkConfig]:
+    settings = QuestionSettings(
+        min_absolute_gap=args.min_absolute_gap,
+        min_relative_gap=args.min_relative_gap,
+        min_valid_fraction=args.min_valid_fraction,
+    )
+    settings.max_per_scene.update(parse_task_counts(args.max_per_scene, "--max-per-scene"))
     builder = DepthTemplateBenchmark(
-        config_name=args.source, cache_dir=args.cache_dir, data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
-        source=args.source, split_name=args.split, seed=args.seed, num_scenes=args.num_scenes,
-        scene_width=args.size[0], scene_height=args.size[1], depth_folder=args.depth_folder,
-        target_counts=args.target_counts, max_per_task=args.max_per_task, tasks=tuple(args.tasks), settings=settings)
+        config_name=args.source,
+        cache_dir=args.cache_dir,
+        data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
+        source=args.source,
+        split_name=args.split,
+        seed=args.seed,
+        num_scenes=args.num_scenes,
+        scene_width=args.size[0],
+        scene_height=args.size[1],
+        depth_folder=args.depth_folder,
+        split_file=os.path.abspath(args.split_file) if args.split_file else None,
+        target_counts=args.target_counts,
+        max_per_task=args.max_per_task,
+        tasks=tuple(args.tasks),
+        settings=settings,
+    )
     # the builder cache makes a restarted run resume from finished preparation; a fresh one regenerates
     builder.download_and_prepare(download_mode="force_redownload" if args.overwrite else None)
     return as_dataset_or_empty(builder), load_build_stats(builder), builder.config
@@ -397,9 +603,9 @@ def build_benchmark(args: argparse.Namespace) -> tuple[datasets.Dataset, dict[st
 
 def as_dataset_or_empty(builder: DepthTemplateBenchmark) -> datasets.Dataset:
     """The built split; an empty dataset with the benchmark features when no question survived the filters."""
-    split = builder.config.split_name
+    split = builder.config.output_split
     if builder.info.splits and builder.info.splits[split].num_examples == 0:
-        return datasets.Dataset.from_list([], features=FEATURES, split=split)
+        return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES, split=split)
     return builder.as_dataset(split=split)
 
 
@@ -412,16 +618,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No question could be built from {args.source}; see the filter counts below.", file=sys.stderr)
         print(summary_table(stats), file=sys.stderr)
         return 1
-    export_dataset(dataset, args.output, benchmark_card(stats, config), config_name=args.source, split=args.split,
-                   max_rows_per_shard=args.max_rows_per_shard)
-    print(f"\nDepth Template Benchmark ({args.source}, split {args.split}, seed {args.seed}): "
-          f"{len(dataset)} questions from {stats.get('scenes')} scenes -> {args.output}\n")
+    all_stats = save_source_stats(Path(args.output), args.source, stats)
+    export_dataset(
+        dataset,
+        args.output,
+        benchmark_card(all_stats),
+        config_name=args.source,
+        split=config.output_split,
+        union_config="all",
+        max_rows_per_shard=args.max_rows_per_shard,
+    )
+    print(
+        f"\nDepth Template Benchmark ({args.source}, split {config.output_split}, seed {args.seed}): "
+        f"{len(dataset)} questions from {stats.get('scenes')} scenes -> {args.output}\n"
+    )
     print(summary_table(stats))
     reader = stats.get("reader", {})
     if reader.get("skipped_frames") or reader.get("dropped_annotations"):
-        print(f"\nskipped frames: {reader.get('skipped_frames')}; dropped annotations: {reader.get('dropped_annotations')}")
+        skipped, dropped = reader.get("skipped_frames"), reader.get("dropped_annotations")
+        print(f"\nskipped frames: {skipped}; dropped annotations: {dropped}")
     for note in (s["note"] for s in stats.get("tasks", {}).values() if "note" in s):
         print(f"note: {note}")
+    for task in (t for t in TASKS if t in stats.get("tasks", {})):
+        s = stats["tasks"][task]
+        if s["target"] is not None and s["selected"] < s["target"]:
+            print(
+                f"note: {task}: {s['selected']} of the {s['target']} questions targeted; the source gave "
+                f"{s['candidates']} candidates (read more scenes, or raise --max-per-scene {task}=N)"
+            )
     return 0
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MATLAB_V73_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+MATLAB_V73_HEADER = (
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+)
 
 
 @dataclass
@@ -30,7 +32,9 @@ class FixtureObject:
     depth: float  # metres
 
 
-def render_fixture_depth(objects: Sequence[FixtureObject], height: int, width: int, background: float = 4.5) -> np.ndarray:
+def render_fixture_depth(
+    objects: Sequence[FixtureObject], height: int, width: int, background: float = 4.5
+) -> np.ndarray:
     """Depth of the background wall with the rectangles painted in order (later ones in front)."""
     depth = np.full((height, width), background, dtype=np.float32)
     for obj in objects:
@@ -59,7 +63,9 @@ def _write_matlab_strings(h5, name: str, strings: Sequence[str]) -> None:
     refs = h5.require_group("#refs#")
     ref_values = []
     for i, text in enumerate(strings):
-        data = refs.create_dataset(f"{name}_{i}", data=np.array([[ord(c)] for c in text], dtype=np.uint16).reshape(-1, 1))
+        data = refs.create_dataset(
+            f"{name}_{i}", data=np.array([[ord(c)] for c in text], dtype=np.uint16).reshape(-1, 1)
+        )
         data.attrs["MATLAB_class"] = np.bytes_("char")
         ref_values.append(data.ref)
     cell = h5.create_dataset(name, shape=(1, len(strings)), dtype=h5py.ref_dtype)
@@ -78,13 +84,17 @@ def write_nyu_labeled_mat(path: str | Path, frames: Sequence[dict], names: Seque
 
     path = Path(path)
     with h5py.File(path, "w", userblock_size=512) as h5:
+
         def stack(key, dtype):
             return np.stack([np.asarray(f[key], dtype=dtype).T for f in frames])
 
         h5.create_dataset("depths", data=stack("depth", np.float32))
         h5.create_dataset("labels", data=stack("labels", np.uint16))
         h5.create_dataset("instances", data=stack("instances", np.uint8))
-        rgbs = [f.get("rgb") if f.get("rgb") is not None else np.zeros((*f["depth"].shape, 3), np.uint8) for f in frames]
+        rgbs = [
+            f.get("rgb") if f.get("rgb") is not None else np.zeros((*f["depth"].shape, 3), np.uint8)
+            for f in frames
+        ]
         h5.create_dataset("images", data=np.stack([np.asarray(r, np.uint8).transpose(2, 1, 0) for r in rgbs]))
         _write_matlab_strings(h5, "names", names)
         _write_matlab_strings(h5, "sceneTypes", [f["scene"] for f in frames])
@@ -96,8 +106,13 @@ def write_nyu_labeled_mat(path: str | Path, frames: Sequence[dict], names: Seque
 def write_nyu_splits_mat(path: str | Path, train_1based: Sequence[int], test_1based: Sequence[int]) -> Path:
     import scipy.io
 
-    scipy.io.savemat(str(path), {"trainNdxs": np.array(train_1based, dtype=np.float64).reshape(-1, 1),
-                                 "testNdxs": np.array(test_1based, dtype=np.float64).reshape(-1, 1)})
+    scipy.io.savemat(
+        str(path),
+        {
+            "trainNdxs": np.array(train_1based, dtype=np.float64).reshape(-1, 1),
+            "testNdxs": np.array(test_1based, dtype=np.float64).reshape(-1, 1),
+        },
+    )
     return Path(path)
 
 
@@ -106,9 +121,16 @@ def write_nyu_splits_mat(path: str | Path, train_1based: Sequence[int], test_1ba
 # --------------------------------------------------------------------------------------------------
 
 
-def write_sun_frame(folder: str | Path, objects: Sequence[FixtureObject], scene: str | None = "bedroom",
-                    height: int = 60, width: int = 80, holes: int = 0, extra_polygons: Sequence[dict] = (),
-                    extra_objects: Sequence = ()) -> np.ndarray:
+def write_sun_frame(
+    folder: str | Path,
+    objects: Sequence[FixtureObject],
+    scene: str | None = "bedroom",
+    height: int = 60,
+    width: int = 80,
+    holes: int = 0,
+    extra_polygons: Sequence[dict] = (),
+    extra_objects: Sequence = (),
+) -> np.ndarray:
     """One original-layout frame folder; returns the metric depth written (raw depth/ has `holes` zero rows).
 
     Each object is one rectangle polygon; `extra_polygons` / `extra_objects` are appended verbatim to
@@ -128,11 +150,22 @@ def write_sun_frame(folder: str | Path, objects: Sequence[FixtureObject], scene:
     Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(folder / "image" / f"{folder.name}.jpg")
     if scene is not None:
         (folder / "scene.txt").write_text(scene)
-    (folder / "intrinsics.txt").write_text(f"{width * 0.8:.6f} 0 {width / 2:.6f}\n0 {width * 0.8:.6f} {height / 2:.6f}\n0 0 1\n")
-    polygons = [{"x": [o.box[0], o.box[2], o.box[2], o.box[0]], "y": [o.box[1], o.box[1], o.box[3], o.box[3]], "object": i}
-                for i, o in enumerate(objects)]
-    annotation = {"name": folder.name, "objects": [{"name": o.name} for o in objects] + list(extra_objects),
-                  "frames": [{"polygon": polygons + list(extra_polygons)}]}
+    (folder / "intrinsics.txt").write_text(
+        f"{width * 0.8:.6f} 0 {width / 2:.6f}\n0 {width * 0.8:.6f} {height / 2:.6f}\n0 0 1\n"
+    )
+    polygons = [
+        {
+            "x": [o.box[0], o.box[2], o.box[2], o.box[0]],
+            "y": [o.box[1], o.box[1], o.box[3], o.box[3]],
+            "object": i,
+        }
+        for i, o in enumerate(objects)
+    ]
+    annotation = {
+        "name": folder.name,
+        "objects": [{"name": o.name} for o in objects] + list(extra_objects),
+        "frames": [{"polygon": polygons + list(extra_polygons)}],
+    }
     (folder / "annotation2Dfinal" / "index.json").write_text(json.dumps(annotation))
     return raw
 
@@ -155,8 +188,15 @@ def upright_points_from_depth(depth: np.ndarray, rtilt: np.ndarray, k: np.ndarra
     return np.column_stack([upright, np.full((upright.shape[0], 3), 0.5)])
 
 
-def write_votenet_frame(root: str | Path, index: int, objects: Sequence[FixtureObject], height: int = 60,
-                        width: int = 80, tilt_degrees: float = 5.0, split: str = "train") -> np.ndarray:
+def write_votenet_frame(
+    root: str | Path,
+    index: int,
+    objects: Sequence[FixtureObject],
+    height: int = 60,
+    width: int = 80,
+    tilt_degrees: float = 5.0,
+    split: str = "train",
+) -> np.ndarray:
     """One `sunrgbd_trainval` sample; returns the metric depth its point cloud was made from."""
     import scipy.io
 
@@ -169,11 +209,16 @@ def write_votenet_frame(root: str | Path, index: int, objects: Sequence[FixtureO
     k = np.array([[width * 0.8, 0, width / 2], [0, width * 0.8, height / 2], [0, 0, 1]])
     stem = f"{index:06d}"
     Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(root / "image" / f"{stem}.jpg")
-    scipy.io.savemat(str(root / "depth" / f"{stem}.mat"), {"instance": upright_points_from_depth(depth, rtilt, k)})
+    scipy.io.savemat(
+        str(root / "depth" / f"{stem}.mat"), {"instance": upright_points_from_depth(depth, rtilt, k)}
+    )
     column_major = lambda m: " ".join(f"{v:.6f}" for v in m.ravel(order="F"))  # noqa: E731
     (root / "calib" / f"{stem}.txt").write_text(f"{column_major(rtilt)}\n{column_major(k)}\n")
-    lines = [f"{o.name.replace(' ', '_')} {o.box[0]} {o.box[1]} {o.box[2] - o.box[0]} {o.box[3] - o.box[1]} "
-             "0 1 0 0.5 0.5 0.5 1 0" for o in objects]
+    lines = [
+        f"{o.name.replace(' ', '_')} {o.box[0]} {o.box[1]} {o.box[2] - o.box[0]} {o.box[3] - o.box[1]} "
+        "0 1 0 0.5 0.5 0.5 1 0"
+        for o in objects
+    ]
     (root / "label" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
     with open(root / f"{'train' if split == 'train' else 'val'}_data_idx.txt", "a") as f:
         f.write(f"{index}\n")

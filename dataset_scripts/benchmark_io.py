@@ -50,8 +50,11 @@ class ReadReport:
             self.messages.append(message)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"frames_read": self.frames_read, "skipped_frames": dict(sorted(self.skipped_frames.items())),
-                "dropped_annotations": dict(sorted(self.dropped_annotations.items()))}
+        return {
+            "frames_read": self.frames_read,
+            "skipped_frames": dict(sorted(self.skipped_frames.items())),
+            "dropped_annotations": dict(sorted(self.dropped_annotations.items())),
+        }
 
 
 def require_dir(path: str | Path, what: str) -> Path:
@@ -91,5 +94,7 @@ def box_of_mask(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 def check_same_size(depth: np.ndarray, other: np.ndarray, what: str) -> None:
     if depth.shape[:2] != other.shape[:2]:
-        raise FrameError("size_mismatch", f"depth is {depth.shape[1]}x{depth.shape[0]} but {what} is "
-                                          f"{other.shape[1]}x{other.shape[0]}")
+        raise FrameError(
+            "size_mismatch",
+            f"depth is {depth.shape[1]}x{depth.shape[0]} but {what} is " f"{other.shape[1]}x{other.shape[0]}",
+        )

@@ -21,11 +21,16 @@ from typing import Any
 import numpy as np
 
 from .scene import Scene
-from .vocab import NYU10_CLASSES, confusable, is_question_worthy, scenes_confusable
+from .vocab import confusable, is_question_worthy, scenes_confusable
 
 TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 NUM_OPTIONS = {"scene_classification": 3, "recognition": 4, "distance_judgment": 2, "security": 4}
-PAPER_TARGET_COUNTS = {"scene_classification": 1786, "recognition": 3793, "distance_judgment": 5737, "security": 2157}
+PAPER_TARGET_COUNTS = {
+    "scene_classification": 1786,
+    "recognition": 3793,
+    "distance_judgment": 5737,
+    "security": 2157,
+}
 
 # The question holds no options: deepsight.prompts.format_multiple_choice appends them at evaluation.
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -56,9 +61,27 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 # SUN RGB-D's 19-class scene protocol (LanguageBind / ImageBind zero-shot lists)
-SUN19_CLASSES = ("bathroom", "bedroom", "classroom", "computer room", "conference room", "corridor", "dining area",
-                 "dining room", "discussion area", "furniture store", "home office", "kitchen", "lab",
-                 "lecture theatre", "library", "living room", "office", "rest space", "study space")
+SUN19_CLASSES = (
+    "bathroom",
+    "bedroom",
+    "classroom",
+    "computer room",
+    "conference room",
+    "corridor",
+    "dining area",
+    "dining room",
+    "discussion area",
+    "furniture store",
+    "home office",
+    "kitchen",
+    "lab",
+    "lecture theatre",
+    "library",
+    "living room",
+    "office",
+    "rest space",
+    "study space",
+)
 
 
 @dataclass
@@ -79,12 +102,26 @@ class QuestionSettings:
     # security: a name is plausible for a scene type when it occurs in this share of its scenes
     min_cooccurrence: float = 0.05
     # per scene caps: questions drawn round-robin over scenes, so the caps decide the spread
-    max_per_scene: dict[str, int] = field(default_factory=lambda: {
-        "scene_classification": 1, "recognition": 3, "distance_judgment": 4, "security": 2})
+    max_per_scene: dict[str, int] = field(
+        default_factory=lambda: {
+            "scene_classification": 1,
+            "recognition": 3,
+            "distance_judgment": 4,
+            "security": 2,
+        }
+    )
 
     def __post_init__(self) -> None:
-        for name in ("min_absolute_gap", "min_relative_gap", "min_mask_fraction", "min_valid_fraction",
-                     "max_box_iou", "max_mask_overlap", "min_box_fraction", "min_cooccurrence"):
+        for name in (
+            "min_absolute_gap",
+            "min_relative_gap",
+            "min_mask_fraction",
+            "min_valid_fraction",
+            "max_box_iou",
+            "max_mask_overlap",
+            "min_box_fraction",
+            "min_cooccurrence",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0):
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
@@ -136,8 +173,12 @@ class SceneSummary:
 def integer_box(box, height: int, width: int) -> tuple[int, int, int, int]:
     """The box grown outward to whole pixels and clipped to the image."""
     x0, y0, x1, y1 = box
-    return (max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0),
-            min(int(math.ceil(x1)), width), min(int(math.ceil(y1)), height))
+    return (
+        max(int(math.floor(x0)), 0),
+        max(int(math.floor(y0)), 0),
+        min(int(math.ceil(x1)), width),
+        min(int(math.ceil(y1)), height),
+    )
 
 
 def _run_lengths(mask: np.ndarray) -> tuple[int, ...]:
@@ -170,15 +211,36 @@ def summarize_scene(scene: Scene) -> SceneSummary:
             mask = obj.mask.astype(bool)
             values = scene.depth[mask]
             valid = values[values > 0]
-            objects.append(ObjectSummary(
-                name=obj.name, box=box, has_mask=True, mask_pixels=int(mask.sum()),
-                valid_fraction=float(valid.size / max(values.size, 1)),
-                mean_depth=float(valid.mean()) if valid.size else float("nan"), mask_rle=_run_lengths(mask)))
+            objects.append(
+                ObjectSummary(
+                    name=obj.name,
+                    box=box,
+                    has_mask=True,
+                    mask_pixels=int(mask.sum()),
+                    valid_fraction=float(valid.size / max(values.size, 1)),
+                    mean_depth=float(valid.mean()) if valid.size else float("nan"),
+                    mask_rle=_run_lengths(mask),
+                )
+            )
         else:
-            objects.append(ObjectSummary(name=obj.name, box=box, has_mask=False, mask_pixels=0, valid_fraction=0.0,
-                                         mean_depth=float("nan")))
-    return SceneSummary(id=scene.id, source=scene.source, scene_label=scene_label(scene), height=scene.height,
-                        width=scene.width, objects=objects)
+            objects.append(
+                ObjectSummary(
+                    name=obj.name,
+                    box=box,
+                    has_mask=False,
+                    mask_pixels=0,
+                    valid_fraction=0.0,
+                    mean_depth=float("nan"),
+                )
+            )
+    return SceneSummary(
+        id=scene.id,
+        source=scene.source,
+        scene_label=scene_label(scene),
+        height=scene.height,
+        width=scene.width,
+        objects=objects,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,8 +260,11 @@ class DatasetStatistics:
     type_vocabulary: dict[str, set[str]] = field(default_factory=dict)
 
 
-def dataset_statistics(summaries: list[SceneSummary], known_scene_classes: tuple[str, ...] = (),
-                       type_vocabulary: dict[str, set[str]] | None = None) -> DatasetStatistics:
+def dataset_statistics(
+    summaries: list[SceneSummary],
+    known_scene_classes: tuple[str, ...] = (),
+    type_vocabulary: dict[str, set[str]] | None = None,
+) -> DatasetStatistics:
     names_per_scene = Counter()
     per_label: dict[str, Counter] = defaultdict(Counter)
     scenes_per_label = Counter()
@@ -212,10 +277,18 @@ def dataset_statistics(summaries: list[SceneSummary], known_scene_classes: tuple
     vocabulary = [name for name, _ in sorted(names_per_scene.items(), key=lambda kv: (-kv[1], kv[0]))]
     observed = sorted({s.scene_label for s in summaries if s.scene_label})
     classes = list(dict.fromkeys([*known_scene_classes, *observed]))
-    cooccurrence = {label: {n: c / scenes_per_label[label] for n, c in counts.items()} for label, counts in per_label.items()}
+    cooccurrence = {
+        label: {n: c / scenes_per_label[label] for n, c in counts.items()}
+        for label, counts in per_label.items()
+    }
     total = max(len(summaries), 1)
-    return DatasetStatistics(vocabulary, classes, cooccurrence, {n: c / total for n, c in names_per_scene.items()},
-                             dict(type_vocabulary or {}))
+    return DatasetStatistics(
+        vocabulary,
+        classes,
+        cooccurrence,
+        {n: c / total for n, c in names_per_scene.items()},
+        dict(type_vocabulary or {}),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,13 +305,16 @@ class Candidate:
     question: str
     answer: str
     distractors: list[str]
-    boxes: list[list[int]]  # regions the question names (distance: one per option, in `answer, *distractors` order)
+    boxes: list[
+        list[int]
+    ]  # regions the question names (distance: one per option, in `answer, *distractors` order)
     scene: str  # scene label ("" when unknown)
     facts: dict[str, Any] = field(default_factory=dict)  # what the answer was derived from (for checks)
 
 
-def _pick_distractors(rng: np.random.Generator, pool: list[str], answer: str, count: int, exclude: set[str],
-                      is_confusable) -> list[str] | None:
+def _pick_distractors(
+    rng: np.random.Generator, pool: list[str], answer: str, count: int, exclude: set[str], is_confusable
+) -> list[str] | None:
     """`count` names from `pool`, none confusable with the answer nor with each other; None if impossible."""
     eligible = [n for n in pool if n not in exclude and not is_confusable(n, answer)]
     chosen: list[str] = []
@@ -255,19 +331,45 @@ def _template(rng: np.random.Generator, task: str) -> str:
     return TEMPLATES[task][int(rng.integers(len(TEMPLATES[task])))]
 
 
-def scene_classification_candidates(summary: SceneSummary, stats: DatasetStatistics, seed: int,
-                                    filtered: Counter) -> list[Candidate]:
+def scene_classification_candidates(
+    summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int, filtered: Counter
+) -> list[Candidate]:
+    """Up to `max_per_scene` questions per scene, each with another set of distractor classes."""
     if not summary.scene_label:
         filtered["unknown_scene_type"] += 1
         return []
     rng = stable_rng(seed, summary.id, "scene_classification")
-    distractors = _pick_distractors(rng, stats.scene_classes, summary.scene_label, NUM_OPTIONS["scene_classification"] - 1,
-                                    set(), scenes_confusable)
-    if distractors is None:
-        filtered["too_few_scene_classes"] += 1
-        return []
-    return [Candidate("scene_classification", summary.id, _template(rng, "scene_classification"), summary.scene_label,
-                      distractors, [], summary.scene_label)]
+    candidates, seen = [], set()
+    wanted = settings.max_per_scene.get("scene_classification", 1)
+    for _ in range(4 * wanted):  # a few more draws than questions: a repeated distractor set is redrawn
+        if len(candidates) == wanted:
+            break
+        distractors = _pick_distractors(
+            rng,
+            stats.scene_classes,
+            summary.scene_label,
+            NUM_OPTIONS["scene_classification"] - 1,
+            set(),
+            scenes_confusable,
+        )
+        if distractors is None:
+            filtered["too_few_scene_classes"] += 1
+            break
+        if frozenset(distractors) in seen:
+            continue
+        seen.add(frozenset(distractors))
+        candidates.append(
+            Candidate(
+                "scene_classification",
+                summary.id,
+                _template(rng, "scene_classification"),
+                summary.scene_label,
+                distractors,
+                [],
+                summary.scene_label,
+            )
+        )
+    return candidates
 
 
 def _visible_box(obj: ObjectSummary, summary: SceneSummary, settings: QuestionSettings) -> bool:
@@ -275,8 +377,9 @@ def _visible_box(obj: ObjectSummary, summary: SceneSummary, settings: QuestionSe
     return settings.min_box_fraction <= fraction <= settings.max_box_fraction
 
 
-def recognition_candidates(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int,
-                           filtered: Counter) -> list[Candidate]:
+def recognition_candidates(
+    summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int, filtered: Counter
+) -> list[Candidate]:
     rng = stable_rng(seed, summary.id, "recognition")
     present = summary.names
     candidates, asked = [], set()
@@ -289,14 +392,24 @@ def recognition_candidates(summary: SceneSummary, stats: DatasetStatistics, sett
         elif not _visible_box(obj, summary, settings):
             filtered["box_too_small_or_whole_image"] += 1
         else:
-            distractors = _pick_distractors(rng, stats.object_vocabulary, obj.name, NUM_OPTIONS["recognition"] - 1,
-                                            present, confusable)
+            distractors = _pick_distractors(
+                rng, stats.object_vocabulary, obj.name, NUM_OPTIONS["recognition"] - 1, present, confusable
+            )
             if distractors is None:
                 filtered["too_few_distractors"] += 1
                 continue
             asked.add(obj.name)
-            candidates.append(Candidate("recognition", summary.id, _template(rng, "recognition"), obj.name, distractors,
-                                        [list(obj.box)], summary.scene_label or ""))
+            candidates.append(
+                Candidate(
+                    "recognition",
+                    summary.id,
+                    _template(rng, "recognition"),
+                    obj.name,
+                    distractors,
+                    [list(obj.box)],
+                    summary.scene_label or "",
+                )
+            )
     return candidates
 
 
@@ -308,10 +421,14 @@ def _box_iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _distance_object_problem(obj: ObjectSummary, summary: SceneSummary, settings: QuestionSettings) -> str | None:
+def _distance_object_problem(
+    obj: ObjectSummary, summary: SceneSummary, settings: QuestionSettings
+) -> str | None:
     if not obj.has_mask:
         return "no_instance_mask"
-    if obj.mask_pixels < max(settings.min_mask_pixels, settings.min_mask_fraction * summary.height * summary.width):
+    if obj.mask_pixels < max(
+        settings.min_mask_pixels, settings.min_mask_fraction * summary.height * summary.width
+    ):
         return "tiny_mask"
     if obj.valid_fraction < settings.min_valid_fraction or not np.isfinite(obj.mean_depth):
         return "mostly_invalid_mask"
@@ -327,7 +444,9 @@ def distance_pair_problem(a: ObjectSummary, b: ObjectSummary, settings: Question
     if _box_iou(a.box, b.box) > settings.max_box_iou:
         return "overlapping_boxes"
     if a.mask_rle and b.mask_rle:
-        if _runs_intersection(a.mask_rle, b.mask_rle) > settings.max_mask_overlap * min(a.mask_pixels, b.mask_pixels):
+        if _runs_intersection(a.mask_rle, b.mask_rle) > settings.max_mask_overlap * min(
+            a.mask_pixels, b.mask_pixels
+        ):
             return "overlapping_masks"
     gap = abs(a.mean_depth - b.mean_depth)
     if gap < settings.min_absolute_gap:
@@ -337,7 +456,9 @@ def distance_pair_problem(a: ObjectSummary, b: ObjectSummary, settings: Question
     return None
 
 
-def distance_candidates(summary: SceneSummary, settings: QuestionSettings, seed: int, filtered: Counter) -> list[Candidate]:
+def distance_candidates(
+    summary: SceneSummary, settings: QuestionSettings, seed: int, filtered: Counter
+) -> list[Candidate]:
     rng = stable_rng(seed, summary.id, "distance_judgment")
     counts = summary.name_counts
     usable = []
@@ -346,7 +467,11 @@ def distance_candidates(summary: SceneSummary, settings: QuestionSettings, seed:
             filtered["structural_or_catch_all_name"] += 1
             continue
         # "the chair" names nothing when the scene has two chairs
-        problem = "ambiguous_name_in_scene" if counts[obj.name] > 1 else _distance_object_problem(obj, summary, settings)
+        problem = (
+            "ambiguous_name_in_scene"
+            if counts[obj.name] > 1
+            else _distance_object_problem(obj, summary, settings)
+        )
         if problem:
             filtered[problem] += 1
         else:
@@ -362,14 +487,24 @@ def distance_candidates(summary: SceneSummary, settings: QuestionSettings, seed:
             far, near = (a, b) if a.mean_depth > b.mean_depth else (b, a)
             first, second = (a, b) if rng.random() < 0.5 else (b, a)  # naming order independent of the answer
             question = _template(rng, "distance_judgment").format(a=first.name, b=second.name)
-            candidates.append(Candidate(
-                "distance_judgment", summary.id, question, far.name, [near.name], [list(far.box), list(near.box)],
-                summary.scene_label or "",
-                facts={"mean_depth": {far.name: far.mean_depth, near.name: near.mean_depth}}))
+            candidates.append(
+                Candidate(
+                    "distance_judgment",
+                    summary.id,
+                    question,
+                    far.name,
+                    [near.name],
+                    [list(far.box), list(near.box)],
+                    summary.scene_label or "",
+                    facts={"mean_depth": {far.name: far.mean_depth, near.name: near.mean_depth}},
+                )
+            )
     return candidates
 
 
-def plausible_absent_names(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings) -> list[str]:
+def plausible_absent_names(
+    summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings
+) -> list[str]:
     """Names truly absent from the scene, not confusable with anything in it, plausible for its type.
 
     Plausible = in the source's own vocabulary of that scene type when it has one (synthetic world),
@@ -382,14 +517,23 @@ def plausible_absent_names(summary: SceneSummary, stats: DatasetStatistics, sett
     else:
         shares = stats.cooccurrence.get(summary.scene_label) if summary.scene_label else None
         shares = shares if shares else stats.global_frequency
-        plausible = [name for name in stats.object_vocabulary if shares.get(name, 0.0) >= settings.min_cooccurrence]
-    return [name for name in plausible if name not in present and not any(confusable(name, other) for other in present)]
+        plausible = [
+            name for name in stats.object_vocabulary if shares.get(name, 0.0) >= settings.min_cooccurrence
+        ]
+    return [
+        name
+        for name in plausible
+        if name not in present and not any(confusable(name, other) for other in present)
+    ]
 
 
-def security_candidates(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int,
-                        filtered: Counter) -> list[Candidate]:
+def security_candidates(
+    summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int, filtered: Counter
+) -> list[Candidate]:
     rng = stable_rng(seed, summary.id, "security")
-    visible = sorted({o.name for o in summary.objects if is_question_worthy(o.name) and _visible_box(o, summary, settings)})
+    visible = sorted(
+        {o.name for o in summary.objects if is_question_worthy(o.name) and _visible_box(o, summary, settings)}
+    )
     absent_pool = plausible_absent_names(summary, stats, settings)
     if not absent_pool:
         filtered["no_plausible_absent_object"] += 1
@@ -401,16 +545,34 @@ def security_candidates(summary: SceneSummary, stats: DatasetStatistics, setting
         if present is None:
             filtered["fewer_than_3_distinct_present_objects"] += 1
             break
-        candidates.append(Candidate("security", summary.id, _template(rng, "security"), absent, present, [],
-                                    summary.scene_label or "", facts={"present": sorted(summary.names)}))
+        candidates.append(
+            Candidate(
+                "security",
+                summary.id,
+                _template(rng, "security"),
+                absent,
+                present,
+                [],
+                summary.scene_label or "",
+                facts={"present": sorted(summary.names)},
+            )
+        )
     return candidates
 
 
-def scene_candidates(summary: SceneSummary, stats: DatasetStatistics, settings: QuestionSettings, seed: int,
-                     filtered: dict[str, Counter], tasks=TASKS) -> dict[str, list[Candidate]]:
+def scene_candidates(
+    summary: SceneSummary,
+    stats: DatasetStatistics,
+    settings: QuestionSettings,
+    seed: int,
+    filtered: dict[str, Counter],
+    tasks=TASKS,
+) -> dict[str, list[Candidate]]:
     out = {}
     if "scene_classification" in tasks:
-        out["scene_classification"] = scene_classification_candidates(summary, stats, seed, filtered["scene_classification"])
+        out["scene_classification"] = scene_classification_candidates(
+            summary, stats, settings, seed, filtered["scene_classification"]
+        )
     if "recognition" in tasks:
         out["recognition"] = recognition_candidates(summary, stats, settings, seed, filtered["recognition"])
     if "distance_judgment" in tasks:
@@ -425,14 +587,19 @@ def scene_candidates(summary: SceneSummary, stats: DatasetStatistics, settings: 
 # --------------------------------------------------------------------------------------------------
 
 
-def select_round_robin(per_scene: dict[str, list[Candidate]], cap: int | None, per_scene_cap: int, seed: int,
-                       task: str) -> list[Candidate]:
+def select_round_robin(
+    per_scene: dict[str, list[Candidate]], cap: int | None, per_scene_cap: int, seed: int, task: str
+) -> list[Candidate]:
     """Up to `cap` candidates, one scene at a time in a seeded order, so questions spread over scenes."""
     rng = stable_rng(seed, "select", task)
     scene_ids = sorted(sid for sid, cands in per_scene.items() if cands)
     order = [scene_ids[i] for i in rng.permutation(len(scene_ids))]
-    queues = {sid: [per_scene[sid][i] for i in stable_rng(seed, "order", task, sid).permutation(len(per_scene[sid]))]
-              [:per_scene_cap] for sid in order}
+    queues = {
+        sid: [
+            per_scene[sid][i] for i in stable_rng(seed, "order", task, sid).permutation(len(per_scene[sid]))
+        ][:per_scene_cap]
+        for sid in order
+    }
     selected: list[Candidate] = []
     for round_index in range(per_scene_cap):
         for sid in order:
@@ -451,7 +618,9 @@ def balanced_answer_positions(count: int, num_options: int, seed: int, task: str
 
 def order_options(candidate: Candidate, position: int, seed: int) -> tuple[list[str], list[list[int]]]:
     """Options with the answer at `position`; the distractors in a seeded order around it."""
-    rng = stable_rng(seed, "options", candidate.task, candidate.scene_id, candidate.question, candidate.answer)
+    rng = stable_rng(
+        seed, "options", candidate.task, candidate.scene_id, candidate.question, candidate.answer
+    )
     permutation = [int(i) for i in rng.permutation(len(candidate.distractors))]
     options = [candidate.distractors[i] for i in permutation]
     options.insert(position, candidate.answer)

@@ -26,6 +26,7 @@ from modeling_deepsight.image_processing_deepsight import decode_depth, depth_to
 logger = logging.getLogger(__name__)
 
 DEFAULT_ESTIMATOR = "vinvino02/glpn-nyu"
+MAX_STORABLE_METRES = np.iinfo(np.uint16).max / 1000.0
 
 
 def depth_to_pil(depth: np.ndarray) -> Image.Image:
@@ -101,6 +102,9 @@ class DepthEstimator:
         self.batch_size = batch_size
         self.processor = AutoImageProcessor.from_pretrained(model_name_or_path)
         self.model = AutoModelForDepthEstimation.from_pretrained(model_name_or_path).to(self.device).eval()
+        if getattr(self.model.config, "depth_estimation_type", "metric") == "relative":
+            logger.warning("%s predicts relative depth (disparity), not metres: the pairs' distances will be "
+                           "meaningless. Use a metric checkpoint (e.g. a Depth-Anything-V2-Metric-*-hf).", self.name)
 
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         images = [image.convert("RGB") for image in images]
@@ -122,8 +126,10 @@ class DepthEstimator:
         with torch.inference_mode():
             outputs = self.model(**inputs)
         processed = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(images))
-        # Bicubic resizing can overshoot below zero; 0 means "invalid" in this project.
-        return [np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, None).astype(np.float32) for r in processed]
+        # Bicubic resizing can overshoot below zero (0 means "invalid" here); outdoor metric models reach 80 m,
+        # beyond what a uint16 millimetre PNG holds.
+        return [np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, MAX_STORABLE_METRES).astype(np.float32)
+                for r in processed]
 
 
 def _batched(items: Sequence, size: int) -> Iterable[Sequence]:

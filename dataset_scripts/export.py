@@ -42,21 +42,23 @@ def png_bytes_from_mm(depth_mm: np.ndarray) -> bytes:
     """Encode an HxW uint16 millimetre map as 16-bit grayscale PNG bytes (lossless)."""
     depth_mm = np.asarray(depth_mm)
     if depth_mm.ndim != 2 or depth_mm.dtype != np.uint16:
-        raise ValueError(f"depth_mm: expected an HxW uint16 array, got shape {depth_mm.shape} dtype {depth_mm.dtype}")
+        raise ValueError(
+            f"depth_mm: expected an HxW uint16 array, got shape {depth_mm.shape} dtype {depth_mm.dtype}"
+        )
     buffer = io.BytesIO()
     Image.fromarray(depth_mm).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def depth_to_image_value(depth_metres: np.ndarray) -> dict[str, Any]:
-    """Metric depth (float metres, 0 = invalid) -> the value of a `datasets.Image()` column (16-bit PNG mm)."""
+    """Metric depth (float metres, 0 = invalid) -> a `datasets.Image()` value (16-bit PNG, mm)."""
     from modeling_deepsight.image_processing_deepsight import depth_to_png_mm
 
     return {"bytes": png_bytes_from_mm(depth_to_png_mm(np.asarray(depth_metres))), "path": None}
 
 
 def mm_from_image_value(value: Any) -> np.ndarray:
-    """The uint16 millimetre array of a depth column value (decoded PIL image, {"bytes"/"path"} dict or bytes)."""
+    """The uint16 millimetres of a depth column value (decoded PIL image, bytes/path dict, PNG bytes)."""
     if isinstance(value, Mapping):
         if value.get("bytes") is not None:
             value = value["bytes"]
@@ -67,7 +69,9 @@ def mm_from_image_value(value: Any) -> np.ndarray:
     if isinstance(value, (bytes, bytearray)):
         value = Image.open(io.BytesIO(value))
     if not isinstance(value, Image.Image):
-        raise ValueError(f"depth value: expected a PIL image, a dict with 'bytes' or PNG bytes, got {type(value).__name__}")
+        raise ValueError(
+            f"depth value: expected a PIL image, a dict with 'bytes' or PNG bytes, got {type(value).__name__}"
+        )
     if value.mode not in ("I;16", "I;16B", "I;16L", "I"):
         raise ValueError(f"depth value: expected a 16-bit PNG in millimetres, got PIL mode {value.mode!r}")
     array = np.asarray(value)
@@ -122,14 +126,17 @@ def _read_card_yaml(readme: Path) -> dict[str, Any]:
         raise ValueError(f"{readme}: existing dataset card has invalid YAML front matter ({err})") from err
 
 
-def _config_yaml(config_name: str, splits: Mapping[str, datasets.Dataset], data_dir: str) -> tuple[dict, dict]:
+def _config_yaml(
+    config_name: str, splits: Mapping[str, datasets.Dataset], data_dir: str
+) -> tuple[dict, dict]:
     data_files = [{"split": split, "path": f"{data_dir}/{split}-*.parquet"} for split in splits]
     first = next(iter(splits.values()))
     info = {
         "config_name": config_name,
         "features": first.features._to_yaml_list(),
         "splits": [
-            {"name": split, "num_bytes": int(ds.data.nbytes), "num_examples": len(ds)} for split, ds in splits.items()
+            {"name": split, "num_bytes": int(ds.data.nbytes), "num_examples": len(ds)}
+            for split, ds in splits.items()
         ],
     }
     return {"config_name": config_name, "data_files": data_files}, info
@@ -143,13 +150,56 @@ def _merge_by_config_name(existing: list[dict] | dict | None, new: dict) -> list
     return sorted(merged, key=lambda entry: (entry["config_name"] != "default", entry["config_name"]))
 
 
-def write_card(output_dir: Path, config_name: str, splits: Mapping[str, datasets.Dataset], data_dir: str, card: CardInfo) -> Path:
-    """(Re)write README.md: YAML front matter merged with other configs already in the folder + sections."""
+def _union_entries(metadata: dict[str, Any], name: str) -> tuple[dict, dict]:
+    """A config reading every other config's files, split by split (marked default: `load_dataset(folder)`)."""
+    paths: dict[str, list[str]] = {}
+    for config in metadata["configs"]:
+        if config["config_name"] != name:
+            for entry in config["data_files"]:
+                paths.setdefault(entry["split"], []).append(entry["path"])
+    totals: dict[str, dict[str, int]] = {}
+    infos = [info for info in metadata["dataset_info"] if info["config_name"] != name]
+    for info in infos:
+        for split in info["splits"]:
+            total = totals.setdefault(split["name"], {"num_bytes": 0, "num_examples": 0})
+            total["num_bytes"] += split["num_bytes"]
+            total["num_examples"] += split["num_examples"]
+    config_entry = {
+        "config_name": name,
+        "default": True,
+        "data_files": [{"split": split, "path": p} for split, p in paths.items()],
+    }
+    info_entry = {
+        "config_name": name,
+        "features": infos[0]["features"],
+        "splits": [{"name": split, **total} for split, total in totals.items()],
+    }
+    return config_entry, info_entry
+
+
+def write_card(
+    output_dir: Path,
+    config_name: str,
+    splits: Mapping[str, datasets.Dataset],
+    data_dir: str,
+    card: CardInfo,
+    union_config: str | None = None,
+) -> Path:
+    """(Re)write README.md: YAML front matter merged with other configs already in the folder + sections.
+
+    `union_config` names an extra config, the default one, that reads all the others together.
+    """
     readme = output_dir / "README.md"
     metadata = _read_card_yaml(readme)
     config_entry, info_entry = _config_yaml(config_name, splits, data_dir)
     metadata["configs"] = _merge_by_config_name(metadata.get("configs"), config_entry)
     metadata["dataset_info"] = _merge_by_config_name(metadata.get("dataset_info"), info_entry)
+    if union_config is not None:
+        for config in metadata["configs"]:
+            config.pop("default", None)
+        union, union_info = _union_entries(metadata, union_config)
+        metadata["configs"] = _merge_by_config_name(metadata["configs"], union)
+        metadata["dataset_info"] = _merge_by_config_name(metadata["dataset_info"], union_info)
     metadata["license"] = card.license
     metadata["pretty_name"] = card.pretty_name
     if card.tags:
@@ -159,12 +209,31 @@ def write_card(output_dir: Path, config_name: str, splits: Mapping[str, datasets
 
     counts = markdown_table(
         ["config", "split", "examples"],
-        [(info["config_name"], s["name"], s["num_examples"]) for info in metadata["dataset_info"] for s in info["splits"]],
+        [
+            (info["config_name"], s["name"], s["num_examples"])
+            for info in metadata["dataset_info"]
+            for s in info["splits"]
+        ],
     )
-    body = [f"# {card.pretty_name}", "", card.description.strip(), "", "## Loading", "",
-            "```python", "from datasets import load_dataset", "",
-            f"ds = load_dataset(\"path/to/this/folder\", \"{config_name}\")", "```", "",
-            "## Counts", "", counts, ""]
+    body = [
+        f"# {card.pretty_name}",
+        "",
+        card.description.strip(),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset("path/to/this/folder", "{config_name}")'
+        + (f"  # or no name: the '{union_config}' config, every config together" if union_config else ""),
+        "```",
+        "",
+        "## Counts",
+        "",
+        counts,
+        "",
+    ]
     for title, text in card.sections.items():
         body += [f"## {title}", "", text.strip(), ""]
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
@@ -205,20 +274,26 @@ def write_split_shards(
     data_path: Path,
     split: str,
     max_rows_per_shard: int = DEFAULT_MAX_ROWS_PER_SHARD,
-    resume_fingerprint: str | None = None,
-    state: dict[str, Any] | None = None,
+    keep_existing: bool = False,
+    before_writing=None,
 ) -> list[Path]:
-    """Write one split as `<split>-NNNNN-of-MMMMM.parquet`; skip shards already written from the same data."""
+    """Write one split as `<split>-NNNNN-of-MMMMM.parquet`.
+
+    With `keep_existing` (the shards on disk were cut from this very data) finished shards are kept and
+    only the missing ones written; otherwise every old shard of the split goes first, since a leftover
+    from other data or another shard count would be read along with the new ones. `before_writing` is
+    called once the old shards are gone and before the first new one lands (to record what is written).
+    """
     if max_rows_per_shard < 1:
         raise ValueError(f"max_rows_per_shard: expected >= 1, got {max_rows_per_shard}")
     num_shards = max(1, -(-len(dataset) // max_rows_per_shard))
     names = shard_file_names(split, num_shards)
     data_path.mkdir(parents=True, exist_ok=True)
-    # Shards of this split from an earlier run with another shard count or other data would be read too.
-    same_data = resume_fingerprint is not None and state is not None and state.get(split) == resume_fingerprint
     for stale in data_path.glob(f"{split}-*.parquet"):
-        if stale.name not in names or not same_data:
+        if stale.name not in names or not keep_existing:
             stale.unlink()
+    if before_writing is not None:
+        before_writing()
     written = []
     for index, name in enumerate(names):
         target = data_path / name
@@ -226,7 +301,7 @@ def write_split_shards(
             shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
             tmp = target.with_name(f".{name}.tmp")
             shard.to_parquet(str(tmp))
-            os.replace(tmp, target)
+            os.replace(tmp, target)  # atomic: a shard on disk is always complete
         written.append(target)
     return written
 
@@ -238,18 +313,24 @@ def export_dataset(
     config_name: str = "default",
     split: str = "train",
     max_rows_per_shard: int = DEFAULT_MAX_ROWS_PER_SHARD,
+    union_config: str | None = None,
 ) -> Path:
     """Write `dataset` (a Dataset is written as `split`) to `output_dir` as parquet shards + README.md.
 
     Data files go to `data/` for the `default` config and to `<config_name>/` otherwise, so several
-    configs (e.g. one per source) can share one folder; the card's `configs:` lists them all.
+    configs (e.g. one per source) can share one folder; the card's `configs:` lists them all. With
+    `union_config` (say "all") the card also gets that config, marked default, reading all of them.
     """
     if isinstance(dataset, datasets.Dataset):
         dataset = datasets.DatasetDict({split: dataset})
     if not isinstance(dataset, datasets.DatasetDict) or not len(dataset):
-        raise ValueError(f"dataset: expected a non-empty Dataset or DatasetDict, got {type(dataset).__name__}")
+        raise ValueError(
+            f"dataset: expected a non-empty Dataset or DatasetDict, got {type(dataset).__name__}"
+        )
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", config_name):
         raise ValueError(f"config_name: expected letters, digits, '_', '-' or '.', got {config_name!r}")
+    if union_config is not None and union_config in (config_name, "default"):
+        raise ValueError(f"union_config: {union_config!r} must differ from config_name and from 'default'")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_dir = "data" if config_name == "default" else config_name
@@ -259,8 +340,17 @@ def export_dataset(
         if not re.fullmatch(r"\w+", split_name):
             raise ValueError(f"split name: expected letters, digits or '_', got {split_name!r}")
         fingerprint = f"{split_ds._fingerprint}:{max_rows_per_shard}"
-        write_split_shards(split_ds, output_dir / data_dir, split_name, max_rows_per_shard, fingerprint, config_state)
-        config_state[split_name] = fingerprint
-        _atomic_write_bytes(output_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True), text=True)
-    write_card(output_dir, config_name, dict(dataset.items()), data_dir, card)
+        same_data = config_state.get(split_name) == fingerprint
+
+        def record_split(split_name=split_name, fingerprint=fingerprint):
+            # recorded before the shards are written, so a run killed halfway resumes instead of restarting
+            config_state[split_name] = fingerprint
+            _atomic_write_bytes(
+                output_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True), text=True
+            )
+
+        write_split_shards(
+            split_ds, output_dir / data_dir, split_name, max_rows_per_shard, same_data, record_split
+        )
+    write_card(output_dir, config_name, dict(dataset.items()), data_dir, card, union_config)
     return output_dir

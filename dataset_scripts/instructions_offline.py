@@ -131,6 +131,15 @@ class SceneFacts:
         gap = abs(a.depth - b.depth)
         return gap >= DISTANCE_MARGIN_M and gap >= DISTANCE_MARGIN_RATIO * max(a.depth, b.depth)
 
+    def clear_nearest(self, facts: list[ObjectFact]) -> ObjectFact | None:
+        """The first of `facts` (nearest first) when it is clearly nearer than the second, else None."""
+        if not facts or (len(facts) > 1 and not self.clearly_apart(facts[0], facts[1])):
+            return None
+        return facts[0]
+
+    def clear_farthest(self) -> ObjectFact | None:
+        return self.clear_nearest(self.objects[::-1]) if len(self.objects) > 1 else None
+
     def straight_ahead(self) -> list[ObjectFact]:
         """Objects whose box covers the image's central column, nearest first."""
         centre = self.scene.width / 2.0
@@ -175,6 +184,15 @@ def scene_facts(scene: Scene) -> SceneFacts:
     return SceneFacts(scene, facts, Counter(fact.name for fact in facts), room_depth, scene_type)
 
 
+def scene_phrase(scene_type: str | None) -> str:
+    """'a kitchen', 'an office', 'an outdoor scene' (COCO's coarse labels), 'a room' when unknown."""
+    if not scene_type:
+        return "a room"
+    if scene_type in ("indoor", "outdoor"):
+        return f"an {scene_type} scene"
+    return f"{'an' if scene_type[0] in 'aeiou' else 'a'} {scene_type}"
+
+
 def where(fact: ObjectFact) -> str:
     return "in the middle of the view" if fact.side == "middle" else f"on the {fact.side}"
 
@@ -206,7 +224,7 @@ def qa_room_type(facts: SceneFacts, rng):
                     "What type of space is this?"])
     named = [f"the {fact.name}" for fact in facts.unique[:3]]
     evidence = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + (named[-1] if named else "")
-    a = f"It looks like a {facts.scene_type}."
+    a = f"It looks like {scene_phrase(facts.scene_type)}."
     if evidence:
         a += f" The shapes of {evidence} fit that kind of room."
     return q, a, []
@@ -265,10 +283,8 @@ def qa_closer(facts: SceneFacts, rng):
 
 
 def qa_nearest(facts: SceneFacts, rng):
-    if not facts.objects:
-        return None
-    nearest = facts.objects[0]
-    if facts.counts[nearest.name] > 1:
+    nearest = facts.clear_nearest(facts.objects)
+    if nearest is None or facts.counts[nearest.name] > 1:
         return None
     q = rng.choice(["What is the closest object to the camera?", "Which object is nearest to the viewer?",
                     "What is right in front of the camera?"])
@@ -276,9 +292,9 @@ def qa_nearest(facts: SceneFacts, rng):
 
 
 def qa_farthest(facts: SceneFacts, rng):
-    if len(facts.objects) < 2 or facts.counts[facts.objects[-1].name] > 1:
+    far = facts.clear_farthest()
+    if far is None or facts.counts[far.name] > 1:
         return None
-    far = facts.objects[-1]
     q = rng.choice(["Which object is the farthest away?", "What is the most distant object in the scene?"])
     return q, f"The farthest object is the {far.name}, about {metres(far.depth)} from the camera {where(far)}.", [list(far.box)]
 
@@ -299,33 +315,46 @@ CONVERSATION_QUESTIONS = (qa_room_type, qa_count, qa_distance, qa_position, qa_c
 
 
 def cr_walk_ahead(facts: SceneFacts, rng):
-    ahead = facts.straight_ahead()
+    depth, scene = facts.scene.depth, facts.scene
     q = rng.choice(["If I walk straight ahead from the camera, what will I reach first, and after how far?",
                     "A robot drives straight forward from the camera position. What does it hit first?"])
+    ahead = facts.straight_ahead()
     if not ahead:
-        if not math.isfinite(facts.room_depth):
+        # What the central view ray meets: the middle rows of the central columns (the floor is below them).
+        h, w = depth.shape
+        window = depth[h // 3 : 2 * h // 3, int(w * 0.45) : max(int(w * 0.55), int(w * 0.45) + 1)]
+        window = window[window > 0]
+        if not window.size:
             return None
-        return q, (f"Nothing is in the way straight ahead: the path is clear until the far side of the room, "
-                   f"roughly {metres(facts.room_depth)} away."), []
-    first = ahead[0]
-    answer = f"The first obstacle straight ahead is the {first.name}, about {metres(first.depth)} away"
+        return q, (f"Nothing annotated is in the way straight ahead: the view is open until the surface about "
+                   f"{metres(float(np.median(window)))} away."), []
+    first = facts.clear_nearest(ahead)
+    if first is None:
+        return None
+    values = depth[scene.objects[first.index].region(depth.shape) & (depth > 0)]
+    front = float(np.percentile(values, 5))  # its nearest surface, robust to a few stray pixels
+    answer = f"The first obstacle straight ahead is the {first.name}, about {metres(first.depth)} away on average"
     if facts.counts[first.name] > 1:
         answer += f" (one of the {facts.counts[first.name]} {plural(first.name, 2)})"
-    answer += f", so there are roughly {metres(first.depth)} of free space in front of the camera."
+    answer += f"; its nearest surface is about {metres(front)} from the camera, which is the free space in front."
     return q, answer, [list(first.box)]
 
 
 def cr_order(facts: SceneFacts, rng):
-    unique = facts.unique
-    if len(unique) < 3:
+    # Only objects whose distances differ clearly from one to the next, so the order has one right answer.
+    chain: list[ObjectFact] = []
+    for fact in facts.unique:  # nearest first
+        if not chain or facts.clearly_apart(chain[-1], fact):
+            chain.append(fact)
+    if len(chain) < 3:
         return None
-    chosen = sorted(rng.choice(len(unique), size=min(4, len(unique)), replace=False).tolist())
-    picked = [unique[i] for i in chosen]
+    chosen = sorted(rng.choice(len(chain), size=min(4, len(chain)), replace=False).tolist())
+    picked = [chain[i] for i in chosen]
     shown = list(picked)
     rng.shuffle(shown)
     q = rng.choice(["Order these objects from nearest to farthest: {}.", "Sort by distance from the camera, closest first: {}."]
                    ).format(", ".join(f"the {f.name}" for f in shown))
-    steps = ", then ".join(f"the {f.name} ({metres(f.depth)})" for f in sorted(picked, key=lambda f: f.depth))
+    steps = ", then ".join(f"the {f.name} ({metres(f.depth)})" for f in picked)
     return q, f"From nearest to farthest: {steps}.", [list(f.box) for f in shown]
 
 
@@ -371,7 +400,7 @@ def cr_room(facts: SceneFacts, rng):
         return None
     q = rng.choice(["What kind of room is this likely to be, and what in the depth map supports that?",
                     "Guess the room type and explain your reasoning."])
-    answer = (f"This is most likely a {facts.scene_type}. The depth map shows {object_list(facts)}, "
+    answer = (f"This is most likely {scene_phrase(facts.scene_type)}. The depth map shows {object_list(facts)}, "
               f"and the room reaches about {metres(facts.room_depth)} from the camera.")
     return q, answer, []
 
@@ -381,17 +410,19 @@ COMPLEX_REASONING_QUESTIONS = (cr_walk_ahead, cr_order, cr_reach, cr_gap, cr_roo
 
 def detailed_description(facts: SceneFacts, rng) -> str:
     opening = rng.choice(["This depth map shows {}.", "The depth image captures {}.", "We are looking at {}."])
-    sentences = [opening.format(f"a {facts.scene_type}" if facts.scene_type else "an indoor scene")]
+    sentences = [opening.format(scene_phrase(facts.scene_type))]
     if facts.objects:
         sentences.append(f"It contains {object_list(facts)}.")
         for fact in facts.objects[:6]:
             sentences.append(f"A {fact.name} is {where(fact)}, about {metres(fact.depth)} from the camera.")
-        nearest, farthest = facts.objects[0], facts.objects[-1]
-        if len(facts.objects) > 1:
-            sentences.append(f"The nearest object is a {nearest.name} and the farthest a {farthest.name}.")
-        ahead = facts.straight_ahead()
-        if ahead:
-            sentences.append(f"Straight ahead the first obstacle is a {ahead[0].name} at about {metres(ahead[0].depth)}.")
+        nearest, farthest = facts.clear_nearest(facts.objects), facts.clear_farthest()
+        if nearest is not None:
+            sentences.append(f"The nearest object is a {nearest.name}.")
+        if farthest is not None:
+            sentences.append(f"The farthest object is a {farthest.name}.")
+        first = facts.clear_nearest(facts.straight_ahead())
+        if first is not None:
+            sentences.append(f"Straight ahead the first obstacle is a {first.name} at about {metres(first.depth)}.")
     if math.isfinite(facts.room_depth):
         sentences.append(f"The far surfaces of the room are about {metres(facts.room_depth)} away.")
     return " ".join(sentences)
@@ -523,7 +554,8 @@ class OfflineInstructionGenerator:
         return None
 
     def mc_scene_classification(self, facts: SceneFacts, rng):
-        if not facts.scene_type:
+        # Only room types the options can be drawn against ("indoor" vs "kitchen" would have two right answers).
+        if facts.scene_type not in self.scene_vocabulary:
             return None
         distractors = self._distractors(self.scene_vocabulary, [facts.scene_type], 2, rng, same=vocab.scenes_confusable)
         if distractors is None:

@@ -201,7 +201,7 @@ class ReplyValidator:
         self.scene = scene
         self.annotated = {vocab.normalize_object_name(obj.name) for obj in scene.objects}
         self.raw_annotated = {obj.name.lower() for obj in scene.objects}
-        self.known = {vocab.normalize_object_name(n) for n in known_names} | _coco_names()
+        self.known = ({vocab.normalize_object_name(n) for n in known_names} | _coco_names()) - NOT_OBJECT_MENTIONS
 
     def turns(self, kind: str, reply: dict) -> list[tuple[str, str]]:
         if kind == "conversation":
@@ -247,14 +247,15 @@ class ReplyValidator:
         return boxes
 
 
-# COCO names that are also everyday words ("a person asking", "orange light"): not taken as object mentions.
-NOT_OBJECT_MENTIONS = frozenset({"person", "orange", "tie"})
+# Known names that are also everyday words ("a person asking", "orange light", "bounding box"): not taken as
+# object mentions.
+NOT_OBJECT_MENTIONS = frozenset({"person", "orange", "tie", "box"})
 
 
 def _coco_names() -> set[str]:
     from dataset_scripts.coco import COCO_CATEGORY_NAMES
 
-    return {vocab.normalize_object_name(n) for n in COCO_CATEGORY_NAMES} - NOT_OBJECT_MENTIONS
+    return {vocab.normalize_object_name(n) for n in COCO_CATEGORY_NAMES}
 
 
 class OpenAIInstructionGenerator:

@@ -13,8 +13,8 @@ annotated object names they mention (`label-overlap`). All scores are stored.
 Scale: `--shard-index I --num-shards N` makes a process handle the images whose position in the
 id-sorted list is I mod N (the defaults come from `RANK` / `WORLD_SIZE`, which `torchrun` and
 `accelerate launch` set, so `accelerate launch -m dataset_scripts.pairs ...` splits COCO over every
-GPU, each on `cuda:$LOCAL_RANK`). Each shard writes `<output>/parts/part-I-of-N.parquet`; the process
-that finds all N parts present merges them into the published folder. Depth maps are cached per
+GPU, each on `cuda:$LOCAL_RANK`). Each shard writes `<output>/parts/part-I-of-N/` (parquet chunks, so
+memory stays flat); the process that finds all N parts complete merges them into the published folder. Depth maps are cached per
 image id in `<output>/.cache/depth/`, so a rerun (after a crash, or to merge) only estimates what is
 missing.
 """
@@ -41,6 +41,8 @@ from dataset_scripts.export import CardInfo, depth_to_image_value, export_datase
 from dataset_scripts.scene import Scene
 
 logger = logging.getLogger(__name__)
+
+STALE_LOCK_SECONDS = 3600
 
 PAIRS_FEATURES = datasets.Features(
     {
@@ -103,7 +105,7 @@ class DualEncoderScorer:
     """Cosine similarity between a depth map and each caption under a dual encoder loaded by path or id."""
 
     def __init__(self, model_name_or_path: str, device: str | None = None):
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel
 
         from dataset_scripts.depth_estimation import pick_device
 
@@ -112,12 +114,25 @@ class DualEncoderScorer:
         config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
         self.is_depth_model = str(getattr(config, "model_type", "")).startswith("deepsight")
         self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True).to(self.device).eval()
-        self.image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True)
+        self.processor, self.image_processor, self.tokenizer = self._load_preprocessors(model_name_or_path)
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(self.model, method):
                 raise ValueError(f"--scorer {model_name_or_path}: {type(self.model).__name__} has no {method}; "
                                  "a dual encoder (DeepSightDualEncoder, CLIP-like) is needed")
+
+    @staticmethod
+    def _load_preprocessors(model_name_or_path: str):
+        """(processor or None, image processor, tokenizer): from a saved processor, or saved separately."""
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+        try:
+            processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+        except (OSError, ValueError, TypeError, KeyError):
+            processor = None
+        if processor is not None and hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
+            return processor, processor.image_processor, processor.tokenizer
+        return (None, AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True),
+                AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True))
 
     def score(self, scene: Scene, captions: list[str]) -> list[float]:
         import torch
@@ -129,9 +144,16 @@ class DualEncoderScorer:
             image_inputs = self.image_processor(images=[scene.depth], boxes=boxes, depth_encoding="metres", return_tensors="pt")
         else:
             image_inputs = self.image_processor(images=[depth_to_gray_rgb(scene.depth)], return_tensors="pt")
-        text = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        if self.is_depth_model and self.processor is not None:
+            # The DeepSight processor tokenizes captions exactly as stage 0 trained on them.
+            text = self.processor(text=captions, padding=True, return_tensors="pt")
+        else:
+            text = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode():
-            image = _embedding(self.model.get_image_features(**image_inputs.to(self.device)), "image_embeds", "pooler_output")
+            # Only tensors the encoder takes: processors may also report e.g. the depth encoding they assumed.
+            wanted = ("pixel_values", "bbox_mask") if self.is_depth_model else ("pixel_values",)
+            image_kwargs = {k: image_inputs[k].to(self.device) for k in wanted if k in image_inputs}
+            image = _embedding(self.model.get_image_features(**image_kwargs), "image_embeds", "pooler_output")
             words = _embedding(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
                                                             attention_mask=text["attention_mask"].to(self.device)),
                                "text_embeds", "pooler_output")
@@ -140,8 +162,8 @@ class DualEncoderScorer:
         return (words @ image[0]).cpu().tolist()
 
 
-def load_scorer(name_or_path: str | None):
-    return LabelOverlapScorer() if not name_or_path else DualEncoderScorer(name_or_path)
+def load_scorer(name_or_path: str | None, device: str | None = None):
+    return LabelOverlapScorer() if not name_or_path else DualEncoderScorer(name_or_path, device=device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,10 +175,10 @@ def scene_captions(scene: Scene) -> list[str]:
     """The scene's captions; for a scene without any, one written from its scene graph."""
     if scene.captions:
         return list(scene.captions)
-    from dataset_scripts.instructions_offline import object_list, scene_facts
+    from dataset_scripts.instructions_offline import object_list, scene_facts, scene_phrase
 
     facts = scene_facts(scene)
-    room = f"a {facts.scene_type}" if facts.scene_type else "a room"
+    room = scene_phrase(facts.scene_type)
     return [f"{room} with {object_list(facts)}" if facts.objects else room]
 
 
@@ -216,9 +238,12 @@ def coco_scenes(
     if missing:  # an all-cached rerun never loads the model
         estimator = DepthEstimator(estimator_name, device=device, batch_size=batch_size)
         report = estimate_depths(estimator.predict, loaders, cache, batch_size=batch_size, progress=progress)
-        stats["skipped: depth estimation failed"] += len(report.failed)
+        reasons = Counter(reason.split(":", 1)[0] for reason in report.failed.values())
+        stats["skipped: image unreadable"] += reasons["load"]
+        stats["skipped: depth estimation failed"] += reasons["estimate"]
         stats["depth estimated"] += len(report.estimated)
         stats["depth seconds"] += time.perf_counter() - started
+    stats["depth from cache"] += len(images) - len(missing)
     for image in images:
         if image.scene_id in cache:
             yield image.to_scene(cache.load(image.scene_id), split=split)
@@ -260,37 +285,63 @@ def synthetic_scene_at(seed: int, split: str, index: int, width: int, height: in
     return scene
 
 
-def build_pair_rows(scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None) -> list[dict]:
+def iter_pair_rows(scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None) -> Iterator[dict]:
     from tqdm.auto import tqdm
 
-    return [pair_row(scene, scorer) for scene in tqdm(scenes, total=total, desc="pairs", unit="img", disable=not progress)]
+    for scene in tqdm(scenes, total=total, desc="pairs", unit="img", disable=not progress):
+        yield pair_row(scene, scorer)
 
 
 # --------------------------------------------------------------------------------------------------
-# Output: parts per shard, merged into the published folder
+# Output: each shard writes its part in chunks (memory stays flat at 118k images); the last one merges
 # --------------------------------------------------------------------------------------------------
+
+CHUNK_ROWS = 500
 
 
 def part_paths(output: Path, shard_index: int, num_shards: int) -> tuple[Path, Path]:
+    """(folder of the shard's parquet chunks, json of its statistics written last = part complete)."""
     stem = output / "parts" / f"part-{shard_index:05d}-of-{num_shards:05d}"
-    return stem.with_suffix(".parquet"), stem.with_suffix(".json")
+    return stem, stem.with_suffix(".json")
 
 
-def write_part(rows: list[dict], stats: Counter, output: Path, shard_index: int, num_shards: int) -> None:
-    parquet, meta = part_paths(output, shard_index, num_shards)
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    tmp = parquet.with_name(f".{parquet.name}.tmp")
-    datasets.Dataset.from_list(rows, features=PAIRS_FEATURES).to_parquet(str(tmp))
-    tmp.replace(parquet)
-    meta.write_text(json.dumps(dict(stats)))
+def write_part(rows: Iterable[dict], stats: Counter, output: Path, shard_index: int, num_shards: int,
+               chunk_rows: int = CHUNK_ROWS) -> int:
+    """Write this shard's rows as parquet chunks, then its statistics; returns the number of rows."""
+    folder, meta = part_paths(output, shard_index, num_shards)
+    meta.unlink(missing_ok=True)
+    if folder.exists():  # an earlier, unfinished or superseded run of this shard
+        for stale in folder.glob("*.parquet"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    count, chunk, written = 0, [], 0
+
+    def flush(index: int) -> None:
+        target = folder / f"chunk-{index:05d}.parquet"
+        tmp = target.with_name(f".{target.name}.tmp")
+        datasets.Dataset.from_list(chunk, features=PAIRS_FEATURES).to_parquet(str(tmp))
+        tmp.replace(target)
+
+    for row in rows:
+        chunk.append(row)
+        count += 1
+        if len(chunk) == chunk_rows:
+            flush(written)
+            chunk, written = [], written + 1
+    if chunk:
+        flush(written)
+    meta.write_text(json.dumps({**stats, "rows": count}))
+    return count
 
 
 def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
-    """Merge when every part is there; one process wins the lock, the others leave it to it."""
+    """Merge when every part is complete; one process wins the lock, the others leave it to it."""
     parts = [part_paths(output, i, num_shards) for i in range(num_shards)]
-    if not all(p.exists() and m.exists() for p, m in parts):
+    if not all(meta.exists() for _, meta in parts):
         return False
     lock = output / "parts" / f".merge-{num_shards}.lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+        lock.unlink(missing_ok=True)  # left by a merge that crashed; merging is idempotent
     try:
         descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -301,9 +352,11 @@ def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
         stats: Counter = Counter()
         for _, meta in parts:
             stats.update(json.loads(meta.read_text()))
-        merged = datasets.concatenate_datasets(
-            [datasets.Dataset.from_parquet(str(p), features=PAIRS_FEATURES) for p, _ in parts])
-        merged = merged.sort("id")
+        stats.pop("rows", None)
+        chunks = sorted(str(path) for folder, _ in parts for path in folder.glob("chunk-*.parquet"))
+        if not chunks:
+            raise SystemExit("no pairs were produced (every image was skipped); see the warnings above")
+        merged = datasets.Dataset.from_parquet(chunks, features=PAIRS_FEATURES).sort("id")
         export_dataset(merged, output, pairs_card(merged, stats, **card_settings))
         return True
     finally:
@@ -379,7 +432,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
-    shard_of([0], 0, 1)  # cheap checks first
     if not 0 <= args.shard_index < args.num_shards:
         raise SystemExit(f"--shard-index must be in [0, {args.num_shards}), got {args.shard_index}")
     device = args.device
@@ -388,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
         device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
     stats: Counter = Counter()
-    scorer = load_scorer(args.scorer)
+    scorer = load_scorer(args.scorer, device)
     started = time.perf_counter()
     if args.source == "coco":
         if not args.coco_dir:
@@ -402,21 +454,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
         scenes = synthetic_scenes(args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height)
         estimator = None
-    rows = build_pair_rows(scenes, scorer, progress=not args.no_progress)
-    elapsed = time.perf_counter() - started
     settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
-    if args.num_shards == 1:
-        if not rows:
-            raise SystemExit("no pairs were produced (every image was skipped); see the warnings above")
-        dataset = datasets.Dataset.from_list(rows, features=PAIRS_FEATURES)
-        export_dataset(dataset, output, pairs_card(dataset, stats, **settings))
-        merged = True
-    else:
-        write_part(rows, stats, output, args.shard_index, args.num_shards)
-        merged = try_merge(output, args.num_shards, settings)
+    count = write_part(iter_pair_rows(scenes, scorer, progress=not args.no_progress), stats, output,
+                       args.shard_index, args.num_shards)
+    elapsed = time.perf_counter() - started
+    merged = try_merge(output, args.num_shards, settings)
     print(markdown_table(["what", "value"], [("shard", f"{args.shard_index} of {args.num_shards}"),
-                                             ("pairs", len(rows)), ("seconds", f"{elapsed:.1f}"),
-                                             ("pairs/s", f"{len(rows) / max(elapsed, 1e-9):.2f}")]
+                                             ("pairs", count), ("seconds", f"{elapsed:.1f}"),
+                                             ("pairs/s", f"{count / max(elapsed, 1e-9):.2f}")]
                          + [(k, v if isinstance(v, int) else f"{v:.2f}") for k, v in sorted(stats.items())]))
     print(f"wrote {output}" if merged else f"wrote part {args.shard_index} of {args.num_shards} to {output / 'parts'}")
     return 0

@@ -56,22 +56,34 @@ def load_nyu_split(path: str | Path) -> dict[str, set[int]]:
         try:
             train, test = data["train_indices_1based"], data["test_indices_1based"]
         except KeyError as err:
-            raise ValueError(f"{path}: expected keys 'train_indices_1based' and 'test_indices_1based'") from err
+            raise ValueError(
+                f"{path}: expected keys 'train_indices_1based' and 'test_indices_1based'"
+            ) from err
     else:
         import scipy.io
 
         try:
             data = scipy.io.loadmat(str(path))
             train, test = data["trainNdxs"].ravel(), data["testNdxs"].ravel()
-        except (KeyError, ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
+        except (
+            KeyError,
+            ValueError,
+            TypeError,
+            OSError,
+            NotImplementedError,
+            scipy.io.matlab.MatReadError,
+        ) as err:
             raise ValueError(f"{path}: not a NYU splits.mat with trainNdxs/testNdxs ({err})") from err
     return {"train": {int(i) - 1 for i in train}, "test": {int(i) - 1 for i in test}}
 
 
-def _find_split_file(mat_path: Path) -> Path | None:
-    for candidate in (mat_path.parent / "splits.mat", mat_path.parent / "metadata" / "splits.mat",
-                      mat_path.parent / "nyu_class_and_split_lists.json",
-                      mat_path.parent / "metadata" / "nyu_class_and_split_lists.json"):
+def find_nyu_split_file(mat_path: Path) -> Path | None:
+    for candidate in (
+        mat_path.parent / "splits.mat",
+        mat_path.parent / "metadata" / "splits.mat",
+        mat_path.parent / "nyu_class_and_split_lists.json",
+        mat_path.parent / "metadata" / "nyu_class_and_split_lists.json",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -91,7 +103,9 @@ def _matlab_strings(h5file, dataset) -> list[str]:
     return strings
 
 
-def instance_objects(labels: np.ndarray, instances: np.ndarray, names: list[str], report: ReadReport) -> list[SceneObject]:
+def instance_objects(
+    labels: np.ndarray, instances: np.ndarray, names: list[str], report: ReadReport
+) -> list[SceneObject]:
     """One `SceneObject` per (label, instance) pair, label > 0 and instance > 0, as in the NYU toolbox."""
     keys = labels.astype(np.int64) * 65536 + instances.astype(np.int64)
     keys[(labels == 0) | (instances == 0)] = 0
@@ -104,8 +118,14 @@ def instance_objects(labels: np.ndarray, instances: np.ndarray, names: list[str]
             report.drop("label_out_of_range", f"label {label} > {len(names)} names")
             continue
         mask = keys == key
-        objects.append(SceneObject(name=normalize_object_name(names[label - 1]), box=box_of_mask(mask), mask=mask,
-                                   instance_id=label * 1000 + instance))
+        objects.append(
+            SceneObject(
+                name=normalize_object_name(names[label - 1]),
+                box=box_of_mask(mask),
+                mask=mask,
+                instance_id=label * 1000 + instance,
+            )
+        )
     return objects
 
 
@@ -131,19 +151,25 @@ def read_nyu_labeled(
     report = report if report is not None else ReadReport()
     split_of: dict[int, str] = {}
     if split != "all" or split_file is not None:
-        split_file = Path(split_file) if split_file is not None else _find_split_file(mat_path)
+        split_file = Path(split_file) if split_file is not None else find_nyu_split_file(mat_path)
         if split_file is None:
-            raise ValueError(f"split {split!r} needs the official split: pass split_file= (splits.mat) or put it "
-                             f"next to {mat_path}")
+            raise ValueError(
+                f"split {split!r} needs the official split: pass split_file= (splits.mat) or put it "
+                f"next to {mat_path}"
+            )
         split_of = {i: name for name, indices in load_nyu_split(split_file).items() for i in indices}
     try:
         h5 = h5py.File(mat_path, "r")
     except OSError as err:
-        raise ValueError(f"{mat_path}: not a MATLAB v7.3 (HDF5) file ({err}); the NYU labeled set is v7.3") from err
+        raise ValueError(
+            f"{mat_path}: not a MATLAB v7.3 (HDF5) file ({err}); the NYU labeled set is v7.3"
+        ) from err
     with h5:
         missing = [key for key in LABELED_REQUIRED_KEYS + (("images",) if with_rgb else ()) if key not in h5]
         if missing:
-            raise ValueError(f"{mat_path}: missing variables {missing}; expected {list(LABELED_REQUIRED_KEYS)}")
+            raise ValueError(
+                f"{mat_path}: missing variables {missing}; expected {list(LABELED_REQUIRED_KEYS)}"
+            )
         names = _matlab_strings(h5, h5["names"])
         scene_types = _matlab_strings(h5, h5["sceneTypes"])
         num_frames = h5["depths"].shape[0]
@@ -170,12 +196,20 @@ def _labeled_frame(h5, index, frame_id, names, scene_types, split, with_rgb, rep
     if rgb is not None:
         check_same_size(depth, rgb, "image")
     if index >= len(scene_types):
-        raise FrameError("missing_scene_type", f"sceneTypes has {len(scene_types)} entries, frame {index + 1} has none")
+        raise FrameError(
+            "missing_scene_type", f"sceneTypes has {len(scene_types)} entries, frame {index + 1} has none"
+        )
     raw_scene = scene_types[index]
     return Scene(
-        id=frame_id, source="nyu", depth=depth, objects=instance_objects(labels, instances, names, report),
-        scene_type=normalize_scene_name(raw_scene), rgb=rgb, intrinsics=scaled_nyu_intrinsics(*depth.shape),
-        split=split, meta={"scene_type_raw": raw_scene, "nyu10": nyu10_scene_class(raw_scene), "index": index + 1},
+        id=frame_id,
+        source="nyu",
+        depth=depth,
+        objects=instance_objects(labels, instances, names, report),
+        scene_type=normalize_scene_name(raw_scene),
+        rgb=rgb,
+        intrinsics=scaled_nyu_intrinsics(*depth.shape),
+        split=split,
+        meta={"scene_type_raw": raw_scene, "nyu10": nyu10_scene_class(raw_scene), "index": index + 1},
     )
 
 
@@ -195,43 +229,65 @@ def scene_type_from_sequence(path: Path) -> str | None:
     return None
 
 
-def _sync_rgb_for(depth_path: Path) -> Path | None:
-    number = depth_path.stem.removeprefix("sync_depth_")
-    for candidate in (depth_path.with_name(f"rgb_{number}.jpg"), depth_path.parent.parent / "rgb" / f"rgb_{number}.jpg"):
-        if candidate.is_file():
-            return candidate
-    return None
+def _sync_frame(depth_path: Path) -> tuple[str, list[Path], str | None]:
+    """(frame key, candidate RGB files, sequence name in the file name) of a sync-style depth file.
+
+    Two namings exist: BTS's `sync_depth_00050.png` beside `rgb_00050.jpg` (or in sibling `depth/` and
+    `rgb/` folders), and the flat `bookstore_0001d_00001_depth.png` + `bookstore_0001d_00001.jpg`.
+    """
+    stem = depth_path.stem
+    if stem.startswith("sync_depth_"):
+        number = stem.removeprefix("sync_depth_")
+        rgb = [depth_path.with_name(f"rgb_{number}.jpg"), depth_path.parent.parent / "rgb" / f"rgb_{number}.jpg"]
+        return number, rgb, None
+    frame = stem.removesuffix("_depth")
+    sequence = re.sub(r"_\d+$", "", frame)
+    return frame, [depth_path.with_name(f"{frame}.jpg"), depth_path.with_name(f"{frame}.png")], sequence
 
 
-def read_nyu_sync(root: str | Path, with_rgb: bool = False, report: ReadReport | None = None) -> Iterator[Scene]:
+def read_nyu_sync(
+    root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
+) -> Iterator[Scene]:
     """Frames of a sync-layout folder (searched recursively); depth only, no object annotations."""
     from modeling_deepsight.image_processing_deepsight import decode_depth
 
     root = require_dir(root, "NYU sync root")
     report = report if report is not None else ReadReport()
-    depth_paths = sorted(root.rglob("sync_depth_*.png"))
+    depth_paths = sorted(set(root.rglob("sync_depth_*.png")) | set(root.rglob("*_depth.png")))
     if not depth_paths:
-        raise ValueError(f"NYU sync root {str(root)!r}: no sync_depth_*.png found")
+        raise ValueError(f"NYU sync root {str(root)!r}: no sync_depth_*.png or *_depth.png found")
     for depth_path in depth_paths:
+        frame, rgb_candidates, sequence = _sync_frame(depth_path)
         folders = [part for part in depth_path.relative_to(root).parent.parts if part != "depth"]
-        frame_id = "_".join(["nyu_sync", *folders, depth_path.stem.removeprefix("sync_depth_")])
+        frame_id = "_".join(["nyu_sync", *folders, frame])
         try:
             raw = read_image_array(depth_path, "depth")
             if raw.dtype != np.uint16:
-                raise FrameError("bad_depth_encoding", f"{depth_path}: expected a 16-bit PNG in mm, got {raw.dtype}")
+                raise FrameError(
+                    "bad_depth_encoding", f"{depth_path}: expected a 16-bit PNG in mm, got {raw.dtype}"
+                )
             depth = decode_depth(raw, "mm", name=str(depth_path))
-            rgb_path = _sync_rgb_for(depth_path)
+            rgb_path = next((p for p in rgb_candidates if p.is_file()), None)
             rgb = None
             if rgb_path is not None:
                 rgb = read_image_array(rgb_path, "image")
                 check_same_size(depth, rgb, "image")
             scene_raw = scene_type_from_sequence(depth_path.relative_to(root))
+            if scene_raw is None and sequence is not None:
+                match = _NYU_SEQUENCE_RE.match(sequence)
+                scene_raw = match.group(1) if match else None
             yield Scene(
-                id=frame_id, source="nyu", depth=depth, rgb=rgb if with_rgb else None,
+                id=frame_id,
+                source="nyu",
+                depth=depth,
+                rgb=rgb if with_rgb else None,
                 scene_type=normalize_scene_name(scene_raw) if scene_raw else None,
                 intrinsics=scaled_nyu_intrinsics(*depth.shape),
-                meta={"scene_type_raw": scene_raw, "nyu10": nyu10_scene_class(scene_raw) if scene_raw else None,
-                      "depth_path": str(depth_path)},
+                meta={
+                    "scene_type_raw": scene_raw,
+                    "nyu10": nyu10_scene_class(scene_raw) if scene_raw else None,
+                    "depth_path": str(depth_path),
+                },
             )
             report.frames_read += 1
         except FrameError as err:
@@ -276,10 +332,16 @@ def read_kinect_disparity_pgm(path: str | Path) -> np.ndarray:
     width, height, maxval, offset = _parse_pnm_header(data, path)
     if maxval < 256:
         raise ValueError(f"{path}: expected 16-bit samples (maxval > 255), got maxval {maxval}")
-    pixels = np.frombuffer(data, dtype="<u2", count=width * height, offset=offset) if len(data) >= offset + 2 * width * height else None
+    pixels = (
+        np.frombuffer(data, dtype="<u2", count=width * height, offset=offset)
+        if len(data) >= offset + 2 * width * height
+        else None
+    )
     if pixels is None:
-        raise ValueError(f"{path}: {width}x{height} 16-bit PGM needs {2 * width * height} bytes of pixels, "
-                         f"file has {len(data) - offset}")
+        raise ValueError(
+            f"{path}: {width}x{height} 16-bit PGM needs {2 * width * height} bytes of pixels, "
+            f"file has {len(data) - offset}"
+        )
     return pixels.reshape(height, width).copy()
 
 
@@ -299,6 +361,10 @@ def read_nyu_raw_frame(pgm_path: str | Path, scene_type: str | None = None) -> S
     if not pgm_path.is_file():
         raise ValueError(f"raw Kinect depth {str(pgm_path)!r} does not exist")
     depth = kinect_disparity_to_metres(read_kinect_disparity_pgm(pgm_path))
-    return Scene(id=f"nyu_raw_{pgm_path.stem}", source="nyu", depth=depth,
-                 scene_type=normalize_scene_name(scene_type) if scene_type else None,
-                 meta={"depth_path": str(pgm_path), "registered": False})
+    return Scene(
+        id=f"nyu_raw_{pgm_path.stem}",
+        source="nyu",
+        depth=depth,
+        scene_type=normalize_scene_name(scene_type) if scene_type else None,
+        meta={"depth_path": str(pgm_path), "registered": False},
+    )

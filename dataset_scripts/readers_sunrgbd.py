@@ -28,6 +28,7 @@ from .scene import Scene, SceneObject
 from .vocab import normalize_object_name, normalize_scene_name
 
 DEPTH_FOLDERS = ("depth", "depth_bfx")
+UNKNOWN_SCENES = {"", "idk", "unknown"}  # SUN RGB-D labels undecided frames "idk"
 MIN_POLYGON_AREA = 1.0  # px^2; below this a polygon covers no pixel centre reliably
 
 
@@ -40,7 +41,9 @@ def find_sun_frame_folders(root: str | Path) -> list[Path]:
     """Every folder under `root` (itself included) holding `image/` and a depth folder, sorted."""
     root = require_dir(root, "SUN RGB-D root")
     candidates = [root, *(p.parent for p in root.rglob("image") if p.is_dir())]
-    frames = {p for p in candidates if (p / "image").is_dir() and any((p / d).is_dir() for d in DEPTH_FOLDERS)}
+    frames = {
+        p for p in candidates if (p / "image").is_dir() and any((p / d).is_dir() for d in DEPTH_FOLDERS)
+    }
     return sorted(frames)
 
 
@@ -86,7 +89,9 @@ def _polygon_area(xs: np.ndarray, ys: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
 
 
-def _valid_polygon(polygon, num_objects: int, objects: list, report: ReadReport) -> tuple[int, np.ndarray, np.ndarray] | None:
+def _valid_polygon(
+    polygon, num_objects: int, objects: list, report: ReadReport
+) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(object index, xs, ys) of a usable polygon, or None after counting why it is not."""
     if not isinstance(polygon, dict):
         report.drop("malformed_polygon", f"polygon entry {polygon!r:.60}")
@@ -122,7 +127,9 @@ def _valid_polygon(polygon, num_objects: int, objects: list, report: ReadReport)
     return index, xs, ys
 
 
-def sun_annotation_objects(annotation: dict, height: int, width: int, report: ReadReport) -> list[SceneObject]:
+def sun_annotation_objects(
+    annotation: dict, height: int, width: int, report: ReadReport
+) -> list[SceneObject]:
     """Instance masks of a SUN3D `index.json` (frame 0), one object per annotated object index."""
     from .benchmark_io import box_of_mask
 
@@ -144,12 +151,19 @@ def sun_annotation_objects(annotation: dict, height: int, width: int, report: Re
             report.drop("polygon_outside_image", f"object {index}: no pixel centre inside")
             continue
         masks[index] = masks[index] | mask if index in masks else mask
-    return [SceneObject(name=normalize_object_name(objects[i]["name"]), box=box_of_mask(m), mask=m, instance_id=i)
-            for i, m in sorted(masks.items())]
+    return [
+        SceneObject(name=normalize_object_name(objects[i]["name"]), box=box_of_mask(m), mask=m, instance_id=i)
+        for i, m in sorted(masks.items())
+    ]
 
 
-def read_sun_frame(folder: str | Path, depth_folder: str = "depth", with_rgb: bool = False,
-                   report: ReadReport | None = None, frame_id: str | None = None) -> Scene:
+def read_sun_frame(
+    folder: str | Path,
+    depth_folder: str = "depth",
+    with_rgb: bool = False,
+    report: ReadReport | None = None,
+    frame_id: str | None = None,
+) -> Scene:
     """One original-layout frame folder. Raises FrameError when this frame cannot be used."""
     from modeling_deepsight.image_processing_deepsight import decode_depth
 
@@ -159,27 +173,41 @@ def read_sun_frame(folder: str | Path, depth_folder: str = "depth", with_rgb: bo
     report = report if report is not None else ReadReport()
     raw = read_image_array(_single_file(folder / depth_folder, "*.png", "depth"), "depth")
     if raw.dtype != np.uint16 or raw.ndim != 2:
-        raise FrameError("bad_depth_encoding", f"{folder / depth_folder}: expected 16-bit SUN depth, got {raw.dtype} {raw.shape}")
+        raise FrameError(
+            "bad_depth_encoding",
+            f"{folder / depth_folder}: expected 16-bit SUN depth, got {raw.dtype} {raw.shape}",
+        )
     depth = decode_depth(raw, "sun", name=str(folder / depth_folder))
     rgb = read_image_array(_single_file(folder / "image", "*.jpg", "image"), "image")
     check_same_size(depth, rgb, "image")
     scene_path = folder / "scene.txt"
     scene_raw = scene_path.read_text(errors="replace").strip() if scene_path.is_file() else None
+    if scene_raw is not None and scene_raw.lower() in UNKNOWN_SCENES:
+        scene_raw = None
     annotation_path = folder / "annotation2Dfinal" / "index.json"
     objects = []
     if annotation_path.is_file():
         objects = sun_annotation_objects(read_json(annotation_path, "annotation"), *depth.shape, report)
     return Scene(
-        id=frame_id or f"sunrgbd_{folder.name}", source="sunrgbd", depth=depth, objects=objects,
-        scene_type=normalize_scene_name(scene_raw) if scene_raw else None, rgb=rgb if with_rgb else None,
+        id=frame_id or f"sunrgbd_{folder.name}",
+        source="sunrgbd",
+        depth=depth,
+        objects=objects,
+        scene_type=normalize_scene_name(scene_raw) if scene_raw else None,
+        rgb=rgb if with_rgb else None,
         intrinsics=read_intrinsics(folder / "intrinsics.txt"),
-        meta={"folder": str(folder), "depth_folder": depth_folder, "scene_type_raw": scene_raw,
-              "annotated": annotation_path.is_file()},
+        meta={
+            "folder": str(folder),
+            "depth_folder": depth_folder,
+            "scene_type_raw": scene_raw,
+            "annotated": annotation_path.is_file(),
+        },
     )
 
 
-def read_sunrgbd_original(root: str | Path, depth_folder: str = "depth", with_rgb: bool = False,
-                          report: ReadReport | None = None) -> Iterator[Scene]:
+def read_sunrgbd_original(
+    root: str | Path, depth_folder: str = "depth", with_rgb: bool = False, report: ReadReport | None = None
+) -> Iterator[Scene]:
     """Every frame folder under `root`; unusable frames are skipped and counted in `report`."""
     report = report if report is not None else ReadReport()
     root = Path(root)
@@ -216,7 +244,9 @@ def read_votenet_calib(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rtilt, k
 
 
-def project_upright_points(points: np.ndarray, rtilt: np.ndarray, k: np.ndarray, height: int, width: int) -> np.ndarray:
+def project_upright_points(
+    points: np.ndarray, rtilt: np.ndarray, k: np.ndarray, height: int, width: int
+) -> np.ndarray:
     """Depth map (metres, 0 = no point) from a SUN upright point cloud; nearest point wins a pixel."""
     camera = points[:, :3] @ rtilt  # rows of (Rtilt^T p): undo the tilt
     x, z, y = camera[:, 0], camera[:, 1], -camera[:, 2]
@@ -249,7 +279,9 @@ def read_votenet_labels(path: Path, report: ReadReport) -> list[SceneObject]:
         if not (w > 0 and h > 0):
             report.drop("degenerate_box", f"{path}:{number + 1}")
             continue
-        objects.append(SceneObject(name=normalize_object_name(fields[0]), box=(x, y, x + w, y + h), instance_id=number))
+        objects.append(
+            SceneObject(name=normalize_object_name(fields[0]), box=(x, y, x + w, y + h), instance_id=number)
+        )
     return objects
 
 
@@ -262,7 +294,9 @@ def _votenet_split_of(root: Path) -> dict[str, str]:
     return split_of
 
 
-def read_sunrgbd_votenet(root: str | Path, with_rgb: bool = False, report: ReadReport | None = None) -> Iterator[Scene]:
+def read_sunrgbd_votenet(
+    root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
+) -> Iterator[Scene]:
     """Frames of a `sunrgbd_trainval` folder (scene type unknown: votenet does not keep it)."""
     import scipy.io
 
@@ -282,8 +316,17 @@ def read_sunrgbd_votenet(root: str | Path, with_rgb: bool = False, report: ReadR
                 points = np.asarray(scipy.io.loadmat(str(mat_path))["instance"], dtype=np.float64)
             except FileNotFoundError as err:
                 raise FrameError("missing_depth", f"{mat_path} not found") from err
-            except (KeyError, ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
-                raise FrameError("corrupt_depth", f"{mat_path}: no readable 'instance' point cloud ({err})") from err
+            except (
+                KeyError,
+                ValueError,
+                TypeError,
+                OSError,
+                NotImplementedError,
+                scipy.io.matlab.MatReadError,
+            ) as err:
+                raise FrameError(
+                    "corrupt_depth", f"{mat_path}: no readable 'instance' point cloud ({err})"
+                ) from err
             if points.ndim != 2 or points.shape[1] < 3:
                 raise FrameError("corrupt_depth", f"{mat_path}: expected N x 6 points, got {points.shape}")
             depth = project_upright_points(points, rtilt, k, rgb.shape[0], rgb.shape[1])
@@ -292,6 +335,13 @@ def read_sunrgbd_votenet(root: str | Path, with_rgb: bool = False, report: ReadR
             report.skip(frame_id, err)
             continue
         report.frames_read += 1
-        yield Scene(id=frame_id, source="sunrgbd", depth=depth, objects=objects, rgb=rgb if with_rgb else None,
-                    intrinsics=k, split=split_of.get(index), meta={"layout": "votenet", "index": int(index),
-                                                                   "rtilt": rtilt.tolist()})
+        yield Scene(
+            id=frame_id,
+            source="sunrgbd",
+            depth=depth,
+            objects=objects,
+            rgb=rgb if with_rgb else None,
+            intrinsics=k,
+            split=split_of.get(index),
+            meta={"layout": "votenet", "index": int(index), "rtilt": rtilt.tolist()},
+        )

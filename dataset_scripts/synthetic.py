@@ -38,6 +38,7 @@ from .synthetic_geometry import (
     camera_rotation,
     intrinsics_matrix,
     render_primitives,
+    yaw_matrix,
 )
 from .synthetic_layout import SCENE_SPECS, PlacedObject, furnish
 from .synthetic_objects import CATEGORIES
@@ -52,6 +53,8 @@ MIN_VISIBLE_PIXELS = 24
 MIN_VISIBLE_FRACTION = 0.0004
 # Kinect v1 reports disparity in 1/8 pixel steps: depth step = z^2 / (8 * focal * baseline)
 KINECT_DEPTH_STEP_PER_M2 = 1.0 / (8 * 580.0 * 0.075)
+CAMERA_ATTEMPTS = 3  # views tried before accepting one that shows no object
+PREVIEW_SCENES = 6  # rows of the contact sheet the command line writes
 
 _LIGHT = np.array([0.35, -0.45, 0.82], dtype=np.float32) / np.linalg.norm([0.35, -0.45, 0.82])
 
@@ -72,7 +75,11 @@ def _check_scene_type(scene_type: str) -> None:
 
 
 def _check_size(width: int, height: int) -> None:
-    if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer))) or width < 16 or height < 16:
+    if (
+        not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer)))
+        or width < 16
+        or height < 16
+    ):
         raise ValueError(f"width and height must be integers >= 16, got width={width!r}, height={height!r}.")
 
 
@@ -89,21 +96,29 @@ def sample_room(rng: np.random.Generator, scene_type: str) -> tuple[float, float
 def sample_camera_position(rng: np.random.Generator, room) -> np.ndarray:
     """Where a person holds the sensor: near the near wall, 1.0-1.8 m high."""
     room_w, room_d, room_h = room
-    return np.array([
-        rng.uniform(0.3, 0.7) * room_w,
-        rng.uniform(0.25, min(0.9, 0.25 * room_d)),
-        min(rng.uniform(1.0, 1.8), room_h - 0.3),
-    ])
+    return np.array(
+        [
+            rng.uniform(0.3, 0.7) * room_w,
+            rng.uniform(0.25, min(0.9, 0.25 * room_d)),
+            min(rng.uniform(1.0, 1.8), room_h - 0.3),
+        ]
+    )
 
 
-def sample_camera(rng: np.random.Generator, position: np.ndarray, placed: list[PlacedObject], width: int,
-                  height: int) -> tuple[Camera, dict]:
-    """A Kinect-like camera at `position`, usually aimed at a piece of furniture, with jittered attitude and K.
+def sample_camera(
+    rng: np.random.Generator,
+    position: np.ndarray,
+    placed: list[PlacedObject],
+    width: int,
+    height: int,
+    aim_probability: float = 0.75,
+) -> tuple[Camera, dict]:
+    """A Kinect-like camera at `position`, usually aimed at furniture, with jittered attitude and K.
 
     Yaw is kept within +-0.6 rad of the room's depth axis so "far / left / right wall" stay true to the view.
     """
     large = [o for o in placed if o.relation.get("type") in ("against", "center", "row", "floor")]
-    if large and rng.random() < 0.75:
+    if large and rng.random() < aim_probability:
         target = large[int(rng.integers(len(large)))]
         aim = target.position[:2] - position[:2]
         yaw = float(np.arctan2(-aim[0], aim[1])) + rng.normal(0, 0.12)
@@ -119,12 +134,21 @@ def sample_camera(rng: np.random.Generator, position: np.ndarray, placed: list[P
     scale = width / KINECT_WIDTH * rng.uniform(0.9, 1.1)
     fx = KINECT_FX * scale
     fy = KINECT_FY * scale * (1 + rng.normal(0, 0.003))
-    cx = width / 2 + rng.normal(0, 0.01 * width)
-    cy = height / 2 + rng.normal(0, 0.01 * height)
-    camera = Camera(intrinsics_matrix(fx, fy, cx, cy), camera_rotation(yaw, pitch, roll), position, width, height)
-    meta = {"position": [float(v) for v in position], "yaw_deg": float(np.degrees(yaw)),
-            "pitch_deg": float(np.degrees(pitch)), "roll_deg": float(np.degrees(roll)),
-            "fx": float(fx), "fy": float(fy), "cx": float(cx), "cy": float(cy)}
+    cx = (width - 1) / 2 + rng.normal(0, 0.01 * width)
+    cy = (height - 1) / 2 + rng.normal(0, 0.01 * height)
+    camera = Camera(
+        intrinsics_matrix(fx, fy, cx, cy), camera_rotation(yaw, pitch, roll), position, width, height
+    )
+    meta = {
+        "position": [float(v) for v in position],
+        "yaw_deg": float(np.degrees(yaw)),
+        "pitch_deg": float(np.degrees(pitch)),
+        "roll_deg": float(np.degrees(roll)),
+        "fx": float(fx),
+        "fy": float(fy),
+        "cx": float(cx),
+        "cy": float(cy),
+    }
     return camera, meta
 
 
@@ -133,7 +157,9 @@ def sample_camera(rng: np.random.Generator, position: np.ndarray, placed: list[P
 # --------------------------------------------------------------------------------------------------
 
 
-def _visible_objects(ids: np.ndarray, placed: list[PlacedObject]) -> tuple[list[SceneObject], dict, np.ndarray]:
+def _visible_objects(
+    ids: np.ndarray, placed: list[PlacedObject]
+) -> tuple[list[SceneObject], dict, np.ndarray]:
     """Masks and boxes of objects that show enough pixels; counts of what was dropped and why."""
     height, width = ids.shape
     pixels = np.bincount(ids.ravel(), minlength=NUM_ROOM_SURFACES + len(placed))[NUM_ROOM_SURFACES:]
@@ -171,15 +197,15 @@ def _room_colours(rng: np.random.Generator) -> np.ndarray:
 
 def shade(buffers: RenderBuffers, palette: np.ndarray) -> np.ndarray:
     """Pseudo-RGB: Lambert shading of the albedo under a ceiling light plus a light at the camera."""
+    n, d = buffers.normals, buffers.directions
+    facing = np.abs(n[0] * d[0] + n[1] * d[1] + n[2] * d[2]) / np.sqrt(
+        d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+    )
+    overhead = np.maximum(_LIGHT[0] * n[0] + _LIGHT[1] * n[1] + _LIGHT[2] * n[2], 0.0)
+    light = (0.25 + 0.45 * overhead + 0.4 * facing) / (1.0 + 0.02 * buffers.depth * buffers.depth)
     albedo = palette.astype(np.float32)[buffers.ids]  # (H, W, 3)
-    n = buffers.normals
-    d = buffers.directions
-    inv_len = 1.0 / np.sqrt((d * d).sum(axis=0))
-    facing = np.abs((n * d).sum(axis=0)) * inv_len
-    overhead = np.maximum(np.tensordot(_LIGHT, n, axes=1), 0.0)
-    falloff = 1.0 / (1.0 + 0.02 * buffers.depth * buffers.depth)
-    light = (0.25 + 0.45 * overhead + 0.4 * facing) * falloff
-    return np.clip(albedo * light[..., None], 0, 255).astype(np.uint8)
+    albedo *= light[..., None]
+    return np.minimum(albedo, 255.0).astype(np.uint8)
 
 
 def apply_sensor_noise(
@@ -191,9 +217,10 @@ def apply_sensor_noise(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Kinect-like depth: axial noise growing with z^2, disparity quantisation, and holes.
 
-    Holes (0) appear only beyond `max_range`, at depth discontinuities (with probability
-    `edge_dropout` per edge pixel) and in a few random elliptic patches; the returned dict holds the
-    boolean mask of each cause so callers can check where zeros came from.
+    Holes (0) appear only beyond `max_range`, at depth discontinuities (each edge pixel with
+    probability `edge_dropout`, plus the projector's shadow: a band of a few pixels of background left of
+    a nearer object) and in a few random elliptic patches; the returned dict holds the boolean mask of
+    each cause so callers can check where zeros came from.
     """
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
@@ -208,17 +235,27 @@ def apply_sensor_noise(
     noisy = np.maximum(np.round(noisy * 1000.0) / 1000.0, 0.001).astype(np.float32)
 
     beyond = valid & (depth > max_range)
+    height, width = depth.shape
     jump = np.zeros(depth.shape, dtype=bool)
     threshold = 0.04 + 0.03 * depth
-    dx = np.abs(np.diff(depth, axis=1)) > np.minimum(threshold[:, 1:], threshold[:, :-1])
+    step_x = np.diff(depth, axis=1)
+    dx = np.abs(step_x) > np.minimum(threshold[:, 1:], threshold[:, :-1])
     dy = np.abs(np.diff(depth, axis=0)) > np.minimum(threshold[1:], threshold[:-1])
     jump[:, 1:] |= dx
     jump[:, :-1] |= dx
     jump[1:] |= dy
     jump[:-1] |= dy
     edges = jump & (rng.random(depth.shape) < edge_dropout)
+    # the projector sits beside the IR camera: background just left of a nearer object's left edge is
+    # in its shadow and returns nothing (a band a few pixels wide, as in NYU / SUN raw depth)
+    shadow_start = np.zeros(depth.shape, dtype=bool)
+    shadow_start[:, :-1] = dx & (step_x < 0)  # depth drops from column c to c+1: c is shadowed background
+    band = max(1, int(round(rng.uniform(1, 4) * width / 320)))
+    shadow = shadow_start.copy()
+    for shift in range(1, band):
+        shadow[:, :-shift] |= shadow_start[:, shift:]
+    edges |= shadow
 
-    height, width = depth.shape
     patches = np.zeros(depth.shape, dtype=bool)
     count = rng.poisson(1.5) if num_patches is None else num_patches
     rows, cols = np.ogrid[:height, :width]
@@ -244,8 +281,11 @@ def _scene_graph(placed: list[PlacedObject], pixels: np.ndarray, annotated: set[
             "position": [round(float(v), 4) for v in o.position],
             "size": [round(float(v), 4) for v in o.size],
             "yaw_deg": round(float(np.degrees(o.yaw)), 2),
-            "relation": {k: (int(v) if isinstance(v, (int, np.integer)) else v) for k, v in o.relation.items()
-                         if k != "s"},
+            "relation": {
+                k: (int(v) if isinstance(v, (int, np.integer)) else v)
+                for k, v in o.relation.items()
+                if k != "s"
+            },
             "visible_pixels": int(pixels[o.index]),
             "annotated": o.index in annotated,
         }
@@ -253,8 +293,9 @@ def _scene_graph(placed: list[PlacedObject], pixels: np.ndarray, annotated: set[
     ]
 
 
-def render_scene(seed: int, scene_type: str | None = None, width: int = 320, height: int = 240,
-                 noise: bool = False) -> Scene:
+def render_scene(
+    seed: int, scene_type: str | None = None, width: int = 320, height: int = 240, noise: bool = False
+) -> Scene:
     """Render one furnished room, deterministically from `seed` (a non-negative integer).
 
     `scene_type` None draws one of `SCENE_TYPES` uniformly. With `noise`, depth gets Kinect-like noise
@@ -291,22 +332,35 @@ def _render_scene(seed, scene_type, width, height, noise, timings: dict[str, flo
     room = sample_room(rng, scene_type)
     position = sample_camera_position(rng, room)
     placed, placement = furnish(rng, scene_type, room, position[:2])
-    camera, camera_meta = sample_camera(rng, position, placed, width, height)
     primitives = [(obj.index, prim) for obj in placed for prim in obj.primitives()]
     clock.lap("layout")
-    buffers = render_primitives(camera, room, primitives)
-    clock.lap("ray casting")
-
-    objects, dropped, pixels = _visible_objects(buffers.ids, placed)
-    clock.lap("masks and boxes")
-    palette = np.concatenate([_room_colours(rng), np.array([o.colour for o in placed], dtype=float).reshape(-1, 3)])
+    for attempt in range(CAMERA_ATTEMPTS):
+        # a view of bare walls is a wasted frame: re-aim (always at furniture) when nothing shows
+        camera, camera_meta = sample_camera(
+            rng, position, placed, width, height, aim_probability=1.0 if attempt else 0.75
+        )
+        buffers = render_primitives(camera, room, primitives)
+        clock.lap("ray casting")
+        objects, dropped, pixels = _visible_objects(buffers.ids, placed)
+        clock.lap("masks and boxes")
+        if objects or not placed:
+            break
+    palette = np.concatenate(
+        [_room_colours(rng), np.array([o.colour for o in placed], dtype=float).reshape(-1, 3)]
+    )
     rgb = shade(buffers, palette)
     clean_depth = buffers.depth
     clock.lap("shading")
 
     caption_objects = [
-        CaptionObject(o.instance_id, o.name, placed[o.instance_id].relation, (o.box[0] + o.box[2]) / 2,
-                      float(clean_depth[o.mask].mean()), int(pixels[o.instance_id]))
+        CaptionObject(
+            o.instance_id,
+            o.name,
+            placed[o.instance_id].relation,
+            (o.box[0] + o.box[2]) / 2,
+            float(clean_depth[o.mask].mean()),
+            int(pixels[o.instance_id]),
+        )
         for o in objects
     ]
     captions = describe_scene(scene_type, caption_objects, width, rng)
@@ -328,8 +382,11 @@ def _render_scene(seed, scene_type, width, height, noise, timings: dict[str, flo
     }
     depth = clean_depth
     if noise:
-        depth, holes = apply_sensor_noise(clean_depth, rng, max_range=float(rng.uniform(5.5, 9.0)))
-        meta["noise"] = {"holes": {k: int(v.sum()) for k, v in holes.items()}, "invalid_pixels": int((depth == 0).sum())}
+        depth, holes = apply_sensor_noise(clean_depth, rng, max_range=float(rng.uniform(7.0, 10.0)))
+        meta["noise"] = {
+            "holes": {k: int(v.sum()) for k, v in holes.items()},
+            "invalid_pixels": int((depth == 0).sum()),
+        }
         clock.lap("sensor noise")
     return Scene(
         id=f"synthetic-{int(seed)}",
@@ -352,8 +409,9 @@ def scene_seed(seed: int, split: str, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def generate_scenes(num_scenes: int, seed: int, split: str = "train", width: int = 320, height: int = 240,
-                    noise: bool = False) -> Iterator[Scene]:
+def generate_scenes(
+    num_scenes: int, seed: int, split: str = "train", width: int = 320, height: int = 240, noise: bool = False
+) -> Iterator[Scene]:
     """Yield `num_scenes` scenes; scene i depends only on (seed, split, i), and the types cycle evenly."""
     if not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
         raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}.")
@@ -362,8 +420,13 @@ def generate_scenes(num_scenes: int, seed: int, split: str = "train", width: int
     scene_seed(seed, split, 0)  # validates split before the first scene
     offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(SCENE_TYPES)
     for index in range(num_scenes):
-        scene = render_scene(scene_seed(seed, split, index), SCENE_TYPES[(offset + index) % len(SCENE_TYPES)],
-                             width=width, height=height, noise=noise)
+        scene = render_scene(
+            scene_seed(seed, split, index),
+            SCENE_TYPES[(offset + index) % len(SCENE_TYPES)],
+            width=width,
+            height=height,
+            noise=noise,
+        )
         scene.id = f"synthetic-{split}-{seed}-{index:06d}"
         scene.split = split
         yield scene
@@ -396,6 +459,11 @@ def mask_outline(mask: np.ndarray) -> tuple[list[float], list[float]] | None:
     outline = max(lines, key=len)
     if np.allclose(outline[0], outline[-1]):
         outline = outline[:-1]
+    # keep only the corners: a vertex between two collinear edges adds nothing to the polygon
+    before, after = outline - np.roll(outline, 1, axis=0), np.roll(outline, -1, axis=0) - outline
+    turns = np.abs(before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]) > 1e-9
+    if turns.sum() >= 3:
+        outline = outline[turns]
     return [round(float(v), 2) for v in outline[:, 0]], [round(float(v), 2) for v in outline[:, 1]]
 
 
@@ -425,8 +493,30 @@ def sun_annotation(scene: Scene, name: str) -> dict:
             continue
         polygons.append({"x": outline[0], "y": outline[1], "object": len(objects)})
         objects.append({"name": obj.name})
-    return {"name": name, "frames": [{"polygon": polygons}], "objects": objects,
-            "fileList": [f"{name}.jpg"], "conflictList": []}
+    return {
+        "name": name,
+        "frames": [{"polygon": polygons}],
+        "objects": objects,
+        "fileList": [f"{name}.jpg"],
+        "conflictList": [],
+    }
+
+
+def _depth_preview(depth: np.ndarray) -> np.ndarray:
+    """Grey RGB of a depth map (brighter = closer) for scenes that carry no image."""
+    grey = (255 * (1 - np.clip(depth / 10.0, 0, 1))).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def sun_rtilt(camera_meta: dict) -> np.ndarray:
+    """SUN RGB-D's Rtilt of a synthetic camera: the camera's pitch and roll, without its heading.
+
+    The SUN toolbox maps camera points (x right, y down, z forward) to gravity-aligned ones as
+    Rtilt @ [x, z, -y]; here that is the camera-to-world rotation with the yaw taken out.
+    """
+    yaw, pitch, roll = np.radians([camera_meta["yaw_deg"], camera_meta["pitch_deg"], camera_meta["roll_deg"]])
+    to_right_forward_up = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    return yaw_matrix(-yaw) @ camera_rotation(yaw, pitch, roll) @ to_right_forward_up.T
 
 
 def write_sunrgbd_layout(scenes: Iterable[Scene], out_dir: str | Path) -> list[Path]:
@@ -434,7 +524,7 @@ def write_sunrgbd_layout(scenes: Iterable[Scene], out_dir: str | Path) -> list[P
 
     Layout per scene: image/<name>.jpg, depth/<name>.png (SUN bit-rotated uint16 mm, holes = 0),
     depth_bfx/<name>.png (holes filled by the nearest valid depth), intrinsics.txt, scene.txt,
-    annotation2Dfinal/index.json.
+    annotation2Dfinal/index.json and, for synthetic scenes, extrinsics/<name>.txt (SUN's Rtilt).
     """
     from PIL import Image
 
@@ -448,15 +538,24 @@ def write_sunrgbd_layout(scenes: Iterable[Scene], out_dir: str | Path) -> list[P
         folder = out_dir / name
         for sub in ("image", "depth", "depth_bfx", "annotation2Dfinal"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        rgb = scene.rgb if scene.rgb is not None else np.repeat(
-            (255 * (1 - np.clip(scene.depth / 10.0, 0, 1))).astype(np.uint8)[..., None], 3, axis=2)
+        rgb = scene.rgb if scene.rgb is not None else _depth_preview(scene.depth)
         Image.fromarray(rgb).save(folder / "image" / f"{name}.jpg", quality=95)
         Image.fromarray(encode_depth(scene.depth, "sun")).save(folder / "depth" / f"{name}.png")
-        Image.fromarray(encode_depth(fill_holes_nearest(scene.depth), "sun")).save(folder / "depth_bfx" / f"{name}.png")
+        Image.fromarray(encode_depth(fill_holes_nearest(scene.depth), "sun")).save(
+            folder / "depth_bfx" / f"{name}.png"
+        )
         K = scene.intrinsics if scene.intrinsics is not None else np.eye(3)
-        (folder / "intrinsics.txt").write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in K) + "\n")
+        (folder / "intrinsics.txt").write_text(
+            "\n".join(" ".join(f"{v:.6f}" for v in row) for row in K) + "\n"
+        )
         (folder / "scene.txt").write_text((scene.scene_type or "unknown").replace(" ", "_"))
         (folder / "annotation2Dfinal" / "index.json").write_text(json.dumps(sun_annotation(scene, name)))
+        if "camera" in scene.meta:
+            (folder / "extrinsics").mkdir(exist_ok=True)
+            rows = np.hstack([sun_rtilt(scene.meta["camera"]), np.zeros((3, 1))])
+            (folder / "extrinsics" / f"{name}.txt").write_text(
+                "\n".join(" ".join(f"{v:.6f}" for v in row) for row in rows) + "\n"
+            )
         folders.append(folder)
     return folders
 
@@ -464,7 +563,11 @@ def write_sunrgbd_layout(scenes: Iterable[Scene], out_dir: str | Path) -> list[P
 def save_scene_npz(scene: Scene, path: str | Path) -> Path:
     """One scene as a compressed .npz (arrays) with captions and meta as JSON strings."""
     path = Path(path)
-    masks = np.stack([o.mask for o in scene.objects]) if scene.objects else np.zeros((0, *scene.depth.shape), bool)
+    masks = (
+        np.stack([o.mask for o in scene.objects])
+        if scene.objects
+        else np.zeros((0, *scene.depth.shape), bool)
+    )
     np.savez_compressed(
         path,
         depth=scene.depth,
@@ -473,9 +576,19 @@ def save_scene_npz(scene: Scene, path: str | Path) -> Path:
         boxes=np.array([o.box for o in scene.objects], dtype=np.float32).reshape(-1, 4),
         instance_ids=np.array([o.instance_id for o in scene.objects], dtype=np.int32),
         intrinsics=scene.intrinsics if scene.intrinsics is not None else np.eye(3),
-        info=np.array(json.dumps({"id": scene.id, "source": scene.source, "scene_type": scene.scene_type,
-                                  "split": scene.split, "names": scene.object_names,
-                                  "captions": scene.captions, "meta": scene.meta})),
+        info=np.array(
+            json.dumps(
+                {
+                    "id": scene.id,
+                    "source": scene.source,
+                    "scene_type": scene.scene_type,
+                    "split": scene.split,
+                    "names": scene.object_names,
+                    "captions": scene.captions,
+                    "meta": scene.meta,
+                }
+            )
+        ),
     )
     return path
 
@@ -486,11 +599,48 @@ def load_scene_npz(path: str | Path) -> Scene:
         info = json.loads(str(data["info"]))
         depth = data["depth"]
         masks = np.unpackbits(data["masks"], axis=-1, count=depth.shape[1]).astype(bool)
-        objects = [SceneObject(name=n, box=tuple(float(v) for v in b), mask=m, instance_id=int(i))
-                   for n, b, m, i in zip(info["names"], data["boxes"], masks, data["instance_ids"])]
-        return Scene(id=info["id"], source=info["source"], depth=depth, objects=objects, scene_type=info["scene_type"],
-                     rgb=data["rgb"], captions=info["captions"], intrinsics=data["intrinsics"], split=info["split"],
-                     meta=info["meta"])
+        objects = [
+            SceneObject(name=n, box=tuple(float(v) for v in b), mask=m, instance_id=int(i))
+            for n, b, m, i in zip(info["names"], data["boxes"], masks, data["instance_ids"])
+        ]
+        return Scene(
+            id=info["id"],
+            source=info["source"],
+            depth=depth,
+            objects=objects,
+            scene_type=info["scene_type"],
+            rgb=data["rgb"],
+            captions=info["captions"],
+            intrinsics=data["intrinsics"],
+            split=info["split"],
+            meta=info["meta"],
+        )
+
+
+def save_preview(scenes: list[Scene], path: str | Path, max_depth: float = 8.0) -> Path:
+    """A contact sheet, one row per scene: pseudo-RGB, depth (turbo, black = invalid), boxes with names."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    if not scenes:
+        raise ValueError("save_preview needs at least one scene.")
+    rows = []
+    for scene in scenes:
+        rgb = scene.rgb if scene.rgb is not None else _depth_preview(scene.depth)
+        depth = (colormaps["turbo"](np.clip(scene.depth / max_depth, 0, 1))[..., :3] * 255).astype(np.uint8)
+        depth[scene.depth == 0] = 0
+        boxes = Image.fromarray(rgb.copy())
+        draw = ImageDraw.Draw(boxes)
+        for obj in scene.objects:
+            draw.rectangle([obj.box[0], obj.box[1], obj.box[2] - 1, obj.box[3] - 1], outline=(255, 255, 0))
+            draw.text((obj.box[0] + 2, obj.box[1] + 1), obj.name, fill=(255, 255, 0))
+        draw.text((3, 3), scene.scene_type or "", fill=(255, 255, 255))
+        rows.append(np.concatenate([rgb, depth, np.asarray(boxes)], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    path = Path(path)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,21 +650,31 @@ def load_scene_npz(path: str | Path) -> Scene:
 
 def summary_table(scene_counts: Counter, object_counts: Counter, dropped: Counter) -> str:
     rows = [("scene type", "scenes")] + sorted(scene_counts.items())
-    rows += [("", ""), ("object category", "instances")] + sorted(object_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    rows += [("", ""), ("object category", "instances")] + sorted(
+        object_counts.items(), key=lambda kv: (-kv[1], kv[0])
+    )
     rows += [("", ""), ("dropped (not annotated)", "instances")] + sorted(dropped.items())
     width = max(len(str(r[0])) for r in rows) + 2
     return "\n".join(f"{str(a):<{width}}{b}" for a, b in rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight data synthetic",
-                                     description="Render synthetic indoor depth scenes with exact annotations.")
+    parser = argparse.ArgumentParser(
+        prog="deepsight data synthetic",
+        description="Render synthetic indoor depth scenes with exact annotations.",
+    )
     parser.add_argument("--num-scenes", type=int, required=True, help="how many scenes to render")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (scene i uses a seed from seed, split, i)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="base seed (scene i uses a seed from seed, split, i)"
+    )
     parser.add_argument("--split", default="train", help="split name; different splits give disjoint scenes")
     parser.add_argument("--output", type=Path, required=True, help="output folder")
-    parser.add_argument("--format", choices=("sunrgbd", "npz"), default="sunrgbd",
-                        help="SUNRGBD.zip frame folders (default) or one .npz per scene")
+    parser.add_argument(
+        "--format",
+        choices=("sunrgbd", "npz"),
+        default="sunrgbd",
+        help="SUNRGBD.zip frame folders (default) or one .npz per scene",
+    )
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--noise", action="store_true", help="Kinect-like depth noise and holes")
@@ -533,7 +693,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.output / args.split
     out_dir.mkdir(parents=True, exist_ok=True)
     scene_counts, object_counts, dropped = Counter(), Counter(), Counter()
+    invalid_pixels = 0
+    preview = []
     for scene in tqdm(scenes, total=args.num_scenes, desc=f"rendering {args.split}", unit="scene"):
+        if len(preview) < PREVIEW_SCENES:
+            preview.append(scene)
         if args.format == "npz":
             save_scene_npz(scene, out_dir / f"{_safe_name(scene.id)}.npz")
         else:
@@ -541,8 +705,15 @@ def main(argv: list[str] | None = None) -> int:
         scene_counts[scene.scene_type] += 1
         object_counts.update(scene.object_names)
         dropped.update(scene.meta["dropped_objects"])
+        invalid_pixels += int((scene.depth == 0).sum())
     print(summary_table(scene_counts, object_counts, dropped))
-    print(f"\n{args.num_scenes} scenes ({args.format}) written to {out_dir}")
+    if args.noise:
+        share = invalid_pixels / (args.num_scenes * args.width * args.height)
+        print(f"\ninvalid (0) depth pixels from sensor noise: {100 * share:.1f} %")
+    preview_path = save_preview(preview, args.output / f"preview_{_safe_name(args.split)}.png")
+    print(
+        f"\n{args.num_scenes} scenes ({args.format}) written to {out_dir}; first scenes shown in {preview_path}"
+    )
     return 0
 
 

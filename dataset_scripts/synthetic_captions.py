@@ -12,7 +12,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+_NUMBERS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
 _IRREGULAR_PLURALS = {"shelf": "shelves", "bookshelf": "bookshelves"}
 
 
@@ -67,7 +81,9 @@ def _inventory(scene_type: str, objects: list[CaptionObject], rng) -> str:
         "Inside {a} {scene}: {objects}.",
     )
     template = templates[rng.integers(len(templates))]
-    return template.format(A=article(scene_type).capitalize(), a=article(scene_type), scene=scene_type, objects=listed)
+    return template.format(
+        A=article(scene_type).capitalize(), a=article(scene_type), scene=scene_type, objects=listed
+    )
 
 
 def _relation_phrase(obj: CaptionObject, by_index: dict[int, CaptionObject]) -> str | None:
@@ -93,12 +109,17 @@ def _anchored(scene_type: str, objects: list[CaptionObject], by_index, rng) -> s
     head = f"{article(scene_type).capitalize()} {scene_type} with "
     if anchor.relation.get("type") == "row":
         rows = sum(o.relation.get("type") == "row" and o.name == anchor.name for o in objects)
-        head += f"{counted(anchor.name, rows)} in rows" if rows > 1 else f"{article(anchor.name)} {anchor.name}"
+        head += (
+            f"{counted(anchor.name, rows)} in rows" if rows > 1 else f"{article(anchor.name)} {anchor.name}"
+        )
     else:
         where = _relation_phrase(anchor, by_index) or "in the middle of the room"
         head += f"{article(anchor.name)} {anchor.name} {where}"
-    others = [o for o in objects if o.index != anchor.index and o.relation.get("target") in by_index
-              and o.name != anchor.name]
+    others = [
+        o
+        for o in objects
+        if o.index != anchor.index and o.relation.get("target") in by_index and o.name != anchor.name
+    ]
     if not others:
         return head + "."
     other = others[rng.integers(len(others))]
@@ -135,7 +156,9 @@ def _left_right(objects: list[CaptionObject], width: int) -> str | None:
     if not left or not right:
         return None
     big_left, big_right = max(left, key=lambda o: o.pixels), max(right, key=lambda o: o.pixels)
-    return f"On the left there is {article(big_left.name)} {big_left.name}; on the right, {article(big_right.name)} {big_right.name}."
+    left_phrase = f"{article(big_left.name)} {big_left.name}"
+    right_phrase = f"{article(big_right.name)} {big_right.name}"
+    return f"On the left there is {left_phrase}; on the right, {right_phrase}."
 
 
 def _nearest_farthest(objects: list[CaptionObject]) -> str | None:
@@ -149,11 +172,15 @@ def _nearest_farthest(objects: list[CaptionObject]) -> str | None:
     far = max(others, key=lambda o: o.mean_depth)
     if far.mean_depth - near.mean_depth < 0.3:
         return None
-    return (f"The nearest object is the {near.name}, about {near.mean_depth:.1f} metres from the camera; "
-            f"the farthest is the {far.name}, about {far.mean_depth:.1f} metres away.")
+    return (
+        f"The nearest object is the {near.name}, about {near.mean_depth:.1f} metres from the camera; "
+        f"the farthest is the {far.name}, about {far.mean_depth:.1f} metres away."
+    )
 
 
-def describe_scene(scene_type: str, objects: list[CaptionObject], width: int, rng: np.random.Generator) -> list[str]:
+def describe_scene(
+    scene_type: str, objects: list[CaptionObject], width: int, rng: np.random.Generator
+) -> list[str]:
     """Captions of one scene (at least one; the first is the most complete)."""
     if not objects:
         return [f"{article(scene_type).capitalize()} {scene_type} with no furniture in view."]

@@ -72,9 +72,9 @@ class Camera:
     def ray_directions(self) -> np.ndarray:
         """World ray directions, shape (3, H, W), with unit camera-z component (t == depth)."""
         fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        # pixel (row, col) is sampled at its centre (col + 0.5, row + 0.5), the convention of K here.
-        x = ((np.arange(self.width) + 0.5 - cx) / fx).astype(DTYPE)
-        y = ((np.arange(self.height) + 0.5 - cy) / fy).astype(DTYPE)
+        # OpenCV's convention, as NYU's and SUN's K: pixel (row, col) is centred at u = col, v = row
+        x = ((np.arange(self.width) - cx) / fx).astype(DTYPE)
+        y = ((np.arange(self.height) - cy) / fy).astype(DTYPE)
         R = self.rotation.astype(DTYPE)
         # R @ (x, y, 1) for every pixel, written as broadcast sums (no (H*W, 3) temporary).
         return (
@@ -84,7 +84,7 @@ class Camera:
         )
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """World points (N, 3) -> pixel coordinates u, v (pixel-centre convention) and depth z."""
+        """World points (N, 3) -> pixel coordinates u, v (u = column of the pixel centre) and depth z."""
         cam = (np.asarray(points, dtype=np.float64) - self.position) @ self.rotation
         z = cam[:, 2]
         safe_z = np.where(np.abs(z) > 1e-9, z, 1e-9)
@@ -134,7 +134,9 @@ def _reciprocal(values: np.ndarray) -> np.ndarray:
 _ROOM_EXIT_IDS = np.array([[2, 3], [4, 5], [0, 1]], dtype=np.int32)
 
 
-def render_room(camera: Camera, room_size: tuple[float, float, float], directions: np.ndarray) -> RenderBuffers:
+def render_room(
+    camera: Camera, room_size: tuple[float, float, float], directions: np.ndarray
+) -> RenderBuffers:
     """Depth, surface ids and normals of the empty room's interior seen from inside."""
     origin = camera.position
     if not all(0 < origin[i] < room_size[i] for i in range(3)):
@@ -170,10 +172,11 @@ def screen_rects(camera: Camera, primitives: list[Primitive]) -> np.ndarray:
     u, v, z = camera.project(corners)
     u, v, z = u.reshape(-1, 8), v.reshape(-1, 8), z.reshape(-1, 8)
     behind = z <= NEAR_PLANE
-    x0 = np.clip(np.floor(u.min(axis=1) - 0.5), 0, camera.width).astype(np.int64)
-    y0 = np.clip(np.floor(v.min(axis=1) - 0.5), 0, camera.height).astype(np.int64)
-    x1 = np.clip(np.ceil(u.max(axis=1) + 0.5) + 1, 0, camera.width).astype(np.int64)
-    y1 = np.clip(np.ceil(v.max(axis=1) + 0.5) + 1, 0, camera.height).astype(np.int64)
+    # pixel centres inside [u.min, u.max], with a pixel of slack against rounding
+    x0 = np.clip(np.floor(u.min(axis=1)) - 1, 0, camera.width).astype(np.int64)
+    y0 = np.clip(np.floor(v.min(axis=1)) - 1, 0, camera.height).astype(np.int64)
+    x1 = np.clip(np.ceil(u.max(axis=1)) + 2, 0, camera.width).astype(np.int64)
+    y1 = np.clip(np.ceil(v.max(axis=1)) + 2, 0, camera.height).astype(np.int64)
     straddles = behind.any(axis=1) & ~behind.all(axis=1)
     x0[straddles], y0[straddles], x1[straddles], y1[straddles] = 0, 0, camera.width, camera.height
     visible = ~behind.all(axis=1) & (x0 < x1) & (y0 < y1)

@@ -17,7 +17,15 @@ from .synthetic_objects import CATEGORIES, Shape
 
 # placement modes
 WALL, FREE, ON, BESIDE, FRONT, AROUND, ROWS, MOUNT, CENTER = (
-    "wall", "free", "on", "beside", "front", "around", "rows", "mount", "center",
+    "wall",
+    "free",
+    "on",
+    "beside",
+    "front",
+    "around",
+    "rows",
+    "mount",
+    "center",
 )
 
 # walls objects can go against (the near wall is behind the camera); yaw that turns an object's back to it
@@ -42,153 +50,215 @@ class SceneSpec:
     rules: tuple[Rule, ...]
 
 
-def R(category, probability, count=(1, 1), mode=FREE, targets=(), mount_height=(0.0, 0.0)) -> Rule:
+def _rule(category, probability, count=(1, 1), mode=FREE, targets=(), mount_height=(0.0, 0.0)) -> Rule:
     return Rule(category, probability, count, mode, tuple(targets), mount_height)
 
 
-_WINDOW = R("window", 0.65, (1, 2), MOUNT, mount_height=(0.75, 1.05))
-_DOOR = R("door", 0.5, (1, 1), MOUNT, mount_height=(0.0, 0.0))
-_PICTURE = R("picture", 0.5, (1, 2), MOUNT, mount_height=(1.2, 1.6))
+_WINDOW = _rule("window", 0.65, (1, 2), MOUNT, mount_height=(0.75, 1.05))
+_DOOR = _rule("door", 0.5, (1, 1), MOUNT, mount_height=(0.0, 0.0))
+_PICTURE = _rule("picture", 0.5, (1, 2), MOUNT, mount_height=(1.2, 1.6))
 
 SCENE_SPECS: dict[str, SceneSpec] = {
-    "bedroom": SceneSpec(((3.0, 5.0), (3.5, 5.5), (2.4, 3.0)), (
-        R("bed", 1.0, (1, 1), WALL),
-        R("night stand", 0.85, (1, 2), BESIDE, ("bed",)),
-        R("dresser", 0.5, (1, 1), WALL),
-        R("wardrobe", 0.4, (1, 1), WALL),
-        R("desk", 0.25, (1, 1), WALL),
-        R("chair", 0.35, (1, 1), AROUND, ("desk",)),
-        R("bookshelf", 0.2, (1, 1), WALL),
-        R("lamp", 0.7, (1, 2), ON, ("night stand", "dresser", "desk")),
-        R("pillow", 0.8, (1, 3), ON, ("bed",)),
-        R("television", 0.3, (1, 1), ON, ("dresser",)),
-        R("box", 0.3, (1, 2), FREE), R("bag", 0.3, (1, 1), FREE), R("plant", 0.2, (1, 1), FREE),
-        R("trash can", 0.15, (1, 1), FREE),
-        _WINDOW, _DOOR, _PICTURE, R("mirror", 0.2, (1, 1), MOUNT, mount_height=(1.0, 1.3)),
-    )),
-    "kitchen": SceneSpec(((2.6, 5.0), (3.0, 5.5), (2.4, 3.0)), (
-        R("counter", 1.0, (1, 2), WALL),
-        R("refrigerator", 0.9, (1, 1), WALL),
-        R("stove", 0.8, (1, 1), WALL),
-        R("cabinet", 0.8, (1, 3), MOUNT, mount_height=(1.4, 1.6)),
-        R("table", 0.4, (1, 1), CENTER),
-        R("chair", 0.4, (2, 4), AROUND, ("table",)),
-        R("sink", 0.8, (1, 1), ON, ("counter",)),
-        R("microwave", 0.5, (1, 1), ON, ("counter",)),
-        R("plant", 0.2, (1, 1), ON, ("counter", "table")),
-        R("box", 0.2, (1, 1), ON, ("counter", "table")),
-        R("trash can", 0.5, (1, 1), FREE),
-        _WINDOW, _DOOR,
-    )),
-    "bathroom": SceneSpec(((1.8, 3.2), (2.2, 3.6), (2.3, 2.8)), (
-        R("toilet", 1.0, (1, 1), WALL),
-        R("sink", 0.95, (1, 1), WALL),
-        R("bathtub", 0.6, (1, 1), WALL),
-        R("cabinet", 0.3, (1, 1), WALL),
-        R("mirror", 0.8, (1, 1), MOUNT, mount_height=(1.05, 1.3)),
-        R("towel", 0.6, (1, 2), MOUNT, mount_height=(0.8, 1.2)),
-        R("trash can", 0.4, (1, 1), FREE),
-        R("plant", 0.1, (1, 1), ON, ("sink", "cabinet")),
-        R("door", 0.6, (1, 1), MOUNT), R("window", 0.3, (1, 1), MOUNT, mount_height=(1.1, 1.4)),
-    )),
-    "living room": SceneSpec(((3.5, 6.0), (4.0, 6.5), (2.4, 3.0)), (
-        R("sofa", 1.0, (1, 2), WALL),
-        R("coffee table", 0.85, (1, 1), FRONT, ("sofa",)),
-        R("cabinet", 0.7, (1, 1), WALL),
-        R("bookshelf", 0.4, (1, 1), WALL),
-        R("chair", 0.5, (1, 2), FREE),
-        R("television", 0.8, (1, 1), ON, ("cabinet",)),
-        R("lamp", 0.6, (1, 2), FREE),
-        R("pillow", 0.6, (1, 3), ON, ("sofa",)),
-        R("book", 0.3, (1, 2), ON, ("coffee table",)),
-        R("plant", 0.5, (1, 2), FREE),
-        R("box", 0.15, (1, 1), FREE),
-        R("window", 0.8, (1, 2), MOUNT, mount_height=(0.7, 1.0)), R("door", 0.4, (1, 1), MOUNT), _PICTURE,
-    )),
-    "office": SceneSpec(((3.0, 6.0), (3.5, 6.0), (2.5, 3.2)), (
-        R("desk", 1.0, (1, 3), WALL),
-        R("chair", 0.95, (1, 3), AROUND, ("desk",)),
-        R("cabinet", 0.6, (1, 2), WALL),
-        R("bookshelf", 0.5, (1, 1), WALL),
-        R("table", 0.2, (1, 1), CENTER),
-        R("computer monitor", 0.9, (1, 3), ON, ("desk",)),
-        R("laptop", 0.3, (1, 1), ON, ("desk", "table")),
-        R("lamp", 0.3, (1, 1), ON, ("desk",)),
-        R("book", 0.4, (1, 2), ON, ("desk", "table", "cabinet")),
-        R("box", 0.4, (1, 2), FREE), R("trash can", 0.5, (1, 1), FREE), R("plant", 0.4, (1, 1), FREE),
-        R("white board", 0.3, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
-        _WINDOW, R("door", 0.6, (1, 1), MOUNT), R("picture", 0.3, (1, 1), MOUNT, mount_height=(1.3, 1.6)),
-    )),
-    "home office": SceneSpec(((2.5, 4.2), (3.0, 4.5), (2.4, 2.9)), (
-        R("desk", 1.0, (1, 1), WALL),
-        R("chair", 0.9, (1, 1), AROUND, ("desk",)),
-        R("bookshelf", 0.6, (1, 2), WALL),
-        R("cabinet", 0.4, (1, 1), WALL),
-        R("sofa", 0.2, (1, 1), WALL),
-        R("bed", 0.1, (1, 1), WALL),
-        R("computer monitor", 0.7, (1, 2), ON, ("desk",)),
-        R("laptop", 0.5, (1, 1), ON, ("desk",)),
-        R("lamp", 0.6, (1, 1), ON, ("desk", "cabinet")),
-        R("book", 0.5, (1, 2), ON, ("desk", "cabinet")),
-        R("plant", 0.4, (1, 1), FREE), R("box", 0.3, (1, 1), FREE), R("bag", 0.2, (1, 1), FREE),
-        _WINDOW, _DOOR, _PICTURE,
-    )),
-    "classroom": SceneSpec(((5.0, 8.0), (6.0, 9.0), (2.8, 3.4)), (
-        R("white board", 0.95, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
-        R("desk", 1.0, (4, 12), ROWS),
-        R("chair", 1.0, (4, 12), AROUND, ("desk",)),
-        R("table", 0.4, (1, 1), CENTER),
-        R("bookshelf", 0.3, (1, 2), WALL), R("cabinet", 0.3, (1, 2), WALL),
-        R("computer monitor", 0.2, (1, 2), ON, ("desk", "table")),
-        R("trash can", 0.3, (1, 1), FREE), R("bag", 0.3, (1, 3), FREE),
-        R("window", 0.7, (1, 3), MOUNT, mount_height=(0.8, 1.1)), R("door", 0.6, (1, 1), MOUNT),
-        R("picture", 0.2, (1, 2), MOUNT, mount_height=(1.4, 1.8)),
-    )),
-    "dining room": SceneSpec(((3.0, 5.5), (3.5, 6.0), (2.4, 3.0)), (
-        R("table", 1.0, (1, 1), CENTER),
-        R("chair", 1.0, (2, 6), AROUND, ("table",)),
-        R("cabinet", 0.5, (1, 2), WALL),
-        R("dresser", 0.2, (1, 1), WALL),
-        R("plant", 0.4, (1, 1), ON, ("table", "cabinet")),
-        R("lamp", 0.3, (1, 1), ON, ("cabinet", "dresser")),
-        R("box", 0.1, (1, 1), FREE),
-        R("television", 0.1, (1, 1), MOUNT, mount_height=(1.0, 1.4)),
-        R("window", 0.7, (1, 2), MOUNT, mount_height=(0.7, 1.0)), R("door", 0.4, (1, 1), MOUNT),
-        R("picture", 0.6, (1, 2), MOUNT, mount_height=(1.2, 1.6)),
-    )),
-    "library": SceneSpec(((5.0, 9.0), (6.0, 10.0), (2.8, 3.6)), (
-        R("bookshelf", 1.0, (3, 8), WALL),
-        R("table", 0.8, (1, 2), CENTER),
-        R("chair", 0.8, (2, 6), AROUND, ("table",)),
-        R("desk", 0.3, (1, 1), WALL),
-        R("computer monitor", 0.3, (1, 2), ON, ("table", "desk")),
-        R("lamp", 0.3, (1, 2), ON, ("table", "desk")),
-        R("book", 0.6, (1, 4), ON, ("table", "desk")),
-        R("plant", 0.2, (1, 1), FREE), R("box", 0.2, (1, 1), FREE),
-        R("window", 0.5, (1, 2), MOUNT, mount_height=(0.9, 1.2)), R("door", 0.5, (1, 1), MOUNT),
-    )),
-    "conference room": SceneSpec(((4.0, 7.0), (5.0, 8.0), (2.6, 3.2)), (
-        R("table", 1.0, (1, 1), CENTER),
-        R("chair", 1.0, (4, 10), AROUND, ("table",)),
-        R("cabinet", 0.3, (1, 1), WALL),
-        R("white board", 0.6, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
-        R("television", 0.6, (1, 1), MOUNT, mount_height=(0.9, 1.3)),
-        R("laptop", 0.5, (1, 3), ON, ("table",)),
-        R("computer monitor", 0.2, (1, 1), ON, ("table", "cabinet")),
-        R("plant", 0.3, (1, 2), FREE),
-        R("window", 0.6, (1, 3), MOUNT, mount_height=(0.8, 1.0)), R("door", 0.6, (1, 1), MOUNT),
-        R("picture", 0.3, (1, 2), MOUNT, mount_height=(1.3, 1.7)),
-    )),
-    "bookstore": SceneSpec(((5.0, 9.0), (6.0, 10.0), (2.8, 3.6)), (
-        R("bookshelf", 1.0, (3, 8), WALL),
-        R("counter", 0.4, (1, 1), WALL),
-        R("table", 0.6, (1, 2), CENTER),
-        R("book", 0.8, (2, 5), ON, ("table", "counter")),
-        R("computer monitor", 0.2, (1, 1), ON, ("counter",)),
-        R("chair", 0.3, (1, 2), FREE), R("box", 0.5, (1, 3), FREE), R("plant", 0.3, (1, 1), FREE),
-        R("window", 0.4, (1, 2), MOUNT, mount_height=(0.8, 1.1)), R("door", 0.5, (1, 1), MOUNT),
-        R("picture", 0.3, (1, 2), MOUNT, mount_height=(1.5, 1.9)),
-    )),
+    "bedroom": SceneSpec(
+        ((3.0, 5.0), (3.5, 5.5), (2.4, 3.0)),
+        (
+            _rule("bed", 1.0, (1, 1), WALL),
+            _rule("night stand", 0.85, (1, 2), BESIDE, ("bed",)),
+            _rule("dresser", 0.5, (1, 1), WALL),
+            _rule("wardrobe", 0.4, (1, 1), WALL),
+            _rule("desk", 0.25, (1, 1), WALL),
+            _rule("chair", 0.35, (1, 1), AROUND, ("desk",)),
+            _rule("bookshelf", 0.2, (1, 1), WALL),
+            _rule("lamp", 0.7, (1, 2), ON, ("night stand", "dresser", "desk")),
+            _rule("pillow", 0.8, (1, 3), ON, ("bed",)),
+            _rule("television", 0.3, (1, 1), ON, ("dresser",)),
+            _rule("box", 0.3, (1, 2), FREE),
+            _rule("bag", 0.3, (1, 1), FREE),
+            _rule("plant", 0.2, (1, 1), FREE),
+            _rule("trash can", 0.15, (1, 1), FREE),
+            _WINDOW,
+            _DOOR,
+            _PICTURE,
+            _rule("mirror", 0.2, (1, 1), MOUNT, mount_height=(1.0, 1.3)),
+        ),
+    ),
+    "kitchen": SceneSpec(
+        ((2.6, 5.0), (3.0, 5.5), (2.4, 3.0)),
+        (
+            _rule("counter", 1.0, (1, 2), WALL),
+            _rule("refrigerator", 0.9, (1, 1), WALL),
+            _rule("stove", 0.8, (1, 1), WALL),
+            _rule("cabinet", 0.8, (1, 3), MOUNT, mount_height=(1.4, 1.6)),
+            _rule("table", 0.4, (1, 1), CENTER),
+            _rule("chair", 0.4, (2, 4), AROUND, ("table",)),
+            _rule("sink", 0.8, (1, 1), ON, ("counter",)),
+            _rule("microwave", 0.5, (1, 1), ON, ("counter",)),
+            _rule("plant", 0.2, (1, 1), ON, ("counter", "table")),
+            _rule("box", 0.2, (1, 1), ON, ("counter", "table")),
+            _rule("trash can", 0.5, (1, 1), FREE),
+            _WINDOW,
+            _DOOR,
+        ),
+    ),
+    "bathroom": SceneSpec(
+        ((1.8, 3.2), (2.2, 3.6), (2.3, 2.8)),
+        (
+            _rule("toilet", 1.0, (1, 1), WALL),
+            _rule("sink", 0.95, (1, 1), WALL),
+            _rule("bathtub", 0.6, (1, 1), WALL),
+            _rule("cabinet", 0.3, (1, 1), WALL),
+            _rule("mirror", 0.8, (1, 1), MOUNT, mount_height=(1.05, 1.3)),
+            _rule("towel", 0.6, (1, 2), MOUNT, mount_height=(0.8, 1.2)),
+            _rule("trash can", 0.4, (1, 1), FREE),
+            _rule("plant", 0.1, (1, 1), ON, ("sink", "cabinet")),
+            _rule("door", 0.6, (1, 1), MOUNT),
+            _rule("window", 0.3, (1, 1), MOUNT, mount_height=(1.1, 1.4)),
+        ),
+    ),
+    "living room": SceneSpec(
+        ((3.5, 6.0), (4.0, 6.5), (2.4, 3.0)),
+        (
+            _rule("sofa", 1.0, (1, 2), WALL),
+            _rule("coffee table", 0.85, (1, 1), FRONT, ("sofa",)),
+            _rule("cabinet", 0.7, (1, 1), WALL),
+            _rule("bookshelf", 0.4, (1, 1), WALL),
+            _rule("chair", 0.5, (1, 2), FREE),
+            _rule("television", 0.8, (1, 1), ON, ("cabinet",)),
+            _rule("lamp", 0.6, (1, 2), FREE),
+            _rule("pillow", 0.6, (1, 3), ON, ("sofa",)),
+            _rule("book", 0.3, (1, 2), ON, ("coffee table",)),
+            _rule("plant", 0.5, (1, 2), FREE),
+            _rule("box", 0.15, (1, 1), FREE),
+            _rule("window", 0.8, (1, 2), MOUNT, mount_height=(0.7, 1.0)),
+            _rule("door", 0.4, (1, 1), MOUNT),
+            _PICTURE,
+        ),
+    ),
+    "office": SceneSpec(
+        ((3.0, 6.0), (3.5, 6.0), (2.5, 3.2)),
+        (
+            _rule("desk", 1.0, (1, 3), WALL),
+            _rule("chair", 0.95, (1, 3), AROUND, ("desk",)),
+            _rule("cabinet", 0.6, (1, 2), WALL),
+            _rule("bookshelf", 0.5, (1, 1), WALL),
+            _rule("table", 0.2, (1, 1), CENTER),
+            _rule("computer monitor", 0.9, (1, 3), ON, ("desk",)),
+            _rule("laptop", 0.3, (1, 1), ON, ("desk", "table")),
+            _rule("lamp", 0.3, (1, 1), ON, ("desk",)),
+            _rule("book", 0.4, (1, 2), ON, ("desk", "table", "cabinet")),
+            _rule("box", 0.4, (1, 2), FREE),
+            _rule("trash can", 0.5, (1, 1), FREE),
+            _rule("plant", 0.4, (1, 1), FREE),
+            _rule("white board", 0.3, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
+            _WINDOW,
+            _rule("door", 0.6, (1, 1), MOUNT),
+            _rule("picture", 0.3, (1, 1), MOUNT, mount_height=(1.3, 1.6)),
+        ),
+    ),
+    "home office": SceneSpec(
+        ((2.5, 4.2), (3.0, 4.5), (2.4, 2.9)),
+        (
+            _rule("desk", 1.0, (1, 1), WALL),
+            _rule("chair", 0.9, (1, 1), AROUND, ("desk",)),
+            _rule("bookshelf", 0.6, (1, 2), WALL),
+            _rule("cabinet", 0.4, (1, 1), WALL),
+            _rule("sofa", 0.2, (1, 1), WALL),
+            _rule("bed", 0.1, (1, 1), WALL),
+            _rule("computer monitor", 0.7, (1, 2), ON, ("desk",)),
+            _rule("laptop", 0.5, (1, 1), ON, ("desk",)),
+            _rule("lamp", 0.6, (1, 1), ON, ("desk", "cabinet")),
+            _rule("book", 0.5, (1, 2), ON, ("desk", "cabinet")),
+            _rule("plant", 0.4, (1, 1), FREE),
+            _rule("box", 0.3, (1, 1), FREE),
+            _rule("bag", 0.2, (1, 1), FREE),
+            _WINDOW,
+            _DOOR,
+            _PICTURE,
+        ),
+    ),
+    "classroom": SceneSpec(
+        ((5.0, 8.0), (6.0, 9.0), (2.8, 3.4)),
+        (
+            _rule("white board", 0.95, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
+            _rule("desk", 1.0, (4, 12), ROWS),
+            _rule("chair", 1.0, (4, 12), AROUND, ("desk",)),
+            _rule("table", 0.4, (1, 1), CENTER),
+            _rule("bookshelf", 0.3, (1, 2), WALL),
+            _rule("cabinet", 0.3, (1, 2), WALL),
+            _rule("computer monitor", 0.2, (1, 2), ON, ("desk", "table")),
+            _rule("trash can", 0.3, (1, 1), FREE),
+            _rule("bag", 0.3, (1, 3), FREE),
+            _rule("window", 0.7, (1, 3), MOUNT, mount_height=(0.8, 1.1)),
+            _rule("door", 0.6, (1, 1), MOUNT),
+            _rule("picture", 0.2, (1, 2), MOUNT, mount_height=(1.4, 1.8)),
+        ),
+    ),
+    "dining room": SceneSpec(
+        ((3.0, 5.5), (3.5, 6.0), (2.4, 3.0)),
+        (
+            _rule("table", 1.0, (1, 1), CENTER),
+            _rule("chair", 1.0, (2, 6), AROUND, ("table",)),
+            _rule("cabinet", 0.5, (1, 2), WALL),
+            _rule("dresser", 0.2, (1, 1), WALL),
+            _rule("plant", 0.4, (1, 1), ON, ("table", "cabinet")),
+            _rule("lamp", 0.3, (1, 1), ON, ("cabinet", "dresser")),
+            _rule("box", 0.1, (1, 1), FREE),
+            _rule("television", 0.1, (1, 1), MOUNT, mount_height=(1.0, 1.4)),
+            _rule("window", 0.7, (1, 2), MOUNT, mount_height=(0.7, 1.0)),
+            _rule("door", 0.4, (1, 1), MOUNT),
+            _rule("picture", 0.6, (1, 2), MOUNT, mount_height=(1.2, 1.6)),
+        ),
+    ),
+    "library": SceneSpec(
+        ((5.0, 9.0), (6.0, 10.0), (2.8, 3.6)),
+        (
+            _rule("bookshelf", 1.0, (2, 6), WALL),
+            _rule("bookshelf", 0.6, (3, 10), ROWS),
+            _rule("table", 0.8, (1, 2), CENTER),
+            _rule("chair", 0.8, (2, 6), AROUND, ("table",)),
+            _rule("desk", 0.3, (1, 1), WALL),
+            _rule("computer monitor", 0.3, (1, 2), ON, ("table", "desk")),
+            _rule("lamp", 0.3, (1, 2), ON, ("table", "desk")),
+            _rule("book", 0.6, (1, 4), ON, ("table", "desk")),
+            _rule("plant", 0.2, (1, 1), FREE),
+            _rule("box", 0.2, (1, 1), FREE),
+            _rule("window", 0.5, (1, 2), MOUNT, mount_height=(0.9, 1.2)),
+            _rule("door", 0.5, (1, 1), MOUNT),
+        ),
+    ),
+    "conference room": SceneSpec(
+        ((4.0, 7.0), (5.0, 8.0), (2.6, 3.2)),
+        (
+            _rule("table", 1.0, (1, 1), CENTER),
+            _rule("chair", 1.0, (4, 10), AROUND, ("table",)),
+            _rule("cabinet", 0.3, (1, 1), WALL),
+            _rule("white board", 0.6, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
+            _rule("television", 0.6, (1, 1), MOUNT, mount_height=(0.9, 1.3)),
+            _rule("laptop", 0.5, (1, 3), ON, ("table",)),
+            _rule("computer monitor", 0.2, (1, 1), ON, ("table", "cabinet")),
+            _rule("plant", 0.3, (1, 2), FREE),
+            _rule("window", 0.6, (1, 3), MOUNT, mount_height=(0.8, 1.0)),
+            _rule("door", 0.6, (1, 1), MOUNT),
+            _rule("picture", 0.3, (1, 2), MOUNT, mount_height=(1.3, 1.7)),
+        ),
+    ),
+    "bookstore": SceneSpec(
+        ((5.0, 9.0), (6.0, 10.0), (2.8, 3.6)),
+        (
+            _rule("bookshelf", 1.0, (2, 6), WALL),
+            _rule("bookshelf", 0.7, (3, 10), ROWS),
+            _rule("counter", 0.4, (1, 1), WALL),
+            _rule("table", 0.6, (1, 2), CENTER),
+            _rule("book", 0.8, (2, 5), ON, ("table", "counter")),
+            _rule("computer monitor", 0.2, (1, 1), ON, ("counter",)),
+            _rule("chair", 0.3, (1, 2), FREE),
+            _rule("box", 0.5, (1, 3), FREE),
+            _rule("plant", 0.3, (1, 1), FREE),
+            _rule("window", 0.4, (1, 2), MOUNT, mount_height=(0.8, 1.1)),
+            _rule("door", 0.5, (1, 1), MOUNT),
+            _rule("picture", 0.3, (1, 2), MOUNT, mount_height=(1.5, 1.9)),
+        ),
+    ),
 }
 
 
@@ -218,13 +288,20 @@ class PlacedObject:
         result = []
         for kind, centre, half, part_yaw in self.shape.parts:
             world = self.position + rotation @ np.asarray(centre)
-            result.append(Primitive(kind, tuple(float(v) for v in world), tuple(float(v) for v in half), self.yaw + part_yaw))
+            result.append(
+                Primitive(
+                    kind, tuple(float(v) for v in world), tuple(float(v) for v in half), self.yaw + part_yaw
+                )
+            )
         return result
 
     def footprint(self) -> tuple[float, float, float, float]:
         """Axis-aligned bounds (x0, y0, x1, y1) of the rotated footprint on the floor."""
         w, d, _ = self.shape.size
-        corners = np.array([[sx * w / 2, sy * d / 2] for sx in (-1, 1) for sy in (-1, 1)]) @ yaw_matrix(self.yaw)[:2, :2].T
+        corners = (
+            np.array([[sx * w / 2, sy * d / 2] for sx in (-1, 1) for sy in (-1, 1)])
+            @ yaw_matrix(self.yaw)[:2, :2].T
+        )
         x, y = corners[:, 0] + self.position[0], corners[:, 1] + self.position[1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
 
@@ -261,8 +338,10 @@ class RoomLayout:
         return width - depth_offset, s
 
     def _wall_free(self, wall, s0, s1, z0, z1) -> bool:
-        return all(not (s0 < b + CLEARANCE and a < s1 + CLEARANCE and z0 < zb and za < z1)
-                   for a, b, za, zb in self.wall_spans[wall])
+        return all(
+            not (s0 < b + CLEARANCE and a < s1 + CLEARANCE and z0 < zb and za < z1)
+            for a, b, za, zb in self.wall_spans[wall]
+        )
 
     def _floor_free(self, rect, ignore: set[int] = frozenset()) -> bool:
         width, depth, _ = self.room
@@ -280,18 +359,29 @@ class RoomLayout:
     def _colour(self, category: str) -> tuple[int, int, int]:
         options = CATEGORIES[category].colours
         base = np.asarray(options[self.rng.integers(len(options))], dtype=float)
-        return tuple(int(v) for v in np.clip(base * self.rng.uniform(0.85, 1.1) + self.rng.normal(0, 6, 3), 0, 255))
+        return tuple(
+            int(v) for v in np.clip(base * self.rng.uniform(0.85, 1.1) + self.rng.normal(0, 6, 3), 0, 255)
+        )
 
     def _add(self, category, shape, position, yaw, relation, footprint_owner=True) -> PlacedObject:
-        obj = PlacedObject(len(self.objects), category, np.asarray(position, dtype=float), float(yaw), shape,
-                           self._colour(category), relation)
+        obj = PlacedObject(
+            len(self.objects),
+            category,
+            np.asarray(position, dtype=float),
+            float(yaw),
+            shape,
+            self._colour(category),
+            relation,
+        )
         self.objects.append(obj)
         if footprint_owner:
             self.floor_rects.append((obj.footprint(), obj.index))
         return obj
 
     def _shape(self, category: str, mode: str, support: str | None = None) -> Shape:
-        return CATEGORIES[category].build(self.rng, {"mode": mode, "scene": self.scene_type, "support": support})
+        return CATEGORIES[category].build(
+            self.rng, {"mode": mode, "scene": self.scene_type, "support": support}
+        )
 
     # --- placement modes ------------------------------------------------------------------------
     def place_against_wall(self, category: str, tries: int = 12) -> PlacedObject | None:
@@ -314,7 +404,9 @@ class RoomLayout:
         self.failed += 1
         return None
 
-    def place_mounted(self, category: str, mount_height: tuple[float, float], tries: int = 12) -> PlacedObject | None:
+    def place_mounted(
+        self, category: str, mount_height: tuple[float, float], tries: int = 12
+    ) -> PlacedObject | None:
         for _ in range(tries):
             shape = self._shape(category, MOUNT)
             w, d, h = shape.size
@@ -328,14 +420,27 @@ class RoomLayout:
             if not self._wall_free(wall, s - w / 2, s + w / 2, z0, z0 + h):
                 continue
             if category == "door":  # a door needs free floor in front of it
-                clear = PlacedObject(-1, category, np.array([*self.wall_point(wall, s, 0.45), 0.0]), WALL_YAW[wall],
-                                     Shape([], (w, 0.9, h)), (0, 0, 0), {})
+                clear = PlacedObject(
+                    -1,
+                    category,
+                    np.array([*self.wall_point(wall, s, 0.45), 0.0]),
+                    WALL_YAW[wall],
+                    Shape([], (w, 0.9, h)),
+                    (0, 0, 0),
+                    {},
+                )
                 if not self._floor_free(clear.footprint()):
                     continue
                 self.floor_rects.append((clear.footprint(), -2))
             self.wall_spans[wall].append((s - w / 2, s + w / 2, z0, z0 + h))
-            return self._add(category, shape, (x, y, z0), WALL_YAW[wall], {"type": "mounted", "wall": wall},
-                             footprint_owner=False)
+            return self._add(
+                category,
+                shape,
+                (x, y, z0),
+                WALL_YAW[wall],
+                {"type": "mounted", "wall": wall},
+                footprint_owner=False,
+            )
         self.failed += 1
         return None
 
@@ -367,23 +472,33 @@ class RoomLayout:
         return None
 
     def place_rows(self, category: str, count: int) -> list[PlacedObject]:
-        """Desks in rows facing the far wall (a classroom); one desk model per room, as schools buy them."""
+        """Rows facing the far wall: classroom desks, or the free-standing shelves of a library.
+
+        One model per room, as schools and shops buy them; rows start 2 m (desks) or 1.2 m (shelves)
+        from the far wall and leave an aisle between them.
+        """
         width, depth, _ = self.room
         shape = self._shape(category, ROWS)
         w, d, _ = shape.size
-        pitch_x, pitch_y = w + self.rng.uniform(0.3, 0.7), d + self.rng.uniform(0.8, 1.1)
-        cols = max(1, int((width - 1.0) / pitch_x))
-        rows = max(1, int((depth - 3.0) / pitch_y))
+        shelves = category == "bookshelf"
+        gap_x = self.rng.uniform(0.08, 0.2) if shelves else self.rng.uniform(0.3, 0.7)
+        aisle = self.rng.uniform(1.0, 1.5) if shelves else self.rng.uniform(0.8, 1.1)
+        first_row = 1.2 if shelves else 2.0
+        pitch_x, pitch_y = w + gap_x, d + aisle
+        cols = max(1, int((width - (2.4 if shelves else 1.0)) / pitch_x))
+        rows = max(1, int((depth - first_row - 1.5) / pitch_y))
         x_start = (width - (cols - 1) * pitch_x) / 2
         placed = []
         for i in range(min(count, rows * cols)):
             r, c = divmod(i, cols)
-            y = depth - 2.0 - r * pitch_y
+            y = depth - first_row - r * pitch_y
             x = x_start + c * pitch_x + self.rng.normal(0, 0.03)
             yaw = self.rng.normal(0, 0.03)
             probe = PlacedObject(-1, category, np.array([x, y, 0.0]), yaw, shape, (0, 0, 0), {})
             if self._floor_free(probe.footprint()):
-                placed.append(self._add(category, shape, (x, y, 0.0), yaw, {"type": "row", "row": r, "column": c}))
+                placed.append(
+                    self._add(category, shape, (x, y, 0.0), yaw, {"type": "row", "row": r, "column": c})
+                )
         return placed
 
     def _anchors(self, targets) -> list[PlacedObject]:
@@ -413,8 +528,9 @@ class RoomLayout:
             position = support.position + yaw_matrix(support.yaw) @ np.array([lx, ly, 0.0])
             position[2] = support.top_height
             yaw = support.yaw + self.rng.normal(0, 0.12)
-            return self._add(category, shape, position, yaw, {"type": "on", "target": support.index},
-                             footprint_owner=False)
+            return self._add(
+                category, shape, position, yaw, {"type": "on", "target": support.index}, footprint_owner=False
+            )
         self.failed += 1
         return None
 
@@ -435,7 +551,9 @@ class RoomLayout:
             probe = PlacedObject(-1, category, position, yaw, shape, (0, 0, 0), {})
             if self._floor_free(probe.footprint()):
                 wall = anchor.relation["wall"]
-                s_centre = float(anchor.relation["s"]) + side * (aw / 2 + gap + w / 2) * (-1 if wall == "right wall" else 1)
+                s_centre = float(anchor.relation["s"]) + side * (aw / 2 + gap + w / 2) * (
+                    -1 if wall == "right wall" else 1
+                )
                 self.wall_spans[wall].append((s_centre - w / 2, s_centre + w / 2, 0.0, h))
                 return self._add(category, shape, position, yaw, {"type": "beside", "target": anchor.index})
         self.failed += 1
@@ -494,7 +612,9 @@ class RoomLayout:
             yaw = float(np.arctan2(to_anchor[0], -to_anchor[1])) + self.rng.normal(0, 0.15)
             probe = PlacedObject(-1, category, position, yaw, shape, (0, 0, 0), {})
             if self._floor_free(probe.footprint(), ignore={anchor.index}):
-                placed.append(self._add(category, shape, position, yaw, {"type": "at", "target": anchor.index}))
+                placed.append(
+                    self._add(category, shape, position, yaw, {"type": "at", "target": anchor.index})
+                )
         return placed
 
     def apply(self, rule: Rule, count: int) -> None:
@@ -523,7 +643,9 @@ class RoomLayout:
                 raise ValueError(f"Unknown placement mode {rule.mode!r} for {rule.category!r}.")
 
 
-def furnish(rng: np.random.Generator, scene_type: str, room_size, camera_xy) -> tuple[list[PlacedObject], dict]:
+def furnish(
+    rng: np.random.Generator, scene_type: str, room_size, camera_xy
+) -> tuple[list[PlacedObject], dict]:
     """Sample the scene type's objects and place them; returns the objects and placement statistics."""
     spec = SCENE_SPECS[scene_type]
     layout = RoomLayout(rng, room_size, camera_xy, scene_type)

@@ -32,7 +32,12 @@ class Shape:
 
 def block(x0: float, x1: float, y0: float, y1: float, z0: float, z1: float) -> Part:
     """A box part given by its extents."""
-    return (BOX, ((x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2), ((x1 - x0) / 2, (y1 - y0) / 2, (z1 - z0) / 2), 0.0)
+    return (
+        BOX,
+        ((x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2),
+        ((x1 - x0) / 2, (y1 - y0) / 2, (z1 - z0) / 2),
+        0.0,
+    )
 
 
 def cylinder(x: float, y: float, z0: float, z1: float, rx: float, ry: float | None = None) -> Part:
@@ -56,7 +61,9 @@ def _legs(w: float, d: float, z1: float, thickness: float, inset: float, round_l
             if round_legs:
                 parts.append(cylinder(x, y, 0.0, z1, thickness / 2))
             else:
-                parts.append(block(x - thickness / 2, x + thickness / 2, y - thickness / 2, y + thickness / 2, 0.0, z1))
+                parts.append(
+                    block(x - thickness / 2, x + thickness / 2, y - thickness / 2, y + thickness / 2, 0.0, z1)
+                )
     return parts
 
 
@@ -88,7 +95,9 @@ def build_night_stand(rng, ctx) -> Shape:
         parts = [block(-w / 2, w / 2, -d / 2, d / 2, 0.0, h)]
     else:
         leg = _u(rng, 0.1, 0.2)
-        parts = [block(-w / 2, w / 2, -d / 2, d / 2, leg, h)] + _legs(w, d, leg, 0.03, 0.01, rng.random() < 0.5)
+        parts = [block(-w / 2, w / 2, -d / 2, d / 2, leg, h)] + _legs(
+            w, d, leg, 0.03, 0.01, rng.random() < 0.5
+        )
     parts.append(block(-0.05, 0.05, -d / 2 - 0.02, -d / 2, h * 0.7, h * 0.7 + 0.02))  # drawer pull
     return Shape(parts, (w, d, h), top=h)
 
@@ -163,13 +172,19 @@ def build_coffee_table(rng, ctx) -> Shape:
     elif variant == 1:  # round on a pedestal
         r = _u(rng, 0.35, 0.5)
         w = d = 2 * r
-        parts = [cylinder(0, 0, h - 0.04, h, r), cylinder(0, 0, 0.0, h - 0.04, _u(rng, 0.05, 0.1)),
-                 cylinder(0, 0, 0.0, 0.03, r * 0.5)]
+        parts = [
+            cylinder(0, 0, h - 0.04, h, r),
+            cylinder(0, 0, 0.0, h - 0.04, _u(rng, 0.05, 0.1)),
+            cylinder(0, 0, 0.0, 0.03, r * 0.5),
+        ]
     else:  # solid block with a lower shelf
         w, d = _u(rng, 0.7, 1.2), _u(rng, 0.45, 0.7)
-        parts = [block(-w / 2, w / 2, -d / 2, d / 2, h - 0.05, h), block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.06),
-                 block(-w / 2, -w / 2 + 0.05, -d / 2, d / 2, 0.06, h - 0.05),
-                 block(w / 2 - 0.05, w / 2, -d / 2, d / 2, 0.06, h - 0.05)]
+        parts = [
+            block(-w / 2, w / 2, -d / 2, d / 2, h - 0.05, h),
+            block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.06),
+            block(-w / 2, -w / 2 + 0.05, -d / 2, d / 2, 0.06, h - 0.05),
+            block(w / 2 - 0.05, w / 2, -d / 2, d / 2, 0.06, h - 0.05),
+        ]
     return Shape(parts, (w, d, h), top=h)
 
 
@@ -193,9 +208,16 @@ def build_chair(rng, ctx) -> Shape:
     w, d = _u(rng, 0.42, 0.56), _u(rng, 0.42, 0.55)
     top = seat + _u(rng, 0.35, 0.55)
     # armchairs only where people lounge; work and dining rooms get four-legged or swivel chairs
-    variant = 2 if ctx.get("scene") == "living room" else int(rng.integers(3 if ctx.get("scene") in ("bedroom", "home office", "bookstore") else 2))
+    variant = (
+        2
+        if ctx.get("scene") == "living room"
+        else int(rng.integers(3 if ctx.get("scene") in ("bedroom", "home office", "bookstore") else 2))
+    )
     if variant == 0:  # four-legged
-        parts = [block(-w / 2, w / 2, -d / 2, d / 2, seat - 0.04, seat), block(-w / 2, w / 2, d / 2 - 0.04, d / 2, seat, top)]
+        parts = [
+            block(-w / 2, w / 2, -d / 2, d / 2, seat - 0.04, seat),
+            block(-w / 2, w / 2, d / 2 - 0.04, d / 2, seat, top),
+        ]
         parts += _legs(w, d, seat - 0.04, _u(rng, 0.025, 0.045), 0.0, rng.random() < 0.4)
     elif variant == 1:  # swivel office chair
         r_base = max(w, d) / 2
@@ -227,7 +249,11 @@ def build_table(rng, ctx) -> Shape:
     t = _u(rng, 0.025, 0.06)
     if not big and rng.random() < 0.25:  # round pedestal table
         r = _u(rng, 0.4, 0.6)
-        parts = [cylinder(0, 0, h - t, h, r), cylinder(0, 0, 0.0, h - t, _u(rng, 0.05, 0.09)), cylinder(0, 0, 0.0, 0.03, r * 0.55)]
+        parts = [
+            cylinder(0, 0, h - t, h, r),
+            cylinder(0, 0, 0.0, h - t, _u(rng, 0.05, 0.09)),
+            cylinder(0, 0, 0.0, 0.03, r * 0.55),
+        ]
         return Shape(parts, (2 * r, 2 * r, h), top=h)
     parts = [block(-w / 2, w / 2, -d / 2, d / 2, h - t, h)]
     if rng.random() < 0.7:
@@ -249,16 +275,21 @@ def build_desk(rng, ctx) -> Shape:
     parts = [block(-w / 2, w / 2, -d / 2, d / 2, h - t, h)]
     variant = rng.integers(3)
     if variant == 0:  # side panels and a modesty panel at the back
-        parts += [block(-w / 2, -w / 2 + 0.03, -d / 2, d / 2, 0.0, h - t), block(w / 2 - 0.03, w / 2, -d / 2, d / 2, 0.0, h - t),
-                  block(-w / 2, w / 2, d / 2 - 0.03, d / 2, 0.3, h - t)]
+        parts += [
+            block(-w / 2, -w / 2 + 0.03, -d / 2, d / 2, 0.0, h - t),
+            block(w / 2 - 0.03, w / 2, -d / 2, d / 2, 0.0, h - t),
+            block(-w / 2, w / 2, d / 2 - 0.03, d / 2, 0.3, h - t),
+        ]
     elif variant == 1:  # legs
         parts += _legs(w, d, h - t, 0.05, 0.02, rng.random() < 0.5)
     else:  # drawer pedestal on one side, a panel on the other
         pw = min(_u(rng, 0.35, 0.45), w * 0.45)
         side = 1 if rng.random() < 0.5 else -1
         x_in, x_out = side * (w / 2 - pw), side * w / 2
-        parts += [block(min(x_in, x_out), max(x_in, x_out), -d / 2, d / 2, 0.0, h - t),
-                  block(-side * w / 2 - 0.015, -side * w / 2 + 0.015, -d / 2, d / 2, 0.0, h - t)]
+        parts += [
+            block(min(x_in, x_out), max(x_in, x_out), -d / 2, d / 2, 0.0, h - t),
+            block(-side * w / 2 - 0.015, -side * w / 2 + 0.015, -d / 2, d / 2, 0.0, h - t),
+        ]
     return Shape(parts, (w, d, h), top=h, top_region="any")
 
 
@@ -279,8 +310,13 @@ def build_computer_monitor(rng, ctx) -> Shape:
 def build_laptop(rng, ctx) -> Shape:
     w, d = _u(rng, 0.3, 0.38), _u(rng, 0.21, 0.26)
     screen = d * _u(rng, 0.9, 1.0)
-    return Shape([block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.02), block(-w / 2, w / 2, d / 2 - 0.01, d / 2 + 0.005, 0.02, 0.02 + screen)],
-                 (w, d + 0.01, 0.02 + screen))
+    return Shape(
+        [
+            block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.02),
+            block(-w / 2, w / 2, d / 2 - 0.01, d / 2 + 0.005, 0.02, 0.02 + screen),
+        ],
+        (w, d + 0.01, 0.02 + screen),
+    )
 
 
 def build_bookshelf(rng, ctx) -> Shape:
@@ -303,7 +339,9 @@ def build_bookshelf(rng, ctx) -> Shape:
             run = min(_u(rng, 0.08, 0.3), w / 2 - side - x)
             if rng.random() < 0.8:
                 bh = gap * _u(rng, 0.55, 0.9)
-                parts.append(block(x, x + run, -d / 2 + _u(rng, 0.01, 0.06), d / 2 - 0.01, z + side, z + side + bh))
+                parts.append(
+                    block(x, x + run, -d / 2 + _u(rng, 0.01, 0.06), d / 2 - 0.01, z + side, z + side + bh)
+                )
             x += run
     return Shape(parts, (w, d, h), top=h)
 
@@ -342,10 +380,16 @@ def build_cabinet(rng, ctx) -> Shape:
 def build_refrigerator(rng, ctx) -> Shape:
     w, d, h = _u(rng, 0.6, 0.9), _u(rng, 0.6, 0.75), _u(rng, 1.5, 1.95)
     split = h * _u(rng, 0.3, 0.7)
-    parts = [block(-w / 2, w / 2, -d / 2, d / 2, 0.0, split - 0.005), block(-w / 2, w / 2, -d / 2, d / 2, split + 0.005, h),
-             block(-w / 2 + 0.01, w / 2 - 0.01, -d / 2 + 0.01, d / 2, split - 0.005, split + 0.005)]
+    parts = [
+        block(-w / 2, w / 2, -d / 2, d / 2, 0.0, split - 0.005),
+        block(-w / 2, w / 2, -d / 2, d / 2, split + 0.005, h),
+        block(-w / 2 + 0.01, w / 2 - 0.01, -d / 2 + 0.01, d / 2, split - 0.005, split + 0.005),
+    ]
     hx = w / 2 - 0.06
-    parts += [cylinder(hx, -d / 2 - 0.03, split - 0.35, split - 0.05, 0.012), cylinder(hx, -d / 2 - 0.03, split + 0.05, split + 0.4, 0.012)]
+    parts += [
+        cylinder(hx, -d / 2 - 0.03, split - 0.35, split - 0.05, 0.012),
+        cylinder(hx, -d / 2 - 0.03, split + 0.05, split + 0.4, 0.012),
+    ]
     return Shape(parts, (w, d + 0.04, h))
 
 
@@ -365,7 +409,10 @@ def build_stove(rng, ctx) -> Shape:
 def build_sink(rng, ctx) -> Shape:
     if ctx.get("mode") == "on":  # kitchen sink set into a counter: rim, basin edge and tap
         w, d = _u(rng, 0.45, 0.8), _u(rng, 0.38, 0.46)
-        parts = [block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.015), cylinder(0, d / 2 - 0.04, 0.0, _u(rng, 0.2, 0.35), 0.015)]
+        parts = [
+            block(-w / 2, w / 2, -d / 2, d / 2, 0.0, 0.015),
+            cylinder(0, d / 2 - 0.04, 0.0, _u(rng, 0.2, 0.35), 0.015),
+        ]
         return Shape(parts, (w, d, 0.3))
     h = _u(rng, 0.78, 0.9)
     w, d = _u(rng, 0.45, 0.9), _u(rng, 0.4, 0.55)
@@ -384,8 +431,13 @@ def build_sink(rng, ctx) -> Shape:
 
 def build_microwave(rng, ctx) -> Shape:
     w, d, h = _u(rng, 0.42, 0.56), _u(rng, 0.32, 0.42), _u(rng, 0.25, 0.33)
-    return Shape([block(-w / 2, w / 2, -d / 2, d / 2, 0.0, h), block(w / 2 - 0.1, w / 2 - 0.08, -d / 2 - 0.02, -d / 2, h * 0.2, h * 0.8)],
-                 (w, d + 0.02, h))
+    return Shape(
+        [
+            block(-w / 2, w / 2, -d / 2, d / 2, 0.0, h),
+            block(w / 2 - 0.1, w / 2 - 0.08, -d / 2 - 0.02, -d / 2, h * 0.2, h * 0.8),
+        ],
+        (w, d + 0.02, h),
+    )
 
 
 def build_toilet(rng, ctx) -> Shape:
@@ -417,21 +469,28 @@ def build_bathtub(rng, ctx) -> Shape:
 
 def build_towel(rng, ctx) -> Shape:
     w, h, t = _u(rng, 0.3, 0.6), _u(rng, 0.4, 0.75), _u(rng, 0.03, 0.06)
-    return Shape([block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h), cylinder(0, t / 2, h - 0.02, h, 0.012)], (w, t, h))
+    return Shape(
+        [block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h), cylinder(0, t / 2, h - 0.02, h, 0.012)], (w, t, h)
+    )
 
 
 def build_white_board(rng, ctx) -> Shape:
     w, h, t = _u(rng, 1.2, 2.6), _u(rng, 0.9, 1.25), _u(rng, 0.015, 0.03)
-    parts = [block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h), block(-w / 2 + 0.1, w / 2 - 0.1, -t / 2 - 0.06, -t / 2, 0.0, 0.03)]
+    parts = [
+        block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h),
+        block(-w / 2 + 0.1, w / 2 - 0.1, -t / 2 - 0.06, -t / 2, 0.0, 0.03),
+    ]
     return Shape(parts, (w, t + 0.06, h))
 
 
 def build_door(rng, ctx) -> Shape:
     w, h, t = _u(rng, 0.78, 0.95), _u(rng, 1.98, 2.12), _u(rng, 0.02, 0.05)
     knob_x = (w / 2 - 0.08) * (1 if rng.random() < 0.5 else -1)
-    parts = [block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h),
-             block(-w / 2 - 0.05, w / 2 + 0.05, -t / 2 - 0.01, t / 2, h, h + 0.05),
-             ellipsoid(knob_x, -t / 2 - 0.03, _u(rng, 0.95, 1.05), 0.03, 0.03, 0.03)]
+    parts = [
+        block(-w / 2, w / 2, -t / 2, t / 2, 0.0, h),
+        block(-w / 2 - 0.05, w / 2 + 0.05, -t / 2 - 0.01, t / 2, h, h + 0.05),
+        ellipsoid(knob_x, -t / 2 - 0.03, _u(rng, 0.95, 1.05), 0.03, 0.03, 0.03),
+    ]
     return Shape(parts, (w + 0.1, t + 0.06, h + 0.05))
 
 
@@ -494,7 +553,10 @@ def build_box(rng, ctx) -> Shape:
 
 def build_bag(rng, ctx) -> Shape:
     w, d, h = _u(rng, 0.28, 0.5), _u(rng, 0.14, 0.26), _u(rng, 0.28, 0.45)
-    parts = [block(-w / 2, w / 2, -d / 2, d / 2, 0.0, h * 0.3), ellipsoid(0, 0, h * 0.45, w / 2, d / 2, h * 0.45)]
+    parts = [
+        block(-w / 2, w / 2, -d / 2, d / 2, 0.0, h * 0.3),
+        ellipsoid(0, 0, h * 0.45, w / 2, d / 2, h * 0.45),
+    ]
     return Shape(parts, (w, d, h * 0.9))
 
 
@@ -534,13 +596,19 @@ CATEGORIES: dict[str, Category] = {
         Category("bed", build_bed, ((200, 190, 170), (150, 110, 80), (230, 230, 225), (120, 140, 170))),
         Category("night stand", build_night_stand, ((140, 100, 70), (220, 215, 205), (90, 70, 55))),
         Category("lamp", build_lamp, ((240, 230, 200), (200, 180, 140), (60, 60, 60))),
-        Category("pillow", build_pillow, ((240, 240, 235), (200, 160, 160), (150, 170, 200), (210, 200, 150))),
+        Category(
+            "pillow", build_pillow, ((240, 240, 235), (200, 160, 160), (150, 170, 200), (210, 200, 150))
+        ),
         Category("dresser", build_dresser, ((150, 110, 75), (230, 225, 215), (100, 80, 60))),
         Category("wardrobe", build_wardrobe, ((170, 130, 90), (235, 235, 230), (110, 90, 70))),
         Category("sofa", build_sofa, ((120, 120, 130), (170, 60, 50), (200, 190, 170), (70, 90, 120))),
         Category("coffee table", build_coffee_table, ((130, 95, 65), (200, 200, 200), (60, 50, 45))),
         Category("television", build_television, ((25, 25, 28), (45, 45, 50))),
-        Category("chair", build_chair, ((120, 85, 55), (40, 40, 45), (180, 60, 50), (200, 200, 200), (60, 100, 140))),
+        Category(
+            "chair",
+            build_chair,
+            ((120, 85, 55), (40, 40, 45), (180, 60, 50), (200, 200, 200), (60, 100, 140)),
+        ),
         Category("table", build_table, ((160, 120, 80), (220, 215, 205), (90, 65, 45))),
         Category("desk", build_desk, ((170, 130, 90), (225, 225, 220), (80, 70, 60))),
         Category("computer monitor", build_computer_monitor, ((30, 30, 32), (200, 200, 205))),

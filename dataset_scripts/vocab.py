@@ -84,7 +84,19 @@ OBJECT_SYNONYMS: dict[str, str] = {
 CONFUSABLE_GROUPS: list[frozenset[str]] = [
     frozenset({"table", "desk", "coffee table", "dining table", "side table", "end table", "counter"}),
     frozenset({"chair", "stool", "sofa", "bench", "sofa chair"}),
-    frozenset({"cabinet", "dresser", "drawer", "chest", "wardrobe", "closet", "filing cabinet", "shelf", "bookshelf"}),
+    frozenset(
+        {
+            "cabinet",
+            "dresser",
+            "drawer",
+            "chest",
+            "wardrobe",
+            "closet",
+            "filing cabinet",
+            "shelf",
+            "bookshelf",
+        }
+    ),
     frozenset({"television", "computer monitor", "screen", "laptop"}),
     frozenset({"picture", "mirror", "white board", "black board"}),
     frozenset({"curtain", "blind", "window"}),
@@ -97,12 +109,38 @@ CONFUSABLE_GROUPS: list[frozenset[str]] = [
 ]
 
 # names that describe structure or nothing at all, never a sensible question target
-STRUCTURAL_NAMES = frozenset({"wall", "floor", "ceiling", "unknown", "other", "others", "otherprop",
-                              "otherstructure", "otherfurniture", "object", "objects", "stuff", "misc", ""})
+STRUCTURAL_NAMES = frozenset(
+    {
+        "wall",
+        "floor",
+        "ceiling",
+        "unknown",
+        "other",
+        "others",
+        "otherprop",
+        "otherstructure",
+        "otherfurniture",
+        "object",
+        "objects",
+        "stuff",
+        "misc",
+        "",
+    }
+)
 
 # ImageBind / LanguageBind NYU-D zero-shot protocol: 9 named classes, every other NYU scene type is "others"
-NYU10_CLASSES: tuple[str, ...] = ("bathroom", "bedroom", "bookstore", "classroom", "dining room",
-                                  "home office", "kitchen", "living room", "office", "others")
+NYU10_CLASSES: tuple[str, ...] = (
+    "bathroom",
+    "bedroom",
+    "bookstore",
+    "classroom",
+    "dining room",
+    "home office",
+    "kitchen",
+    "living room",
+    "office",
+    "others",
+)
 
 # spellings of one scene concept across sources
 SCENE_SYNONYMS: dict[str, str] = {

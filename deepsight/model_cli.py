@@ -35,7 +35,8 @@ _RELOAD_SCRIPT = textwrap.dedent(
                         and not getattr(f, "__module__", "").startswith("__editable__")]
     sys.path[:] = [p for p in sys.path if not os.path.realpath(p or os.getcwd()).startswith(repo)
                    or os.path.realpath(p).startswith(venv)]
-    repo_importable = importlib.util.find_spec("modeling_deepsight") is not None
+    specs = [importlib.util.find_spec(name) for name in ("modeling_deepsight", "deepsight")]
+    repo_importable = any(spec is not None and os.path.realpath(spec.origin or "").startswith(repo) for spec in specs)
     import numpy as np, torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, depth_path, question, box = sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
@@ -112,7 +113,8 @@ def run_demo(output: Path | None, question: str, seed: int) -> dict:
     print("[3/3] reloading in a fresh process with trust_remote_code=True (this repository hidden) and asking")
     result = subprocess.run(
         [sys.executable, "-c", _RELOAD_SCRIPT, str(REPO), str(folder), str(depth_path), question, json.dumps(box)],
-        cwd=folder, env=_fresh_process_env(), capture_output=True, text=True, timeout=600,
+        cwd=tempfile.mkdtemp(prefix="deepsight-fresh-"), env=_fresh_process_env(), capture_output=True, text=True,
+        timeout=600,
     )
     if result.returncode != 0:
         raise RuntimeError(f"the fresh process failed to load {folder}:\n{result.stderr[-4000:]}")

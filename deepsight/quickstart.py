@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +34,9 @@ RECIPES = REPO / "train" / "recipes" / "cpu-tiny"
 TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 # Chance level of each task = 1 / number of options (scene: 3, recognition: 4, distance: 2, security: 4).
 CHANCE = {"scene_classification": 1 / 3, "recognition": 1 / 4, "distance_judgment": 1 / 2, "security": 1 / 4}
+# Seeds: training scenes use `seed`, the test benchmark `seed + 1`, the held-out stage-0 pairs `seed + 2`.
+HELDOUT_SEED_OFFSET = 2
+SUN_LAYOUT_SEED_OFFSET = 3
 
 
 @dataclass(frozen=True)
@@ -55,15 +59,35 @@ class Setting:
     batch_size: int = 16
     encoder_batch_size: int = 64
     text_encoder: str = "auto"  # "auto": the MiniLM sentence encoder when installed, else a tiny CLIP text tower
+    # Scenes held out of training (their own seed) for stage 0's zero-shot scene accuracy during training.
+    heldout_scenes: int = 200
+    encoder_eval_steps: int = 100
+    # `deepsight data instructions` knobs: free-form rows per scene, the benchmark skills that get
+    # multiple-choice rows, and the free-form type mix (None: the builder's defaults).
+    rows_per_scene: int = 3
+    mc_skills: tuple[str, ...] = TASKS
+    mix: str | None = None
+    # Recipe overrides per stage (learning rate etc.); anything the recipe's scripts accept.
+    encoder_overrides: tuple[tuple[str, object], ...] = ()
+    align_overrides: tuple[tuple[str, object], ...] = ()
+    sft_overrides: tuple[tuple[str, object], ...] = ()
+    # Unseen scenes in the SUN RGB-D original layout, evaluated too (0: skip).
+    sun_layout_scenes: int = 100
+    # Ablation budgets (shorter than the main run, equal across the variants of one ablation).
+    ablation_sft_steps: int = 300
+    ablation_encoder_steps: int = 150
     eval_limit: int | None = None
     num_processes: int = 1
+    data_workers: int = 2  # data steps run this many at a time
 
 
 SETTINGS = {
     "default": Setting(),
     "smoke": Setting(train_scenes=12, test_scenes=8, image_size=32, vision_hidden=32, vision_layers=1,
                      text_hidden=32, text_layers=1, vocab_size=400, encoder_steps=2, align_steps=2, sft_steps=2,
-                     batch_size=4, encoder_batch_size=8, text_encoder="tiny", eval_limit=12),
+                     batch_size=4, encoder_batch_size=8, text_encoder="tiny", heldout_scenes=6,
+                     encoder_eval_steps=2, sun_layout_scenes=4, ablation_sft_steps=2, ablation_encoder_steps=2,
+                     eval_limit=12),
 }
 
 
@@ -119,6 +143,19 @@ def run_step(step: Step, log_file: Path, action=None) -> None:
     _log(f"{step.name}: finished in {time.time() - started:.0f}s")
 
 
+def run_steps_concurrently(steps: list[Step], log_file: Path, workers: int) -> None:
+    """`run_step` for independent steps, `workers` at a time (data steps are single-process CPU work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers <= 1:
+        for step in steps:
+            run_step(step, log_file)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(run_step, step, log_file) for step in steps]:
+            future.result()
+
+
 def deepsight_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "deepsight.cli", *args]
 
@@ -151,13 +188,33 @@ class Pipeline:
                 "data", "benchmark", "--source", "synthetic", "--split", "test", "--seed", str(self.seed + 1),
                 "--num-scenes", str(s.test_scenes), "--output", str(self.data / "benchmark"),
                 "--cache-dir", str(self.data / "cache"))]),
-            Step("depth-text-bbox pairs (train scenes)", self.data / "pairs", [deepsight_command(
+            Step("depth-text-bbox pairs (train scenes)", self.data / "pairs_train", [deepsight_command(
                 "data", "pairs", "--source", "synthetic", "--num-scenes", str(s.train_scenes),
-                "--seed", str(self.seed), "--output", str(self.data / "pairs"))]),
+                "--seed", str(self.seed), "--output", str(self.data / "pairs_train"))]),
+            # Held-out scenes from their own seed (neither training nor the benchmark's test scenes).
+            Step("depth-text-bbox pairs (held-out scenes)", self.data / "pairs_heldout", [deepsight_command(
+                "data", "pairs", "--source", "synthetic", "--num-scenes", str(s.heldout_scenes),
+                "--seed", str(self.seed + HELDOUT_SEED_OFFSET), "--output", str(self.data / "pairs_heldout"))]),
             Step("depth instructions (train scenes)", self.data / "instructions", [deepsight_command(
                 "data", "instructions", "--source", "synthetic", "--num-scenes", str(s.train_scenes),
-                "--seed", str(self.seed), "--output", str(self.data / "instructions"))]),
+                "--seed", str(self.seed), "--output", str(self.data / "instructions"),
+                "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
+                *(["--mix", s.mix] if s.mix else []))]),
         ]
+
+    def merge_pairs(self) -> None:
+        """data/pairs = the train pairs as `train` + the held-out pairs as `test` (stage 0 evaluates on it)."""
+        import datasets
+
+        from dataset_scripts.export import export_dataset
+        from dataset_scripts.pairs import pairs_card
+
+        splits = datasets.DatasetDict({
+            "train": datasets.load_dataset(str(self.data / "pairs_train"), split="train"),
+            "test": datasets.load_dataset(str(self.data / "pairs_heldout"), split="train"),
+        })
+        card = pairs_card(splits["train"], Counter(), source="synthetic", estimator=None, scorer="label-overlap")
+        export_dataset(splits, self.data / "pairs", card)
 
     # -- models ----------------------------------------------------------------------------------
     def build_initial_models(self) -> None:
@@ -165,16 +222,33 @@ class Pipeline:
 
         build_initial_models(self.output / "init", self.data, self.setting, self.seed)
 
+    def sun_layout_steps(self) -> list[Step]:
+        """Unseen scenes written in the SUN RGB-D original layout, read back through the `sunrgbd` benchmark
+        builder (bit-rotated depth PNGs, annotation2Dfinal polygons): the generalisation check."""
+        s, scenes, benchmark = self.setting, self.data / "sun_layout_scenes", self.data / "benchmark_sun_layout"
+        return [Step("SUN-layout benchmark (unseen scenes)", benchmark, [
+            deepsight_command("data", "synthetic", "--num-scenes", str(s.sun_layout_scenes), "--seed",
+                              str(self.seed + SUN_LAYOUT_SEED_OFFSET), "--split", "test", "--format", "sunrgbd",
+                              "--output", str(scenes)),
+            deepsight_command("data", "benchmark", "--source", "sunrgbd", "--data-dir", str(scenes),
+                              "--output", str(benchmark), "--cache-dir", str(self.data / "cache")),
+        ])]
+
     def run(self, ablations: bool = False) -> None:
         started = time.time()
         self.output.mkdir(parents=True, exist_ok=True)
-        for step in self.data_steps():
-            run_step(step, self.log_file)
+        data_steps = self.data_steps() + (self.sun_layout_steps() if self.setting.sun_layout_scenes else [])
+        run_steps_concurrently(data_steps, self.log_file, self.setting.data_workers)
+        run_step(Step("pairs: train + held-out splits", self.data / "pairs"), self.log_file, self.merge_pairs)
         run_step(Step("initial models", self.output / "init"), self.log_file, self.build_initial_models)
         for step in self.training_steps():
             run_step(step, self.log_file)
         for step in self.evaluation_steps():
             run_step(step, self.log_file)
+        if self.setting.sun_layout_scenes:
+            for step in self.evaluation_steps(name="eval_sun_layout", benchmark=self.data / "benchmark_sun_layout",
+                                              protocols=("likelihood",)):
+                run_step(step, self.log_file)
         from deepsight.quickstart_report import write_report
 
         if ablations:
@@ -206,16 +280,17 @@ class Pipeline:
         encoder = self.recipe(
             "encoder", model_name_or_path=str(init / "dual_encoder"), dataset_name=str(self.data / "pairs"),
             output_dir=str(out / "stage0"), max_steps=s.encoder_steps, per_device_train_batch_size=s.encoder_batch_size,
-            # TODO(quickstart): a held-out pairs split for the zero-shot scene evaluation during stage 0.
-            eval_strategy="no")
+            dataset_test_split="test", eval_strategy="steps", eval_steps=s.encoder_eval_steps,
+            **dict(s.encoder_overrides))
         align = self.recipe(
             "align", model_name_or_path=str(init / "model"), trust_remote_code=True,
             vision_tower=str(out / "stage0" / "vision_tower"), dataset_name=str(self.data / "pairs"),
-            output_dir=str(out / "stage1"), max_steps=s.align_steps, per_device_train_batch_size=s.batch_size)
+            output_dir=str(out / "stage1"), max_steps=s.align_steps, per_device_train_batch_size=s.batch_size,
+            **dict(s.align_overrides))
         sft = self.recipe(
             "sft", model_name_or_path=str(out / "stage1"), trust_remote_code=True,
             dataset_name=str(self.data / "instructions"), output_dir=str(out / "model"), max_steps=s.sft_steps,
-            per_device_train_batch_size=s.batch_size)
+            per_device_train_batch_size=s.batch_size, **dict(s.sft_overrides))
         return [
             Step("stage 0: depth encoder", out / "stage0",
                  [accelerate_command("train.encoder", s.num_processes, "--config", str(encoder), *resume)]),
@@ -225,14 +300,15 @@ class Pipeline:
                  [accelerate_command("train.sft", s.num_processes, "--config", str(sft), *resume)]),
         ]
 
-    def evaluation_steps(self, model: Path | None = None, name: str = "eval") -> list[Step]:
+    def evaluation_steps(self, model: Path | None = None, name: str = "eval", benchmark: Path | None = None,
+                         protocols: tuple[str, ...] = ("likelihood", "generate")) -> list[Step]:
         model = model or self.output / "model"
         limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
         return [
             Step(f"{name}: {protocol}", self.output / name / protocol, [deepsight_command(
-                "eval", "benchmark", "--model", str(model), "--benchmark", str(self.data / "benchmark"),
+                "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.data / "benchmark"),
                 "--output", str(self.output / name / protocol), "--protocol", protocol, *limit)])
-            for protocol in ("likelihood", "generate")
+            for protocol in protocols
         ]
 
 

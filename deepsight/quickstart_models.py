@@ -88,3 +88,28 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         "parameters": sum(p.numel() for p in model.parameters()),
         "dual_encoder_text": type(dual.text_model).__name__,
     }, indent=2))
+
+
+def build_tiny_llava_baseline(deepsight_folder: Path, folder: Path, setting, seed: int) -> None:
+    """folder: a random tiny LLaVA (CLIP ViT + Llama) the size of the quickstart's DeepSight, same tokenizer.
+
+    The ablation's 3-channel baseline: it sees depth as a gray image, with no Bbox Conv; the ViT and the LLM
+    have the quickstart DeepSight's widths, depths, image size and patch size, so image tokens match too.
+    """
+    from transformers import AutoTokenizer
+
+    from train.baselines import build_tiny_llava
+
+    tokenizer = AutoTokenizer.from_pretrained(deepsight_folder)
+    width = setting.vision_hidden
+    model, processor = build_tiny_llava(
+        seed=seed, tokenizer=tokenizer,
+        vision_config=dict(hidden_size=width, intermediate_size=2 * width, projection_dim=width,
+                           num_hidden_layers=setting.vision_layers, num_attention_heads=setting.heads,
+                           image_size=setting.image_size, patch_size=setting.patch_size),
+        text_config=dict(hidden_size=setting.text_hidden, intermediate_size=2 * setting.text_hidden,
+                         num_hidden_layers=setting.text_layers, num_attention_heads=setting.heads,
+                         num_key_value_heads=max(1, setting.heads // 2)),
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)

@@ -117,6 +117,17 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         *targets_check(likelihood),
         "",
     ]
+    sun_layout = load_json(output / "eval_sun_layout" / "likelihood" / "results.json")
+    if sun_layout is not None:
+        parts += ["## Unseen scenes in the SUN RGB-D original layout (likelihood)", "",
+                  "Scenes from another seed written as SUN RGB-D frame folders and read back through "
+                  "`deepsight data benchmark --source sunrgbd` (the same model, no change).", "",
+                  results_table(sun_layout, None), ""]
+    zero_shot = output / "stage0" / "zero_shot_scene_accuracy.json"
+    if zero_shot.exists() and json.loads(zero_shot.read_text()):
+        curve = ", ".join(f"step {step}: {100 * acc:.1f}%" for step, acc in json.loads(zero_shot.read_text()))
+        parts += ["## Stage 0: zero-shot scene accuracy on held-out scenes", "",
+                  f"{curve} (prompt \"a depth image of a {{scene}}.\", all-ones box mask).", ""]
     if ablations.exists():
         parts += ["## Ablations", "", ablations.read_text(), ""]
     parts += [

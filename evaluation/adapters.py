@@ -122,11 +122,12 @@ class VisionLanguageModel:
         self.depth_as = depth_as
         self.name = name or getattr(model, "name_or_path", None) or type(model).__name__
         self.is_deepsight = getattr(model.config, "model_type", None) == "deepsight"
-        # Multimodal-RoPE models (Qwen2-VL family) keep per-batch rope offsets between calls, which a
-        # cache expanded to one row per option would not match: they score prefix + option in one pass.
+        # Extending a cache with padded segments needs explicit position ids. Multimodal-RoPE models
+        # (Qwen2-VL family) keep per-batch rope offsets between calls that a re-indexed cache would not
+        # match: they (and models without `position_ids`) score prompt + option in one pass instead.
         backbone = getattr(model, "model", model)
-        self.shares_prefix_cache = not hasattr(backbone, "rope_deltas")
-        self._passes_positions = self.shares_prefix_cache and _accepts(model.forward, "position_ids")
+        self._passes_positions = not hasattr(backbone, "rope_deltas") and _accepts(model.forward, "position_ids")
+        self.shares_prefix_cache = self._passes_positions
         self._keeps_last_logits = _accepts(model.forward, "logits_to_keep")
 
     @classmethod
@@ -215,27 +216,30 @@ class VisionLanguageModel:
                 rows.append(ids)
         return rows
 
-    def _pad_right(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, rows: list[list[int]], left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token rows padded to one width (on the left or right) and their attention mask."""
         width = max(len(row) for row in rows)
         ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row)
-            mask[r, : len(row)] = 1
+            columns = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[r, columns] = torch.tensor(row, dtype=torch.long)
+            mask[r, columns] = 1
         return ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
     def score_options(self, questions: list[Question], continuations: list[list[str]]) -> list[OptionScores]:
         """Summed log-probability of each continuation given image + prompt.
 
-        The prompt (image tokens included) is encoded once per question: its KV cache is then
-        repeated to one row per option and every option is scored in a single batched pass.
+        Nothing is encoded twice: the image part of the prompt once per distinct image (shared by the
+        questions about it), the rest of the prompt once per question, then every option in one batched
+        pass over the KV cache repeated to one row per option (see `_continuation_logprobs_cached`).
         """
         if len(questions) != len(continuations):
             raise ValueError(f"continuations: expected one list per question ({len(questions)}), got {len(continuations)}")
         option_counts = [len(texts) for texts in continuations]
         row_question = torch.repeat_interleave(torch.arange(len(questions)), torch.tensor(option_counts)).to(self.device)
-        option_ids, option_mask = self._pad_right(self._continuation_ids(questions, continuations))
+        option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations))
         if self.shares_prefix_cache:
             token_logprobs = self._continuation_logprobs_cached(questions, row_question, option_ids, option_mask)
         else:
@@ -249,26 +253,96 @@ class VisionLanguageModel:
         return scores
 
     def _continuation_logprobs_cached(self, questions, row_question, option_ids, option_mask) -> torch.Tensor:
-        prefix = self._encode(questions)
-        prefix_mask = prefix["attention_mask"]
-        extra = {"position_ids": _padded_positions(prefix_mask)} if self._passes_positions else {}
-        if self._keeps_last_logits:
-            extra["logits_to_keep"] = 1
-        prefix_out = self.model(**prefix, use_cache=True, **extra)
-        first_logprobs = prefix_out.logits[:, -1].float().log_softmax(-1)[row_question]  # [rows, V]
-        cache = prefix_out.past_key_values
-        cache.reorder_cache(row_question)  # one copy of each question's prefix per option
-        attention_mask = torch.cat([prefix_mask[row_question], option_mask], dim=1)
-        extra = {}
-        if self._passes_positions:
-            lengths = prefix_mask.sum(-1)[row_question]
-            extra["position_ids"] = lengths[:, None] + torch.arange(option_ids.shape[1], device=self.device)[None]
-        logits = self.model(
-            input_ids=option_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True, **extra
-        ).logits.float()
-        # token t of an option is predicted at position t-1; token 0 by the prefix's last position.
-        predicted = torch.cat([first_logprobs[:, None], logits[:, :-1].log_softmax(-1)], dim=1)
+        """Three cached stages, each row of a stage extending a row of the previous one:
+
+        1. the image part of the prompt (up to its last image token), once per distinct image input
+           (questions about the same depth map with the same boxes share it);
+        2. the rest of each question's prompt (its text and the assistant's generation prompt);
+        3. every option's answer text.
+
+        Segments of different lengths are padded inside the sequence (masked out, with position ids
+        counting only real tokens), so each row sees exactly its own unpadded sequence.
+        """
+        inputs = self._encode(questions)
+        groups, image_part, text_part = self._split_at_images(inputs)
+        representatives = [members[0] for members in groups]
+        group_of_question = torch.empty(len(questions), dtype=torch.long)
+        for group, members in enumerate(groups):
+            group_of_question[members] = group
+        group_of_question = group_of_question.to(self.device)
+
+        # 1. image prefixes (left-padded; the model merges the image features into the image tokens)
+        image_ids, image_mask = self._pad([image_part[i] for i in representatives], left=True)
+        image_inputs = {
+            key: value[representatives]
+            for key, value in inputs.items()
+            if key not in ("input_ids", "attention_mask") and value.shape[:1] == (len(questions),)
+        }
+        out = self.model(
+            input_ids=image_ids, attention_mask=image_mask, position_ids=_padded_positions(image_mask),
+            use_cache=True, **image_inputs, **self._last_logits_only(),
+        )
+        cache, mask = out.past_key_values, image_mask
+        # 2. question text, left-padded so that every row's last real token is in the last column
+        text_ids, text_mask = self._pad([text_part[i] for i in range(len(questions))], left=True)
+        out, cache, mask = self._extend(cache, mask, group_of_question, text_ids, text_mask, last_only=True)
+        first_logprobs = out.logits[:, -1].float().log_softmax(-1)[row_question]  # [rows, V]
+        # 3. options, right-padded; token t is predicted at position t-1, token 0 by the prompt's end
+        out, _, _ = self._extend(cache, mask, row_question, option_ids, option_mask, last_only=False)
+        predicted = torch.cat([first_logprobs[:, None], out.logits[:, :-1].float().log_softmax(-1)], dim=1)
         return predicted.gather(-1, option_ids[..., None])[..., 0]
+
+    def _last_logits_only(self) -> dict[str, int]:
+        return {"logits_to_keep": 1} if self._keeps_last_logits else {}
+
+    def _extend(self, cache, mask, rows, segment_ids, segment_mask, last_only: bool):
+        """Run `segment_ids` after the cached rows `rows` (one cache row may feed several new rows)."""
+        cache.reorder_cache(rows)
+        mask = mask[rows]
+        start = mask.sum(-1, keepdim=True)
+        positions = start + (segment_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([mask, segment_mask], dim=1)
+        out = self.model(
+            input_ids=segment_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            use_cache=True, **(self._last_logits_only() if last_only else {}),
+        )
+        return out, out.past_key_values, mask
+
+    def _split_at_images(self, inputs) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+        """Per question: token ids up to its last image token, and after it; questions grouped by the former.
+
+        Two questions share an image prefix when those ids and every per-question image input
+        (pixel values, DeepSight's box mask, ...) are equal.
+        """
+        import hashlib
+
+        image_token_id = getattr(self.processor, "image_token_id", None)
+        if image_token_id is None:
+            image_token_id = getattr(self.model.config, "image_token_id", None)
+        count = inputs["input_ids"].shape[0]
+        image_tensors = [
+            value for key, value in inputs.items()
+            if key not in ("input_ids", "attention_mask") and value.shape[:1] == (count,)
+        ]
+        keys: dict[tuple, int] = {}
+        groups: list[list[int]] = []
+        image_part, text_part = [], []
+        for i in range(count):
+            ids = inputs["input_ids"][i][inputs["attention_mask"][i].bool()].tolist()
+            positions = [p for p, token in enumerate(ids) if token == image_token_id]
+            # keep at least one token on each side: the text part must end the prompt
+            split = min(max(positions[-1] + 1 if positions else 1, 1), len(ids) - 1)
+            image_part.append(ids[:split])
+            text_part.append(ids[split:])
+            digest = hashlib.sha1()
+            for tensor in image_tensors:
+                digest.update(tensor[i].detach().cpu().contiguous().numpy().tobytes())
+            key = (tuple(ids[:split]), digest.hexdigest())
+            if key not in keys:
+                keys[key] = len(groups)
+                groups.append([])
+            groups[keys[key]].append(i)
+        return groups, image_part, text_part
 
     def _continuation_logprobs_full(self, questions, option_counts, option_ids, option_mask) -> torch.Tensor:
         """Reference path without cache reuse: prompt + option per row, one forward pass."""

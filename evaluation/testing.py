@@ -45,12 +45,18 @@ def _depth_png_value(rng: np.random.Generator, height: int, width: int) -> dict[
 
 
 def make_benchmark_rows(
-    num_questions: int = 16, seed: int = 0, answer_indices: list[int] | None = None, size: tuple[int, int] = (24, 32)
+    num_questions: int = 16,
+    seed: int = 0,
+    answer_indices: list[int] | None = None,
+    size: tuple[int, int] = (24, 32),
+    questions_per_image: int = 1,
 ) -> list[dict[str, Any]]:
     """Benchmark rows in the contract schema, tasks cycling over the four paper tasks.
 
     `answer_indices` fixes the correct option per question (so tests know the share of each letter);
-    by default it is drawn from the seed.
+    by default it is drawn from the seed. Consecutive groups of `questions_per_image` rows share one
+    depth map, as the paper's templates ask several questions about each image. Scene and security
+    questions name no region (`boxes` = []), the others one box.
     """
     rng = np.random.default_rng(seed)
     picker = random.Random(seed)
@@ -74,17 +80,20 @@ def make_benchmark_rows(
         if not 0 <= answer_index < len(options):
             raise ValueError(f"answer_indices[{i}]: expected 0..{len(options) - 1} for task {task}, got {answer_index}")
         x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        if i % questions_per_image == 0:
+            depth = _depth_png_value(rng, height, width)
+        boxes = [] if task in ("scene_classification", "security") else [[x0, y0, x0 + width // 3, y0 + height // 3]]
         rows.append(
             {
                 "id": f"q{i:04d}",
                 "task": task,
                 "source": "synthetic",
-                "depth": _depth_png_value(rng, height, width),
+                "depth": depth,
                 "question": question,
                 "options": list(options),
                 "answer_index": answer_index,
                 "answer": options[answer_index],
-                "boxes": [[x0, y0, x0 + width // 3, y0 + height // 3]],
+                "boxes": boxes,
                 "scene": picker.choice(_SCENES),
             }
         )

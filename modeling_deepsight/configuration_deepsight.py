@@ -169,6 +169,13 @@ class DeepSightConfig(PreTrainedConfig):
             )
 
     def validate_architecture(self):
+        if self.projector_type not in PROJECTOR_TYPES:
+            raise ValueError(f"`projector_type` must be one of {PROJECTOR_TYPES}; got {self.projector_type!r}.")
+        if self.vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
+            raise ValueError(
+                f"`vision_feature_select_strategy` must be one of {FEATURE_SELECT_STRATEGIES}; got "
+                f"{self.vision_feature_select_strategy!r}."
+            )
         if self.projector_depth < 1:
             raise ValueError(f"`projector_depth` must be >= 1; got {self.projector_depth}.")
         num_layers = self.vision_config.num_hidden_layers
@@ -221,6 +228,12 @@ class DeepSightDualEncoderConfig(PreTrainedConfig):
     logit_scale_init_value: float = 2.6592
     text_pooling: Literal["auto", "pooler", "mean", "cls"] = "auto"
     freeze_text_encoder: bool = True
+
+    def validate_architecture(self):
+        if self.text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"`text_pooling` must be one of {TEXT_POOLINGS}; got {self.text_pooling!r}.")
+        if self.projection_dim < 1:
+            raise ValueError(f"`projection_dim` must be >= 1; got {self.projection_dim}.")
 
     @property
     def resolved_text_pooling(self) -> str:

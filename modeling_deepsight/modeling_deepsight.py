@@ -29,10 +29,10 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, ModelOutput
+from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep
 from transformers.models.clip.modeling_clip import (
     CLIPEncoder,
-    CLIPEncoderLayer,
     CLIPPreTrainedModel,
     CLIPVisionEmbeddings,
     image_text_contrastive_loss,
@@ -196,6 +196,29 @@ class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
         model = cls(config).to(clip.dtype)
         model.load_state_dict(depth_state_dict_from_clip_vision(clip.state_dict(), model.state_dict()))
         return model
+
+
+    @classmethod
+    def from_vision_checkpoint(cls, name_or_path: str | os.PathLike, **config_kwargs) -> "DeepSightVisionModel":
+        """The depth tower from any checkpoint that holds one, by name or path.
+
+        * a CLIP checkpoint (`CLIPModel` / `CLIPVisionModel`): converted with `from_clip_vision`;
+        * a DeepSight vision tower, a stage-0 `DeepSightDualEncoder` (its ``vision_model``) or a DeepSight VLM (its
+          ``vision_tower``): loaded as trained, so stage 1 starts from the stage-0 encoder.
+        """
+        model_type = PreTrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
+        if model_type in ("clip", "clip_vision_model"):
+            return cls.from_clip_vision(name_or_path, **config_kwargs)
+        if model_type == DeepSightVisionConfig.model_type:
+            return cls.from_pretrained(name_or_path, **config_kwargs)
+        if model_type == DeepSightDualEncoderConfig.model_type:
+            return DeepSightDualEncoder.from_pretrained(name_or_path).vision_model
+        if model_type == DeepSightConfig.model_type:
+            return DeepSightForConditionalGeneration.from_pretrained(name_or_path).model.vision_tower
+        raise ValueError(
+            f"`{name_or_path}` is a {model_type!r} checkpoint; expected CLIP, a DeepSight vision tower, a DeepSight "
+            "dual encoder or a DeepSight model."
+        )
 
 
 def _load_clip_vision(clip_vision) -> CLIPVisionModel:
@@ -539,14 +562,16 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
         initialised (train it in stage 1).
 
         Args:
-            vision_model_name_or_path: a `CLIPModel` or `CLIPVisionModel` checkpoint.
+            vision_model_name_or_path: a `CLIPModel` / `CLIPVisionModel` checkpoint (converted), or a stage-0
+                `DeepSightDualEncoder` / `DeepSightVisionModel` folder (loaded as trained); see
+                `DeepSightVisionModel.from_vision_checkpoint`.
             text_model_name_or_path: any `AutoModelForCausalLM` checkpoint (Llama, Qwen2, SmolLM, ...).
             image_token_id: id of ``<image>`` in the tokenizer you will use. ``None`` appends one token to the
                 LM's vocabulary (id = its current vocab size); ids beyond the vocabulary grow the embeddings.
                 `deepsight.tiny.build_processor_for` / ``deepsight model build`` add the token to the tokenizer.
             **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
         """
-        vision_tower = DeepSightVisionModel.from_clip_vision(vision_model_name_or_path)
+        vision_tower = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path)
         language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path)
         vocab_size = language_model.config.vocab_size
         if image_token_id is None:
@@ -564,7 +589,6 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
         model.model.language_model.load_state_dict(language_model.base_model.state_dict())
         model.lm_head.load_state_dict(language_model.get_output_embeddings().state_dict())
         model.generation_config = language_model.generation_config
-        model.config._name_or_path = ""
         return model
 
 
@@ -716,7 +740,7 @@ class DeepSightDualEncoder(PreTrainedModel):
         **config_kwargs,
     ) -> "DeepSightDualEncoder":
         """Depth tower from a CLIP (vision) checkpoint + any `AutoModel` text encoder; projections start fresh."""
-        vision = DeepSightVisionModel.from_clip_vision(vision_model_name_or_path)
+        vision = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path)
         text_model = AutoModel.from_pretrained(text_model_name_or_path)
         config = DeepSightDualEncoderConfig(
             vision_config=vision.config,

@@ -28,18 +28,24 @@ BOX_TAG_PATTERN = re.compile(
 )
 BOX_OPEN, BOX_CLOSE = "<box>", "</box>"
 
-# A minimal chat template for TRL-style messages (content: str or a list of {"type": "image"|"text"} parts).
+# A minimal chat template for TRL-style messages (content: str or a list of {"type": "image"|"text"} parts). The
+# assistant turns sit in {% generation %} blocks so that TRL's `assistant_only_loss` can mask everything else.
 DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{ content }}"
+    "{%- else -%}{%- for part in content -%}"
+    "{%- if part['type'] == 'image' -%}{{ '<image>\n' }}"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- for message in messages -%}"
     "{{ '<|' + message['role'] + '|>\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>\n' }}"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{{ eos_token + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ render(message['content']) }}{{ eos_token }}{% endgeneration %}"
+    "{%- else -%}{{ render(message['content']) }}{{ eos_token }}{%- endif -%}"
+    "{{ '\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
 )
 
 
@@ -138,6 +144,45 @@ class DeepSightProcessor(ProcessorMixin):
         num_images = len(processed["pixel_values"])
         return processed, [self.replace_image_token(processed, index) for index in range(num_images)]
 
+    def get_text_with_replacements(
+        self,
+        text: list[str],
+        images_replacements: list[str] = [],  # noqa: B006 - the mixin's signature
+        videos_replacements: list[str] = [],  # noqa: B006
+        audio_replacements: list[str] = [],  # noqa: B006
+    ) -> tuple[list[str], list[list[dict[str, Any]]]]:
+        """Expand each ``<image>`` and drop each ``<box>[...]</box>`` tag (its box went to the mask) in one pass.
+
+        Both edits are reported in the offsets the mixin uses to realign `assistant_masks`, so TRL's
+        ``assistant_only_loss`` stays aligned when prompts carry box tags.
+        """
+        pattern = re.compile(f"(?P<image>{re.escape(self.image_token)})|(?P<box>{BOX_TAG_PATTERN.pattern})")
+        replacements = iter(images_replacements)
+        expanded_texts, batch_offsets = [], []
+        for sample in text:
+            pieces, offsets, last, gained = [], [], 0, 0
+            for match in pattern.finditer(sample):
+                is_image = match.group("image") is not None
+                if is_image and not images_replacements:
+                    continue  # no images processed (caption mode): leave the text as it is
+                replacement = next(replacements) if is_image else ""
+                start, end = match.span()
+                pieces.append(sample[last:start])
+                offsets.append({
+                    "type": "image" if is_image else "box",
+                    "span": (start, end),
+                    "new_span": (start + gained, start + gained + len(replacement)),
+                    "text": match.group(),
+                    "replacement": replacement,
+                })
+                pieces.append(replacement)
+                gained += len(replacement) - (end - start)
+                last = end
+            pieces.append(sample[last:])
+            expanded_texts.append("".join(pieces))
+            batch_offsets.append(offsets)
+        return expanded_texts, batch_offsets
+
     @property
     def unused_input_names(self) -> list[str]:
         # The image processor reports the depth encodings it assumed; the model does not take them.
@@ -156,7 +201,7 @@ class DeepSightProcessor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else list(text)
             if not all(isinstance(sample, str) for sample in texts):
                 raise ValueError("`text` must be a string or a list of strings.")
-            texts, boxes = self._merge_box_tags(texts, images, boxes)
+            boxes = self._boxes_with_tags(texts, images, boxes)
             text = texts
         if boxes is not None and images is None:
             raise ValueError("`boxes` were given without `images`; pass the depth maps they belong to.")
@@ -198,28 +243,26 @@ class DeepSightProcessor(ProcessorMixin):
         if images is None and text is None:
             raise ValueError("DeepSightProcessor needs `text`, `images` or both.")
 
-    def _merge_box_tags(self, texts: list[str], images: Any, boxes: Any) -> tuple[list[str], Any]:
-        """Parse in-text box tags; combine them with `boxes` (per image). Returns clean texts and per-image boxes."""
-        clean_texts, tagged = [], []
+    def _boxes_with_tags(self, texts: list[str], images: Any, boxes: Any) -> Any:
+        """Per-image boxes: `boxes` plus the in-text tags of each image (the tags themselves stay in the text until
+        `get_text_with_replacements` drops them)."""
+        tagged = []
         for index, sample in enumerate(texts):
-            clean, per_image = extract_box_tags(sample, self.image_token, sample_index=index)
-            clean_texts.append(clean)
-            tagged.extend(per_image)
+            tagged.extend(extract_box_tags(sample, self.image_token, sample_index=index)[1])
         if not any(tagged):
-            return clean_texts, boxes
+            return boxes
         if images is None:
             raise ValueError("`text` has <box> tags but no `images` were given.")
         num_images = self._count_images(images)
         if len(tagged) != num_images:
-            # validate_inputs reports the placeholder/image mismatch with the full message.
-            return clean_texts, boxes
+            return boxes  # validate_inputs reports the placeholder / image mismatch with the full message
         if boxes is None:
-            return clean_texts, tagged
+            return tagged
         if len(boxes) != num_images:
             raise ValueError(
                 f"`boxes` has {len(boxes)} box lists but {num_images} images were given; expected one list per image."
             )
-        return clean_texts, [list(given or []) + extra for given, extra in zip(boxes, tagged)]
+        return [list(given or []) + extra for given, extra in zip(boxes, tagged)]
 
     @staticmethod
     def _count_images(images: Any) -> int:

@@ -18,11 +18,12 @@ from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-if __package__ in (None, ""):  # `python app.py`: make the project importable as on a Space checkout
+if __package__ in (None, "") and not (Path(__file__).resolve().parent / "spaces_demo").is_dir():
+    # `python spaces_demo/app.py` from a checkout: the project root holds the packages. (In an exported
+    # Space they sit next to app.py, which Python already puts on sys.path.)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
 
 from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import (  # noqa: E402
@@ -68,14 +69,15 @@ def zero_gpu(function):
 def load_depth_estimator(depth_model: str | None) -> tuple[Any, str | None, str | None]:
     """(estimate function or None, its name, why it is unavailable)."""
     if not depth_model or depth_model.lower() == "none":
-        return None, None, "no depth-estimation model configured (--depth-model PATH or $" + DEPTH_MODEL_ENV + ")"
+        return None, None, f"no depth-estimation model configured (--depth-model PATH or ${DEPTH_MODEL_ENV})"
     try:
         from dataset_scripts.depth_estimation import DepthEstimator
 
         estimator = DepthEstimator(depth_model, device="cpu", batch_size=1)
     except Exception as error:  # offline without the weights, a wrong path...: the RGB option says so
         logger.warning("depth-estimation model %r unavailable: %s", depth_model, error)
-        return None, None, f"depth-estimation model `{depth_model}` could not be loaded offline ({type(error).__name__})"
+        reason = f"depth-estimation model `{depth_model}` could not be loaded ({type(error).__name__})"
+        return None, None, reason
     return (lambda image: estimator.predict([image])[0]), depth_model, None
 
 
@@ -89,19 +91,33 @@ class DemoBackend:
         self.cache = DepthCache()
 
     def load(self, path: str | None, encoding: str) -> LoadedDepth:
-        return self.cache.get(
-            path, encoding, lambda: read_depth_upload(path, encoding, self.estimator, self.estimator_name)
-        )
+        """The decoded upload; every failure becomes a ValueError the user sees (the app keeps serving)."""
+
+        def read() -> LoadedDepth:
+            try:
+                return read_depth_upload(path, encoding, self.estimator, self.estimator_name)
+            except ValueError:
+                raise
+            except Exception as error:  # a decoder or estimator bug must not look like a server crash
+                logger.exception("reading %s failed", path)
+                name = Path(path).name if path else "the upload"
+                raise ValueError(f"Could not read {name!r}: {type(error).__name__}: {error}") from error
+
+        return self.cache.get(path, encoding, read)
 
     @staticmethod
-    def error_status(error: Exception) -> str:
+    def report_error(error: Exception) -> str:
+        """Shows `error` as a warning toast and returns it for the status line."""
         message = str(error)
         gr.Warning(message)
         return f"**Error:** {message}"
 
     @staticmethod
     def ok_status(loaded: LoadedDepth, boxes: list[list[float]]) -> str:
-        parts = [f"**Assumed encoding:** {loaded.description} (`{loaded.encoding}`)", summarize_depth(loaded.metres)]
+        parts = [
+            f"**Assumed encoding:** {loaded.description} (`{loaded.encoding}`)",
+            summarize_depth(loaded.metres),
+        ]
         parts.append(f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" if boxes else "no boxes: whole map")
         return " · ".join(parts) + "".join(f"  \n_{note}_" for note in loaded.notes)
 
@@ -113,30 +129,37 @@ class DemoBackend:
             loaded = self.load(path, encoding)
             boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
         except ValueError as error:
-            return None, self.error_status(error)
+            return None, self.report_error(error)
         return render_depth_view(loaded.metres, boxes), self.ok_status(loaded, boxes)
 
     def add_corner(
-        self, path: str | None, encoding: str, boxes_text: str, pending: list[float] | None, x: float, y: float
+        self,
+        path: str | None,
+        encoding: str,
+        boxes_text: str,
+        pending: list[float] | None,
+        x: float,
+        y: float,
     ) -> tuple[str, list[float] | None, Any, str]:
         """A click on the depth view: the first click marks a corner, the second closes the box."""
         try:
             loaded = self.load(path, encoding)
             boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
         except ValueError as error:
-            return boxes_text, None, None, self.error_status(error)
+            return boxes_text, None, None, self.report_error(error)
         point = to_depth_pixels(x, y, loaded.height, loaded.width)
         if point is None:  # a click on the legend
-            return boxes_text, pending, render_depth_view(loaded.metres, boxes, pending), self.ok_status(loaded, boxes)
+            view = render_depth_view(loaded.metres, boxes, pending)
+            return boxes_text, pending, view, self.ok_status(loaded, boxes)
         if pending is None:
             status = f"Corner at ({point[0]:g}, {point[1]:g}): click the opposite corner to finish the box."
             return boxes_text, list(point), render_depth_view(loaded.metres, boxes, point), status
-        try:
-            new_box = parse_boxes(format_boxes([[pending[0], pending[1], point[0], point[1]]]), loaded.width, loaded.height)
-            boxes = parse_boxes(format_boxes(boxes + new_box), loaded.width, loaded.height)
+        try:  # parsing the text form orders the corners and enforces the area and count limits
+            boxes = parse_boxes(format_boxes([*boxes, [*pending, *point]]), loaded.width, loaded.height)
         except ValueError as error:
-            return boxes_text, None, render_depth_view(loaded.metres, boxes), self.error_status(error)
-        return format_boxes(boxes), None, render_depth_view(loaded.metres, boxes), self.ok_status(loaded, boxes)
+            return boxes_text, None, render_depth_view(loaded.metres, boxes), self.report_error(error)
+        view = render_depth_view(loaded.metres, boxes)
+        return format_boxes(boxes), None, view, self.ok_status(loaded, boxes)
 
     def ask(
         self, path: str | None, encoding: str, boxes_text: str, question: str, history: list[dict] | None
@@ -148,11 +171,13 @@ class DemoBackend:
             if not question:
                 raise ValueError("Type a question about the depth map first.")
             if len(question) > MAX_QUESTION_CHARS:
-                raise ValueError(f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}.")
+                raise ValueError(
+                    f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}."
+                )
             loaded = self.load(path, encoding)
             boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
         except ValueError as error:
-            yield history, self.error_status(error)
+            yield history, self.report_error(error)
             return
         status = self.ok_status(loaded, boxes)
         previous = list(history)
@@ -165,7 +190,7 @@ class DemoBackend:
         except Exception as error:  # keep serving: the failure is shown, the next question works
             logger.exception("generation failed")
             history[-1] = {"role": "assistant", "content": "_(no answer: generation failed)_"}
-            yield history, self.error_status(error)
+            yield history, self.report_error(error)
             return
         if not str(history[-1]["content"]).strip():
             history[-1] = {"role": "assistant", "content": "_(the model returned an empty answer)_"}
@@ -183,7 +208,7 @@ def build_demo(
     examples_dir: str | Path | None = None,
     max_new_tokens: int = 64,
 ) -> gr.Blocks:
-    """The DeepSight demo as a `gr.Blocks` (queued). `responder` overrides `model_path` (tests pass one in)."""
+    """The DeepSight demo as a queued `gr.Blocks`; a given `responder` replaces loading `model_path`."""
     if responder is None:
         responder = load_responder(model_path, max_new_tokens=max_new_tokens)
     estimator, estimator_name, estimator_missing = load_depth_estimator(depth_model)
@@ -201,7 +226,8 @@ def build_demo(
         with gr.Row():
             with gr.Column(scale=1):
                 depth_file = gr.File(
-                    label=f"Depth map or photo (max {MAX_UPLOAD_BYTES // 2**20} MiB, {MAX_SIDE}x{MAX_SIDE} px)",
+                    label=f"Depth map or photo (max {MAX_UPLOAD_BYTES // 2**20} MiB, "
+                    f"{MAX_SIDE}x{MAX_SIDE} px)",
                     file_count="single",
                     type="filepath",
                     elem_id="depth-file",

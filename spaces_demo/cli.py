@@ -14,8 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=None,
-        help="DeepSight checkpoint folder or hub id (default: $DEEPSIGHT_MODEL, else outputs/quickstart/model, "
-        "else a tiny random model with a notice)",
+        help="DeepSight checkpoint folder or hub id (default: $DEEPSIGHT_MODEL, else "
+        "outputs/quickstart/model, else a tiny random model with a notice)",
     )
     parser.add_argument(
         "--depth-model",
@@ -31,7 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="create a public gradio.live link (needs the network; default: %(default)s)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (default: %(default)s)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="answer length limit (default: %(default)s)"
+    )
+    space = parser.add_argument_group("publishing")
+    space.add_argument(
+        "--export-space",
+        metavar="DIR",
+        default=None,
+        help="instead of serving, write an uploadable Space folder (README with YAML, app.py, "
+        "requirements, code)",
+    )
+    space.add_argument(
+        "--model-id", action="append", default=[], help="hub id listed under `models:` (repeatable)"
+    )
+    space.add_argument(
+        "--dataset-id", action="append", default=[], help="hub id listed under `datasets:` (repeatable)"
+    )
     return parser
 
 
@@ -39,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 1:
         raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.export_space:
+        from spaces_demo.space import export_space
+
+        try:
+            out_dir = export_space(args.export_space, args.model_id, args.dataset_id)
+        except ValueError as error:
+            raise SystemExit(f"deepsight demo: {error}") from None
+        print(f"Space written to {out_dir}; upload it with:")
+        print(f"  huggingface-cli upload ORG/NAME {out_dir} . --repo-type space")
+        return 0
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

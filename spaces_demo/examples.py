@@ -41,12 +41,13 @@ def _questions_for(scene) -> list[tuple[str, str]]:
         pairs.append((format_boxes([list(first.box)]), f"How far from the camera is the {first.name}?"))
     if len(objects) >= 2 and objects[0].name != objects[1].name:
         a, b = objects[0], objects[1]
-        pairs.append((format_boxes([list(a.box), list(b.box)]), f"Which is closer, the {a.name} or the {b.name}?"))
+        question = f"Which is closer, the {a.name} or the {b.name}?"
+        pairs.append((format_boxes([list(a.box), list(b.box)]), question))
     return pairs
 
 
 def write_examples(directory: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS) -> list[Example]:
-    """Render one synthetic scene per seed into `directory`; [] (with a log line) if the renderer is unavailable."""
+    """Render one synthetic scene per seed into `directory`; [] (logged) if the renderer is unavailable."""
     try:
         from dataset_scripts.synthetic import SCENE_TYPES, render_scene
     except ImportError as error:

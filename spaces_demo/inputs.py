@@ -39,7 +39,7 @@ ENCODING_CHOICES: list[tuple[str, str]] = [
 ENCODING_DESCRIPTIONS = {
     "mm": "16-bit millimetres",
     "sun": "SUN RGB-D bit-rotated 16-bit millimetres",
-    "gray8": "8-bit relative grayscale (brighter = closer; the metres shown are a relative scale, not metric)",
+    "gray8": "8-bit relative grayscale (brighter = closer; the metres are a relative scale, not metric)",
     "metres": "float metres",
     "rgb": "RGB photo, depth estimated",
 }
@@ -70,13 +70,17 @@ DepthEstimator = Callable[[Image.Image], np.ndarray]  # RGB photo -> metres of t
 def check_upload_file(path: str | os.PathLike | None) -> Path:
     """The uploaded file exists, is not empty and is within `MAX_UPLOAD_BYTES`."""
     if path is None or str(path) == "":
-        raise ValueError("No depth file: upload a depth map (16-bit PNG, SUN RGB-D PNG, 8-bit grayscale or .npy).")
+        raise ValueError(
+            "No depth file: upload a depth map (16-bit PNG, SUN RGB-D PNG, 8-bit grayscale or .npy)."
+        )
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Depth file {path.name!r} was not received; upload it again.")
     size = path.stat().st_size
     if size == 0:
-        raise ValueError(f"Depth file {path.name!r} is empty (0 bytes); expected a depth image or .npy array.")
+        raise ValueError(
+            f"Depth file {path.name!r} is empty (0 bytes); expected a depth image or .npy array."
+        )
     if size > MAX_UPLOAD_BYTES:
         raise ValueError(
             f"Depth file {path.name!r} is {size / 2**20:.1f} MiB; this demo accepts files up to "
@@ -101,9 +105,10 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
+            if version == (1, 0):
+                read_header = np.lib.format.read_array_header_1_0
+            else:
+                read_header = np.lib.format.read_array_header_2_0
             shape, _, dtype = read_header(handle)
     except Exception as error:  # numpy raises ValueError / EOFError / others on garbage
         raise ValueError(f"{path.name!r} is not a valid .npy array ({error}).") from None
@@ -122,7 +127,7 @@ def _open_image(path: Path) -> Image.Image:
         image = Image.open(path)
     except Image.DecompressionBombError as error:  # PIL refuses before decoding; its message has the size
         claimed = re.search(r"\((\d+) pixels\)", str(error))
-        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else "more pixels than PIL's safety limit"
+        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else "beyond PIL's safety limit"
         raise ValueError(
             f"{path.name!r} is too large ({size}); this demo accepts images up to {MAX_SIDE}x{MAX_SIDE} "
             f"pixels ({MAX_PIXELS / 1e6:.1f} megapixels). Downscale it first."
@@ -155,7 +160,11 @@ def read_depth_upload(
     estimator: DepthEstimator | None = None,
     estimator_name: str | None = None,
 ) -> LoadedDepth:
-    """Decode an uploaded file to metres, checking size limits first; `encoding` is "auto", "rgb" or a depth encoding."""
+    """Decode an uploaded file to metres, checking the size limits first.
+
+    `encoding` is "auto" (detect; a colour photo goes to `estimator`), "rgb" (always estimate) or one of
+    `DEPTH_ENCODINGS`.
+    """
     valid = ("auto", "rgb", *DEPTH_ENCODINGS)
     if encoding not in valid:
         raise ValueError(f"Encoding must be one of {valid}; got {encoding!r}.")
@@ -239,14 +248,16 @@ def format_boxes(boxes: list[list[float]]) -> str:
 
 
 class DepthCache:
-    """A small thread-safe LRU of decoded uploads, so each chat turn does not re-decode (or re-estimate) the file."""
+    """A small thread-safe LRU of decoded uploads: a chat turn does not re-decode or re-estimate the file."""
 
     def __init__(self, size: int = 8):
         self.size = size
         self._items: OrderedDict[tuple, LoadedDepth] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str | os.PathLike | None, encoding: str, loader: Callable[[], LoadedDepth]) -> LoadedDepth:
+    def get(
+        self, path: str | os.PathLike | None, encoding: str, loader: Callable[[], LoadedDepth]
+    ) -> LoadedDepth:
         try:
             stat = os.stat(path) if path else None
         except OSError:

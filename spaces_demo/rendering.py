@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on a Space; must precede pyplot
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
 COLORMAP = "turbo_r"  # near = red, far = blue
 INVALID_COLOUR = (40, 40, 40)
 BOX_COLOURS = [(255, 255, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0)]
-# The displayed map is scaled so its longer side is between these (small maps are enlarged so boxes are visible).
+# The displayed map's longer side is kept between these (small maps are enlarged so boxes stay visible).
 MIN_DISPLAY_SIDE = 320
 MAX_DISPLAY_SIDE = 720
 
@@ -66,24 +64,24 @@ def colorize(metres: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def render_colorbar(low: float, high: float, height: int) -> Image.Image:
     """A vertical colorbar labelled in metres, `height` pixels tall."""
+    # A bare Figure (not pyplot): pyplot's global state is not safe across gradio's worker threads.
     dpi = 100
-    figure = plt.figure(figsize=(1.05, max(height, 120) / dpi), dpi=dpi)
-    try:
-        axis = figure.add_axes([0.08, 0.06, 0.22, 0.88])
-        mappable = matplotlib.cm.ScalarMappable(norm=Normalize(vmin=low, vmax=high), cmap=COLORMAP)
-        bar = figure.colorbar(mappable, cax=axis)
-        bar.set_label("depth (m)", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
-    finally:
-        plt.close(figure)
+    figure = Figure(figsize=(1.05, max(height, 120) / dpi), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axis = figure.add_axes([0.08, 0.06, 0.22, 0.88])
+    bar = figure.colorbar(ScalarMappable(norm=Normalize(vmin=low, vmax=high), cmap=COLORMAP), cax=axis)
+    bar.set_label("depth (m)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
 
 
 def render_depth_view(
-    metres: np.ndarray, boxes: list[list[float]] | None = None, pending_corner: tuple[float, float] | None = None
+    metres: np.ndarray,
+    boxes: list[list[float]] | None = None,
+    pending_corner: tuple[float, float] | None = None,
 ) -> Image.Image:
     """The depth map in colour with numbered boxes (and a half-drawn box's first corner), plus its legend."""
     height, width = metres.shape

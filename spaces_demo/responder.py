@@ -76,9 +76,11 @@ def build_messages(history: Sequence[dict[str, Any]], question: str) -> list[dic
 
 
 class DeepSightResponder:
-    """Streams greedy answers from a DeepSight model with `TextIteratorStreamer` and `generate` in a thread."""
+    """Greedy answers from a DeepSight model, streamed (`TextIteratorStreamer`, `generate` in a thread)."""
 
-    def __init__(self, model: Any, processor: Any, name: str, max_new_tokens: int = 64, notice: str | None = None):
+    def __init__(
+        self, model: Any, processor: Any, name: str, max_new_tokens: int = 64, notice: str | None = None
+    ):
         self.model = model.eval()
         self.processor = processor
         self.name = name
@@ -88,16 +90,18 @@ class DeepSightResponder:
     def prepare_inputs(self, depth: np.ndarray, boxes: list[list[float]], question: str, history=()) -> Any:
         messages = build_messages(history, question)
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.processor(
+        inputs = self.processor(
             images=[depth], text=[prompt], boxes=[boxes], depth_encoding="metres", return_tensors="pt"
         )
+        return inputs.to(self.model.device)
 
     def generation_kwargs(self) -> dict[str, Any]:
         tokenizer = self.processor.tokenizer
+        pad_token_id = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
         return {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,
-            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            "pad_token_id": pad_token_id,
         }
 
     def answer(self, depth: np.ndarray, boxes: list[list[float]], question: str, history=()) -> str:
@@ -148,8 +152,10 @@ class ModelChoice:
     notice: str
 
 
-def resolve_model_source(model: str | os.PathLike | None = None, search_dirs: Sequence[Path] = ()) -> ModelChoice:
-    """`model` argument, then $DEEPSIGHT_MODEL, then outputs/quickstart/model (cwd or repo), else None (tiny)."""
+def resolve_model_source(
+    model: str | os.PathLike | None = None, search_dirs: Sequence[Path] = ()
+) -> ModelChoice:
+    """`model`, then $DEEPSIGHT_MODEL, then outputs/quickstart/model (cwd, then repo), else None (tiny)."""
     if model:
         return ModelChoice(str(model), f"Model: `{model}`.")
     if os.environ.get(MODEL_ENV):
@@ -176,7 +182,8 @@ def load_model_and_processor(source: str) -> tuple[Any, Any]:
         model = AutoModelForImageTextToText.from_pretrained(source, trust_remote_code=True)
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
         return model, processor
-    return DeepSightForConditionalGeneration.from_pretrained(source), DeepSightProcessor.from_pretrained(source)
+    model = DeepSightForConditionalGeneration.from_pretrained(source)
+    return model, DeepSightProcessor.from_pretrained(source)
 
 
 def build_tiny_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
@@ -189,7 +196,17 @@ def build_tiny_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
     return build_tiny_deepsight()
 
 
-def load_responder(model: str | os.PathLike | None = None, max_new_tokens: int = 64) -> DeepSightResponder:
+def pick_device() -> str:
+    """"cuda" on a GPU or a ZeroGPU Space (where `spaces` makes `.to("cuda")` work at start-up), else "cpu"."""
+    import torch
+
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU") == "true"
+    return "cuda" if zero_gpu or torch.cuda.is_available() else "cpu"
+
+
+def load_responder(
+    model: str | os.PathLike | None = None, max_new_tokens: int = 64, device: str | None = None
+) -> DeepSightResponder:
     """The responder the app uses; see `resolve_model_source` for the order models are looked for."""
     choice = resolve_model_source(model)
     if choice.source is None:
@@ -200,4 +217,7 @@ def load_responder(model: str | os.PathLike | None = None, max_new_tokens: int =
         logger.info("loading DeepSight from %s", choice.source)
         model_obj, processor = load_model_and_processor(choice.source)
         name = choice.source
-    return DeepSightResponder(model_obj, processor, name=name, max_new_tokens=max_new_tokens, notice=choice.notice)
+    model_obj = model_obj.to(device or pick_device())
+    return DeepSightResponder(
+        model_obj, processor, name=name, max_new_tokens=max_new_tokens, notice=choice.notice
+    )

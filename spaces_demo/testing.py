@@ -36,7 +36,8 @@ def write_huge_png(path: str | Path, width: int = 20000, height: int = 20000) ->
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])  # 1-bit grayscale
     path = Path(path)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    signature = b"\x89PNG\r\n\x1a\n"
+    path.write_bytes(signature + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
 
 

@@ -32,7 +32,10 @@ def app(tmp_path_factory):
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
     demo = build_demo(
-        model_path=str(root / "model"), depth_model="none", examples_dir=root / "examples", max_new_tokens=MAX_NEW_TOKENS
+        model_path=str(root / "model"),
+        depth_model="none",
+        examples_dir=root / "examples",
+        max_new_tokens=MAX_NEW_TOKENS,
     )
     url = serve(demo)
     depth_png, scene = write_synthetic_depth_png(root / "scene.png", seed=3)
@@ -73,7 +76,8 @@ def test_ask_api_answers_with_the_checkpoint_greedy_answer(app):
 
 
 def test_ask_api_streams_growing_prefixes_of_the_answer(app):
-    job = app.client.submit(handle_file(str(app.depth_png)), "auto", "", "What kind of room is this?", [], api_name="/ask")
+    depth = handle_file(str(app.depth_png))
+    job = app.client.submit(depth, "auto", "", "What kind of room is this?", [], api_name="/ask")
     final_history, _ = job.result(timeout=120)
     final = last_answer(final_history)
     partials = [last_answer(history) for history, _ in job.outputs() if len(history) == 2]
@@ -91,7 +95,8 @@ def test_follow_up_question_keeps_the_conversation(app):
 
 
 def test_show_depth_api_returns_the_colormapped_view_and_the_assumed_encoding(app):
-    view, status = app.client.predict(handle_file(str(app.depth_png)), "auto", "10,10,60,50", api_name="/show_depth")
+    depth = handle_file(str(app.depth_png))
+    view, status = app.client.predict(depth, "auto", "10,10,60,50", api_name="/show_depth")
     image = Image.open(view)
     height, width = app.scene.depth.shape
     assert image.width > width and image.height >= height, "map plus a colorbar legend"
@@ -122,7 +127,9 @@ def test_bad_upload_shows_an_error_and_the_app_keeps_serving(app, kind, tmp_path
     else:
         bad, message = tmp_path / "empty.png", "empty"
         bad.write_bytes(b"")
-    history, status = app.client.predict(handle_file(str(bad)), "auto", "", "How far is the wall?", [], api_name="/ask")
+    history, status = app.client.predict(
+        handle_file(str(bad)), "auto", "", "How far is the wall?", [], api_name="/ask"
+    )
     assert history == []
     assert status.startswith("**Error:**") and message in status and bad.name in status
     view, status = app.client.predict(handle_file(str(bad)), "auto", "", api_name="/show_depth")
@@ -145,7 +152,7 @@ def test_bad_boxes_and_empty_question_are_reported(app):
 def test_concurrent_users_are_queued_and_all_answered(app):
     depth = handle_file(str(app.depth_png))
     jobs = [
-        app.client.submit(depth, "auto", "", f"Question {index}: what kind of room is this?", [], api_name="/ask")
+        app.client.submit(depth, "auto", "", f"Question {index}: what room is this?", [], api_name="/ask")
         for index in range(3)
     ]
     results = [job.result(timeout=180) for job in jobs]
@@ -168,14 +175,16 @@ def test_deepsight_demo_command_serves_the_app(tmp_path, app):
     env.pop("DEEPSIGHT_MODEL", None)
     command = [sys.executable, "-m", "deepsight.cli", "demo", "--port", str(port), "--depth-model", "none",
                "--max-new-tokens", "4"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "demo.log"  # a file, not a pipe: a full pipe would block the server
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 120
         client = None
         while client is None:
             if process.poll() is not None:
-                pytest.fail(f"deepsight demo exited with {process.returncode}:\n{process.stdout.read()}")
+                pytest.fail(f"deepsight demo exited with {process.returncode}:\n{log.read_text()}")
             if time.monotonic() > deadline:
                 pytest.fail("deepsight demo did not start serving within 120 s")
             try:

@@ -31,10 +31,13 @@ pytestmark = pytest.mark.browser
 
 if not CHROMIUM.exists():
     pytest.skip(
-        f"{CHROMIUM} not found: install Debian's chromium (`apt-get install chromium`, or `make browser` as root)",
+        f"{CHROMIUM} not found: install Debian's chromium (`apt-get install chromium`, or `make browser` "
+        "as root)",
         allow_module_level=True,
     )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -r requirements-dev.txt)"
+)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from modeling_deepsight.image_processing_deepsight import load_depth  # noqa: E402
@@ -43,7 +46,7 @@ from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import parse_boxes  # noqa: E402
 from spaces_demo.rendering import summarize_depth  # noqa: E402
 from spaces_demo.responder import DeepSightResponder, build_tiny_model_and_processor  # noqa: E402
-from spaces_demo.testing import serve, write_synthetic_depth_png  # noqa: E402
+from spaces_demo.testing import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
 
 MAX_NEW_TOKENS = 12
 
@@ -59,10 +62,11 @@ def app(tmp_path_factory):
         demo = build_demo(depth_model="none", examples_dir=root / "examples", max_new_tokens=MAX_NEW_TOKENS)
     url = serve(demo)
     depth_png, _ = write_synthetic_depth_png(root / "room.png", seed=5)
-    bad_upload = root / "notes.txt"
-    bad_upload.write_text("not a depth map\n")
+    (root / "notes.txt").write_text("not a depth map\n")
+    (root / "empty.png").write_bytes(b"")
+    write_huge_png(root / "huge.png", 20000, 20000)
     try:
-        yield SimpleNamespace(url=url, depth_png=depth_png, bad_upload=bad_upload, root=root)
+        yield SimpleNamespace(url=url, depth_png=depth_png, root=root)
     finally:
         demo.close()
 
@@ -98,12 +102,16 @@ def test_page_says_no_checkpoint_was_found(page):
     assert "No trained checkpoint found" in notice.inner_text()
 
 
-def test_bad_upload_shows_a_visible_error(page, app):
-    upload(page, app.bad_upload)
-    status = page.locator("#status", has_text="Error")
+@pytest.mark.parametrize(
+    "name, message",
+    [("notes.txt", "is not an image"), ("huge.png", "is too large"), ("empty.png", "is empty")],
+)
+def test_bad_upload_shows_a_visible_error(page, app, name, message):
+    upload(page, app.root / name)
+    status = page.locator("#status", has_text=f"'{name}' {message}")
     status.wait_for()
-    assert "notes.txt" in status.inner_text() and "not an image" in status.inner_text()
-    page.get_by_text("is not an image or .npy array").first.wait_for()  # the warning toast as well
+    assert status.is_visible() and "Error" in status.inner_text()
+    assert page.locator(".toast-body", has_text=f"'{name}' {message}").first.is_visible()  # the warning toast
 
 
 def test_upload_draw_a_box_ask_and_see_the_streamed_answer(page, app, tmp_path):
@@ -140,10 +148,12 @@ def test_upload_draw_a_box_ask_and_see_the_streamed_answer(page, app, tmp_path):
     page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
 
     model, processor = build_tiny_model_and_processor()
-    expected = DeepSightResponder(model, processor, "reference", MAX_NEW_TOKENS).answer(metres, boxes, question)
+    reference = DeepSightResponder(model, processor, "reference", MAX_NEW_TOKENS)
+    expected = reference.answer(metres, boxes, question)
     shown = answer.inner_text().strip()
     assert shown, "an answer appeared in the chat"
-    # The chat renders Markdown, which may eat punctuation of the random model's output: compare word characters.
+    # The chat renders Markdown, which may eat punctuation of the random model's output: compare the
+    # word characters.
     assert re.sub(r"\W", "", shown) == re.sub(r"\W", "", expected)
 
     screenshot = tmp_path / "demo.png"

@@ -151,7 +151,12 @@ def test_parse_boxes_accepts_brackets_and_either_corner_order_and_clips():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("1,2,3", "four numbers"), ("a,b,c,d", "four numbers"), ("100,100,120,120", "no area"), ("1,1,1,9", "no area")],
+    [
+        ("1,2,3", "four numbers"),
+        ("a,b,c,d", "four numbers"),
+        ("100,100,120,120", "no area"),
+        ("1,1,1,9", "no area"),
+    ],
 )
 def test_parse_boxes_rejects_malformed_boxes(text, message):
     with pytest.raises(ValueError, match=message):
@@ -174,7 +179,8 @@ def test_depth_view_has_a_legend_and_draws_boxes():
     assert plain.shape[1] > metres.shape[1] * scale, "the colorbar legend sits right of the map"
     assert plain.shape == boxed.shape
     changed = np.argwhere(np.any(plain != boxed, axis=-1))
-    assert changed.size and changed[:, 1].max() < metres.shape[1] * scale, "only the map (not the legend) changes"
+    assert changed.size, "the box is drawn"
+    assert changed[:, 1].max() < metres.shape[1] * scale, "only the map (not the legend) changes"
 
 
 def test_two_clicks_on_the_view_add_a_box(tmp_path):
@@ -186,7 +192,9 @@ def test_two_clicks_on_the_view_add_a_box(tmp_path):
     scale = display_scale(48, 64)
     boxes, pending, view, status = backend.add_corner(str(path), "auto", "", None, 30 * scale, 20 * scale)
     assert boxes == "" and pending == [30.0, 20.0] and view is not None and "opposite corner" in status
-    boxes, pending, view, status = backend.add_corner(str(path), "auto", boxes, pending, 10 * scale, 5 * scale)
+    boxes, pending, view, status = backend.add_corner(
+        str(path), "auto", boxes, pending, 10 * scale, 5 * scale
+    )
     assert parse_boxes(boxes, 64, 48) == [[10.0, 5.0, 30.0, 20.0]] and pending is None
     assert "1 box" in status
 
@@ -224,7 +232,96 @@ def test_model_source_order_is_argument_env_quickstart_then_tiny(tmp_path, monke
 def test_cli_parses_model_port_host_and_share():
     from spaces_demo.cli import build_parser
 
-    args = build_parser().parse_args(["--model", "m", "--port", "7999", "--share", "off", "--depth-model", "none"])
-    assert (args.model, args.port, args.host, args.share, args.depth_model) == ("m", 7999, "127.0.0.1", "off", "none")
+    argv = ["--model", "m", "--port", "7999", "--share", "off", "--depth-model", "none"]
+    args = build_parser().parse_args(argv)
+    assert (args.model, args.port, args.host) == ("m", 7999, "127.0.0.1")
+    assert (args.share, args.depth_model) == ("off", "none")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--share", "maybe"])
+
+
+def test_exported_space_has_the_yaml_header_and_runs_its_own_copy_of_the_code(tmp_path):
+    import subprocess
+    import sys
+
+    from spaces_demo.space import export_space, read_space_header
+
+    out = export_space(
+        tmp_path / "space", model_ids=["org/deepsight"], dataset_ids=["org/depth-instructions"]
+    )
+    header = read_space_header(out / "README.md")
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
+    assert (out / header["app_file"]).is_file()
+    assert header["suggested_hardware"] == "cpu-basic"
+    assert header["models"][0] == "org/deepsight" and "org/depth-instructions" in header["datasets"]
+    import gradio
+
+    assert header["sdk_version"] == gradio.__version__
+    requirements = (out / "requirements.txt").read_text()
+    assert "torch==" in requirements and "transformers==" in requirements
+    # Run from the Space root, app.py's imports resolve to the exported copies, not this checkout.
+    probe = (
+        "import importlib.util as u, sys; sys.path.insert(0, '.');"
+        "print(*[u.find_spec(m).origin for m in ('spaces_demo.app', 'modeling_deepsight', 'deepsight.tiny',"
+        " 'dataset_scripts.synthetic')], sep='\\n')"
+    )
+    origins = subprocess.run(
+        [sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True
+    )
+    assert all(Path(line).resolve().is_relative_to(out.resolve()) for line in origins.stdout.split())
+    with pytest.raises(ValueError, match="not empty"):
+        export_space(out)
+    with pytest.raises(ValueError, match="ORG/NAME"):
+        export_space(tmp_path / "other", model_ids=["no-slash"])
+
+
+def test_generation_is_wrapped_with_spaces_gpu_only_when_spaces_is_importable(monkeypatch):
+    import sys
+    import types
+
+    from spaces_demo.app import zero_gpu
+
+    def handler():
+        return "answer"
+
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not installed: the handler is unchanged
+    assert zero_gpu(handler) is handler
+    wrapped = []
+    fake_spaces = types.SimpleNamespace(GPU=lambda function: wrapped.append(function) or (lambda: "on gpu"))
+    monkeypatch.setitem(sys.modules, "spaces", fake_spaces)
+    assert zero_gpu(handler)() == "on gpu" and wrapped == [handler]
+
+
+# gr.Warning outside a request is a Python warning; the messages are what the toasts would show.
+@pytest.mark.filterwarnings("ignore:.*(estimator exploded|out of memory):UserWarning")
+def test_a_crashing_estimator_or_model_is_reported_and_the_next_request_works(tmp_path):
+    from spaces_demo.app import DemoBackend
+
+    class FailingOnce:
+        """A responder whose first generation crashes (as an out-of-memory would), then answers."""
+
+        name = "failing once"
+        calls = 0
+
+        def stream(self, depth, boxes, question, history):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("out of memory")
+            yield f"{depth.shape[1]}x{depth.shape[0]}"
+
+    def broken_estimator(image):
+        raise RuntimeError("estimator exploded")
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8)).save(photo)
+    depth = tmp_path / "depth.png"
+    Image.fromarray(encode_depth(ramp_metres(), "mm")).save(depth)
+    backend = DemoBackend(FailingOnce(), estimator=broken_estimator, estimator_name="broken")
+
+    view, status = backend.show_depth(str(photo), "rgb", "")
+    assert view is None and "photo.png" in status and "estimator exploded" in status
+
+    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", [])
+    assert "generation failed" in history[-1]["content"] and "out of memory" in status
+    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", [])
+    assert history[-1] == {"role": "assistant", "content": "64x48"} and "Assumed encoding" in status

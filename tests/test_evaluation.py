@@ -88,6 +88,13 @@ def benchmark(tmp_path_factory, benchmark_rows):
 
 
 @pytest.fixture(scope="module")
+def grouped_benchmark(tmp_path_factory):
+    # 4 questions (one per task) about each depth map, as the paper's templates produce.
+    rows = make_benchmark_rows(12, seed=2, questions_per_image=4)
+    return load_benchmark(str(write_benchmark_folder(tmp_path_factory.mktemp("grouped"), rows)))
+
+
+@pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory):
     return build_tiny_llava(tmp_path_factory.mktemp("llava"))
 
@@ -242,13 +249,15 @@ def _questions(benchmark, count):
     return [question_from_row(benchmark[i]) for i in range(count)]
 
 
-def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tiny_llava, benchmark):
+def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tiny_llava, grouped_benchmark):
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
 
     model = VisionLanguageModel.from_pretrained(str(tiny_llava))
     assert model.shares_prefix_cache
-    questions = _questions(benchmark, 6)
+    questions = _questions(grouped_benchmark, 10)
+    groups, _, _ = model._split_at_images(model._encode(questions))
+    assert [len(members) for members in groups] == [4, 4, 2]  # one image prefix per depth map
     continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
     cached = model.score_options(questions, continuations)
     one_at_a_time = [model.score_options([q], [c])[0] for q, c in zip(questions, continuations)]
@@ -358,12 +367,15 @@ def test_deepsight_receives_metric_depth_and_question_boxes_as_bbox_mask(tiny_de
     assert inputs["bbox_mask"].min() == 0 and inputs["bbox_mask"].max() == 1  # the box, not all ones
 
 
-def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, benchmark):
+def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, grouped_benchmark):
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
 
     model = VisionLanguageModel.from_pretrained(str(tiny_deepsight))
-    questions = _questions(benchmark, 5)
+    questions = _questions(grouped_benchmark, 8)
+    groups, _, _ = model._split_at_images(model._encode(questions))
+    # box masks differ: only the box-free scene and security questions of an image share its prefix
+    assert sorted(len(members) for members in groups) == [1, 1, 1, 1, 2, 2]
     continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
     cached = model.score_options(questions, continuations)
     model.shares_prefix_cache = False

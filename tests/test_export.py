@@ -29,7 +29,10 @@ def _depth_dataset(n: int, seed: int = 0) -> tuple[datasets.Dataset, list[np.nda
         mm = rng.integers(0, 65536, size=(7, 9), dtype=np.uint16)
         mm[0, 0], mm[0, 1] = 0, 65535  # the extremes must survive too
         maps.append(mm)
-    rows = {"id": [f"row{i}" for i in range(n)], "depth": [{"bytes": png_bytes_from_mm(m), "path": None} for m in maps]}
+    rows = {
+        "id": [f"row{i}" for i in range(n)],
+        "depth": [{"bytes": png_bytes_from_mm(m), "path": None} for m in maps],
+    }
     return datasets.Dataset.from_dict(rows, features=FEATURES), maps
 
 
@@ -56,7 +59,9 @@ def test_metres_helper_is_exact_to_the_millimetre():
 def test_card_lists_configs_splits_and_counts_and_each_config_loads(tmp_path):
     ds, _ = _depth_dataset(3)
     card = CardInfo("Depth thing", sections={"Sources": "made up", "Licence": "CC0"})
-    export_dataset(datasets.DatasetDict({"test": ds, "train": ds.select([0])}), tmp_path, card, config_name="nyu")
+    export_dataset(
+        datasets.DatasetDict({"test": ds, "train": ds.select([0])}), tmp_path, card, config_name="nyu"
+    )
     export_dataset(ds.select([0, 1]), tmp_path, card, config_name="synthetic", split="test")
     readme = (tmp_path / "README.md").read_text()
     assert "config_name: nyu" in readme and "config_name: synthetic" in readme
@@ -90,3 +95,42 @@ def test_bad_inputs_raise_value_errors_naming_them(tmp_path):
         from PIL import Image
 
         mm_from_image_value(Image.new("RGB", (2, 2)))
+
+
+def test_export_killed_halfway_resumes_keeping_the_finished_shards(tmp_path, monkeypatch):
+    ds, maps = _depth_dataset(6)
+    real_to_parquet = datasets.Dataset.to_parquet
+    calls = []
+
+    def dies_on_third_shard(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_to_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(ds, tmp_path, CardInfo("t"), split="test", max_rows_per_shard=2)
+    finished = sorted((tmp_path / "data").glob("test-*.parquet"))
+    assert [p.name for p in finished] == ["test-00000-of-00003.parquet", "test-00001-of-00003.parquet"]
+    mtimes = [p.stat().st_mtime_ns for p in finished]
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", real_to_parquet)
+    export_dataset(ds, tmp_path, CardInfo("t"), split="test", max_rows_per_shard=2)
+    assert [p.stat().st_mtime_ns for p in finished] == mtimes
+    loaded = datasets.load_dataset(str(tmp_path), split="test")
+    for row, expected in zip(loaded, maps):
+        np.testing.assert_array_equal(mm_from_image_value(row["depth"]), expected)
+
+
+def test_union_config_is_the_default_and_reads_every_config(tmp_path):
+    ds, _ = _depth_dataset(3)
+    export_dataset(ds, tmp_path, CardInfo("t"), config_name="nyu", split="test", union_config="all")
+    export_dataset(
+        ds.select([0]), tmp_path, CardInfo("t"), config_name="sunrgbd", split="test", union_config="all"
+    )
+    both = datasets.load_dataset(str(tmp_path), split="test")  # no name: the union config
+    assert sorted(both["id"]) == sorted([*ds["id"], "row0"])
+    assert len(datasets.load_dataset(str(tmp_path), "sunrgbd", split="test")) == 1
+    assert "| all | test | 4 |" in (tmp_path / "README.md").read_text()
+    with pytest.raises(ValueError, match="union_config"):
+        export_dataset(ds, tmp_path, CardInfo("t"), config_name="all", union_config="all")

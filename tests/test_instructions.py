@@ -133,6 +133,20 @@ def test_closer_and_farther_statements_follow_the_depths():
     assert checked > 3
 
 
+def test_objects_at_the_same_distance_are_never_ranked():
+    generator = OfflineInstructionGenerator(seed=0)
+    for seed in range(8):
+        scene = make_scene(seed)
+        for obj in scene.objects:
+            scene.depth[obj.mask] = 3.0 + 0.01 * obj.instance_id  # all within the ambiguity margin
+        rows, _ = generator.generate(scene, ["conversation", "complex_reasoning", "detailed_description"] * 3)
+        rows += generator.multiple_choice(scene)
+        claims = " ".join(" ".join(texts(row, "assistant")) for row in rows)
+        for phrase in ("nearest to farthest", "is closer", "nearest object", "farthest object", "first obstacle"):
+            assert phrase not in claims
+        assert not any(row["id"].endswith("distance_judgment") for row in rows)
+
+
 def test_generation_is_deterministic_from_the_seed():
     scenes = [make_scene(s) for s in range(4)]
     types = ["conversation", "complex_reasoning", "detailed_description"]
@@ -187,6 +201,7 @@ class FakeChatServer:
 
             def do_POST(self):
                 server.requests += 1
+                server.authorization = self.headers.get("Authorization")
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path != "/v1/chat/completions" or "model" not in payload:
                     return self._send(404, b'{"error": "not found"}')
@@ -359,3 +374,79 @@ def test_dataset_round_trips_through_parquet_and_load_dataset(tmp_path):
     assert "mean user turns" in card and "distance_judgment" in card
     assert set(stats["per_type"]) <= {"complex_reasoning", "conversation", "detailed_description"}
     assert report.duplicates >= 0 and len({r["id"] for r in rows}) == len(rows)
+
+
+# ------------------------------------------------------------------------------------ command line
+
+
+def test_cli_offline_synthetic_is_deterministic_and_loads_back(tmp_path):
+    from dataset_scripts.instructions import main
+
+    args = ["--source", "synthetic", "--num-scenes", "3", "--seed", "4", "--width", "96", "--height", "72", "--no-progress"]
+    assert main(args + ["--output", str(tmp_path / "a")]) == 0
+    assert main(args + ["--output", str(tmp_path / "b"), "--mix", "detailed_description=1"]) == 0
+    assert main(args + ["--output", str(tmp_path / "c")]) == 0
+    a, b, c = (datasets.load_dataset(str(tmp_path / name), split="train") for name in "abc")
+    assert a.to_list() == c.to_list()
+    assert {t for t, i in zip(b["type"], b["id"]) if "-mc-" not in i} == {"detailed_description"}
+    assert {r["id"].split("-mc-")[1] for r in a if "-mc-" in r["id"]} >= {"scene_classification", "recognition"}
+
+
+def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_server, tmp_path, monkeypatch):
+    from dataset_scripts.instructions import main
+
+    seen = []
+    original = fake_server.reply
+    fake_server.reply = lambda prompt: (seen.append(prompt), original(prompt))[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    args = ["--source", "synthetic", "--num-scenes", "2", "--seed", "1", "--width", "96", "--height", "72",
+            "--generator", "openai", "--model", "fake-model", "--mc-skills", "", "--no-progress",
+            "--output", str(tmp_path / "out")]
+    assert main(args) == 0
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
+    assert fake_server.requests == 2 * 3  # the fake answers alike for one type: duplicates are dropped
+    texts_per_row = ["\n".join(b["text"] or "" for m in r["messages"] for b in m["content"]) for r in loaded]
+    assert len(set(texts_per_row)) == len(loaded) >= 2 and {i.rsplit("-", 2)[0] for i in loaded["id"]} == {
+        "synthetic-train-1-000000", "synthetic-train-1-000001"}
+    assert all("Captions:" in prompt and "mean distance" in prompt for prompt in seen)
+    assert fake_server.authorization == "Bearer sk-env"
+
+
+def test_instructions_from_a_pairs_folder_use_box_mean_depths(tmp_path):
+    from dataset_scripts import pairs
+    from dataset_scripts.instructions import main, scenes_from_pairs
+
+    common = ["--num-scenes", "2", "--seed", "2", "--width", "96", "--height", "72", "--no-progress"]
+    assert pairs.main(["--source", "synthetic", "--output", str(tmp_path / "pairs")] + common) == 0
+    assert main(["--source", "pairs", "--pairs-dir", str(tmp_path / "pairs"), "--output", str(tmp_path / "out")] + common) == 0
+    scenes = {s.id: s for s in scenes_from_pairs(tmp_path / "pairs")}
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
+    distance_rows = [r for r in loaded if r["id"].endswith("-mc-distance_judgment")]
+    assert distance_rows
+    for row in distance_rows:
+        scene = scenes[row["id"].rsplit("-mc-", 1)[0]]
+        _, options, answer = mc_parts(row)
+        depth_of = {o.name: o.mean_depth(scene.depth) for o in scene.objects}
+        assert depth_of[options[answer]] > depth_of[options[1 - answer]]
+    assert set(loaded["source"]) == {"synthetic"} and len(loaded) > 2
+
+
+def test_reply_validator_rejects_invented_objects_and_boxes_outside_the_image():
+    from dataset_scripts.instructions_openai import InvalidReply, ReplyValidator, parse_reply
+
+    scene = make_scene(0)
+    name = scene.objects[0].name
+    validator = ReplyValidator(scene)
+    ok = validator.turns("complex_reasoning", {"question": f"Where is the {name}?",
+                                               "answer": f"The {name} is inside its bounding box.", "objects": [name]})
+    assert ok[0][0] == f"Where is the {name}?"
+    with pytest.raises(InvalidReply, match="giraffe"):
+        validator.turns("complex_reasoning", {"question": "Q?", "answer": "A giraffe.", "objects": []})
+    with pytest.raises(InvalidReply, match="not among the annotations"):
+        validator.turns("detailed_description", {"description": "x", "objects": ["unicorn"]})
+    with pytest.raises(InvalidReply, match="not inside"):
+        validator.boxes([[0, 0, scene.width + 5, 10]])
+    with pytest.raises(InvalidReply, match="not JSON"):
+        parse_reply("Sure, here you go")
+    assert parse_reply('```json\n{"a": 1}\n```') == {"a": 1}

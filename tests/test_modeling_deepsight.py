@@ -143,6 +143,23 @@ def test_config_derives_and_checks_image_seq_length():
         DeepSightConfig(vision_config=tiny_vision_config().to_dict(), image_seq_length=10)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"projector_type": "conv"}, "projector_type"),
+        ({"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy"),
+        ({"vision_feature_layer": 7}, "vision_feature_layer"),
+        ({"projector_depth": 0}, "projector_depth"),
+    ],
+)
+def test_config_rejects_invalid_fields_naming_them(kwargs, message):
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    # transformers' strict configs wrap the validator's ValueError (the message names the field)
+    with pytest.raises((ValueError, StrictDataclassClassValidationError), match=message):
+        DeepSightConfig(vision_config=tiny_vision_config().to_dict(), **kwargs)
+
+
 @torch.no_grad()
 def test_batched_left_padded_forward_equals_one_by_one(tiny_deepsight, depth_maps):
     model, processor = tiny_deepsight
@@ -239,7 +256,7 @@ def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, dep
     torch.testing.assert_close(model.get_output_embeddings()(hidden), model(**inputs).logits)
 
     model.activation_checkpointing_enable()
-    assert model.is_gradient_checkpointing
+    assert model.is_activation_checkpointing
     loss = model(**inputs, labels=labels).loss
     loss.backward()
     assert torch.isfinite(loss)
@@ -299,6 +316,19 @@ def test_from_pretrained_components_loads_clip_vision_and_causal_lm(tiny_clip_di
     language_model = LlamaForCausalLM.from_pretrained(tiny_llama_dir).eval()
     text = tiny_tokenizer(["a chair and a table"], return_tensors="pt")
     torch.testing.assert_close(model(**text).logits, language_model(**text).logits)
+
+
+@torch.no_grad()
+def test_from_pretrained_components_starts_from_a_trained_stage0_dual_encoder(tiny_clip_dir, tiny_llama_dir, tmp_path):
+    dual = DeepSightDualEncoder.from_clip(tiny_clip_dir)
+    with torch.no_grad():  # stand-in for stage-0 training: the tower must come back as saved, not reconverted
+        dual.vision_model.embeddings.bbox_embedding.weight.normal_()
+    dual.save_pretrained(tmp_path / "stage0")
+    model = DeepSightForConditionalGeneration.from_pretrained_components(tmp_path / "stage0", tiny_llama_dir)
+    for name, tensor in dual.vision_model.state_dict().items():
+        torch.testing.assert_close(model.model.vision_tower.state_dict()[name], tensor, msg=name)
+    with pytest.raises(ValueError, match="expected CLIP"):
+        DeepSightVisionModel.from_vision_checkpoint(tiny_llama_dir)
 
 
 @torch.no_grad()

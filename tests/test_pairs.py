@@ -12,7 +12,7 @@ from PIL import Image
 
 import datasets
 from dataset_scripts import pairs
-from dataset_scripts.coco import decode_rle, decode_segmentation, parse_coco, read_coco
+from dataset_scripts.coco import decode_rle, decode_segmentation, read_coco
 from dataset_scripts.depth_estimation import DepthCache, DepthEstimator, estimate_depths, save_tiny_random_glpn
 from dataset_scripts.export import image_value_to_depth
 from dataset_scripts.scene import Scene, SceneObject
@@ -158,6 +158,22 @@ def test_depth_estimation_is_metric_cached_resumable_and_skips_bad_images(tiny_g
     assert calls == [] and sorted(again.cached) == ["img0", "img1", "img2"]
 
 
+@pytest.mark.parametrize("kind", ["metric", "relative"])
+def test_depth_anything_checkpoints_load_and_relative_ones_are_flagged(tmp_path, kind, caplog):
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                            image_size=28, patch_size=14, out_features=["stage1", "stage2"], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
+                                 fusion_hidden_size=8, head_hidden_size=8, reassemble_factors=[2, 1],
+                                 depth_estimation_type=kind, max_depth=10)
+    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14).save_pretrained(tmp_path)
+    depths = DepthEstimator(str(tmp_path), device="cpu").predict([Image.new("RGB", (50, 40)), Image.new("RGB", (30, 44))])
+    assert [d.shape for d in depths] == [(40, 50), (44, 30)]
+    assert ("relative depth" in caplog.text) == (kind == "relative")
+
+
 def test_a_batch_that_fails_is_retried_image_by_image(tmp_path):
     def predict(images):
         if any(image.width == 13 for image in images):
@@ -188,7 +204,7 @@ def test_coco_pairs_build_and_load_back_with_predicted_depth(tiny_glpn, tmp_path
     cached = DepthCache(out / ".cache" / "depth").load("coco-000000000001")
     np.testing.assert_allclose(image_value_to_depth(row["depth"]), cached)
     card = (out / "README.md").read_text()
-    assert "predicted, not measured" in card and tiny_glpn in card and "depth estimation failed | 1" in card
+    assert "predicted, not measured" in card and tiny_glpn in card and "image unreadable | 1" in card
 
 
 def test_sharded_runs_merge_into_the_single_process_dataset(tiny_glpn, tmp_path, monkeypatch):
@@ -256,6 +272,29 @@ def test_dual_encoder_scores_are_the_model_cosine_similarities_and_the_best_is_k
     np.testing.assert_allclose(row["caption_scores"], (logits[:, 0] / model.logit_scale.exp()).detach().numpy(), atol=1e-5)
 
 
+def test_deepsight_dual_encoder_scorer_matches_the_model_logits(tmp_path):
+    import torch
+
+    from deepsight.tiny import build_tiny_dual_encoder
+
+    model, processor = build_tiny_dual_encoder(seed=0)
+    model.save_pretrained(tmp_path / "dual")
+    processor.save_pretrained(tmp_path / "dual")
+    scorer = pairs.DualEncoderScorer(str(tmp_path / "dual"), device="cpu")
+    assert scorer.is_depth_model
+    depth = np.tile(np.linspace(1, 4, 40, dtype=np.float32), (30, 1))
+    captions = ["a chair", "a bed in a bedroom", "a table near the wall"]
+    scene = Scene(id="s", source="synthetic", depth=depth, objects=[SceneObject("chair", (1, 1, 10, 10))], captions=captions)
+    row = pairs.pair_row(scene, scorer)
+    inputs = processor(images=[depth] * 3, text=captions, boxes=[[[1, 1, 10, 10]]] * 3, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(pixel_values=inputs["pixel_values"], bbox_mask=inputs["bbox_mask"], input_ids=inputs["input_ids"],
+                    attention_mask=inputs["attention_mask"], return_loss=False)
+    expected = (out.logits_per_text[:, 0] / model.logit_scale.exp()).detach().numpy()
+    np.testing.assert_allclose(row["caption_scores"], expected, atol=1e-5)
+    assert row["caption"] == captions[int(np.argmax(expected))]
+
+
 def test_label_overlap_scorer_prefers_captions_naming_the_objects():
     scene = Scene(id="s", source="synthetic", depth=np.ones((4, 4), np.float32),
                   objects=[SceneObject("chair", (0, 0, 1, 1)), SceneObject("bed", (1, 1, 2, 2))])
@@ -280,3 +319,17 @@ def test_synthetic_pairs_carry_true_depth_boxes_and_captions_and_shard_alike(tmp
         assert row["labels"] == scene.object_names and len(row["boxes"]) == len(scene.objects)
         assert row["captions"] == scene.captions and row["caption"] in row["captions"]
         assert row["scene"] == scene.scene_type
+
+
+def test_parts_are_written_in_chunks_and_merged_in_id_order(tmp_path):
+    scenes = [Scene(id=f"s{i}", source="synthetic", depth=np.full((6, 8), 1.0 + i, np.float32),
+                    objects=[SceneObject("chair", (0, 0, 4, 4))], scene_type="office", captions=[f"a chair {i}"])
+              for i in (4, 1, 3, 0, 2)]
+    rows = pairs.iter_pair_rows(scenes, pairs.LabelOverlapScorer(), progress=False)
+    assert pairs.write_part(rows, Counter({"seen": 5}), tmp_path, 0, 1, chunk_rows=2) == 5
+    assert len(list((tmp_path / "parts" / "part-00000-of-00001").glob("chunk-*.parquet"))) == 3
+    assert pairs.try_merge(tmp_path, 1, {"source": "synthetic", "estimator": None, "scorer": "label-overlap"})
+    loaded = datasets.load_dataset(str(tmp_path), split="train")
+    assert loaded["id"] == ["s0", "s1", "s2", "s3", "s4"]
+    assert [float(image_value_to_depth(d)[0, 0]) for d in loaded["depth"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert "| seen | 5 |" in (tmp_path / "README.md").read_text()

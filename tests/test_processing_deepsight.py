@@ -179,3 +179,21 @@ def test_caption_mode_pairs_captions_with_images_for_the_dual_encoder(tiny_token
     assert (inputs["input_ids"] != processor.image_token_id).all()
     with pytest.raises(ValueError, match="2 texts and 1 images"):
         processor(images=depth_maps[:1], text=["a", "b"], return_tensors="pt")
+
+
+def test_assistant_masks_stay_aligned_when_prompts_carry_box_tags(tiny_deepsight, depth_maps):
+    _, processor = tiny_deepsight
+    answer = "About 2 metres."
+
+    def conversation(question):
+        return [
+            {"role": "user", "content": [{"type": "image", "image": depth_maps[0]}, {"type": "text", "text": question}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+
+    for question in ("<box>[0, 0, 20, 20]</box>How far is it?", "How far is it?"):
+        out = processor.apply_chat_template(conversation(question), tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True, return_tensors="pt")
+        masked = out["input_ids"][0][out["assistant_masks"][0].bool()]
+        assert processor.decode(masked) == answer + processor.tokenizer.eos_token
+        assert "<box>" not in processor.decode(out["input_ids"][0])

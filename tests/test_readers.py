@@ -49,7 +49,7 @@ def _nyu_frame(scene: str, shift: int = 0) -> dict:
     depth = (1.0 + 0.05 * np.arange(W)[None, :] + 0.01 * np.arange(H)[:, None]).astype(np.float32)
     labels = np.zeros((H, W), np.uint16)
     instances = np.zeros((H, W), np.uint8)
-    labels[5:20, 5 + shift:20 + shift], instances[5:20, 5 + shift:20 + shift] = 1, 1  # chair #1
+    labels[5:20, 5 + shift : 20 + shift], instances[5:20, 5 + shift : 20 + shift] = 1, 1  # chair #1
     labels[5:20, 30:40], instances[5:20, 30:40] = 1, 2  # chair #2: same label, another instance
     labels[25:40, 10:50], instances[25:40, 10:50] = 2, 1  # night stand
     labels[44:48, 0:4] = 2  # labelled but instance 0: not an instance (NYU toolbox)
@@ -213,15 +213,27 @@ def test_realdata_nyu_sync_and_raw_kinect_decode_to_the_documented_ranges():
     assert 1.38 < valid.min() < 1.40 and 6.68 < valid.max() < 6.70  # README: 1.39-6.69 m
 
 
+@needs_realdata
+@pytest.mark.realdata
+def test_realdata_flat_nyu_pair_takes_its_scene_from_the_sequence_name():
+    scenes = list(read_nyu_sync(REALDATA / "nyu" / "mmseg_pseudo_nyu"))
+    assert [s.id for s in scenes] == ["nyu_sync_bookstore_0001d_00001"]
+    assert scenes[0].scene_type == "bookstore" and scenes[0].meta["nyu10"] == "bookstore"
+    assert scenes[0].depth.shape == (120, 160) and (scenes[0].depth > 0).mean() > 0.5
+
+
 # --------------------------------------------------------------------------------------------------
 # SUN RGB-D original layout
 # --------------------------------------------------------------------------------------------------
 
-SUN_OBJECTS = [FixtureObject("Night_Stand", (5, 10, 25, 40), 2.0), FixtureObject("chair", (40, 20, 70, 55), 3.25)]
+SUN_OBJECTS = [
+    FixtureObject("Night_Stand", (5, 10, 25, 40), 2.0),
+    FixtureObject("chair", (40, 20, 70, 55), 3.25),
+]
 
 
 def test_sun_depth_bit_rotation_matches_the_toolbox_values(tmp_path):
-    # read3dPoints.m: bitor(bitshift(d, -3), bitshift(d, 16 - 3)) -> a raw 8000 is 1000 mm, 8001 is 1000 + 8192 mm
+    # read3dPoints.m: bitor(bitshift(d, -3), bitshift(d, 16 - 3)): raw 8000 -> 1000 mm, 8001 -> 1000 + 8192 mm
     folder = tmp_path / "frame"
     write_sun_frame(folder, SUN_OBJECTS, height=H, width=W)
     raw = np.full((H, W), 8000, np.uint16)
@@ -241,7 +253,9 @@ def test_sun_frame_objects_masks_scene_and_intrinsics(tmp_path):
     assert scene.scene_type == "bedroom" and scene.intrinsics[0, 0] == pytest.approx(W * 0.8)
     assert [o.name for o in scene.objects] == ["night stand", "chair"]
     for i, obj in enumerate(scene.objects):
-        np.testing.assert_array_equal(obj.mask, visible_mask(SUN_OBJECTS, i, H, W) | _box_mask(SUN_OBJECTS[i].box))
+        np.testing.assert_array_equal(
+            obj.mask, visible_mask(SUN_OBJECTS, i, H, W) | _box_mask(SUN_OBJECTS[i].box)
+        )
         assert obj.box == tuple(float(v) for v in _clip(SUN_OBJECTS[i].box))
     filled = read_sun_frame(folder, depth_folder="depth_bfx")
     assert (filled.depth > 0).all()
@@ -257,6 +271,11 @@ def _box_mask(box):
     x0, y0, x1, y1 = box
     mask[y0:y1, x0:x1] = True
     return mask
+
+
+def test_sun_idk_scene_means_unknown(tmp_path):
+    write_sun_frame(tmp_path / "f", SUN_OBJECTS, scene="idk", height=H, width=W)
+    assert read_sun_frame(tmp_path / "f").scene_type is None
 
 
 def test_polygon_rasterisation_uses_pixel_centres():
@@ -283,12 +302,20 @@ def test_sun_broken_annotations_are_dropped_and_counted_never_fatal(tmp_path):
         {"x": [500, 600, 600], "y": [500, 500, 600], "object": 1},  # off the image
         "not a polygon",
     ]
-    write_sun_frame(folder, SUN_OBJECTS, height=H, width=W, extra_polygons=extra_polygons, extra_objects=extra_objects)
+    write_sun_frame(
+        folder, SUN_OBJECTS, height=H, width=W, extra_polygons=extra_polygons, extra_objects=extra_objects
+    )
     report = ReadReport()
     scene = read_sun_frame(folder, report=report)
     assert [o.name for o in scene.objects] == ["night stand", "chair"]
-    assert report.dropped_annotations == {"null_object": 1, "unnamed_object": 1, "object_index_out_of_range": 3,
-                                          "degenerate_polygon": 3, "polygon_outside_image": 1, "malformed_polygon": 1}
+    assert report.dropped_annotations == {
+        "null_object": 1,
+        "unnamed_object": 1,
+        "object_index_out_of_range": 3,
+        "degenerate_polygon": 3,
+        "polygon_outside_image": 1,
+        "malformed_polygon": 1,
+    }
 
 
 def test_sun_bad_frames_are_skipped_with_reasons_and_bad_roots_raise(tmp_path):
@@ -306,7 +333,12 @@ def test_sun_bad_frames_are_skipped_with_reasons_and_bad_roots_raise(tmp_path):
     report = ReadReport()
     scenes = list(read_sunrgbd_original(root, report=report))
     assert [s.id for s in scenes] == ["sunrgbd_good"]
-    assert report.skipped_frames == {"corrupt_annotation": 1, "corrupt_depth": 1, "size_mismatch": 1, "missing_depth": 1}
+    assert report.skipped_frames == {
+        "corrupt_annotation": 1,
+        "corrupt_depth": 1,
+        "size_mismatch": 1,
+        "missing_depth": 1,
+    }
     with pytest.raises(ValueError, match="does not exist"):
         list(read_sunrgbd_original(tmp_path / "absent"))
     (tmp_path / "empty").mkdir()
@@ -341,7 +373,10 @@ def test_realdata_sun_original_layout_frames():
 
 
 def test_votenet_point_cloud_projects_back_to_the_depth_it_came_from(tmp_path):
-    objects = [FixtureObject("night_stand", (5, 10, 25, 40), 2.0), FixtureObject("sofa", (30, 20, 60, 45), 3.5)]
+    objects = [
+        FixtureObject("night_stand", (5, 10, 25, 40), 2.0),
+        FixtureObject("sofa", (30, 20, 60, 45), 3.5),
+    ]
     depth = write_votenet_frame(tmp_path, 7, objects, height=H, width=W, tilt_degrees=8.0, split="val")
     scene = next(iter(read_sunrgbd_votenet(tmp_path)))
     assert scene.id == "sunrgbd_votenet_000007" and scene.split == "val"
@@ -379,7 +414,10 @@ def test_realdata_votenet_depth_matches_the_sun_rgbd_raw_depth_png():
     scenes = list(read_sunrgbd_votenet(root))
     assert [s.meta["index"] for s in scenes] == [1, 2, 3, 4]
     for scene in scenes:
-        reference, _ = load_depth(REALDATA / "sunrgbd" / "sun_rgbd_is_kv2" / "train_depth_raw" / f"{scene.meta['index']:06d}.png", "sun")
+        reference, _ = load_depth(
+            REALDATA / "sunrgbd" / "sun_rgbd_is_kv2" / "train_depth_raw" / f"{scene.meta['index']:06d}.png",
+            "sun",
+        )
         assert scene.depth.shape == reference.shape == (530, 730)
         np.testing.assert_array_equal(scene.depth > 0, reference > 0)
         assert np.median(np.abs(scene.depth - reference)[reference > 0]) < 2e-5

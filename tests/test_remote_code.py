@@ -133,3 +133,31 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
         assert {name.split(".")[0] for name in imports} <= {"__future__", "torch", "transformers", "huggingface_hub",
                                                             "typing", "dataclasses", "os", "re", "collections",
                                                             "numpy", "PIL", ""}, (module, imports)
+
+
+@pytest.mark.slow
+def test_model_cli_demo_saves_reloads_in_a_fresh_process_and_answers(tmp_path, capsys):
+    from deepsight.model_cli import main
+
+    assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    assert "repo importable there  False" in printed
+    assert "modeling_deepsight.DeepSightForConditionalGeneration" in printed
+    assert (tmp_path / "demo" / "model.safetensors").exists() and (tmp_path / "demo" / "modeling_deepsight.py").exists()
+
+
+def test_model_cli_build_makes_a_checkpoint_from_clip_and_a_causal_lm(tiny_clip_dir, tiny_llama_dir, tmp_path,
+                                                                      depth_map, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from deepsight.model_cli import main
+
+    assert main(["build", "--vision", str(tiny_clip_dir), "--text", str(tiny_llama_dir), "--output",
+                 str(tmp_path / "built"), "--projector-depth", "3"]) == 0
+    assert "image tokens    16 per image" in capsys.readouterr().out
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "built").eval()
+    processor = AutoProcessor.from_pretrained(tmp_path / "built")
+    assert model.config.projector_depth == 3
+    inputs = processor(images=[depth_map], text=["<image>\nHow far?"], return_tensors="pt")
+    with torch.no_grad():
+        assert model.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 2

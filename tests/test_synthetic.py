@@ -37,7 +37,7 @@ REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
 def _level_camera(position, width=160, height=120, pitch=0.0, yaw=0.0):
-    K = intrinsics_matrix(130.0, 131.0, width / 2, height / 2)
+    K = intrinsics_matrix(130.0, 131.0, (width - 1) / 2, (height - 1) / 2)
     return Camera(K, camera_rotation(yaw, pitch, 0.0), np.asarray(position, dtype=float), width, height)
 
 
@@ -57,7 +57,7 @@ def test_box_straight_ahead_renders_its_front_face_distance(distance):
     # and it covers the pixels the pinhole model predicts: |u - cx| < fx * half_x / distance
     fx, cx = camera.K[0, 0], camera.K[0, 2]
     cols = np.flatnonzero(face.any(axis=0))
-    expected = np.flatnonzero(np.abs(np.arange(camera.width) + 0.5 - cx) < fx * half[0] / distance)
+    expected = np.flatnonzero(np.abs(np.arange(camera.width) - cx) < fx * half[0] / distance)
     np.testing.assert_array_equal(cols, expected)
 
 
@@ -69,7 +69,7 @@ def test_floor_depth_matches_analytic_plane_intersection():
     rows, cols = np.nonzero(floor)
     assert rows.size > 1000
     fx, fy, cx, cy = camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]
-    rays = np.stack([(cols + 0.5 - cx) / fx, (rows + 0.5 - cy) / fy, np.ones(rows.size)])
+    rays = np.stack([(cols - cx) / fx, (rows - cy) / fy, np.ones(rows.size)])
     world_z = (camera.rotation @ rays)[2]
     expected = height_above_floor / -world_z  # camera-z of the ray is 1, so t is the depth
     np.testing.assert_allclose(buffers.depth[rows, cols], expected, rtol=1e-5, atol=1e-4)
@@ -80,7 +80,7 @@ def test_curved_primitives_render_at_their_surface_distance():
     cylinder = Primitive("cylinder", (3.0, 4.0, 1.0), (0.3, 0.3, 0.5))
     sphere = Primitive("ellipsoid", (3.0, 4.0, 1.0), (0.5, 0.5, 0.5))
     room = (6.0, 8.0, 3.0)
-    centre = (60, 80)  # the pixel whose ray is the optical axis (cx = 80.5 is its centre)
+    centre = (60, 80)  # the pixel whose ray is the optical axis (cx = 80, cy = 60)
     for primitive, nearest in ((cylinder, 3.5 - 0.3), (sphere, 3.5 - 0.5)):
         buffers = render_primitives(camera, room, [(0, primitive)])
         assert buffers.ids[centre] == NUM_ROOM_SURFACES
@@ -160,7 +160,7 @@ def _object_frame_points(scene, obj):
     K = scene.intrinsics
     rows, cols = np.nonzero(obj.mask)
     z = scene.depth[rows, cols]
-    rays = np.stack([(cols + 0.5 - K[0, 2]) / K[0, 0], (rows + 0.5 - K[1, 2]) / K[1, 1], np.ones(rows.size)])
+    rays = np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones(rows.size)])
     points = (rotation @ (rays * z)).T + np.asarray(cam["position"])
     node = scene.meta["scene_graph"][obj.instance_id]
     yaw = np.radians(node["yaw_deg"])
@@ -186,6 +186,22 @@ def test_masks_and_boxes_are_consistent_with_depth_and_scene_graph(seed):
     assert coverage.max() <= 1  # instance masks are disjoint
 
 
+def test_many_seeds_render_valid_scenes():
+    for seed in range(100, 220):
+        scene = render_scene(seed, width=64, height=48)
+        room = scene.meta["room"]
+        diagonal = np.sqrt(room["width"] ** 2 + room["depth"] ** 2 + room["height"] ** 2)
+        assert scene.depth.dtype == np.float32 and np.isfinite(scene.depth).all()
+        assert (scene.depth > 0).all() and scene.depth.max() <= diagonal
+        assert scene.rgb.shape == (48, 64, 3) and scene.rgb.dtype == np.uint8
+        assert scene.captions and all(c.endswith(".") for c in scene.captions)
+        assert 1.0 <= scene.meta["camera"]["position"][2] <= 1.8
+        json.dumps(scene.meta)  # the scene graph is plain JSON
+        for obj in scene.objects:
+            x0, y0, x1, y1 = obj.box
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 48
+
+
 def test_tiny_and_hidden_objects_are_dropped_and_counted():
     scenes = [render_scene(seed, width=96, height=72) for seed in range(12)]
     for scene in scenes:
@@ -195,7 +211,10 @@ def test_tiny_and_hidden_objects_are_dropped_and_counted():
         assert scene.meta["num_placed"] == len(annotated) + sum(scene.meta["dropped_objects"].values())
         assert all(n["visible_pixels"] >= synthetic.MIN_VISIBLE_PIXELS for n in annotated)
         hidden = [n for n in graph if not n["annotated"]]
-        assert sum(n["visible_pixels"] == 0 for n in hidden) == scene.meta["dropped_objects"]["occluded_or_outside"]
+        assert (
+            sum(n["visible_pixels"] == 0 for n in hidden)
+            == scene.meta["dropped_objects"]["occluded_or_outside"]
+        )
         tiny = [n for n in hidden if n["visible_pixels"] > 0]
         assert len(tiny) == scene.meta["dropped_objects"]["tiny"]
         assert all(n["visible_pixels"] < synthetic.MIN_VISIBLE_PIXELS for n in tiny)
@@ -218,7 +237,14 @@ def test_captions_mention_only_present_objects():
                 text = re.sub(rf"\b{re.escape(name)}(s|es)?\b", "<present>", text)
             absent = [n for n in OBJECT_CATEGORIES if n not in present and _mentioned(text, n)]
             assert not absent, (caption, absent)
-        assert any(_mentioned(" ".join(scene.captions).lower(), n) for n in present)
+        if present:
+            assert any(
+                _mentioned(" ".join(scene.captions).lower().replace("bookshelves", "bookshelf"), n)
+                for n in present
+            )
+        else:
+            article = "An" if scene.scene_type[0] in "aeiou" else "A"
+            assert scene.captions == [f"{article} {scene.scene_type} with no furniture in view."]
         assert scene.scene_type in scene.captions[0]
 
 
@@ -297,6 +323,29 @@ def test_sunrgbd_layout_round_trips_depth_intrinsics_and_polygons(tmp_path):
     assert checked >= 5
 
 
+@pytest.mark.realdata
+def test_sun_extrinsics_level_the_floor(tmp_path):
+    scene = render_scene(17, "bedroom")
+    folder = write_sunrgbd_layout([scene], tmp_path)[0]
+    extrinsics = np.loadtxt(folder / "extrinsics" / f"{folder.name}.txt")
+    rtilt = extrinsics[:, :3]
+    np.testing.assert_allclose(rtilt @ rtilt.T, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(extrinsics[:, 3], 0.0)
+    # back-project floor pixels the way the SUN toolbox does: Rtilt @ [x, z, -y]
+    floor = np.zeros(scene.depth.shape, bool)
+    floor[-20:] = True
+    for obj in scene.objects:
+        floor &= ~obj.mask
+    rows, cols = np.nonzero(floor)
+    K, z = scene.intrinsics, scene.depth[rows, cols]
+    x = (cols - K[0, 2]) / K[0, 0] * z  # OpenCV pixel convention, as NYU's and SUN's K
+    y = (rows - K[1, 2]) / K[1, 1] * z
+    upright = rtilt @ np.stack([x, z, -y])
+    camera_height = scene.meta["camera"]["position"][2]
+    np.testing.assert_allclose(upright[2], -camera_height, atol=2e-3)
+
+
+@pytest.mark.realdata
 def test_sunrgbd_layout_matches_real_frame_folders(tmp_path):
     real = REALDATA / "sunrgbd" / "original_layout"
     if not real.is_dir():
@@ -305,15 +354,37 @@ def test_sunrgbd_layout_matches_real_frame_folders(tmp_path):
     for frame in sorted(p for p in real.iterdir() if p.is_dir()):
         for entry in ("image", "depth", "depth_bfx", "intrinsics.txt", "scene.txt"):
             assert (frame / entry).exists() and (ours / entry).exists(), entry
-        assert np.loadtxt(frame / "intrinsics.txt").shape == np.loadtxt(ours / "intrinsics.txt").shape == (3, 3)
+        assert (
+            np.loadtxt(frame / "intrinsics.txt").shape == np.loadtxt(ours / "intrinsics.txt").shape == (3, 3)
+        )
         real_depth = decode_depth(_read_png(next((frame / "depth").glob("*.png"))), "sun")
         assert 0.3 < np.median(real_depth[real_depth > 0]) < 10  # same encoding, same metric range
-        assert _read_png(next((ours / "depth").glob("*.png"))).dtype == _read_png(next((frame / "depth").glob("*.png"))).dtype
+        assert (
+            _read_png(next((ours / "depth").glob("*.png"))).dtype
+            == _read_png(next((frame / "depth").glob("*.png"))).dtype
+        )
 
 
 def test_cli_writes_npz_scenes_that_load_back(tmp_path, capsys):
-    code = synthetic.main(["--num-scenes", "3", "--seed", "5", "--split", "val", "--output", str(tmp_path),
-                           "--format", "npz", "--width", "96", "--height", "72", "--noise"])
+    code = synthetic.main(
+        [
+            "--num-scenes",
+            "3",
+            "--seed",
+            "5",
+            "--split",
+            "val",
+            "--output",
+            str(tmp_path),
+            "--format",
+            "npz",
+            "--width",
+            "96",
+            "--height",
+            "72",
+            "--noise",
+        ]
+    )
     assert code == 0
     files = sorted((tmp_path / "val").glob("*.npz"))
     assert len(files) == 3
@@ -327,10 +398,15 @@ def test_cli_writes_npz_scenes_that_load_back(tmp_path, capsys):
             np.testing.assert_array_equal(a.mask, b.mask)
     out = capsys.readouterr().out
     assert "scene type" in out and "object category" in out
+    preview = Image.open(tmp_path / "preview_val.png")
+    assert preview.size == (3 * 96, 3 * 72)  # rgb | depth | boxes, one row per scene
 
 
 def test_cli_writes_sunrgbd_folders(tmp_path):
-    assert synthetic.main(["--num-scenes", "2", "--output", str(tmp_path), "--width", "64", "--height", "48"]) == 0
+    assert (
+        synthetic.main(["--num-scenes", "2", "--output", str(tmp_path), "--width", "64", "--height", "48"])
+        == 0
+    )
     folders = sorted(p for p in (tmp_path / "train").iterdir() if p.is_dir())
     assert len(folders) == 2 and all((f / "annotation2Dfinal" / "index.json").is_file() for f in folders)
 

@@ -44,7 +44,8 @@ def sft_run(data, tmp_path_factory):
 
     output_dir = tmp_path_factory.mktemp("sft") / "out"
     argv = ["sft", "--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--dataset_name", data["instructions"],
-            "--output_dir", str(output_dir), *FAST, "--report_to", "tensorboard", "--learning_rate", "1e-3"]
+            "--output_dir", str(output_dir), *FAST, "--report_to", "tensorboard", "--learning_rate", "1e-3",
+            "--eval_strategy", "steps", "--eval_steps", "3", "--per_device_eval_batch_size", "4"]
     assert main(argv) == 0
     return output_dir
 
@@ -52,6 +53,8 @@ def sft_run(data, tmp_path_factory):
 def test_stage2_recipe_run_logs_to_tensorboard_and_writes_loss_curve_and_masking(sft_run):
     steps = losses(sft_run)
     assert [step for step, _ in steps] == [1, 2, 3]
+    history = json.loads((sft_run / "log_history.json").read_text())
+    assert any(entry.get("step") == 3 and "eval_loss" in entry for entry in history), "no evaluation logged"
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in steps)
     assert list(sft_run.rglob("events.out.tfevents.*")), "report_to tensorboard wrote no event file"
     png = sft_run / "loss_curve.png"
@@ -120,7 +123,7 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
     model, processor = build_tiny_deepsight(seed=0)
     collator = DepthConversationCollator(processor)
     args = SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", remove_unused_columns=False,
-                     dataset_kwargs={"skip_prepare_dataset": True}, gradient_checkpointing=False)
+                     dataset_kwargs={"skip_prepare_dataset": True}, activation_checkpointing=False)
     trainer = DepthSFTTrainer(model=model, args=args, data_collator=collator, processing_class=processor,
                               train_dataset=load_split(data["instructions"], None, "train"))
     batch = collator(make_instruction_rows(4, seed=9))
@@ -170,8 +173,8 @@ def test_baseline_llava_fine_tunes_on_depth_rendered_as_gray(data, tmp_path):
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(tmp_path / "llava"))
 
 
-def test_encoder_trains_reports_zero_shot_scene_accuracy_and_align_loads_its_tower(data, tmp_path):
-    from train import align, encoder
+def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_folder(data, tmp_path):
+    from train import align, encoder, sft
 
     enc_dir = tmp_path / "encoder"
     assert encoder.main(["--config", str(RECIPES / "cpu-tiny" / "encoder.yaml"), "--dataset_name", data["pairs"],
@@ -191,6 +194,13 @@ def test_encoder_trains_reports_zero_shot_scene_accuracy_and_align_loads_its_tow
     assert len(tower_keys) == len(tower)
     for key, value in tower_keys.items():
         assert torch.equal(value, tower[key.split(".vision_tower.", 1)[1]]), key
+
+    # Stage 2 starts from the stage-1 folder (loaded through the Auto classes with the folder's own code).
+    sft_dir = tmp_path / "sft"
+    assert sft.main(["--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--tiny", "none", "--model_name_or_path",
+                     str(align_dir), "--dataset_name", data["instructions"], "--output_dir", str(sft_dir), *FAST,
+                     "--max_steps", "1"]) == 0
+    assert load_file(str(sft_dir / "model.safetensors")).keys() == aligned.keys()
 
 
 def test_bad_arguments_are_rejected_with_the_field_named(data, tmp_path):

@@ -34,7 +34,7 @@ import sys
 import zlib
 from typing import Any
 
-from train.utils import DeepSightTrainingArguments, run_sft_stage
+from train.utils import DeepSightTrainingArguments, run_sft_stage, with_cpu_ddp_flag
 
 # The requests to describe a depth image (LLaVA's brief-description prompts, phrased for depth).
 ALIGN_PROMPTS = (
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> i
     # Stage 1 trains the projector only, unless the command line or the recipe says otherwise.
     parser.set_defaults(train_parts="projector")
     script_args, training_args, model_args, args = parser.parse_args_and_config(
-        list(sys.argv[1:] if argv is None else argv)
+        with_cpu_ddp_flag(list(sys.argv[1:] if argv is None else argv))
     )
     trainer = run_sft_stage(
         script_args, training_args, model_args, args,

@@ -41,12 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 def accelerate_command(stage: str, num_processes: int, accelerate_config: str | None, rest: list[str]) -> list[str]:
     """The `accelerate launch ... -m train.<stage> ...` command line for a stage.
 
-    Without a config file, N > 1 processes go through accelerate's torchrun launcher (`--multi_gpu`); on a
-    machine without CUDA the stage then also gets `--use_cpu true`, which makes every process join a gloo
-    process group (accelerate's own CPU launcher would need mpirun for more than one process).
+    Without a config file, N > 1 processes go through accelerate's torchrun launcher (`--multi_gpu`), also
+    on a machine without CUDA: the stages then add `--use_cpu true` themselves (`with_cpu_ddp_flag`) and the
+    processes join a gloo group (accelerate's own `--cpu` launcher would need mpirun for N > 1).
     """
-    import torch
-
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
         command += ["--config_file", accelerate_config]
@@ -54,8 +52,6 @@ def accelerate_command(stage: str, num_processes: int, accelerate_config: str | 
         command += ["--num_processes", str(num_processes)]
         if not accelerate_config:
             command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-            if not torch.cuda.is_available() and "--use_cpu" not in rest:
-                rest = [*rest, "--use_cpu", "true"]
     return command + ["-m", STAGES[stage][0], *rest]
 
 

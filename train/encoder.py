@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from train.utils import LossCurveCallback, load_split, resolve_resume_checkpoint
+from train.utils import LossCurveCallback, load_split, resolve_resume_checkpoint, with_cpu_ddp_flag
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,9 @@ def save_encoder(trainer: DualEncoderTrainer, image_processor: Any, tokenizer: A
 
 def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> int:
     """`deepsight train encoder ...`; `callbacks` lets Python callers add TrainerCallbacks."""
-    args, training_args = make_parser().parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    args, training_args = make_parser().parse_args_and_config(
+        with_cpu_ddp_flag(list(sys.argv[1:] if argv is None else argv))
+    )
     trainer = run(args, training_args, callbacks)
     trainer.end()
     return 0

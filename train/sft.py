@@ -49,7 +49,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from train.utils import DeepSightTrainingArguments, run_sft_stage
+from train.utils import DeepSightTrainingArguments, run_sft_stage, with_cpu_ddp_flag
 
 
 def make_parser(prog: str | None = "deepsight train sft"):
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> i
     """`deepsight train sft ...`; `callbacks` lets Python callers add TrainerCallbacks."""
     parser = make_parser()
     script_args, training_args, model_args, args = parser.parse_args_and_config(
-        list(sys.argv[1:] if argv is None else argv)
+        with_cpu_ddp_flag(list(sys.argv[1:] if argv is None else argv))
     )
     trainer = run_sft_stage(script_args, training_args, model_args, args, callbacks=callbacks)
     trainer.end()

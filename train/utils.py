@@ -44,14 +44,14 @@ class DeepSightTrainingArguments:
 
     train_parts: str = field(
         default="both",
-        metadata={"help": "What trains besides nothing else: 'projector' (stage 1, SFT ablation), 'llm' (LLM only), "
-                  "or 'both' (projector + LLM, the paper's stage 2). The vision tower is always frozen.",
+        metadata={"help": "What trains: 'projector' (stage 1; SFT ablation), 'llm' (SFT ablation) or 'both' "
+                  "(projector + LLM, the paper's stage 2). The vision tower is always frozen.",
                   "choices": list(TRAIN_PARTS)},
     )
     tiny: str | None = field(
         default=None,
         metadata={"help": "Build a tiny random model in-process instead of loading --model_name_or_path: "
-                  "'deepsight' or 'llava' (CPU recipes and tests).", "choices": [None, *TINY_MODELS]},
+                  "'deepsight' or 'llava' (CPU recipes and tests); 'none' to override a recipe's value."},
     )
     vision_tower: str | None = field(
         default=None,
@@ -84,7 +84,21 @@ class DeepSightTrainingArguments:
     )
 
 
+def with_cpu_ddp_flag(argv: list[str]) -> list[str]:
+    """Under torchrun (`accelerate launch --multi_gpu`) on a machine without CUDA, add `--use_cpu true`.
+
+    Without it transformers sets up no distributed mode on CPU and every process would train alone on the
+    whole dataset; with it the processes join accelerate's gloo group. So the GPU launch command works
+    unchanged on CPU.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:
+        return [*argv, "--use_cpu", "true"]
+    return argv
+
+
 def check_arguments(args: DeepSightTrainingArguments, model_args: Any) -> None:
+    if isinstance(args.tiny, str) and args.tiny.lower() in ("none", "null", "false", ""):
+        args.tiny = None
     if args.train_parts not in TRAIN_PARTS:
         raise ValueError(f"--train_parts: expected one of {TRAIN_PARTS}, got {args.train_parts!r}")
     if args.loss_implementation not in LOSS_IMPLEMENTATIONS:
@@ -143,6 +157,7 @@ def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, 
         return build_tiny_llava(seed=training_args.seed)
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
+    from accelerate import PartialState
     from trl import get_quantization_config
 
     trust_remote_code = bool(getattr(model_args, "trust_remote_code", False) or getattr(training_args, "trust_remote_code", False))
@@ -150,13 +165,16 @@ def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, 
         model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
     )
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    quantization_config = get_quantization_config(model_args)
     model = AutoModelForImageTextToText.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         trust_remote_code=trust_remote_code,
         attn_implementation=model_args.attn_implementation,
         dtype=dtype,
-        quantization_config=get_quantization_config(model_args),
+        quantization_config=quantization_config,
+        # QLoRA: each process holds its own quantized copy on its own GPU.
+        device_map={"": PartialState().local_process_index} if quantization_config is not None else None,
     )
     return model, processor
 

@@ -1,0 +1,247 @@
+"""Stage-2 training throughput: DeepSight + our collator vs LLaVA of identical size, both under SFTTrainer.
+
+Both models are built at the same size (ViT, 2-layer GELU projector, Llama LM, vocabulary) with random
+weights, trained with `train.utils.DepthSFTTrainer` on the same smoke instruction rows by the same
+collator (`DepthConversationCollator`: metric depth + box mask for DeepSight, depth as a gray 3-channel
+image for LLaVA), vision frozen, projector + LLM trained, fp32. Each training step is timed from one
+`on_step_end` to the next, so data loading and collation are included. Rounds alternate the models so
+both see the same load on this shared CPU; each figure is the median over rounds.
+
+Reported:
+- samples/s and tokens/s (non-pad tokens) of each; ratio DeepSight / LLaVA (goal >= 1.0);
+- DeepSight with TRL's fused LM head vs the model's own loss (same first-step loss, and the speed ratio)
+  -- the measurement behind `loss_implementation: model` in the recipes (train/README.md);
+- achieved FLOP/s (analytic count of the matmul work of one step: frozen ViT forward, projector and LLM
+  forward + backward, attention, LM head) as a fraction of a plain fp32 matmul peak measured in this run.
+
+    .venv/bin/python bench/bench_train.py [--rounds 3] [--steps 6] [--batch_size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from transformers import TrainerCallback  # noqa: E402
+from trl import SFTConfig  # noqa: E402
+
+from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer  # noqa: E402
+from train.baselines import build_tiny_llava  # noqa: E402
+from train.collators import DepthConversationCollator  # noqa: E402
+from train.smoke_data import make_instruction_rows  # noqa: E402
+from train.utils import DepthSFTTrainer, apply_train_parts  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per run (one more warm-up step)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=112)
+    parser.add_argument("--patch_size", type=int, default=14)
+    parser.add_argument("--hidden", type=int, default=256, help="ViT and LM width")
+    parser.add_argument("--layers", type=int, default=4, help="ViT and LM depth")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--vocab_size", type=int, default=32000, help="LM vocabulary (Llama's); rows resized")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="outputs/bench/bench_train.json")
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models of identical size
+# --------------------------------------------------------------------------------------------------
+
+def build_models(args):
+    tokenizer = train_tiny_tokenizer()
+    deepsight, ds_processor = build_tiny_deepsight(
+        tokenizer=tokenizer, image_size=args.image_size, patch_size=args.patch_size, vision_hidden_size=args.hidden,
+        vision_layers=args.layers, text_hidden_size=args.hidden, text_layers=args.layers,
+        num_attention_heads=args.heads, seed=args.seed,
+    )
+    llava, llava_processor = build_tiny_llava(
+        seed=args.seed, tokenizer=tokenizer,
+        vision_config=dict(hidden_size=args.hidden, intermediate_size=2 * args.hidden, projection_dim=args.hidden,
+                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                           image_size=args.image_size, patch_size=args.patch_size),
+        text_config=dict(hidden_size=args.hidden, intermediate_size=2 * args.hidden, num_hidden_layers=args.layers,
+                         num_attention_heads=args.heads, num_key_value_heads=max(1, args.heads // 2),
+                         max_position_embeddings=1024, tie_word_embeddings=False),
+        vision_feature_layer=deepsight.config.vision_feature_layer,
+    )
+    for model in (deepsight, llava):
+        model.resize_token_embeddings(args.vocab_size)
+    return {"deepsight": (deepsight, ds_processor), "llava": (llava, llava_processor)}
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Matmul parameters per part (embedding lookups excluded: they cost no FLOPs)."""
+    from train.utils import part_of
+
+    counts = {"vision": 0, "projector": 0, "llm": 0, "lm_head": 0}
+    for name, parameter in model.named_parameters():
+        if "embed_tokens" in name or "position_embedding" in name or parameter.dim() < 2:
+            continue
+        if "lm_head" in name:
+            counts["lm_head"] += parameter.numel()
+        else:
+            counts[part_of(name)] += parameter.numel()
+    return counts
+
+
+def step_flops(model, batch: dict[str, torch.Tensor]) -> float:
+    """Analytic FLOPs of one training step: frozen ViT forward (2N per patch), projector / LLM / LM head forward +
+    backward (6N per token), attention scores and values (4 S^2 d per layer forward, x3 with backward)."""
+    config = model.config
+    counts = parameter_counts(model)
+    n_images = batch["pixel_values"].shape[0]
+    vision = config.vision_config
+    patches = (vision.image_size // vision.patch_size) ** 2 + 1
+    image_tokens = int((batch["input_ids"] == config.image_token_id).sum())
+    text = config.get_text_config()
+    seq = batch["input_ids"].shape[1]
+    tokens = int(batch["attention_mask"].sum())
+    flops = 2 * counts["vision"] * patches * n_images
+    flops += 4 * vision.num_hidden_layers * patches**2 * vision.hidden_size * n_images
+    flops += 6 * counts["projector"] * image_tokens
+    flops += 6 * (counts["llm"] + counts["lm_head"]) * tokens
+    flops += 12 * text.num_hidden_layers * seq * tokens * text.hidden_size
+    return float(flops)
+
+
+# --------------------------------------------------------------------------------------------------
+# Timed SFTTrainer runs
+# --------------------------------------------------------------------------------------------------
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.ends: list[float] = []
+        self.losses: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+class CountingCollator:
+    """The collator, recording the non-pad tokens and FLOPs of every batch it builds."""
+
+    def __init__(self, collator, model):
+        self.collator, self.model = collator, model
+        self.tokens: list[int] = []
+        self.flops: list[float] = []
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        self.tokens.append(int(batch["attention_mask"].sum()))
+        self.flops.append(step_flops(self.model, batch))
+        return batch
+
+
+def timed_run(model, processor, dataset, args, loss_implementation: str, output_dir: str) -> dict[str, float]:
+    from datasets import Dataset
+
+    apply_train_parts(model, "both")
+    collator = CountingCollator(DepthConversationCollator(processor), model)
+    timer = StepTimer()
+    config = SFTConfig(
+        output_dir=output_dir, max_steps=args.steps + 1, per_device_train_batch_size=args.batch_size,
+        learning_rate=1e-4, bf16=False, activation_checkpointing=False, logging_steps=1, report_to="none",
+        save_strategy="no", remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
+        dataloader_num_workers=0, dataloader_pin_memory=False, seed=args.seed, disable_tqdm=True,
+    )
+    trainer = DepthSFTTrainer(model=model, args=config, data_collator=collator, train_dataset=dataset,
+                              processing_class=processor, callbacks=[timer],
+                              loss_implementation=loss_implementation)
+    start_state = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.train()
+    model.load_state_dict(start_state)  # every round starts from the same weights
+    intervals = [b - a for a, b in zip(timer.ends, timer.ends[1:])]  # the first step is a warm-up
+    seconds = sum(intervals)
+    return {
+        "samples_per_s": args.batch_size * len(intervals) / seconds,
+        "tokens_per_s": sum(collator.tokens[1 : 1 + len(intervals)]) / seconds,
+        "flops_per_s": sum(collator.flops[1 : 1 + len(intervals)]) / seconds,
+        "first_loss": timer.losses[0],
+    }
+
+
+def matmul_peak(threads: int, n: int = 1024, repeats: int = 20) -> float:
+    """Best fp32 FLOP/s of an n x n matmul on this machine, now."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from datasets import Dataset
+
+    models = build_models(args)
+    rows = make_instruction_rows(args.batch_size * (args.steps + 1), seed=args.seed, height=120, width=160)
+    dataset = Dataset.from_list(rows)
+    runs = [("deepsight", "model"), ("llava", "model"), ("deepsight", "fused")]
+    results: dict[tuple[str, str], list[dict]] = {run: [] for run in runs}
+    peaks = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in tqdm(range(args.rounds), desc="rounds"):
+            peaks.append(matmul_peak(args.threads))
+            for name, loss in runs:
+                model, processor = models[name]
+                results[(name, loss)].append(timed_run(model, processor, dataset, args, loss, scratch))
+
+    def median(run, key):
+        return statistics.median(r[key] for r in results[run])
+
+    peak = statistics.median(peaks)
+    summary = {
+        "config": vars(args),
+        "matmul_peak_gflops": peak / 1e9,
+        "runs": {f"{name}/{loss}": {key: median((name, loss), key) for key in results[(name, loss)][0]}
+                 for name, loss in runs},
+    }
+    ds, llava, fused = (summary["runs"][k] for k in ("deepsight/model", "llava/model", "deepsight/fused"))
+    summary["ratio_deepsight_vs_llava_samples"] = ds["samples_per_s"] / llava["samples_per_s"]
+    summary["ratio_fused_vs_model_samples"] = fused["samples_per_s"] / ds["samples_per_s"]
+
+    print(f"\nStage-2 training, batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds, "
+          f"{args.threads} threads, fp32, vocab {args.vocab_size}")
+    print(f"{'run':<22}{'samples/s':>11}{'tokens/s':>11}{'GFLOP/s':>10}{'of peak':>9}{'loss@1':>9}")
+    for key, run in summary["runs"].items():
+        print(f"{key:<22}{run['samples_per_s']:>11.2f}{run['tokens_per_s']:>11.0f}{run['flops_per_s'] / 1e9:>10.2f}"
+              f"{run['flops_per_s'] / peak:>9.1%}{run['first_loss']:>9.4f}")
+    print(f"fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s")
+    print(f"DeepSight / LLaVA samples/s: {summary['ratio_deepsight_vs_llava_samples']:.2f}x (goal >= 1.0)")
+    print(f"fused LM head / model loss samples/s: {summary['ratio_fused_vs_model_samples']:.2f}x; "
+          f"first-step losses {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(summary, indent=2))
+    print(f"written {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
