@@ -172,6 +172,8 @@ def print_table(rows: list[tuple], args) -> None:
         met = ratio <= 1.05 if in_time else ratio >= 0.95
         cells = [f"{value * 1000:.1f} ms" if in_time else f"{value:.1f} tok/s" for value in (reference, ours)]
         print(f"{name:<28} {cells[0]:>14} {cells[1]:>14} {ratio:>7.3f}  {goal:<20} {'yes' if met else 'NO'}")
+    print("times: medians over rounds; ratio: median of the per-round ratios (each pair run back to back), which is\n"
+          "what cancels the shared CPU's load drift, so it can differ from the ratio of the two medians.")
 
 
 def main(argv: list[str] | None = None) -> int:

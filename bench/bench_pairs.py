@@ -36,28 +36,70 @@ def fake_coco(root: Path, count: int, width: int, height: int) -> Path:
     (root / "val2017").mkdir()
     images, instances, captions = [], [], []
     for i in range(1, count + 1):
-        Image.fromarray((rng.random((height, width, 3)) * 255).astype("uint8")).save(root / "val2017" / f"{i:012d}.jpg")
+        Image.fromarray((rng.random((height, width, 3)) * 255).astype("uint8")).save(
+            root / "val2017" / f"{i:012d}.jpg"
+        )
         images.append({"id": i, "file_name": f"{i:012d}.jpg", "width": width, "height": height})
-        instances.append({"id": i, "image_id": i, "category_id": 62, "iscrowd": 0, "bbox": [10, 10, 50, 40],
-                          "segmentation": [[10, 10, 60, 10, 60, 50, 10, 50]]})
+        instances.append(
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 62,
+                "iscrowd": 0,
+                "bbox": [10, 10, 50, 40],
+                "segmentation": [[10, 10, 60, 10, 60, 50, 10, 50]],
+            }
+        )
         captions += [{"id": 10 * i + k, "image_id": i, "caption": f"a chair in a room {k}"} for k in range(5)]
     categories = [{"id": 62, "name": "chair", "supercategory": "furniture"}]
     (root / "annotations" / "instances_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": instances, "categories": categories}))
-    (root / "annotations" / "captions_val2017.json").write_text(json.dumps({"images": images, "annotations": captions}))
+        json.dumps({"images": images, "annotations": instances, "categories": categories})
+    )
+    (root / "annotations" / "captions_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": captions})
+    )
     return root
 
 
 def run(shards: int, coco: Path, estimator: str, output: Path) -> tuple[float, float]:
     """Wall seconds of the whole run, and the longest depth-stage seconds among its processes."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "dataset_scripts.pairs", "--source", "coco", "--coco-dir", str(coco),
-               "--estimator", estimator, "--output", str(output), "--no-progress", "--batch-size", "8",
-               "--num-shards", str(shards)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "dataset_scripts.pairs",
+        "--source",
+        "coco",
+        "--coco-dir",
+        str(coco),
+        "--estimator",
+        estimator,
+        "--output",
+        str(output),
+        "--no-progress",
+        "--batch-size",
+        "8",
+        "--num-shards",
+        str(shards),
+    ]
     started = time.perf_counter()
-    processes = [subprocess.Popen(command + ["--shard-index", str(i)], cwd=REPO, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for i in range(shards)]
+    processes = [
+        subprocess.Popen(
+            command + ["--shard-index", str(i)],
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(shards)
+    ]
     outputs = [p.communicate()[0] for p in processes]
     wall = time.perf_counter() - started
     if any(p.returncode for p in processes):
@@ -77,8 +119,15 @@ def main() -> None:
         coco = fake_coco(tmp / "coco", args.images, width, height)
         estimator = str(save_tiny_random_glpn(tmp / "glpn"))
         results = {shards: run(shards, coco, estimator, tmp / f"out{shards}") for shards in (1, 2)}
-    rows = [(f"{shards} process{'es' if shards > 1 else ''}", f"{wall:.1f}", f"{args.images / wall:.2f}",
-             f"{args.images / depth:.2f}") for shards, (wall, depth) in results.items()]
+    rows = [
+        (
+            f"{shards} process{'es' if shards > 1 else ''}",
+            f"{wall:.1f}",
+            f"{args.images / wall:.2f}",
+            f"{args.images / depth:.2f}",
+        )
+        for shards, (wall, depth) in results.items()
+    ]
     print(f"{args.images} images of {width}x{height}, tiny random GLPN, CPU, 1 thread per process")
     print(markdown_table(["run", "wall s", "images/s end to end", "images/s depth stage"], rows))
     (wall1, depth1), (wall2, depth2) = results[1], results[2]

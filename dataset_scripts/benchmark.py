@@ -14,6 +14,18 @@ Use it in code (loading scripts are gone in datasets 5):
 or from the command line, which also exports a parquet folder + card that `load_dataset` reads:
 
     deepsight data benchmark --source synthetic --num-scenes 200 --output out/benchmark
+
+The paper's benchmark takes scene classification from NYU-D and the other tasks from SUN-D; build
+both into one folder (each source is a config, `all` -- the default -- reads them together):
+
+    deepsight data benchmark --source nyu --data-dir nyu_depth_v2_labeled.mat --split all \
+        --tasks scene_classification --max-per-scene scene_classification=2 --target-counts paper \
+        --output bench
+    deepsight data benchmark --source sunrgbd --data-dir SUNRGBD --tasks recognition distance_judgment \
+        security --target-counts paper --output bench
+
+A restarted run reuses the `datasets` builder cache (same config -> same arrow files) and skips the
+parquet shards already written, so it ends with the same files as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -319,6 +331,19 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
             json.dump(build_stats, f, indent=1, sort_keys=True)
 
 
+def _source_note(task: str, summaries, source: str) -> str | None:
+    """Why a whole source cannot make `task`, when that is the case."""
+    objects = [o for s in summaries for o in s.objects]
+    if not objects and task != "scene_classification":
+        return f"{source} scenes here have no object annotations: {task} cannot be built from them"
+    if task == "distance_judgment" and objects and not any(o.has_mask for o in objects):
+        return (
+            f"{source} scenes here carry boxes only (no instance masks): "
+            "distance judgment needs masks and cannot be built from them"
+        )
+    return None
+
+
 def plan_questions(
     summaries, config: DepthBenchmarkConfig
 ) -> tuple[dict[str, list[tuple[str, dict]]], dict[str, Any]]:
@@ -368,11 +393,9 @@ def plan_questions(
             "answer_positions": dict(sorted(Counter(positions).items())),
             "filtered": dict(sorted(filtered[task].items())),
         }
-        if task == "distance_judgment" and not any(o.has_mask for s in summaries for o in s.objects):
-            task_stats[task]["note"] = (
-                f"{config.source} scenes here carry boxes only (no instance masks): "
-                "distance judgment needs masks and cannot be built from them"
-            )
+        note = _source_note(task, summaries, config.source)
+        if note:
+            task_stats[task]["note"] = note
     return dict(plan), {
         "tasks": task_stats,
         "scenes": len(summaries),
@@ -437,12 +460,17 @@ def _source_statistics(stats: dict[str, Any]) -> str:
     config = stats.get("config", {})
     return "\n\n".join(
         [
-            f"Split `{config.get('split')}`, seed {config.get('seed')}, target counts `{config.get('target_counts')}`.",
+            f"Split `{config.get('split')}`, seed {config.get('seed')}, "
+            f"target counts `{config.get('target_counts')}`.",
             summary_table(stats),
             f"Scenes read: {stats.get('scenes')}; object vocabulary: {stats.get('vocabulary_size')} names; "
             f"scene classes: {', '.join(stats.get('scene_classes', []))}.",
             "Reader (frames read, skipped per reason, annotations dropped per reason): " + json.dumps(reader),
-            *(f"Note: {s['note']}" for s in stats.get("tasks", {}).values() if "note" in s),
+            *(
+                f"Note: {stats['tasks'][t]['note']}"
+                for t in TASKS
+                if "note" in stats.get("tasks", {}).get(t, {})
+            ),
             "Build settings:\n\n```json\n" + json.dumps(config, indent=1) + "\n```",
         ]
     )
@@ -520,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--split-file",
-        help="NYU: the official split (splits.mat or nyu_class_and_split_lists.json); default: beside the .mat",
+        help="NYU: the official split (splits.mat or its JSON twin); default: the one next to the .mat",
     )
     parser.add_argument(
         "--depth-folder",
@@ -637,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     if reader.get("skipped_frames") or reader.get("dropped_annotations"):
         skipped, dropped = reader.get("skipped_frames"), reader.get("dropped_annotations")
         print(f"\nskipped frames: {skipped}; dropped annotations: {dropped}")
-    for note in (s["note"] for s in stats.get("tasks", {}).values() if "note" in s):
+    task_stats = stats.get("tasks", {})
+    for note in (task_stats[t]["note"] for t in TASKS if "note" in task_stats.get(t, {})):
         print(f"note: {note}")
     for task in (t for t in TASKS if t in stats.get("tasks", {})):
         s = stats["tasks"][task]

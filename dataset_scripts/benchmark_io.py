@@ -76,6 +76,18 @@ def read_image_array(path: Path, what: str) -> np.ndarray:
         raise FrameError(f"corrupt_{what}", f"{what} file {path} cannot be decoded ({err})") from err
 
 
+def read_image_shape(path: Path, what: str) -> tuple[int, int]:
+    """(height, width) from the image header only, for size checks that need no pixels."""
+    try:
+        with Image.open(path) as image:
+            image.verify()  # cheap integrity check of the header / chunks
+            return image.size[1], image.size[0]
+    except FileNotFoundError as err:
+        raise FrameError(f"missing_{what}", f"{what} file {path} not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FrameError(f"corrupt_{what}", f"{what} file {path} cannot be decoded ({err})") from err
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -92,9 +104,10 @@ def box_of_mask(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
 
 
-def check_same_size(depth: np.ndarray, other: np.ndarray, what: str) -> None:
-    if depth.shape[:2] != other.shape[:2]:
+def check_same_size(depth: np.ndarray, other: np.ndarray | tuple[int, int], what: str) -> None:
+    """FrameError unless `other` (an array, or a (height, width) pair) has the depth map's size."""
+    shape = tuple(other[:2]) if isinstance(other, tuple) else other.shape[:2]
+    if depth.shape[:2] != shape:
         raise FrameError(
-            "size_mismatch",
-            f"depth is {depth.shape[1]}x{depth.shape[0]} but {what} is " f"{other.shape[1]}x{other.shape[0]}",
+            "size_mismatch", f"depth is {depth.shape[1]}x{depth.shape[0]} but {what} is {shape[1]}x{shape[0]}"
         )

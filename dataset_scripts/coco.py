@@ -32,15 +32,86 @@ OUTDOOR_SUPERCATEGORIES = frozenset({"vehicle", "animal", "sports", "outdoor"})
 
 # The 80 category names of COCO 2017 (instances json `categories[].name`), in id order.
 COCO_CATEGORY_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -156,7 +227,9 @@ def parse_coco(captions: dict, instances: dict) -> CocoAnnotations:
                 continue
             images.setdefault(
                 int(record["id"]),
-                CocoImage(int(record["id"]), str(record["file_name"]), int(record["width"]), int(record["height"])),
+                CocoImage(
+                    int(record["id"]), str(record["file_name"]), int(record["width"]), int(record["height"])
+                ),
             )
 
     categories = {}
@@ -165,7 +238,10 @@ def parse_coco(captions: dict, instances: dict) -> CocoAnnotations:
         if missing:
             skipped[f"category without {missing}"] += 1
             continue
-        categories[int(record["id"])] = (str(record["name"]).lower(), str(record.get("supercategory", "")).lower())
+        categories[int(record["id"])] = (
+            str(record["name"]).lower(),
+            str(record.get("supercategory", "")).lower(),
+        )
 
     for record in captions.get("annotations", []):
         missing = _require(record, ("image_id", "caption"))
@@ -198,7 +274,13 @@ def parse_coco(captions: dict, instances: dict) -> CocoAnnotations:
             continue
         name, supercategory = categories[int(record["category_id"])]
         image.objects.append(
-            CocoObject(name, supercategory, (x, y, x + w, y + h), record.get("segmentation") or None, int(record.get("id", -1)))
+            CocoObject(
+                name,
+                supercategory,
+                (x, y, x + w, y + h),
+                record.get("segmentation") or None,
+                int(record.get("id", -1)),
+            )
         )
     return CocoAnnotations(images=dict(sorted(images.items())), skipped=skipped)
 

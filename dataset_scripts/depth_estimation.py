@@ -75,7 +75,10 @@ class EstimationReport:
     failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return f"depth: {len(self.estimated)} estimated, {len(self.cached)} from cache, {len(self.failed)} skipped (failed)"
+        return (
+            f"depth: {len(self.estimated)} estimated, {len(self.cached)} from cache, "
+            f"{len(self.failed)} skipped (failed)"
+        )
 
 
 def pick_device(device: str | None = None) -> str:
@@ -92,7 +95,9 @@ class DepthEstimator:
     `predict(images)` returns one float32 HxW array in metres per image, resized to the image's size.
     """
 
-    def __init__(self, model_name_or_path: str = DEFAULT_ESTIMATOR, device: str | None = None, batch_size: int = 8):
+    def __init__(
+        self, model_name_or_path: str = DEFAULT_ESTIMATOR, device: str | None = None, batch_size: int = 8
+    ):
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         if batch_size < 1:
@@ -103,8 +108,11 @@ class DepthEstimator:
         self.processor = AutoImageProcessor.from_pretrained(model_name_or_path)
         self.model = AutoModelForDepthEstimation.from_pretrained(model_name_or_path).to(self.device).eval()
         if getattr(self.model.config, "depth_estimation_type", "metric") == "relative":
-            logger.warning("%s predicts relative depth (disparity), not metres: the pairs' distances will be "
-                           "meaningless. Use a metric checkpoint (e.g. a Depth-Anything-V2-Metric-*-hf).", self.name)
+            logger.warning(
+                "%s predicts relative depth (disparity), not metres: the pairs' distances will be "
+                "meaningless. Use a metric checkpoint (e.g. a Depth-Anything-V2-Metric-*-hf).",
+                self.name,
+            )
 
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
         images = [image.convert("RGB") for image in images]
@@ -128,8 +136,10 @@ class DepthEstimator:
         processed = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(images))
         # Bicubic resizing can overshoot below zero (0 means "invalid" here); outdoor metric models reach 80 m,
         # beyond what a uint16 millimetre PNG holds.
-        return [np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, MAX_STORABLE_METRES).astype(np.float32)
-                for r in processed]
+        return [
+            np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, MAX_STORABLE_METRES).astype(np.float32)
+            for r in processed
+        ]
 
 
 def _batched(items: Sequence, size: int) -> Iterable[Sequence]:

@@ -113,6 +113,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared objects (the same features in several configs) out in full, not as &anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _read_card_yaml(readme: Path) -> dict[str, Any]:
     if not readme.exists():
         return {}
@@ -151,7 +158,7 @@ def _merge_by_config_name(existing: list[dict] | dict | None, new: dict) -> list
 
 
 def _union_entries(metadata: dict[str, Any], name: str) -> tuple[dict, dict]:
-    """A config reading every other config's files, split by split (marked default: `load_dataset(folder)`)."""
+    """A config reading every other config's files split by split; the default of `load_dataset(folder)`."""
     paths: dict[str, list[str]] = {}
     for config in metadata["configs"]:
         if config["config_name"] != name:
@@ -236,7 +243,7 @@ def write_card(
     ]
     for title, text in card.sections.items():
         body += [f"## {title}", "", text.strip(), ""]
-    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    front = yaml.dump(metadata, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=1000)
     _atomic_write_bytes(readme, f"---\n{front}---\n\n" + "\n".join(body), text=True)
     return readme
 

@@ -56,7 +56,9 @@ INSTRUCTION_FEATURES = datasets.Features(
         "messages": datasets.List(
             {
                 "role": datasets.Value("string"),
-                "content": datasets.List({"type": datasets.Value("string"), "text": datasets.Value("string")}),
+                "content": datasets.List(
+                    {"type": datasets.Value("string"), "text": datasets.Value("string")}
+                ),
             }
         ),
         "images": datasets.List(datasets.Image()),
@@ -75,7 +77,9 @@ def parse_mix(text: str | None) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in INSTRUCTION_TYPES:
-            raise ValueError(f"--mix: expected TYPE=WEIGHT pairs with TYPE in {INSTRUCTION_TYPES}, got {part!r}")
+            raise ValueError(
+                f"--mix: expected TYPE=WEIGHT pairs with TYPE in {INSTRUCTION_TYPES}, got {part!r}"
+            )
         try:
             weights[name] = float(value)
         except ValueError:
@@ -104,8 +108,10 @@ class BuildReport:
     duplicates: int = 0
 
     def summary(self) -> str:
-        return (f"instructions: {self.scenes} scenes ({self.from_cache} from cache), {self.failed_items} items "
-                f"skipped after retries in {len(self.failed_scenes)} scenes, {self.duplicates} duplicates dropped")
+        return (
+            f"instructions: {self.scenes} scenes ({self.from_cache} from cache), {self.failed_items} items "
+            f"skipped after retries in {len(self.failed_scenes)} scenes, {self.duplicates} duplicates dropped"
+        )
 
 
 class RowCache:
@@ -163,13 +169,25 @@ def build_instruction_rows(
         raise ValueError(f"mc skills must be among {BENCHMARK_SKILLS}, got {sorted(unknown)}")
     mix = mix or dict(DEFAULT_MIX)
     if ground_truth is None:
-        ground_truth = generator if isinstance(generator, OfflineInstructionGenerator) else OfflineInstructionGenerator(seed)
-    settings = {"generator": generator.fingerprint(), "mix": mix, "rows_per_scene": rows_per_scene,
-                "mc": list(mc_skills), "seed": seed, "ground_truth": ground_truth.fingerprint()}
+        ground_truth = (
+            generator
+            if isinstance(generator, OfflineInstructionGenerator)
+            else OfflineInstructionGenerator(seed)
+        )
+    settings = {
+        "generator": generator.fingerprint(),
+        "mix": mix,
+        "rows_per_scene": rows_per_scene,
+        "mc": list(mc_skills),
+        "seed": seed,
+        "ground_truth": ground_truth.fingerprint(),
+    }
     cache = RowCache(cache_dir, settings)
     report = BuildReport()
     rows: list[dict] = []
-    for scene in tqdm(scenes, total=total, desc=f"instructions ({generator.name})", unit="scene", disable=not progress):
+    for scene in tqdm(
+        scenes, total=total, desc=f"instructions ({generator.name})", unit="scene", disable=not progress
+    ):
         report.scenes += 1
         scene_rows = cache.get(scene.id)
         if scene_rows is None:
@@ -197,7 +215,9 @@ def build_instruction_rows(
 
 def rows_to_dataset(rows: list[dict]) -> datasets.Dataset:
     if not rows:
-        raise ValueError("no instruction rows were produced: check the scenes (objects, depth) and the generator")
+        raise ValueError(
+            "no instruction rows were produced: check the scenes (objects, depth) and the generator"
+        )
     return datasets.Dataset.from_list(rows, features=INSTRUCTION_FEATURES)
 
 
@@ -224,13 +244,19 @@ def instruction_statistics(rows: list[dict]) -> dict:
 def statistics_markdown(stats: dict) -> str:
     table = markdown_table(
         ["type", "rows", "mean user turns", "mean tokens", "total tokens"],
-        [(kind, s["rows"], f"{s['turns'] / s['rows']:.2f}", f"{s['tokens'] / s['rows']:.1f}", s["tokens"])
-         for kind, s in sorted(stats["per_type"].items())],
+        [
+            (kind, s["rows"], f"{s['turns'] / s['rows']:.2f}", f"{s['tokens'] / s['rows']:.1f}", s["tokens"])
+            for kind, s in sorted(stats["per_type"].items())
+        ],
     )
-    skills = markdown_table(["benchmark skill (multiple choice rows)", "rows"], sorted(stats["skills"].items()))
+    skills = markdown_table(
+        ["benchmark skill (multiple choice rows)", "rows"], sorted(stats["skills"].items())
+    )
     letters = ", ".join(f"{letter}: {n}" for letter, n in stats["answer_letters"].items()) or "none"
-    return (f"{table}\n\nTokens are words and punctuation marks (`\\w+|[^\\w\\s]`), not model tokens.\n\n"
-            f"{skills}\n\nCorrect answer letters: {letters}.")
+    return (
+        f"{table}\n\nTokens are words and punctuation marks (`\\w+|[^\\w\\s]`), not model tokens.\n\n"
+        f"{skills}\n\nCorrect answer letters: {letters}."
+    )
 
 
 def instruction_card(stats: dict, generator_description: str, mix: dict[str, float], source: str) -> CardInfo:
@@ -241,19 +267,25 @@ def instruction_card(stats: dict, generator_description: str, mix: dict[str, flo
             "Depth-aware instructions in TRL's conversational format (LLaVA-style): complex reasoning, "
             "multi-round conversations and detailed descriptions about a depth map, plus multiple-choice "
             "items for the Depth Template Benchmark's four skills. Each row holds `messages` with an "
-            "`{\"type\": \"image\"}` block, the depth map in `images` (16-bit PNG, millimetres) and the "
+            '`{"type": "image"}` block, the depth map in `images` (16-bit PNG, millimetres) and the '
             "boxes `[x0, y0, x1, y1]` the conversation is about in `boxes` (empty = whole image)."
         ),
         license="other",
         tags=["depth", "instruction-tuning", "llava", "trl"],
         task_categories=["image-text-to-text"],
         sections={
-            "Generation": (f"Source scenes: `{source}`. Generator: {generator_description}. Mix of free-form "
-                           f"types: {mix_text}. Distances are mean depth under the instance mask; pairs are "
-                           "compared only when their distances differ by >= 0.3 m and >= 10%."),
+            "Generation": (
+                f"Source scenes: {source}. Generator: {generator_description}. Mix of free-form "
+                f"types: {mix_text}. Distances are mean depth under the instance mask; pairs are "
+                "compared only when their distances differ by >= 0.3 m and >= 10%. The multiple-choice rows "
+                "for the benchmark skills (ids ending in `-mc-<skill>`) are single-round `conversation` rows "
+                "in the benchmark's exact layout, always written from the ground truth."
+            ),
             "Statistics": statistics_markdown(stats),
-            "Using with TRL": ("`SFTTrainer` reads `messages` + `images` directly; keep `boxes` with "
-                               "`remove_unused_columns=False` and a collator that builds the Bbox mask."),
+            "Using with TRL": (
+                "`SFTTrainer` reads `messages` + `images` directly; keep `boxes` with "
+                "`remove_unused_columns=False` and a collator that builds the Bbox mask."
+            ),
         },
     )
 
@@ -266,9 +298,15 @@ def scenes_from_pairs(folder: str | Path) -> Iterable[Scene]:
     pairs = datasets.load_dataset(str(folder), split="train")
     for row in pairs:
         objects = [SceneObject(name=name, box=tuple(box)) for name, box in zip(row["labels"], row["boxes"])]
-        yield Scene(id=row["id"], source=row["source"], depth=pil_to_depth(row["depth"]), objects=objects,
-                    scene_type=row["scene"] or None, captions=list(row["captions"]),
-                    depth_is_predicted=bool(row["depth_is_predicted"]))
+        yield Scene(
+            id=row["id"],
+            source=row["source"],
+            depth=pil_to_depth(row["depth"]),
+            objects=objects,
+            scene_type=row["scene"] or None,
+            captions=list(row["captions"]),
+            depth_is_predicted=bool(row["depth_is_predicted"]),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,11 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True)
     parser.add_argument("--generator", choices=["offline", "openai"], default="offline")
-    parser.add_argument("--mix", help="TYPE=WEIGHT,...; default " + ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()))
+    parser.add_argument(
+        "--mix", help="TYPE=WEIGHT,...; default " + ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items())
+    )
     parser.add_argument("--rows-per-scene", type=int, default=3, help="free-form rows per scene")
-    parser.add_argument("--mc-skills", default=",".join(BENCHMARK_SKILLS),
-                        help="benchmark skills to write multiple-choice rows for ('' = none)")
-    parser.add_argument("--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)")
+    parser.add_argument(
+        "--mc-skills",
+        default=",".join(BENCHMARK_SKILLS),
+        help="benchmark skills to write multiple-choice rows for ('' = none)",
+    )
+    parser.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
+    )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
     parser.add_argument("--api-key", help="default: env OPENAI_API_KEY")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -304,13 +349,20 @@ def synthetic_vocabularies() -> dict:
 
 def make_generators(args, cache_root: Path):
     """(free-form generator, ground-truth multiple-choice generator)."""
-    ground_truth = OfflineInstructionGenerator(seed=args.seed, **(synthetic_vocabularies() if args.source == "synthetic" else {}))
+    ground_truth = OfflineInstructionGenerator(
+        seed=args.seed, **(synthetic_vocabularies() if args.source == "synthetic" else {})
+    )
     if args.generator == "offline":
         return ground_truth, ground_truth
     from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
 
-    client = OpenAIChatClient(base_url=args.base_url, model=args.model, api_key=args.api_key,
-                              timeout=args.timeout, max_retries=args.max_retries)
+    client = OpenAIChatClient(
+        base_url=args.base_url,
+        model=args.model,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+    )
     return OpenAIInstructionGenerator(client, cache_dir=cache_root / "openai", seed=args.seed), ground_truth
 
 
@@ -326,16 +378,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "synthetic":
         from dataset_scripts.synthetic import generate_scenes
 
-        scenes = generate_scenes(args.num_scenes, args.seed, split="train", width=args.width, height=args.height, noise=False)
+        scenes = generate_scenes(
+            args.num_scenes, args.seed, split="train", width=args.width, height=args.height, noise=False
+        )
         total = args.num_scenes
     else:
         if not args.pairs_dir:
             raise SystemExit("--source pairs needs --pairs-dir")
         scenes, total = scenes_from_pairs(args.pairs_dir), None
-    rows, report = build_instruction_rows(scenes, generator, cache_root / "rows", mix, args.rows_per_scene, skills,
-                                          args.seed, total=total, progress=not args.no_progress, ground_truth=ground_truth)
+    rows, report = build_instruction_rows(
+        scenes,
+        generator,
+        cache_root / "rows",
+        mix,
+        args.rows_per_scene,
+        skills,
+        args.seed,
+        total=total,
+        progress=not args.no_progress,
+        ground_truth=ground_truth,
+    )
     stats = instruction_statistics(rows)
-    card = instruction_card(stats, generator.describe(), mix, args.source)
+    source = (
+        "synthetic world (exact depth)"
+        if args.source == "synthetic"
+        else (
+            f"depth-text-bbox pairs in `{args.pairs_dir}` (object depth = mean over the box; for COCO pairs the "
+            "depth is predicted by a depth estimator, not measured)"
+        )
+    )
+    card = instruction_card(stats, generator.describe(), mix, source)
     export_dataset(rows_to_dataset(rows), output, card)
     print(report.summary())
     print(statistics_markdown(stats))

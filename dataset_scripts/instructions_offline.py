@@ -35,15 +35,70 @@ DISTANCE_MARGIN_RATIO = 0.1
 MIN_OBJECT_AREA_FRACTION = 0.002  # smaller regions hold too few depth pixels for a trustworthy mean
 
 DEFAULT_SCENE_TYPES = (
-    "bathroom", "bedroom", "bookstore", "classroom", "dining room", "home office", "kitchen",
-    "living room", "office", "conference room", "corridor", "library", "furniture store", "lab",
+    "bathroom",
+    "bedroom",
+    "bookstore",
+    "classroom",
+    "dining room",
+    "home office",
+    "kitchen",
+    "living room",
+    "office",
+    "conference room",
+    "corridor",
+    "library",
+    "furniture store",
+    "lab",
 )
 DEFAULT_OBJECT_VOCABULARY = (
-    "bathtub", "bed", "bookshelf", "box", "cabinet", "chair", "computer monitor", "counter", "curtain",
-    "desk", "door", "dresser", "lamp", "laptop", "mirror", "night stand", "picture", "pillow", "plant",
-    "refrigerator", "shelf", "sink", "sofa", "table", "television", "toilet", "towel", "trash can",
-    "whiteboard", "window", "printer", "piano", "stool", "bench", "oven", "microwave", "clock", "vase",
-    "bottle", "cup", "bowl", "book", "keyboard", "backpack", "suitcase", "umbrella", "fan", "radiator",
+    "bathtub",
+    "bed",
+    "bookshelf",
+    "box",
+    "cabinet",
+    "chair",
+    "computer monitor",
+    "counter",
+    "curtain",
+    "desk",
+    "door",
+    "dresser",
+    "lamp",
+    "laptop",
+    "mirror",
+    "night stand",
+    "picture",
+    "pillow",
+    "plant",
+    "refrigerator",
+    "shelf",
+    "sink",
+    "sofa",
+    "table",
+    "television",
+    "toilet",
+    "towel",
+    "trash can",
+    "whiteboard",
+    "window",
+    "printer",
+    "piano",
+    "stool",
+    "bench",
+    "oven",
+    "microwave",
+    "clock",
+    "vase",
+    "bottle",
+    "cup",
+    "bowl",
+    "book",
+    "keyboard",
+    "backpack",
+    "suitcase",
+    "umbrella",
+    "fan",
+    "radiator",
 )
 
 # Phrasings. Each list is sampled per item, so one dataset holds many wordings of every question.
@@ -175,13 +230,29 @@ def scene_facts(scene: Scene) -> SceneFacts:
             fx, cx = float(scene.intrinsics[0, 0]), float(scene.intrinsics[0, 2])
             lateral = ((obj.box[0] - cx) * mean_depth / fx, (obj.box[2] - cx) * mean_depth / fx)
             width_m = lateral[1] - lateral[0]
-        facts.append(ObjectFact(index, name, tuple(float(v) for v in obj.box), mean_depth,
-                                side_of(obj.box, scene.width), width_m, lateral))
+        facts.append(
+            ObjectFact(
+                index,
+                name,
+                tuple(float(v) for v in obj.box),
+                mean_depth,
+                side_of(obj.box, scene.width),
+                width_m,
+                lateral,
+            )
+        )
     facts.sort(key=lambda fact: fact.depth)
     valid = depth[depth > 0]
     room_depth = float(np.percentile(valid, 95)) if valid.size else float("nan")
     scene_type = vocab.normalize_scene_name(scene.scene_type) if scene.scene_type else None
-    return SceneFacts(scene, facts, Counter(fact.name for fact in facts), room_depth, scene_type)
+    # Counted over every annotated instance, also those too small to measure: "the chair" is only
+    # unambiguous, and "3 chairs" only true, when the tiny fourth chair is counted too.
+    counts = Counter(
+        name
+        for name in (vocab.normalize_object_name(o.name) for o in scene.objects)
+        if vocab.is_question_worthy(name)
+    )
+    return SceneFacts(scene, facts, counts, room_depth, scene_type)
 
 
 def scene_phrase(scene_type: str | None) -> str:
@@ -197,16 +268,36 @@ def where(fact: ObjectFact) -> str:
     return "in the middle of the view" if fact.side == "middle" else f"on the {fact.side}"
 
 
+IRREGULAR_PLURALS = {
+    "person": "people",
+    "mouse": "mice",
+    "shelf": "shelves",
+    "bookshelf": "bookshelves",
+    "knife": "knives",
+    "shelves": "shelves",
+}
+
+
 def plural(name: str, count: int) -> str:
     if count == 1:
         return name
-    if name.endswith(("s", "sh", "ch", "x")):
-        return name + "es"
-    return name + "s"
+    head, _, last = name.rpartition(" ")
+    if last in IRREGULAR_PLURALS:
+        last = IRREGULAR_PLURALS[last]
+    elif last.endswith(("s", "sh", "ch", "x")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return f"{head} {last}" if head else last
 
 
 def object_list(facts: SceneFacts) -> str:
-    parts = [f"{count} {plural(name, count)}" if count > 1 else f"a {name}" for name, count in sorted(facts.counts.items())]
+    parts = [
+        f"{count} {plural(name, count)}" if count > 1 else f"a {name}"
+        for name, count in sorted(facts.counts.items())
+    ]
     if len(parts) <= 1:
         return "".join(parts)
     return ", ".join(parts[:-1]) + " and " + parts[-1]
@@ -220,8 +311,13 @@ def object_list(facts: SceneFacts) -> str:
 def qa_room_type(facts: SceneFacts, rng):
     if not facts.scene_type:
         return None
-    q = rng.choice(["What kind of room is this?", "Can you tell what room this depth map shows?",
-                    "What type of space is this?"])
+    q = rng.choice(
+        [
+            "What kind of room is this?",
+            "Can you tell what room this depth map shows?",
+            "What type of space is this?",
+        ]
+    )
     named = [f"the {fact.name}" for fact in facts.unique[:3]]
     evidence = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + (named[-1] if named else "")
     a = f"It looks like {scene_phrase(facts.scene_type)}."
@@ -235,8 +331,13 @@ def qa_count(facts: SceneFacts, rng):
         return None
     name = str(rng.choice(sorted(facts.counts)))
     count = facts.counts[name]
-    q = rng.choice([f"How many {plural(name, 2)} are there?", f"How many {plural(name, 2)} can you see in the depth map?",
-                    f"Count the {plural(name, 2)} in this scene."])
+    q = rng.choice(
+        [
+            f"How many {plural(name, 2)} are there?",
+            f"How many {plural(name, 2)} can you see in the depth map?",
+            f"Count the {plural(name, 2)} in this scene.",
+        ]
+    )
     a = f"There {'is' if count == 1 else 'are'} {count} {plural(name, count)} in the scene."
     return q, a, [list(f.box) for f in facts.objects if f.name == name]
 
@@ -245,8 +346,13 @@ def qa_distance(facts: SceneFacts, rng):
     if not facts.unique:
         return None
     fact = facts.unique[int(rng.integers(len(facts.unique)))]
-    q = rng.choice([f"How far away is the {fact.name}?", f"What is the distance from the camera to the {fact.name}?",
-                    f"Roughly how many metres away is the {fact.name}?"])
+    q = rng.choice(
+        [
+            f"How far away is the {fact.name}?",
+            f"What is the distance from the camera to the {fact.name}?",
+            f"Roughly how many metres away is the {fact.name}?",
+        ]
+    )
     a = f"The {fact.name} is about {metres(fact.depth)} from the camera, {where(fact)}."
     return q, a, [list(fact.box)]
 
@@ -255,14 +361,21 @@ def qa_position(facts: SceneFacts, rng):
     if not facts.unique:
         return None
     fact = facts.unique[int(rng.integers(len(facts.unique)))]
-    q = rng.choice([f"Where is the {fact.name}?", f"Where in the view is the {fact.name} located?",
-                    f"Is the {fact.name} on the left or on the right?"])
+    q = rng.choice(
+        [
+            f"Where is the {fact.name}?",
+            f"Where in the view is the {fact.name} located?",
+            f"Is the {fact.name} on the left or on the right?",
+        ]
+    )
     a = f"The {fact.name} is {where(fact)}, about {metres(fact.depth)} away."
     return q, a, [list(fact.box)]
 
 
 def _clear_pair(facts: SceneFacts, rng):
-    pairs = [(a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :] if facts.clearly_apart(a, b)]
+    pairs = [
+        (a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :] if facts.clearly_apart(a, b)
+    ]
     if not pairs:
         return None
     a, b = pairs[int(rng.integers(len(pairs)))]
@@ -275,10 +388,16 @@ def qa_closer(facts: SceneFacts, rng):
         return None
     a, b = pair
     near, far = (a, b) if a.depth < b.depth else (b, a)
-    q = rng.choice([f"Which is closer to the camera, the {a.name} or the {b.name}?",
-                    f"Is the {a.name} nearer than the {b.name}?"])
-    a_text = (f"The {near.name} is closer: it is about {metres(near.depth)} away, while the {far.name} "
-              f"is about {metres(far.depth)} away.")
+    q = rng.choice(
+        [
+            f"Which is closer to the camera, the {a.name} or the {b.name}?",
+            f"Is the {a.name} nearer than the {b.name}?",
+        ]
+    )
+    a_text = (
+        f"The {near.name} is closer: it is about {metres(near.depth)} away, while the {far.name} "
+        f"is about {metres(far.depth)} away."
+    )
     return q, a_text, [list(a.box), list(b.box)]
 
 
@@ -286,9 +405,18 @@ def qa_nearest(facts: SceneFacts, rng):
     nearest = facts.clear_nearest(facts.objects)
     if nearest is None or facts.counts[nearest.name] > 1:
         return None
-    q = rng.choice(["What is the closest object to the camera?", "Which object is nearest to the viewer?",
-                    "What is right in front of the camera?"])
-    return q, f"The nearest object is the {nearest.name}, about {metres(nearest.depth)} away {where(nearest)}.", [list(nearest.box)]
+    q = rng.choice(
+        [
+            "What is the closest object to the camera?",
+            "Which object is nearest to the viewer?",
+            "What is right in front of the camera?",
+        ]
+    )
+    return (
+        q,
+        f"The nearest object is the {nearest.name}, about {metres(nearest.depth)} away {where(nearest)}.",
+        [list(nearest.box)],
+    )
 
 
 def qa_farthest(facts: SceneFacts, rng):
@@ -296,7 +424,11 @@ def qa_farthest(facts: SceneFacts, rng):
     if far is None or facts.counts[far.name] > 1:
         return None
     q = rng.choice(["Which object is the farthest away?", "What is the most distant object in the scene?"])
-    return q, f"The farthest object is the {far.name}, about {metres(far.depth)} from the camera {where(far)}.", [list(far.box)]
+    return (
+        q,
+        f"The farthest object is the {far.name}, about {metres(far.depth)} from the camera {where(far)}.",
+        [list(far.box)],
+    )
 
 
 def qa_room_depth(facts: SceneFacts, rng):
@@ -306,7 +438,16 @@ def qa_room_depth(facts: SceneFacts, rng):
     return q, f"The farthest surfaces are about {metres(facts.room_depth)} from the camera.", []
 
 
-CONVERSATION_QUESTIONS = (qa_room_type, qa_count, qa_distance, qa_position, qa_closer, qa_nearest, qa_farthest, qa_room_depth)
+CONVERSATION_QUESTIONS = (
+    qa_room_type,
+    qa_count,
+    qa_distance,
+    qa_position,
+    qa_closer,
+    qa_nearest,
+    qa_farthest,
+    qa_room_depth,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,8 +457,12 @@ CONVERSATION_QUESTIONS = (qa_room_type, qa_count, qa_distance, qa_position, qa_c
 
 def cr_walk_ahead(facts: SceneFacts, rng):
     depth, scene = facts.scene.depth, facts.scene
-    q = rng.choice(["If I walk straight ahead from the camera, what will I reach first, and after how far?",
-                    "A robot drives straight forward from the camera position. What does it hit first?"])
+    q = rng.choice(
+        [
+            "If I walk straight ahead from the camera, what will I reach first, and after how far?",
+            "A robot drives straight forward from the camera position. What does it hit first?",
+        ]
+    )
     ahead = facts.straight_ahead()
     if not ahead:
         # What the central view ray meets: the middle rows of the central columns (the floor is below them).
@@ -326,17 +471,27 @@ def cr_walk_ahead(facts: SceneFacts, rng):
         window = window[window > 0]
         if not window.size:
             return None
-        return q, (f"Nothing annotated is in the way straight ahead: the view is open until the surface about "
-                   f"{metres(float(np.median(window)))} away."), []
+        return (
+            q,
+            (
+                f"Nothing annotated is in the way straight ahead: the view is open until the surface about "
+                f"{metres(float(np.median(window)))} away."
+            ),
+            [],
+        )
     first = facts.clear_nearest(ahead)
     if first is None:
         return None
     values = depth[scene.objects[first.index].region(depth.shape) & (depth > 0)]
     front = float(np.percentile(values, 5))  # its nearest surface, robust to a few stray pixels
-    answer = f"The first obstacle straight ahead is the {first.name}, about {metres(first.depth)} away on average"
+    answer = (
+        f"The first obstacle straight ahead is the {first.name}, about {metres(first.depth)} away on average"
+    )
     if facts.counts[first.name] > 1:
         answer += f" (one of the {facts.counts[first.name]} {plural(first.name, 2)})"
-    answer += f"; its nearest surface is about {metres(front)} from the camera, which is the free space in front."
+    answer += (
+        f"; its nearest surface is about {metres(front)} from the camera, which is the free space in front."
+    )
     return q, answer, [list(first.box)]
 
 
@@ -352,8 +507,12 @@ def cr_order(facts: SceneFacts, rng):
     picked = [chain[i] for i in chosen]
     shown = list(picked)
     rng.shuffle(shown)
-    q = rng.choice(["Order these objects from nearest to farthest: {}.", "Sort by distance from the camera, closest first: {}."]
-                   ).format(", ".join(f"the {f.name}" for f in shown))
+    q = rng.choice(
+        [
+            "Order these objects from nearest to farthest: {}.",
+            "Sort by distance from the camera, closest first: {}.",
+        ]
+    ).format(", ".join(f"the {f.name}" for f in shown))
     steps = ", then ".join(f"the {f.name} ({metres(f.depth)})" for f in picked)
     return q, f"From nearest to farthest: {steps}.", [list(f.box) for f in shown]
 
@@ -364,18 +523,43 @@ def cr_reach(facts: SceneFacts, rng):
         return None
     a, b = pair
     near, far = (a, b) if a.depth < b.depth else (b, a)
-    q = rng.choice([f"I want to grab the {a.name} or the {b.name}, whichever is closer. Which should I go for and why?",
-                    f"Standing at the camera, would I reach the {a.name} or the {b.name} first?"])
-    answer = (f"The {near.name}. The depth under it averages about {metres(near.depth)}, against about "
-              f"{metres(far.depth)} for the {far.name}, so it is roughly {metres(far.depth - near.depth)} closer.")
+    q = rng.choice(
+        [
+            f"I want to grab the {a.name} or the {b.name}, whichever is closer. Which should I go for and why?",
+            f"Standing at the camera, would I reach the {a.name} or the {b.name} first?",
+        ]
+    )
+    answer = (
+        f"The {near.name}. The depth under it averages about {metres(near.depth)}, against about "
+        f"{metres(far.depth)} for the {far.name}, so it is roughly {metres(far.depth - near.depth)} closer."
+    )
     return q, answer, [list(a.box), list(b.box)]
+
+
+# Things on or in a wall: "passing between" them means nothing.
+WALL_THINGS = frozenset(
+    {
+        "window",
+        "picture",
+        "mirror",
+        "curtain",
+        "blind",
+        "white board",
+        "black board",
+        "clock",
+        "door",
+        "television",
+        "shelf",
+    }
+)
 
 
 def cr_gap(facts: SceneFacts, rng):
     """Can something of a given width pass between two side-by-side objects (lateral gap from intrinsics)."""
     candidates = []
-    for i, a in enumerate(facts.unique):
-        for b in facts.unique[i + 1 :]:
+    standing = [fact for fact in facts.unique if fact.name not in WALL_THINGS]
+    for i, a in enumerate(standing):
+        for b in standing[i + 1 :]:
             if a.lateral_m is None or b.lateral_m is None or facts.clearly_apart(a, b):
                 continue  # only side-by-side pairs: a lateral gap means little between near and far objects
             left, right = (a, b) if a.lateral_m[0] < b.lateral_m[0] else (b, a)
@@ -389,19 +573,27 @@ def cr_gap(facts: SceneFacts, rng):
     fits = gap >= width
     q = f"Could a {width:.1f} m wide robot pass between the {left.name} and the {right.name}?"
     verdict = "Yes" if fits else "No"
-    answer = (f"{verdict}. The {left.name} and the {right.name} stand side by side at about "
-              f"{metres((left.depth + right.depth) / 2)} from the camera, with a horizontal gap of about "
-              f"{metres(gap)} between them, which is {'wider' if fits else 'narrower'} than {width:.1f} m.")
+    answer = (
+        f"{verdict}. The {left.name} and the {right.name} stand side by side at about "
+        f"{metres((left.depth + right.depth) / 2)} from the camera, with a horizontal gap of about "
+        f"{metres(gap)} between them, which is {'wider' if fits else 'narrower'} than {width:.1f} m."
+    )
     return q, answer, [list(left.box), list(right.box)]
 
 
 def cr_room(facts: SceneFacts, rng):
     if not facts.scene_type or not facts.objects:
         return None
-    q = rng.choice(["What kind of room is this likely to be, and what in the depth map supports that?",
-                    "Guess the room type and explain your reasoning."])
-    answer = (f"This is most likely {scene_phrase(facts.scene_type)}. The depth map shows {object_list(facts)}, "
-              f"and the room reaches about {metres(facts.room_depth)} from the camera.")
+    q = rng.choice(
+        [
+            "What kind of room is this likely to be, and what in the depth map supports that?",
+            "Guess the room type and explain your reasoning.",
+        ]
+    )
+    answer = (
+        f"This is most likely {scene_phrase(facts.scene_type)}. The depth map shows {object_list(facts)}, "
+        f"and the room reaches about {metres(facts.room_depth)} from the camera."
+    )
     return q, answer, []
 
 
@@ -409,7 +601,9 @@ COMPLEX_REASONING_QUESTIONS = (cr_walk_ahead, cr_order, cr_reach, cr_gap, cr_roo
 
 
 def detailed_description(facts: SceneFacts, rng) -> str:
-    opening = rng.choice(["This depth map shows {}.", "The depth image captures {}.", "We are looking at {}."])
+    opening = rng.choice(
+        ["This depth map shows {}.", "The depth image captures {}.", "We are looking at {}."]
+    )
     sentences = [opening.format(scene_phrase(facts.scene_type))]
     if facts.objects:
         sentences.append(f"It contains {object_list(facts)}.")
@@ -422,7 +616,9 @@ def detailed_description(facts: SceneFacts, rng) -> str:
             sentences.append(f"The farthest object is a {farthest.name}.")
         first = facts.clear_nearest(facts.straight_ahead())
         if first is not None:
-            sentences.append(f"Straight ahead the first obstacle is a {first.name} at about {metres(first.depth)}.")
+            sentences.append(
+                f"Straight ahead the first obstacle is a {first.name} at about {metres(first.depth)}."
+            )
     if math.isfinite(facts.room_depth):
         sentences.append(f"The far surfaces of the room are about {metres(facts.room_depth)} away.")
     return " ".join(sentences)
@@ -456,8 +652,13 @@ def single_turn(question: str, answer: str) -> list[dict]:
 
 def make_row(scene: Scene, kind: str, key: str, messages: list[dict], boxes: list) -> dict:
     """An instruction row without its depth image (added when the dataset is assembled)."""
-    return {"id": f"{scene.id}-{key}", "type": kind, "messages": messages,
-            "boxes": [[[float(v) for v in box] for box in boxes]], "source": scene.source}
+    return {
+        "id": f"{scene.id}-{key}",
+        "type": kind,
+        "messages": messages,
+        "boxes": [[[float(v) for v in box] for box in boxes]],
+        "source": scene.source,
+    }
 
 
 class OfflineInstructionGenerator:
@@ -465,13 +666,20 @@ class OfflineInstructionGenerator:
 
     name = "offline"
 
-    def __init__(self, seed: int = 0, object_vocabulary=DEFAULT_OBJECT_VOCABULARY, scene_vocabulary=DEFAULT_SCENE_TYPES):
+    def __init__(
+        self, seed: int = 0, object_vocabulary=DEFAULT_OBJECT_VOCABULARY, scene_vocabulary=DEFAULT_SCENE_TYPES
+    ):
         self.seed = seed
         self.object_vocabulary = sorted({vocab.normalize_object_name(n) for n in object_vocabulary})
         self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "objects": self.object_vocabulary, "scenes": self.scene_vocabulary}
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "objects": self.object_vocabulary,
+            "scenes": self.scene_vocabulary,
+        }
 
     def describe(self) -> str:
         return "offline, from the scene graph's ground truth (deterministic from the seed)"
@@ -483,8 +691,11 @@ class OfflineInstructionGenerator:
         rows = []
         for slot, kind in enumerate(types):
             rng = scene_rng(self.seed, scene.id, f"{kind}-{slot}")
-            made = {"conversation": self.conversation, "complex_reasoning": self.complex_reasoning,
-                    "detailed_description": self.description}[kind](facts, rng)
+            made = {
+                "conversation": self.conversation,
+                "complex_reasoning": self.complex_reasoning,
+                "detailed_description": self.description,
+            }[kind](facts, rng)
             if made is not None:
                 messages, boxes = made
                 rows.append(make_row(scene, kind, f"{kind}-{slot}", messages, boxes))
@@ -530,7 +741,9 @@ class OfflineInstructionGenerator:
             if made is None:
                 continue
             question, options, answer_index, boxes = made
-            messages = single_turn(format_multiple_choice(question, options), answer_text(options, answer_index))
+            messages = single_turn(
+                format_multiple_choice(question, options), answer_text(options, answer_index)
+            )
             rows.append(make_row(scene, "conversation", f"mc-{skill}", messages, boxes))
         return rows
 
@@ -542,7 +755,9 @@ class OfflineInstructionGenerator:
         options.insert(position, answer)
         return options, position
 
-    def _distractors(self, pool: list[str], avoid: list[str], count: int, rng, same=vocab.confusable) -> list[str] | None:
+    def _distractors(
+        self, pool: list[str], avoid: list[str], count: int, rng, same=vocab.confusable
+    ) -> list[str] | None:
         candidates = [name for name in pool if not any(same(name, other) for other in avoid)]
         chosen: list[str] = []
         for index in rng.permutation(len(candidates)):
@@ -557,7 +772,9 @@ class OfflineInstructionGenerator:
         # Only room types the options can be drawn against ("indoor" vs "kitchen" would have two right answers).
         if facts.scene_type not in self.scene_vocabulary:
             return None
-        distractors = self._distractors(self.scene_vocabulary, [facts.scene_type], 2, rng, same=vocab.scenes_confusable)
+        distractors = self._distractors(
+            self.scene_vocabulary, [facts.scene_type], 2, rng, same=vocab.scenes_confusable
+        )
         if distractors is None:
             return None
         options, index = self._place_answer(facts.scene_type, distractors, rng)
@@ -575,8 +792,12 @@ class OfflineInstructionGenerator:
         return str(rng.choice(RECOGNITION_QUESTIONS)), options, index, [list(target.box)]
 
     def mc_distance_judgment(self, facts: SceneFacts, rng):
-        pairs = [(a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :]
-                 if facts.clearly_apart(a, b) and not vocab.confusable(a.name, b.name)]
+        pairs = [
+            (a, b)
+            for i, a in enumerate(facts.unique)
+            for b in facts.unique[i + 1 :]
+            if facts.clearly_apart(a, b) and not vocab.confusable(a.name, b.name)
+        ]
         if not pairs:
             return None
         a, b = pairs[int(rng.integers(len(pairs)))]
@@ -586,7 +807,7 @@ class OfflineInstructionGenerator:
         return question, options, index, [list(far.box) if o == far.name else list(near.box) for o in options]
 
     def mc_security(self, facts: SceneFacts, rng):
-        present = sorted(facts.counts)
+        present = sorted({fact.name for fact in facts.objects})  # options the depth map visibly shows
         if len(present) < 3:
             return None
         chosen: list[str] = []
@@ -600,7 +821,7 @@ class OfflineInstructionGenerator:
         # The renderer knows what is plausible for the room and not in it at all (not even hidden): prefer that.
         pool = [vocab.normalize_object_name(n) for n in facts.scene.meta.get("absent_categories", [])]
         pool = [n for n in pool if vocab.is_question_worthy(n)] or self.object_vocabulary
-        absent = self._distractors(pool, present + [vocab.normalize_object_name(o.name) for o in facts.scene.objects], 1, rng)
+        absent = self._distractors(pool, present + list(facts.counts), 1, rng)
         if absent is None:
             return None
         order = rng.permutation(3)

@@ -86,8 +86,10 @@ class OpenAIChatClient:
         request = urllib.request.Request(
             f"{self.base_url}/chat/completions",
             data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json",
-                     **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})},
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+            },
             method="POST",
         )
         self.requests_sent += 1
@@ -112,13 +114,17 @@ class OpenAIChatClient:
             except urllib.error.HTTPError as error:
                 last_error = error
                 if error.code not in RETRYABLE_STATUS:
-                    raise EndpointError(f"{self.base_url}: HTTP {error.code} {error.reason} (not retried)") from error
+                    raise EndpointError(
+                        f"{self.base_url}: HTTP {error.code} {error.reason} (not retried)"
+                    ) from error
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as error:
                 last_error = error
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as error:
                 last_error = error  # a 200 whose body is not a chat completion: a proxy or a crashed server
             logger.info("chat completion attempt %d failed: %s", attempt + 1, last_error)
-        raise EndpointError(f"{self.base_url}: no chat completion after {self.max_retries + 1} attempts ({last_error})")
+        raise EndpointError(
+            f"{self.base_url}: no chat completion after {self.max_retries + 1} attempts ({last_error})"
+        )
 
 
 SYSTEM_PROMPT = (
@@ -141,11 +147,12 @@ TYPE_PROMPTS = {
         "Write one question that needs reasoning over several depth facts (e.g. what to reach first, whether "
         "something fits between objects, how to walk through the room) and a detailed, correct answer. Reply as "
         'JSON: {{"question": "...", "answer": "...", "objects": [names you mention], "boxes": [boxes the '
-        'question is about]}}'
+        "question is about]}}"
     ),
     "detailed_description": (
         "Describe the scene in detail as seen in the depth map: the room, each object's position and distance, "
-        'what is near and far. Reply as JSON: {{"description": "...", "objects": [names you mention], "boxes": []}}'
+        'what is near and far. Reply as JSON: {{"description": "...", "objects": [names you mention], '
+        '"boxes": []}}'
     ),
 }
 
@@ -201,17 +208,29 @@ class ReplyValidator:
         self.scene = scene
         self.annotated = {vocab.normalize_object_name(obj.name) for obj in scene.objects}
         self.raw_annotated = {obj.name.lower() for obj in scene.objects}
-        self.known = ({vocab.normalize_object_name(n) for n in known_names} | _coco_names()) - NOT_OBJECT_MENTIONS
+        self.known = (
+            {vocab.normalize_object_name(n) for n in known_names} | _coco_names()
+        ) - NOT_OBJECT_MENTIONS
 
     def turns(self, kind: str, reply: dict) -> list[tuple[str, str]]:
         if kind == "conversation":
             rounds = reply.get("conversation")
             if not isinstance(rounds, list) or len(rounds) < 2:
                 raise InvalidReply(f"'conversation' must be a list of >= 2 rounds, got {rounds!r:.80}")
-            turns = [(_nonempty_text(r.get("question") if isinstance(r, dict) else None, "question"),
-                      _nonempty_text(r.get("answer") if isinstance(r, dict) else None, "answer")) for r in rounds]
+            turns = [
+                (
+                    _nonempty_text(r.get("question") if isinstance(r, dict) else None, "question"),
+                    _nonempty_text(r.get("answer") if isinstance(r, dict) else None, "answer"),
+                )
+                for r in rounds
+            ]
         elif kind == "complex_reasoning":
-            turns = [(_nonempty_text(reply.get("question"), "question"), _nonempty_text(reply.get("answer"), "answer"))]
+            turns = [
+                (
+                    _nonempty_text(reply.get("question"), "question"),
+                    _nonempty_text(reply.get("answer"), "answer"),
+                )
+            ]
         else:
             turns = [("", _nonempty_text(reply.get("description"), "description"))]
         self.check_objects(reply.get("objects", []), " ".join(q + " " + a for q, a in turns))
@@ -238,11 +257,15 @@ class ReplyValidator:
             raise InvalidReply(f"'boxes' must be a list of [x0, y0, x1, y1], got {value!r:.80}")
         boxes = []
         for box in value:
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            if not (
+                isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+            ):
                 raise InvalidReply(f"a box must be 4 numbers [x0, y0, x1, y1], got {box!r:.80}")
             x0, y0, x1, y1 = (float(v) for v in box)
             if not (0 <= x0 < x1 <= self.scene.width and 0 <= y0 < y1 <= self.scene.height):
-                raise InvalidReply(f"box {box} is not inside the {self.scene.width}x{self.scene.height} image")
+                raise InvalidReply(
+                    f"box {box} is not inside the {self.scene.width}x{self.scene.height} image"
+                )
             boxes.append([x0, y0, x1, y1])
         return boxes
 
@@ -263,8 +286,14 @@ class OpenAIInstructionGenerator:
 
     name = "openai"
 
-    def __init__(self, client: OpenAIChatClient, cache_dir: str | Path, seed: int = 0, max_invalid_replies: int = 2,
-                 temperature: float = 0.7):
+    def __init__(
+        self,
+        client: OpenAIChatClient,
+        cache_dir: str | Path,
+        seed: int = 0,
+        max_invalid_replies: int = 2,
+        temperature: float = 0.7,
+    ):
         self.client = client
         self.cache_dir = Path(cache_dir)
         self.seed = seed
@@ -273,19 +302,34 @@ class OpenAIInstructionGenerator:
         self.failures: list[tuple[str, str, str]] = []  # (scene id, type, reason)
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "model": self.client.model, "base_url": self.client.base_url,
-                "temperature": self.temperature, "seed": self.seed}
+        return {
+            "name": self.name,
+            "model": self.client.model,
+            "base_url": self.client.base_url,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
 
     def describe(self) -> str:
-        return f"OpenAI-compatible chat endpoint, model `{self.client.model}`, fed captions and boxes (validated replies)"
+        return (
+            f"OpenAI-compatible chat endpoint, model `{self.client.model}`, fed captions and boxes "
+            "(validated replies)"
+        )
 
     def request_messages(self, scene: Scene, kind: str, slot: int) -> list[dict]:
         rounds = int(scene_rng(self.seed, scene.id, f"rounds-{slot}").integers(2, 5))
-        return [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": scene_prompt(scene) + "\n\n" + TYPE_PROMPTS[kind].format(rounds=rounds)}]
+        return [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": scene_prompt(scene) + "\n\n" + TYPE_PROMPTS[kind].format(rounds=rounds),
+            },
+        ]
 
     def _cache_path(self, scene: Scene, kind: str, slot: int, messages: list[dict]) -> Path:
-        key = hashlib.sha256(json.dumps([self.client.model, self.temperature, messages]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            json.dumps([self.client.model, self.temperature, messages]).encode()
+        ).hexdigest()[:16]
         return self.cache_dir / scene.id / f"{kind}-{slot}-{key}.json"
 
     def ask(self, scene: Scene, kind: str, slot: int) -> dict:
@@ -300,7 +344,10 @@ class OpenAIInstructionGenerator:
             content = self.client.complete(messages, temperature=self.temperature, seed=self.seed)
             try:
                 reply = parse_reply(content)
-                validated = {"turns": validator.turns(kind, reply), "boxes": validator.boxes(reply.get("boxes"))}
+                validated = {
+                    "turns": validator.turns(kind, reply),
+                    "boxes": validator.boxes(reply.get("boxes")),
+                }
             except InvalidReply as problem:
                 last_problem = problem
                 logger.info("invalid reply for %s/%s: %s", scene.id, kind, problem)
@@ -322,8 +369,15 @@ class OpenAIInstructionGenerator:
                 self.failures.append((scene.id, kind, str(error)))
                 logger.warning("skipped %s %s: %s", scene.id, kind, error)
                 continue
-            rows.append(make_row(scene, kind, f"{kind}-{slot}", self.to_messages(scene, kind, slot, reply["turns"]),
-                                 reply["boxes"]))
+            rows.append(
+                make_row(
+                    scene,
+                    kind,
+                    f"{kind}-{slot}",
+                    self.to_messages(scene, kind, slot, reply["turns"]),
+                    reply["boxes"],
+                )
+            )
         return rows, failed
 
     def to_messages(self, scene: Scene, kind: str, slot: int, turns: list) -> list[dict]:

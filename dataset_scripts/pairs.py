@@ -1,4 +1,5 @@
-"""`deepsight data pairs`: depth-text-bbox pairs (paper §4) from COCO + a depth estimator, or the synthetic world.
+"""`deepsight data pairs`: depth-text-bbox pairs (paper §4), from COCO + a depth estimator or from the
+synthetic world.
 
 Row: `id, source, depth, caption, captions, caption_scores, boxes, labels, scene, depth_is_predicted`
 (docs/CONTRACTS.md). `depth` is a 16-bit PNG in millimetres; for COCO it is *predicted* by the
@@ -10,13 +11,14 @@ Caption scoring (the paper keeps, of COCO's ~5 captions, the one its depth-text 
 fed the depth as an 8-bit gray image). Without `--scorer` the captions are ranked by how many of the
 annotated object names they mention (`label-overlap`). All scores are stored.
 
-Scale: `--shard-index I --num-shards N` makes a process handle the images whose position in the
-id-sorted list is I mod N (the defaults come from `RANK` / `WORLD_SIZE`, which `torchrun` and
-`accelerate launch` set, so `accelerate launch -m dataset_scripts.pairs ...` splits COCO over every
-GPU, each on `cuda:$LOCAL_RANK`). Each shard writes `<output>/parts/part-I-of-N/` (parquet chunks, so
-memory stays flat); the process that finds all N parts complete merges them into the published folder. Depth maps are cached per
-image id in `<output>/.cache/depth/`, so a rerun (after a crash, or to merge) only estimates what is
-missing.
+Scale: `--shard-index I --num-shards N` makes a process handle the images whose position in the id-sorted
+list is I mod N (the defaults come from `RANK` / `WORLD_SIZE`, which `torchrun` and `accelerate launch`
+set, so `accelerate launch --multi_gpu --num_processes N -m dataset_scripts.pairs ...` or `torchrun
+--nproc_per_node N -m dataset_scripts.pairs ...` splits COCO over N GPUs, each on `cuda:$LOCAL_RANK`; both
+also work on CPU, checked here). Each shard writes `<output>/parts/part-I-of-N/` (parquet chunks, so
+memory stays flat); the process that finds all N parts complete merges them into the published folder.
+Depth maps are cached per image id in `<output>/.cache/depth/`, so a rerun (after a crash, or to merge)
+only estimates what is missing.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ class LabelOverlapScorer:
         names = {obj.name.lower() for obj in scene.objects}
         if not names:
             return [0.0] * len(captions)
-        return [sum(re.search(rf"\b{re.escape(n)}(e?s)?\b", c.lower()) is not None for n in names) / len(names)
-                for c in captions]
+        return [
+            sum(re.search(rf"\b{re.escape(n)}(e?s)?\b", c.lower()) is not None for n in names) / len(names)
+            for c in captions
+        ]
 
 
 def _embedding(output, *fields: str):
@@ -97,7 +101,9 @@ def depth_to_gray_rgb(depth: np.ndarray):
 
     valid = depth > 0
     far = float(depth[valid].max()) if valid.any() else 1.0
-    gray = np.where(valid, np.clip(np.round(255.0 - 254.0 * depth / max(far, 1e-6)), 1, 255), 0).astype(np.uint8)
+    gray = np.where(valid, np.clip(np.round(255.0 - 254.0 * depth / max(far, 1e-6)), 1, 255), 0).astype(
+        np.uint8
+    )
     return Image.fromarray(gray).convert("RGB")
 
 
@@ -113,12 +119,16 @@ class DualEncoderScorer:
         self.device = pick_device(device)
         config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
         self.is_depth_model = str(getattr(config, "model_type", "")).startswith("deepsight")
-        self.model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True).to(self.device).eval()
+        self.model = (
+            AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True).to(self.device).eval()
+        )
         self.processor, self.image_processor, self.tokenizer = self._load_preprocessors(model_name_or_path)
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(self.model, method):
-                raise ValueError(f"--scorer {model_name_or_path}: {type(self.model).__name__} has no {method}; "
-                                 "a dual encoder (DeepSightDualEncoder, CLIP-like) is needed")
+                raise ValueError(
+                    f"--scorer {model_name_or_path}: {type(self.model).__name__} has no {method}; "
+                    "a dual encoder (DeepSightDualEncoder, CLIP-like) is needed"
+                )
 
     @staticmethod
     def _load_preprocessors(model_name_or_path: str):
@@ -129,10 +139,17 @@ class DualEncoderScorer:
             processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
         except (OSError, ValueError, TypeError, KeyError):
             processor = None
-        if processor is not None and hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
+        if (
+            processor is not None
+            and hasattr(processor, "image_processor")
+            and hasattr(processor, "tokenizer")
+        ):
             return processor, processor.image_processor, processor.tokenizer
-        return (None, AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True),
-                AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True))
+        return (
+            None,
+            AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True),
+            AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True),
+        )
 
     def score(self, scene: Scene, captions: list[str]) -> list[float]:
         import torch
@@ -141,7 +158,9 @@ class DualEncoderScorer:
             return []
         if self.is_depth_model:
             boxes = [[list(obj.box) for obj in scene.objects]]
-            image_inputs = self.image_processor(images=[scene.depth], boxes=boxes, depth_encoding="metres", return_tensors="pt")
+            image_inputs = self.image_processor(
+                images=[scene.depth], boxes=boxes, depth_encoding="metres", return_tensors="pt"
+            )
         else:
             image_inputs = self.image_processor(images=[depth_to_gray_rgb(scene.depth)], return_tensors="pt")
         if self.is_depth_model and self.processor is not None:
@@ -154,9 +173,14 @@ class DualEncoderScorer:
             wanted = ("pixel_values", "bbox_mask") if self.is_depth_model else ("pixel_values",)
             image_kwargs = {k: image_inputs[k].to(self.device) for k in wanted if k in image_inputs}
             image = _embedding(self.model.get_image_features(**image_kwargs), "image_embeds", "pooler_output")
-            words = _embedding(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
-                                                            attention_mask=text["attention_mask"].to(self.device)),
-                               "text_embeds", "pooler_output")
+            words = _embedding(
+                self.model.get_text_features(
+                    input_ids=text["input_ids"].to(self.device),
+                    attention_mask=text["attention_mask"].to(self.device),
+                ),
+                "text_embeds",
+                "pooler_output",
+            )
         image = torch.nn.functional.normalize(image.float(), dim=-1)
         words = torch.nn.functional.normalize(words.float(), dim=-1)
         return (words @ image[0]).cpu().tolist()
@@ -238,6 +262,7 @@ def coco_scenes(
     if missing:  # an all-cached rerun never loads the model
         estimator = DepthEstimator(estimator_name, device=device, batch_size=batch_size)
         report = estimate_depths(estimator.predict, loaders, cache, batch_size=batch_size, progress=progress)
+        logger.info(report.summary())
         reasons = Counter(reason.split(":", 1)[0] for reason in report.failed.values())
         stats["skipped: image unreadable"] += reasons["load"]
         stats["skipped: depth estimation failed"] += reasons["estimate"]
@@ -249,8 +274,15 @@ def coco_scenes(
             yield image.to_scene(cache.load(image.scene_id), split=split)
 
 
-def synthetic_scenes(num_scenes: int, seed: int, shard_index: int = 0, num_shards: int = 1,
-                     width: int = 320, height: int = 240, split: str = "train") -> Iterator[Scene]:
+def synthetic_scenes(
+    num_scenes: int,
+    seed: int,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    width: int = 320,
+    height: int = 240,
+    split: str = "train",
+) -> Iterator[Scene]:
     """The scenes of `synthetic.generate_scenes(num_scenes, seed, split)` that fall in this shard.
 
     Pairs and instructions built with the same seed therefore describe the same rooms. A shard renders
@@ -260,7 +292,9 @@ def synthetic_scenes(num_scenes: int, seed: int, shard_index: int = 0, num_shard
     from dataset_scripts import synthetic
 
     if num_shards == 1:
-        yield from synthetic.generate_scenes(num_scenes, seed, split=split, width=width, height=height, noise=False)
+        yield from synthetic.generate_scenes(
+            num_scenes, seed, split=split, width=width, height=height, noise=False
+        )
         return
     for index in shard_of(list(range(num_scenes)), shard_index, num_shards):
         yield synthetic_scene_at(seed, split, index, width, height)
@@ -278,14 +312,21 @@ def synthetic_scene_at(seed: int, split: str, index: int, width: int, height: in
         return synthetic.scene_at(seed, split, index, width=width, height=height, noise=False)
     types = synthetic.SCENE_TYPES
     offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(types)
-    scene = synthetic.render_scene(synthetic.scene_seed(seed, split, index), types[(offset + index) % len(types)],
-                                   width=width, height=height, noise=False)
+    scene = synthetic.render_scene(
+        synthetic.scene_seed(seed, split, index),
+        types[(offset + index) % len(types)],
+        width=width,
+        height=height,
+        noise=False,
+    )
     scene.id = f"synthetic-{split}-{seed}-{index:06d}"
     scene.split = split
     return scene
 
 
-def iter_pair_rows(scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None) -> Iterator[dict]:
+def iter_pair_rows(
+    scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None
+) -> Iterator[dict]:
     from tqdm.auto import tqdm
 
     for scene in tqdm(scenes, total=total, desc="pairs", unit="img", disable=not progress):
@@ -305,8 +346,14 @@ def part_paths(output: Path, shard_index: int, num_shards: int) -> tuple[Path, P
     return stem, stem.with_suffix(".json")
 
 
-def write_part(rows: Iterable[dict], stats: Counter, output: Path, shard_index: int, num_shards: int,
-               chunk_rows: int = CHUNK_ROWS) -> int:
+def write_part(
+    rows: Iterable[dict],
+    stats: Counter,
+    output: Path,
+    shard_index: int,
+    num_shards: int,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
     """Write this shard's rows as parquet chunks, then its statistics; returns the number of rows."""
     folder, meta = part_paths(output, shard_index, num_shards)
     meta.unlink(missing_ok=True)
@@ -363,35 +410,46 @@ def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
         lock.unlink(missing_ok=True)
 
 
-def pairs_card(dataset: datasets.Dataset, stats: Counter, source: str, estimator: str | None, scorer: str) -> CardInfo:
+def pairs_card(
+    dataset: datasets.Dataset, stats: Counter, source: str, estimator: str | None, scorer: str
+) -> CardInfo:
     scenes = Counter(dataset["scene"])
     boxes = [len(b) for b in dataset["boxes"]]
     best = [max(s) for s in dataset["caption_scores"] if s]
-    rows = [("pairs", len(dataset)), ("mean objects per depth map", f"{np.mean(boxes):.2f}" if boxes else "0"),
-            ("mean best caption score", f"{np.mean(best):.3f}" if best else "n/a")]
+    rows = [
+        ("pairs", len(dataset)),
+        ("mean objects per depth map", f"{np.mean(boxes):.2f}" if boxes else "0"),
+        ("mean best caption score", f"{np.mean(best):.3f}" if best else "n/a"),
+    ]
     rows += [(f"scene = {name or 'unknown'}", n) for name, n in sorted(scenes.items())]
     rows += [(k, v if isinstance(v, int) else f"{v:.1f}") for k, v in sorted(stats.items())]
     if source == "coco":
-        depth_text = (f"**The depth is predicted, not measured**: `{estimator}` (a transformers depth-estimation "
-                      "model) turned each COCO RGB image into metric depth, as the paper did with GLPN. Boxes, "
-                      "instance masks, labels and captions are COCO's own annotations (CC BY 4.0). The `scene` "
-                      "column is a coarse indoor/outdoor flag derived from the objects' supercategories "
-                      "(empty = undecided).")
+        depth_text = (
+            f"**The depth is predicted, not measured**: `{estimator}` (a transformers depth-estimation "
+            "model) turned each COCO RGB image into metric depth, as the paper did with GLPN. Boxes, "
+            "instance masks, labels and captions are COCO's own annotations (CC BY 4.0). The `scene` "
+            "column is a coarse indoor/outdoor flag derived from the objects' supercategories "
+            "(empty = undecided)."
+        )
     else:
-        depth_text = ("The depth is the synthetic renderer's exact metric depth (not predicted); boxes, labels, "
-                      "scene types and captions come from the scene graph.")
+        depth_text = (
+            "The depth is the synthetic renderer's exact metric depth (not predicted); boxes, labels, "
+            "scene types and captions come from the scene graph."
+        )
     return CardInfo(
         pretty_name="DeepSight depth-text-bbox pairs",
-        description=("Depth maps (16-bit PNG, millimetres; 0 = invalid) with object boxes `[x0, y0, x1, y1]`, "
-                     "object labels and captions, for DeepSight's stage 0 (depth-text contrastive) and stage 1 "
-                     "(alignment). `caption` is the best-scoring of `captions`; `caption_scores` holds every score."),
+        description=(
+            "Depth maps (16-bit PNG, millimetres; 0 = invalid) with object boxes `[x0, y0, x1, y1]`, "
+            "object labels and captions, for DeepSight's stage 0 (depth-text contrastive) and stage 1 "
+            "(alignment). `caption` is the best-scoring of `captions`; `caption_scores` holds every score."
+        ),
         license="cc-by-4.0" if source == "coco" else "other",
         tags=["depth", "image-text", "deepsight"],
         task_categories=["zero-shot-image-classification", "image-to-text"],
         sections={
             "Depth": depth_text,
             "Caption scoring": f"Scorer: `{scorer}` (cosine similarity of depth and caption embeddings, or the "
-                               "fraction of object names a caption mentions for `label-overlap`).",
+            "fraction of object names a caption mentions for `label-overlap`).",
             "Statistics": markdown_table(["what", "value"], rows),
         },
     )
@@ -418,12 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--estimator", default=DEFAULT_ESTIMATOR, help="depth-estimation model id or local path")
+    parser.add_argument(
+        "--estimator", default=DEFAULT_ESTIMATOR, help="depth-estimation model id or local path"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", help="default: cuda:$LOCAL_RANK when a GPU is present, else cpu")
-    parser.add_argument("--scorer", help="dual encoder id or path for caption scoring (default: label overlap)")
+    parser.add_argument(
+        "--scorer", help="dual encoder id or path for caption scoring (default: label overlap)"
+    )
     parser.add_argument("--shard-index", type=int, default=rank, help="this process's shard (default: $RANK)")
-    parser.add_argument("--num-shards", type=int, default=world, help="number of shards (default: $WORLD_SIZE)")
+    parser.add_argument(
+        "--num-shards", type=int, default=world, help="number of shards (default: $WORLD_SIZE)"
+    )
     parser.add_argument("--output", required=True)
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -444,26 +508,57 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.source == "coco":
         if not args.coco_dir:
-            raise SystemExit("--source coco needs --coco-dir (a folder with annotations/ and the split's images)")
-        scenes = coco_scenes(args.coco_dir, args.split, args.estimator, output / ".cache" / "depth", stats,
-                             args.shard_index, args.num_shards, args.batch_size, args.limit, device,
-                             progress=not args.no_progress)
+            raise SystemExit(
+                "--source coco needs --coco-dir (a folder with annotations/ and the split's images)"
+            )
+        scenes = coco_scenes(
+            args.coco_dir,
+            args.split,
+            args.estimator,
+            output / ".cache" / "depth",
+            stats,
+            args.shard_index,
+            args.num_shards,
+            args.batch_size,
+            args.limit,
+            device,
+            progress=not args.no_progress,
+        )
         estimator = args.estimator
     else:
         if args.num_scenes < 1:
             raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
-        scenes = synthetic_scenes(args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height)
+        scenes = synthetic_scenes(
+            args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height
+        )
         estimator = None
     settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
-    count = write_part(iter_pair_rows(scenes, scorer, progress=not args.no_progress), stats, output,
-                       args.shard_index, args.num_shards)
+    count = write_part(
+        iter_pair_rows(scenes, scorer, progress=not args.no_progress),
+        stats,
+        output,
+        args.shard_index,
+        args.num_shards,
+    )
     elapsed = time.perf_counter() - started
     merged = try_merge(output, args.num_shards, settings)
-    print(markdown_table(["what", "value"], [("shard", f"{args.shard_index} of {args.num_shards}"),
-                                             ("pairs", count), ("seconds", f"{elapsed:.1f}"),
-                                             ("pairs/s", f"{count / max(elapsed, 1e-9):.2f}")]
-                         + [(k, v if isinstance(v, int) else f"{v:.2f}") for k, v in sorted(stats.items())]))
-    print(f"wrote {output}" if merged else f"wrote part {args.shard_index} of {args.num_shards} to {output / 'parts'}")
+    print(
+        markdown_table(
+            ["what", "value"],
+            [
+                ("shard", f"{args.shard_index} of {args.num_shards}"),
+                ("pairs", count),
+                ("seconds", f"{elapsed:.1f}"),
+                ("pairs/s", f"{count / max(elapsed, 1e-9):.2f}"),
+            ]
+            + [(k, v if isinstance(v, int) else f"{v:.2f}") for k, v in sorted(stats.items())],
+        )
+    )
+    print(
+        f"wrote {output}"
+        if merged
+        else f"wrote part {args.shard_index} of {args.num_shards} to {output / 'parts'}"
+    )
     return 0
 
 

@@ -26,8 +26,12 @@ def check_folder(folder: str | Path) -> Path:
     if not folder.is_dir():
         raise PublishError(f"--folder {folder}: not a directory")
     if not (folder / "README.md").exists():
-        raise PublishError(f"--folder {folder}: no README.md dataset card (write the folder with the dataset builders)")
-    if not any(path for path in folder.rglob("*.parquet") if "parts" not in path.parts and ".cache" not in path.parts):
+        raise PublishError(
+            f"--folder {folder}: no README.md dataset card (write the folder with the dataset builders)"
+        )
+    if not any(
+        path for path in folder.rglob("*.parquet") if "parts" not in path.parts and ".cache" not in path.parts
+    ):
         raise PublishError(f"--folder {folder}: no parquet data files")
     return folder
 
@@ -45,29 +49,43 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def publish(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
-            commit_message: str = "Upload dataset") -> str:
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload dataset",
+) -> str:
     """Create the dataset repo if needed and upload the folder; returns the commit URL."""
     folder = check_folder(folder)
     check_repo_id(repo_id)
     if hub_offline():
-        raise PublishError("the Hub is offline here (HF_HUB_OFFLINE=1): unset it on a machine with network "
-                           f"access and run `deepsight data publish --repo-id {repo_id} --folder {folder}` again")
+        raise PublishError(
+            "the Hub is offline here (HF_HUB_OFFLINE=1): unset it on a machine with network "
+            f"access and run `deepsight data publish --repo-id {repo_id} --folder {folder}` again"
+        )
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                                   ignore_patterns=IGNORE_PATTERNS, commit_message=commit_message)
+        commit = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="dataset",
+            ignore_patterns=IGNORE_PATTERNS,
+            commit_message=commit_message,
+        )
     except OfflineModeIsEnabled as error:
         raise PublishError(f"the Hub is offline here ({error})") from error
     except HfHubHTTPError as error:
         raise PublishError(f"the Hub refused the upload to {repo_id}: {error}") from error
     except (OSError, ConnectionError) as error:
-        raise PublishError(f"cannot reach the Hub ({type(error).__name__}: {error}); check the network and "
-                           "HF_ENDPOINT, and log in with `hf auth login` or HF_TOKEN") from error
+        raise PublishError(
+            f"cannot reach the Hub ({type(error).__name__}: {error}); check the network and "
+            "HF_ENDPOINT, and log in with `hf auth login` or HF_TOKEN"
+        ) from error
     except Exception as error:  # httpx / requests transport errors do not share a base class with OSError
         if "connect" in type(error).__name__.lower() or "timeout" in type(error).__name__.lower():
             raise PublishError(f"cannot reach the Hub ({type(error).__name__}: {error})") from error

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark_io import FrameError, ReadReport, box_of_mask, check_same_size, read_image_array, require_dir
+from .benchmark_io import (
+    FrameError,
+    ReadReport,
+    box_of_mask,
+    check_same_size,
+    read_image_array,
+    read_image_shape,
+    require_dir,
+)
 from .scene import Scene, SceneObject
 from .vocab import normalize_object_name, normalize_scene_name, nyu10_scene_class
 
@@ -238,7 +246,10 @@ def _sync_frame(depth_path: Path) -> tuple[str, list[Path], str | None]:
     stem = depth_path.stem
     if stem.startswith("sync_depth_"):
         number = stem.removeprefix("sync_depth_")
-        rgb = [depth_path.with_name(f"rgb_{number}.jpg"), depth_path.parent.parent / "rgb" / f"rgb_{number}.jpg"]
+        rgb = [
+            depth_path.with_name(f"rgb_{number}.jpg"),
+            depth_path.parent.parent / "rgb" / f"rgb_{number}.jpg",
+        ]
         return number, rgb, None
     frame = stem.removesuffix("_depth")
     sequence = re.sub(r"_\d+$", "", frame)
@@ -270,8 +281,10 @@ def read_nyu_sync(
             rgb_path = next((p for p in rgb_candidates if p.is_file()), None)
             rgb = None
             if rgb_path is not None:
-                rgb = read_image_array(rgb_path, "image")
-                check_same_size(depth, rgb, "image")
+                rgb = read_image_array(rgb_path, "image") if with_rgb else None
+                check_same_size(
+                    depth, rgb if rgb is not None else read_image_shape(rgb_path, "image"), "image"
+                )
             scene_raw = scene_type_from_sequence(depth_path.relative_to(root))
             if scene_raw is None and sequence is not None:
                 match = _NYU_SEQUENCE_RE.match(sequence)

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark_io import FrameError, ReadReport, check_same_size, read_image_array, read_json, require_dir
+from .benchmark_io import (
+    FrameError,
+    ReadReport,
+    box_of_mask,
+    check_same_size,
+    read_image_array,
+    read_image_shape,
+    read_json,
+    require_dir,
+)
 from .scene import Scene, SceneObject
 from .vocab import normalize_object_name, normalize_scene_name
 
@@ -131,8 +140,6 @@ def sun_annotation_objects(
     annotation: dict, height: int, width: int, report: ReadReport
 ) -> list[SceneObject]:
     """Instance masks of a SUN3D `index.json` (frame 0), one object per annotated object index."""
-    from .benchmark_io import box_of_mask
-
     objects = annotation.get("objects") if isinstance(annotation, dict) else None
     frames = annotation.get("frames") if isinstance(annotation, dict) else None
     if not isinstance(objects, list) or not isinstance(frames, list):
@@ -178,8 +185,9 @@ def read_sun_frame(
             f"{folder / depth_folder}: expected 16-bit SUN depth, got {raw.dtype} {raw.shape}",
         )
     depth = decode_depth(raw, "sun", name=str(folder / depth_folder))
-    rgb = read_image_array(_single_file(folder / "image", "*.jpg", "image"), "image")
-    check_same_size(depth, rgb, "image")
+    image_path = _single_file(folder / "image", "*.jpg", "image")
+    rgb = read_image_array(image_path, "image") if with_rgb else None
+    check_same_size(depth, rgb if rgb is not None else read_image_shape(image_path, "image"), "image")
     scene_path = folder / "scene.txt"
     scene_raw = scene_path.read_text(errors="replace").strip() if scene_path.is_file() else None
     if scene_raw is not None and scene_raw.lower() in UNKNOWN_SCENES:
@@ -309,7 +317,8 @@ def read_sunrgbd_votenet(
         index = image_path.stem
         frame_id = f"sunrgbd_votenet_{index}"
         try:
-            rgb = read_image_array(image_path, "image")
+            rgb = read_image_array(image_path, "image") if with_rgb else None
+            height, width = rgb.shape[:2] if rgb is not None else read_image_shape(image_path, "image")
             rtilt, k = read_votenet_calib(root / "calib" / f"{index}.txt")
             mat_path = root / "depth" / f"{index}.mat"
             try:
@@ -329,7 +338,7 @@ def read_sunrgbd_votenet(
                 ) from err
             if points.ndim != 2 or points.shape[1] < 3:
                 raise FrameError("corrupt_depth", f"{mat_path}: expected N x 6 points, got {points.shape}")
-            depth = project_upright_points(points, rtilt, k, rgb.shape[0], rgb.shape[1])
+            depth = project_upright_points(points, rtilt, k, height, width)
             objects = read_votenet_labels(root / "label" / f"{index}.txt", report)
         except FrameError as err:
             report.skip(frame_id, err)

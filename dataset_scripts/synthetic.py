@@ -684,11 +684,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.num_scenes < 1:
-        raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
+        parser.error(f"--num-scenes must be >= 1, got {args.num_scenes}")
     if args.seed < 0:
-        raise SystemExit(f"--seed must be >= 0, got {args.seed}")
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.width < 16 or args.height < 16:
+        parser.error(f"--width and --height must be >= 16 pixels, got {args.width}x{args.height}")
+    if not args.split.strip():
+        parser.error("--split must not be empty")
     scenes = generate_scenes(args.num_scenes, args.seed, args.split, args.width, args.height, args.noise)
     out_dir = args.output / args.split
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -711,9 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         share = invalid_pixels / (args.num_scenes * args.width * args.height)
         print(f"\ninvalid (0) depth pixels from sensor noise: {100 * share:.1f} %")
     preview_path = save_preview(preview, args.output / f"preview_{_safe_name(args.split)}.png")
-    print(
-        f"\n{args.num_scenes} scenes ({args.format}) written to {out_dir}; first scenes shown in {preview_path}"
-    )
+    print(f"\n{args.num_scenes} scenes ({args.format}) written to {out_dir}")
+    print(f"preview of the first scenes: {preview_path}")
     return 0
 
 

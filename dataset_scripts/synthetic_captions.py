@@ -2,7 +2,8 @@
 
 Several styles per scene so a model cannot key on one template: an inventory, a sentence anchored on
 the largest object with a relation of a smaller one ("... a lamp on the night stand to its left"),
-relations, left/right layout, and nearest/farthest object with their distance from the camera.
+relations, left/right layout, nearest/farthest object, and metric distances of a few objects (mean
+depth over their masks, the same quantity the Distance Judgment task compares).
 """
 
 from __future__ import annotations
@@ -178,6 +179,18 @@ def _nearest_farthest(objects: list[CaptionObject]) -> str | None:
     )
 
 
+def _distances(objects: list[CaptionObject], rng) -> str | None:
+    """Metric distances of up to three objects whose category appears once (so "the X" is unambiguous)."""
+    counts = Counter(o.name for o in objects)
+    unique = [o for o in objects if counts[o.name] == 1 and np.isfinite(o.mean_depth)]
+    if len(unique) < 2:
+        return None
+    picks = [unique[i] for i in rng.permutation(len(unique))[:3]]
+    picks.sort(key=lambda o: o.mean_depth)
+    parts = [f"the {o.name} about {o.mean_depth:.1f} m" for o in picks]
+    return f"Seen from the camera, {join_words(parts)} away."
+
+
 def describe_scene(
     scene_type: str, objects: list[CaptionObject], width: int, rng: np.random.Generator
 ) -> list[str]:
@@ -191,5 +204,6 @@ def describe_scene(
         _relations(objects, by_index, rng),
         _left_right(objects, width),
         _nearest_farthest(objects),
+        _distances(objects, rng),
     ]
     return [c for c in captions if c]

@@ -259,6 +259,84 @@ SCENE_SPECS: dict[str, SceneSpec] = {
             _rule("picture", 0.3, (1, 2), MOUNT, mount_height=(1.5, 1.9)),
         ),
     ),
+    "computer room": SceneSpec(
+        ((4.0, 8.0), (5.0, 9.0), (2.6, 3.2)),
+        (
+            _rule("desk", 1.0, (4, 10), ROWS),
+            _rule("chair", 1.0, (4, 10), AROUND, ("desk",)),
+            _rule("cabinet", 0.4, (1, 2), WALL),
+            _rule("computer monitor", 1.0, (4, 12), ON, ("desk",)),
+            _rule("laptop", 0.2, (1, 2), ON, ("desk",)),
+            _rule("white board", 0.5, (1, 1), MOUNT, mount_height=(0.8, 1.0)),
+            _rule("trash can", 0.4, (1, 1), FREE),
+            _rule("box", 0.3, (1, 2), FREE),
+            _rule("window", 0.5, (1, 3), MOUNT, mount_height=(0.8, 1.1)),
+            _rule("door", 0.6, (1, 1), MOUNT),
+        ),
+    ),
+    "lecture theatre": SceneSpec(
+        ((7.0, 11.0), (7.5, 12.0), (3.0, 4.2)),
+        (
+            _rule("white board", 0.8, (1, 2), MOUNT, mount_height=(0.9, 1.1)),
+            _rule("television", 0.5, (1, 1), MOUNT, mount_height=(1.2, 1.8)),
+            _rule("table", 0.6, (1, 1), WALL),
+            _rule("chair", 1.0, (16, 48), ROWS),
+            _rule("computer monitor", 0.3, (1, 1), ON, ("table",)),
+            _rule("laptop", 0.3, (1, 1), ON, ("table",)),
+            _rule("trash can", 0.3, (1, 1), FREE),
+            _rule("door", 0.7, (1, 2), MOUNT),
+            _rule("window", 0.4, (1, 3), MOUNT, mount_height=(1.0, 1.4)),
+        ),
+    ),
+    "corridor": SceneSpec(
+        ((1.6, 2.8), (6.0, 12.0), (2.4, 3.0)),
+        (
+            _rule("door", 1.0, (2, 5), MOUNT),
+            _rule("cabinet", 0.3, (1, 2), WALL),
+            _rule("chair", 0.3, (1, 2), WALL),
+            _rule("trash can", 0.5, (1, 1), WALL),
+            _rule("plant", 0.4, (1, 2), WALL),
+            _rule("box", 0.3, (1, 2), WALL),
+            _rule("white board", 0.2, (1, 1), MOUNT, mount_height=(0.9, 1.1)),
+            _rule("picture", 0.5, (1, 3), MOUNT, mount_height=(1.3, 1.7)),
+            _rule("window", 0.4, (1, 2), MOUNT, mount_height=(0.9, 1.2)),
+        ),
+    ),
+    "furniture store": SceneSpec(
+        ((6.0, 10.0), (6.0, 10.0), (2.8, 3.6)),
+        (
+            _rule("bed", 0.9, (1, 2), WALL),
+            _rule("night stand", 0.5, (1, 2), BESIDE, ("bed",)),
+            _rule("wardrobe", 0.4, (1, 2), WALL),
+            _rule("dresser", 0.5, (1, 2), WALL),
+            _rule("cabinet", 0.4, (1, 2), WALL),
+            _rule("bookshelf", 0.3, (1, 2), WALL),
+            _rule("bed", 0.5, (1, 2), FREE),
+            _rule("sofa", 0.8, (1, 3), FREE),
+            _rule("table", 0.6, (1, 2), FREE),
+            _rule("coffee table", 0.5, (1, 2), FREE),
+            _rule("chair", 0.8, (1, 5), FREE),
+            _rule("lamp", 0.6, (1, 3), ON, ("night stand", "dresser", "table")),
+            _rule("pillow", 0.7, (1, 4), ON, ("bed", "sofa")),
+            _rule("plant", 0.3, (1, 2), FREE),
+            _rule("box", 0.3, (1, 2), FREE),
+            _rule("picture", 0.5, (1, 3), MOUNT, mount_height=(1.3, 1.7)),
+            _rule("mirror", 0.3, (1, 1), MOUNT, mount_height=(0.9, 1.2)),
+            _rule("window", 0.3, (1, 2), MOUNT, mount_height=(0.8, 1.1)),
+            _rule("door", 0.3, (1, 1), MOUNT),
+        ),
+    ),
+}
+
+
+# how rows are laid out per category: spacing between neighbours (gap) and rows (aisle), distance of
+# the first row from the far wall, free margin at the side walls, heading (0: front towards the camera)
+ROW_STYLES: dict[str, dict] = {
+    # a desk's user sits on its -y side, so yaw 0 makes students face the far wall
+    "desk": {"gap": (0.3, 0.7), "aisle": (0.8, 1.1), "first_row": 2.0, "side_margin": 0.5, "yaw": 0.0},
+    "bookshelf": {"gap": (0.08, 0.2), "aisle": (1.0, 1.5), "first_row": 1.2, "side_margin": 1.2, "yaw": 0.0},
+    # a seat faces its -y side: turned by pi, the audience faces the far wall
+    "chair": {"gap": (0.08, 0.25), "aisle": (0.45, 0.7), "first_row": 2.5, "side_margin": 0.8, "yaw": np.pi},
 }
 
 
@@ -472,28 +550,26 @@ class RoomLayout:
         return None
 
     def place_rows(self, category: str, count: int) -> list[PlacedObject]:
-        """Rows facing the far wall: classroom desks, or the free-standing shelves of a library.
+        """Rows facing the far wall: classroom desks, library shelves, lecture-theatre seats.
 
-        One model per room, as schools and shops buy them; rows start 2 m (desks) or 1.2 m (shelves)
-        from the far wall and leave an aisle between them.
+        One model per room, as schools and shops buy them; the row style (spacing, distance of the
+        first row from the far wall, heading) comes from `ROW_STYLES`.
         """
+        style = ROW_STYLES.get(category, ROW_STYLES["desk"])
         width, depth, _ = self.room
         shape = self._shape(category, ROWS)
         w, d, _ = shape.size
-        shelves = category == "bookshelf"
-        gap_x = self.rng.uniform(0.08, 0.2) if shelves else self.rng.uniform(0.3, 0.7)
-        aisle = self.rng.uniform(1.0, 1.5) if shelves else self.rng.uniform(0.8, 1.1)
-        first_row = 1.2 if shelves else 2.0
+        gap_x, aisle = self.rng.uniform(*style["gap"]), self.rng.uniform(*style["aisle"])
         pitch_x, pitch_y = w + gap_x, d + aisle
-        cols = max(1, int((width - (2.4 if shelves else 1.0)) / pitch_x))
-        rows = max(1, int((depth - first_row - 1.5) / pitch_y))
+        cols = max(1, int((width - 2 * style["side_margin"]) / pitch_x))
+        rows = max(1, int((depth - style["first_row"] - 1.5) / pitch_y))
         x_start = (width - (cols - 1) * pitch_x) / 2
         placed = []
         for i in range(min(count, rows * cols)):
             r, c = divmod(i, cols)
-            y = depth - first_row - r * pitch_y
+            y = depth - style["first_row"] - r * pitch_y
             x = x_start + c * pitch_x + self.rng.normal(0, 0.03)
-            yaw = self.rng.normal(0, 0.03)
+            yaw = style["yaw"] + self.rng.normal(0, 0.03)
             probe = PlacedObject(-1, category, np.array([x, y, 0.0]), yaw, shape, (0, 0, 0), {})
             if self._floor_free(probe.footprint()):
                 placed.append(

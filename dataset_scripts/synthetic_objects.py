@@ -26,7 +26,6 @@ class Shape:
     size: tuple[float, float, float]  # width (x), depth (y), height (z) of the footprint box
     top: float | None = None  # height of the surface other objects can stand on (None: nothing can)
     top_region: str = "any"  # where on the top things go: "any" | "back" (monitors, pillows)
-    wall_gap: float = 0.0  # distance kept from the wall (the part of depth that is not solid)
     extra: dict = field(default_factory=dict)
 
 
@@ -516,9 +515,9 @@ def build_picture(rng, ctx) -> Shape:
 
 
 def build_mirror(rng, ctx) -> Shape:
-    if rng.random() < 0.3:
+    if rng.random() < 0.3:  # round: a disc flat against the wall
         r = _u(rng, 0.25, 0.4)
-        return Shape([(CYLINDER, (0.0, 0.0, r), (r, 0.01, r), 0.0)], (2 * r, 0.02, 2 * r))
+        return Shape([ellipsoid(0.0, 0.0, r, r, 0.012, r)], (2 * r, 0.024, 2 * r))
     w, h = _u(rng, 0.4, 1.0), _u(rng, 0.5, 1.0)
     return Shape([block(-w / 2, w / 2, -0.01, 0.01, 0.0, h)], (w, 0.02, h))
 

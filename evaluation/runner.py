@@ -276,6 +276,7 @@ def run_benchmark(
                     **answer,
                     "prediction_letter": OPTION_LETTERS[answer["prediction"]] if answer["prediction"] >= 0 else None,
                     "answer_index": question.answer_index,
+                    "num_options": len(question.options),
                     "correct": answer["prediction"] == question.answer_index,
                 }
                 records[question.id] = record
@@ -306,7 +307,12 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: 
     if not records:
         raise ValueError("no questions were selected; check --tasks and --limit")
     scores = compute_metric(records)
-    tasks = {task: scores["per_task"][task] for task in ordered_tasks(scores["per_task"])}
+    tasks = {task: dict(scores["per_task"][task]) for task in ordered_tasks(scores["per_task"])}
+    for task, entry in tasks.items():
+        # chance level: the expected accuracy of a uniform random pick (2-option tasks sit at 50%)
+        counts = [r["num_options"] for r in records if r["task"] == task and r.get("num_options")]
+        if counts:
+            entry["chance"] = sum(1.0 / count for count in counts) / len(counts)
     unparseable = [r["id"] for r in records if r["prediction"] < 0]
     return {
         "model": model_name,
@@ -338,16 +344,17 @@ def results_markdown(results: dict[str, Any]) -> str:
         + (f", benchmark `{results['benchmark']}`" if results.get("benchmark") else "")
         + ".",
         "",
-        "| Task | n | Accuracy (%) | 95% CI (Wilson) |",
-        "|---|---:|---:|---|",
+        "| Task | n | Accuracy (%) | 95% CI (Wilson) | Chance (%) |",
+        "|---|---:|---:|---|---:|",
     ]
     for task, entry in results["tasks"].items():
         low, high = entry["ci95"]
+        chance = f"{100 * entry['chance']:.1f}" if "chance" in entry else "-"
         lines.append(
             f"| {TASK_TITLES.get(task, task)} | {entry['n']} | {100 * entry['accuracy']:.2f} | "
-            f"{100 * low:.1f} - {100 * high:.1f} |"
+            f"{100 * low:.1f} - {100 * high:.1f} | {chance} |"
         )
-    lines.append(f"| **Avg.** | {results['n']} | **{100 * results['average']:.2f}** | |")
+    lines.append(f"| **Avg.** | {results['n']} | **{100 * results['average']:.2f}** | | |")
     if results["protocol"] == "generate":
         count = len(results["unparseable"])
         lines += ["", f"Unparseable answers (counted wrong): {count}" + (f": {', '.join(results['unparseable'][:20])}" if count else "")]
@@ -368,7 +375,11 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     intervals = np.array([[100 * v for v in results["tasks"][t]["ci95"]] for t in tasks]).reshape(-1, 2)
     errors = np.stack([accuracy - intervals[:, 0], intervals[:, 1] - accuracy])
     figure, axis = plt.subplots(figsize=(1.6 * len(tasks) + 2.5, 3.6))
-    axis.bar([TASK_TITLES.get(t, t) for t in tasks], accuracy, yerr=errors, capsize=4, color="#4C72B0")
+    labels = [TASK_TITLES.get(t, t) for t in tasks]
+    axis.bar(labels, accuracy, yerr=errors, capsize=4, color="#4C72B0", label="accuracy (95% CI)")
+    chance = [100 * results["tasks"][t].get("chance", np.nan) for t in tasks]
+    if not np.all(np.isnan(chance)):
+        axis.scatter(labels, chance, marker="_", s=900, color="#555555", zorder=3, label="chance")
     axis.axhline(100 * results["average"], color="#C44E52", linestyle="--", label=f"Avg. {100 * results['average']:.1f}%")
     axis.set_ylim(0, 100)
     axis.set_ylabel("accuracy (%)")

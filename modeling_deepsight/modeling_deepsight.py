@@ -553,6 +553,7 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
         vision_model_name_or_path: str | os.PathLike,
         text_model_name_or_path: str | os.PathLike,
         image_token_id: int | None = None,
+        text_model_kwargs: dict | None = None,
         **config_kwargs,
     ) -> "DeepSightForConditionalGeneration":
         """Build DeepSight from a CLIP checkpoint (vision) and a causal-LM checkpoint, by Hub name or local path.
@@ -568,11 +569,12 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
             text_model_name_or_path: any `AutoModelForCausalLM` checkpoint (Llama, Qwen2, SmolLM, ...).
             image_token_id: id of ``<image>`` in the tokenizer you will use. ``None`` appends one token to the
                 LM's vocabulary (id = its current vocab size); ids beyond the vocabulary grow the embeddings.
-                `deepsight.tiny.build_processor_for` / ``deepsight model build`` add the token to the tokenizer.
+                ``deepsight model build`` adds the token to the tokenizer and builds the matching processor.
+            text_model_kwargs: extra `from_pretrained` arguments of the language model (``gguf_file``, ``dtype``...).
             **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
         """
         vision_tower = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path)
-        language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path)
+        language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **(text_model_kwargs or {}))
         vocab_size = language_model.config.vocab_size
         if image_token_id is None:
             image_token_id = vocab_size
@@ -657,11 +659,20 @@ class DeepSightDualEncoder(PreTrainedModel):
         pooled = self.vision_model(pixel_values=pixel_values, bbox_mask=bbox_mask).pooler_output
         return self.visual_projection(pooled)
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Projected (not normalised) text embeddings, [B, projection_dim], pooled as ``config.text_pooling``."""
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Projected (not normalised) text embeddings, [B, projection_dim], pooled as ``config.text_pooling``.
+
+        ``token_type_ids`` (BERT-like tokenizers return them) are passed on when given.
+        """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra)
         return self.text_projection(self._pool_text(outputs, attention_mask))
 
     def _pool_text(self, outputs: ModelOutput, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -687,12 +698,13 @@ class DeepSightDualEncoder(PreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         return_loss: bool = True,
+        token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> DeepSightDualEncoderOutput:
         if input_ids is None:
             raise ValueError("`input_ids` (the captions) are required by the dual encoder.")
         image_embeds = self.get_image_features(pixel_values, bbox_mask)
-        text_embeds = self.get_text_features(input_ids, attention_mask)
+        text_embeds = self.get_text_features(input_ids, attention_mask, token_type_ids)
         image_embeds = image_embeds / image_embeds.norm(p=2, dim=-1, keepdim=True)
         text_embeds = text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True)
         logits_per_text = text_embeds @ image_embeds.t() * self.logit_scale.exp()

@@ -268,7 +268,7 @@ class DeepSightProcessor(ProcessorMixin):
     def _count_images(images: Any) -> int:
         if isinstance(images, (list, tuple)):
             return sum(len(item) if isinstance(item, (list, tuple)) else 1 for item in images)
-        if hasattr(images, "ndim") and images.ndim in (4,):
+        if hasattr(images, "ndim") and images.ndim == 4:
             return int(images.shape[0])
         if hasattr(images, "ndim") and images.ndim == 3 and images.shape[0] > 1 and images.shape[-1] not in (1, 3, 4):
             return int(images.shape[0])

@@ -25,6 +25,7 @@ if __package__ in (None, "") and not (Path(__file__).resolve().parent / "spaces_
 
 import gradio as gr  # noqa: E402
 
+from deepsight.prompts import format_multiple_choice  # noqa: E402
 from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import (  # noqa: E402
     ENCODING_CHOICES,
@@ -35,6 +36,7 @@ from spaces_demo.inputs import (  # noqa: E402
     LoadedDepth,
     format_boxes,
     parse_boxes,
+    parse_options,
     read_depth_upload,
 )
 from spaces_demo.rendering import render_depth_view, summarize_depth, to_depth_pixels  # noqa: E402
@@ -162,9 +164,19 @@ class DemoBackend:
         return format_boxes(boxes), None, view, self.ok_status(loaded, boxes)
 
     def ask(
-        self, path: str | None, encoding: str, boxes_text: str, question: str, history: list[dict] | None
+        self,
+        path: str | None,
+        encoding: str,
+        boxes_text: str,
+        question: str,
+        options_text: str,
+        history: list[dict] | None,
     ) -> Iterator[tuple[list[dict], str]]:
-        """Streams (chat history, status) while the model answers `question` about the uploaded depth map."""
+        """Streams (chat history, status) while the model answers `question` about the uploaded depth map.
+
+        With answer options the question is laid out exactly like the benchmark's multiple-choice
+        questions (`deepsight.prompts.format_multiple_choice`), the format the model is evaluated on.
+        """
         history = list(history or [])
         question = (question or "").strip()
         try:
@@ -174,11 +186,14 @@ class DemoBackend:
                 raise ValueError(
                     f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}."
                 )
+            options = parse_options(options_text)
             loaded = self.load(path, encoding)
             boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
         except ValueError as error:
             yield history, self.report_error(error)
             return
+        if options:
+            question = format_multiple_choice(question, options)
         status = self.ok_status(loaded, boxes)
         previous = list(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
@@ -264,12 +279,19 @@ def build_demo(
                 scale=5,
                 elem_id="question",
             )
+            options = gr.Textbox(
+                label="Answer options",
+                placeholder="optional choices: chair; table",
+                show_label=False,
+                scale=2,
+                elem_id="options",
+            )
             send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
             clear = gr.Button("Clear chat", scale=1)
         if examples:
             gr.Examples(
                 [example.as_row() for example in examples],
-                inputs=[depth_file, encoding, boxes, question],
+                inputs=[depth_file, encoding, boxes, question, options],
                 label="Synthetic rooms (one click loads the depth map, regions and a question)",
             )
         gr.Markdown(
@@ -312,7 +334,7 @@ def build_demo(
         ask_event = gr.on(
             [send.click, question.submit],
             ask,
-            [depth_file, encoding, boxes, question, chatbot],
+            [depth_file, encoding, boxes, question, options, chatbot],
             [chatbot, status],
             api_name="ask",
             concurrency_limit=GENERATE_CONCURRENCY,

@@ -27,23 +27,28 @@ class Example:
     encoding: str
     boxes: str
     question: str
+    options: str = ""  # "a; b": a multiple-choice question, as in the benchmark
 
     def as_row(self) -> list[str]:
-        return [self.path, self.encoding, self.boxes, self.question]
+        return [self.path, self.encoding, self.boxes, self.question, self.options]
 
 
-def _questions_for(scene) -> list[tuple[str, str]]:
-    """(boxes text, question) pairs a scene supports: the room type, one object's distance, a comparison."""
-    pairs = [("", "What kind of room is this?")]
+def _questions_for(scene, scene_types: list[str]) -> list[tuple[str, str, str]]:
+    """(boxes, question, options) a scene supports: its room type (multiple choice), one object's
+    distance, and which of two objects is closer (multiple choice)."""
+    others = [name for name in scene_types if name != scene.scene_type][:3]
+    choices = sorted([scene.scene_type, *others]) if scene.scene_type else []
+    questions = [("", "What kind of room is this?", "; ".join(choices))]
     objects = [obj for obj in scene.objects if obj.name]
     if objects:
         first = objects[0]
-        pairs.append((format_boxes([list(first.box)]), f"How far from the camera is the {first.name}?"))
+        question = f"How far from the camera is the {first.name}?"
+        questions.append((format_boxes([list(first.box)]), question, ""))
     if len(objects) >= 2 and objects[0].name != objects[1].name:
         a, b = objects[0], objects[1]
-        question = f"Which is closer, the {a.name} or the {b.name}?"
-        pairs.append((format_boxes([list(a.box), list(b.box)]), question))
-    return pairs
+        question = f"Which is closer to the camera, the {a.name} or the {b.name}?"
+        questions.append((format_boxes([list(a.box), list(b.box)]), question, f"{a.name}; {b.name}"))
+    return questions
 
 
 def write_examples(directory: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS) -> list[Example]:
@@ -62,7 +67,7 @@ def write_examples(directory: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS
         name = f"synthetic-{seed}-{(scene.scene_type or 'room').replace(' ', '_')}.png"
         path = directory / name
         Image.fromarray(depth_to_png_mm(scene.depth)).save(path)
-        pairs = _questions_for(scene)
-        boxes, question = pairs[index % len(pairs)]
-        examples.append(Example(str(path), "auto", boxes, question))
+        questions = _questions_for(scene, SCENE_TYPES)
+        boxes, question, options = questions[index % len(questions)]
+        examples.append(Example(str(path), "auto", boxes, question, options))
     return examples

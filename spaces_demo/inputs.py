@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from deepsight.prompts import OPTION_LETTERS
 from modeling_deepsight.image_processing_deepsight import DEPTH_ENCODINGS, load_depth
 
 # Limits that keep one upload from taking the (shared, CPU) Space down. A depth sensor frame is
@@ -240,6 +241,16 @@ def parse_boxes(text: str | None, width: int, height: int) -> list[list[float]]:
     if len(boxes) > MAX_BOXES:
         raise ValueError(f"{len(boxes)} boxes given; at most {MAX_BOXES} are supported.")
     return boxes
+
+
+def parse_options(text: str | None) -> list[str]:
+    """Answer options "chair; table" (or one per line) -> ["chair", "table"]; empty text = a free question."""
+    options = [option.strip() for option in re.split(r"[;\n]+", text or "") if option.strip()]
+    if len(options) == 1:
+        raise ValueError(f"One answer option ({options[0]!r}) is not a choice; give two or more, or none.")
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"{len(options)} answer options given; at most {len(OPTION_LETTERS)} are supported.")
+    return options
 
 
 def format_boxes(boxes: list[list[float]]) -> str:

@@ -162,7 +162,7 @@ def resolve_model_source(
         return ModelChoice(os.environ[MODEL_ENV], f"Model: `{os.environ[MODEL_ENV]}` (from ${MODEL_ENV}).")
     for base in (*search_dirs, Path.cwd(), REPO_ROOT):
         candidate = Path(base) / QUICKSTART_MODEL
-        if (candidate / "config.json").is_file():
+        if (candidate / "config.json").is_file() or (candidate / "adapter_config.json").is_file():
             return ModelChoice(str(candidate), f"Model: the quickstart checkpoint `{candidate}`.")
     return ModelChoice(
         None,
@@ -173,31 +173,58 @@ def resolve_model_source(
 
 
 def load_model_and_processor(source: str) -> tuple[Any, Any]:
-    """Load a DeepSight checkpoint: with the installed model code when present, else its own remote code."""
+    """Load a DeepSight checkpoint: with the installed model code when present, else its own remote code.
+
+    A LoRA run saved without merging (only ``adapter_config.json`` + adapter weights) is loaded on its
+    base model and merged, so generation runs at full speed.
+    """
+    adapter_config = Path(source) / "adapter_config.json"
+    if adapter_config.is_file() and not (Path(source) / "config.json").is_file():
+        return _load_adapter_checkpoint(Path(source), adapter_config)
     try:
-        from modeling_deepsight import DeepSightForConditionalGeneration, DeepSightProcessor
+        from modeling_deepsight import DeepSightForConditionalGeneration
     except ImportError:  # e.g. a Space with only the checkpoint's code (auto_map + trust_remote_code)
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         model = AutoModelForImageTextToText.from_pretrained(source, trust_remote_code=True)
-        processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-        return model, processor
-    model = DeepSightForConditionalGeneration.from_pretrained(source)
-    return model, DeepSightProcessor.from_pretrained(source)
+        return model, _load_processor(source)
+    return DeepSightForConditionalGeneration.from_pretrained(source), _load_processor(source)
+
+
+def _load_processor(source: str) -> Any:
+    try:
+        from modeling_deepsight import DeepSightProcessor
+    except ImportError:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    return DeepSightProcessor.from_pretrained(source)
+
+
+def _load_adapter_checkpoint(source: Path, adapter_config: Path) -> tuple[Any, Any]:
+    import json
+
+    from peft import PeftModel
+
+    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{adapter_config} names no `base_model_name_or_path`; cannot load the adapter.")
+    model, processor = load_model_and_processor(base)
+    model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
+    if (source / "processor_config.json").is_file():  # the run's own processor (its chat template)
+        processor = _load_processor(str(source))
+    return model, processor
 
 
 def build_tiny_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
     """The fallback when no checkpoint exists: a tiny random DeepSight, deterministic from `seed`."""
-    import torch
-
     from deepsight.tiny import build_tiny_deepsight
 
-    torch.manual_seed(seed)
-    return build_tiny_deepsight()
+    return build_tiny_deepsight(seed=seed)
 
 
 def pick_device() -> str:
-    """"cuda" on a GPU or a ZeroGPU Space (where `spaces` makes `.to("cuda")` work at start-up), else "cpu"."""
+    """ "cuda" on a GPU or a ZeroGPU Space (`spaces` makes `.to("cuda")` work at start-up), else "cpu"."""
     import torch
 
     zero_gpu = os.environ.get("SPACES_ZERO_GPU") == "true"

@@ -402,3 +402,27 @@ def test_nyu_cli_reads_the_split_file_given_and_rejects_unknown_splits(tmp_path,
         benchmark.main([*common, "--split-file", str(split_file), "--output", str(out), "--split", "val"])
     with pytest.raises(ValueError, match="splits.mat"):  # no split file given, none beside the .mat
         benchmark.main([*common, "--output", str(out)])
+
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata is absent")
+def test_realdata_votenet_frames_give_recognition_questions_on_their_labelled_boxes(tmp_path):
+    from dataset_scripts.readers_sunrgbd import read_sunrgbd_votenet
+
+    root = REALDATA / "sunrgbd" / "votenet_format_mmdet3d"
+    ds, stats, _ = _build(tmp_path / "cache", "sunrgbd", root, split_name="all")
+    scenes = {s.id: s for s in read_sunrgbd_votenet(root / "sunrgbd_trainval")}
+    recognition = [r for r in ds if r["task"] == "recognition"]
+    assert recognition and "distance_judgment" not in ds["task"]
+    for row in recognition:
+        scene = scenes[_scene_id(row)]
+        named = [
+            o.name
+            for o in scene.objects
+            if [int(np.floor(o.box[0])), int(np.floor(o.box[1]))] == row["boxes"][0][:2]
+        ]
+        assert row["answer"] in named
+    assert stats["reader"]["frames_read"] == 4

@@ -15,11 +15,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from gradio_client import Client, handle_file  # noqa: E402
 
+from deepsight.prompts import format_multiple_choice  # noqa: E402
 from deepsight.tiny import build_tiny_deepsight  # noqa: E402
 from modeling_deepsight.image_processing_deepsight import encode_depth, load_depth  # noqa: E402
 from spaces_demo.app import build_demo  # noqa: E402
 from spaces_demo.inputs import format_boxes  # noqa: E402
-from spaces_demo.responder import load_responder  # noqa: E402
+from spaces_demo.responder import DeepSightResponder, load_responder  # noqa: E402
 from spaces_demo.testing import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
 
 MAX_NEW_TOKENS = 12
@@ -64,7 +65,7 @@ def test_ask_api_answers_with_the_checkpoint_greedy_answer(app):
     boxes = format_boxes([list(obj.box)])
     question = f"How far from the camera is the {obj.name}?"
     history, status = app.client.predict(
-        handle_file(str(app.depth_png)), "auto", boxes, question, [], api_name="/ask"
+        handle_file(str(app.depth_png)), "auto", boxes, question, "", [], api_name="/ask"
     )
     assert [message["role"] for message in history] == ["user", "assistant"]
     assert history[0]["content"][0]["text"] == question
@@ -75,9 +76,24 @@ def test_ask_api_answers_with_the_checkpoint_greedy_answer(app):
     assert "Assumed encoding" in status and "`mm`" in status and "1 box" in status
 
 
+def test_answer_options_make_a_benchmark_style_multiple_choice_question(app):
+    question, options = "Which room is this?", ["bedroom", "kitchen", "office"]
+    history, _ = app.client.predict(
+        handle_file(str(app.depth_png)), "auto", "", question, "; ".join(options), [], api_name="/ask"
+    )
+    prompt = format_multiple_choice(question, options)
+    assert history[0]["content"][0]["text"] == prompt, "the chat shows the lettered options that were asked"
+    metres, _ = load_depth(app.depth_png)
+    assert last_answer(history).strip() == app.reference.answer(metres, [], prompt).strip()
+    history, status = app.client.predict(
+        handle_file(str(app.depth_png)), "auto", "", question, "only one", [], api_name="/ask"
+    )
+    assert history == [] and "two or more" in status
+
+
 def test_ask_api_streams_growing_prefixes_of_the_answer(app):
     depth = handle_file(str(app.depth_png))
-    job = app.client.submit(depth, "auto", "", "What kind of room is this?", [], api_name="/ask")
+    job = app.client.submit(depth, "auto", "", "What kind of room is this?", "", [], api_name="/ask")
     final_history, _ = job.result(timeout=120)
     final = last_answer(final_history)
     partials = [last_answer(history) for history, _ in job.outputs() if len(history) == 2]
@@ -88,8 +104,8 @@ def test_ask_api_streams_growing_prefixes_of_the_answer(app):
 
 def test_follow_up_question_keeps_the_conversation(app):
     depth = handle_file(str(app.depth_png))
-    first, _ = app.client.predict(depth, "auto", "", "What kind of room is this?", [], api_name="/ask")
-    second, _ = app.client.predict(depth, "auto", "", "Is it safe to walk ahead?", first, api_name="/ask")
+    first, _ = app.client.predict(depth, "auto", "", "What kind of room is this?", "", [], api_name="/ask")
+    second, _ = app.client.predict(depth, "auto", "", "Is it safe to walk ahead?", "", first, api_name="/ask")
     assert [message["role"] for message in second] == ["user", "assistant"] * 2
     assert second[:2] == first
 
@@ -106,11 +122,15 @@ def test_show_depth_api_returns_the_colormapped_view_and_the_assumed_encoding(ap
 
 
 def test_sun_layout_is_detected_and_an_explicit_encoding_overrides_it(app, tmp_path):
-    sun_png = tmp_path / "sun.png"
-    Image.fromarray(encode_depth(app.scene.depth, "sun")).save(sun_png)
+    # Within a Kinect's range (< 8 m, as in SUN RGB-D): beyond 8.19 m the rotated layout sets low bits and
+    # the detection (documented in detect_depth_encoding) rightly stops calling it SUN.
+    metres = np.where(app.scene.depth < 8.0, app.scene.depth, 0.0)
+    sun_png, mm_png = tmp_path / "sun.png", tmp_path / "mm.png"
+    Image.fromarray(encode_depth(metres, "sun")).save(sun_png)
+    Image.fromarray(encode_depth(metres, "mm")).save(mm_png)
     _, detected = app.client.predict(handle_file(str(sun_png)), "auto", "", api_name="/show_depth")
     _, forced = app.client.predict(handle_file(str(sun_png)), "mm", "", api_name="/show_depth")
-    _, original = app.client.predict(handle_file(str(app.depth_png)), "auto", "", api_name="/show_depth")
+    _, original = app.client.predict(handle_file(str(mm_png)), "auto", "", api_name="/show_depth")
     assert "SUN RGB-D" in detected and "`sun`" in detected
     assert "`mm`" in forced
     depth_range = lambda status: status.split("depth ")[1].split(" m")[0]  # noqa: E731
@@ -128,7 +148,7 @@ def test_bad_upload_shows_an_error_and_the_app_keeps_serving(app, kind, tmp_path
         bad, message = tmp_path / "empty.png", "empty"
         bad.write_bytes(b"")
     history, status = app.client.predict(
-        handle_file(str(bad)), "auto", "", "How far is the wall?", [], api_name="/ask"
+        handle_file(str(bad)), "auto", "", "How far is the wall?", "", [], api_name="/ask"
     )
     assert history == []
     assert status.startswith("**Error:**") and message in status and bad.name in status
@@ -136,23 +156,23 @@ def test_bad_upload_shows_an_error_and_the_app_keeps_serving(app, kind, tmp_path
     assert view is None and message in status
     # The server is still up and answers the next good request.
     history, status = app.client.predict(
-        handle_file(str(app.depth_png)), "auto", "", "What kind of room is this?", [], api_name="/ask"
+        handle_file(str(app.depth_png)), "auto", "", "What kind of room is this?", "", [], api_name="/ask"
     )
     assert len(history) == 2 and last_answer(history).strip() and "Assumed encoding" in status
 
 
 def test_bad_boxes_and_empty_question_are_reported(app):
     depth = handle_file(str(app.depth_png))
-    history, status = app.client.predict(depth, "auto", "1,2,3", "How far?", [], api_name="/ask")
+    history, status = app.client.predict(depth, "auto", "1,2,3", "How far?", "", [], api_name="/ask")
     assert history == [] and "four numbers" in status
-    history, status = app.client.predict(depth, "auto", "", "   ", [], api_name="/ask")
+    history, status = app.client.predict(depth, "auto", "", "   ", "", [], api_name="/ask")
     assert history == [] and "Type a question" in status
 
 
 def test_concurrent_users_are_queued_and_all_answered(app):
     depth = handle_file(str(app.depth_png))
     jobs = [
-        app.client.submit(depth, "auto", "", f"Question {index}: what room is this?", [], api_name="/ask")
+        app.client.submit(depth, "auto", "", f"Question {index}: what room is this?", "", [], api_name="/ask")
         for index in range(3)
     ]
     results = [job.result(timeout=180) for job in jobs]
@@ -192,9 +212,35 @@ def test_deepsight_demo_command_serves_the_app(tmp_path, app):
             except Exception:  # not listening yet
                 time.sleep(0.5)
         history, status = client.predict(
-            handle_file(str(app.depth_png)), "auto", "", "What kind of room is this?", [], api_name="/ask"
+            handle_file(str(app.depth_png)), "auto", "", "What kind of room is this?", "", [], api_name="/ask"
         )
         assert len(history) == 2 and "Assumed encoding" in status
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")  # raised inside peft
+def test_an_unmerged_lora_checkpoint_is_loaded_on_its_base_and_merged(app, tmp_path):
+    """A stage-2 LoRA run saved as an adapter only still serves, with the adapter's weights applied."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from modeling_deepsight import DeepSightForConditionalGeneration
+
+    base_dir = app.root / "model"
+    # init_lora_weights=False: random (non-zero) adapters, as after training, so merging changes answers.
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False
+    )
+    torch.manual_seed(0)
+    peft_model = get_peft_model(DeepSightForConditionalGeneration.from_pretrained(base_dir), lora)
+    peft_model.save_pretrained(tmp_path / "adapter")  # records base_model_name_or_path = base_dir
+    merged_model = peft_model.merge_and_unload()
+    merged = DeepSightResponder(merged_model, app.reference.processor, "merged", MAX_NEW_TOKENS)
+
+    served = load_responder(str(tmp_path / "adapter"), max_new_tokens=MAX_NEW_TOKENS, device="cpu")
+    metres, _ = load_depth(app.depth_png)
+    question = "What kind of room is this?"
+    assert served.answer(metres, [], question) == merged.answer(metres, [], question)
+    assert served.answer(metres, [], question) != app.reference.answer(metres, [], question)

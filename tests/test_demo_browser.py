@@ -172,3 +172,4 @@ def test_one_click_on_a_synthetic_example_loads_its_depth_regions_and_question(p
         "(question) => document.querySelector('#question textarea').value === question", arg=example.question
     )
     assert page.locator("#boxes textarea").input_value() == example.boxes
+    assert page.locator("#options textarea").input_value() == example.options

@@ -10,7 +10,7 @@ from PIL import Image
 
 from modeling_deepsight.image_processing_deepsight import encode_depth
 from spaces_demo import inputs
-from spaces_demo.inputs import format_boxes, parse_boxes, read_depth_upload
+from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload
 from spaces_demo.rendering import display_scale, render_depth_view, to_depth_pixels
 from spaces_demo.responder import QUICKSTART_MODEL, build_messages, message_text, resolve_model_source
 from spaces_demo.testing import write_huge_png
@@ -147,6 +147,15 @@ def test_parse_boxes_accepts_brackets_and_either_corner_order_and_clips():
     assert parse_boxes("  ", 64, 48) == []
     boxes = [[1.5, 2.0, 30.0, 40.0], [3.0, 4.0, 5.0, 6.0]]
     assert parse_boxes(format_boxes(boxes), 64, 48) == boxes
+
+
+def test_parse_options_splits_on_semicolons_or_lines_and_needs_two_to_eight():
+    assert parse_options(" chair ;table\n\nlamp ") == ["chair", "table", "lamp"]
+    assert parse_options("") == [] and parse_options(None) == []
+    with pytest.raises(ValueError, match="two or more"):
+        parse_options("chair")
+    with pytest.raises(ValueError, match="at most 8"):
+        parse_options(";".join(f"option {i}" for i in range(9)))
 
 
 @pytest.mark.parametrize(

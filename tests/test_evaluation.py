@@ -148,6 +148,8 @@ def test_always_A_scores_exactly_the_share_of_A_answers(tmp_path, benchmark, ben
         assert results["tasks"][task]["n"] == len(rows)
     assert results["n"] == len(benchmark_rows)
     assert results["protocol"] == protocol
+    assert results["tasks"]["security"]["chance"] == pytest.approx(0.5)  # two options
+    assert results["tasks"]["recognition"]["chance"] == pytest.approx(0.25)  # four options
 
 
 @pytest.mark.parametrize("protocol", ["generate", "likelihood"])
@@ -396,3 +398,17 @@ def test_cli_benchmark_runs_end_to_end_on_tiny_deepsight(tmp_path, tiny_deepsigh
     results = json.loads((output / "results.json").read_text())
     assert results["n"] == 6 and results["protocol"] == protocol
     assert len((output / "predictions.jsonl").read_text().splitlines()) == 6
+
+
+def test_cli_compare_and_card_commands_write_their_outputs(tmp_path, benchmark, capsys):
+    from evaluation.cli import main
+
+    run_benchmark(AlwaysA(), benchmark, tmp_path / "run", RunSettings(protocol="likelihood"), progress=False)
+    assert main(["compare", str(tmp_path / "run"), "--ci", "--output", str(tmp_path / "table.md")]) == 0
+    printed = capsys.readouterr().out
+    assert "always-A (likelihood)" in printed and "[" in printed  # intervals shown with --ci
+    assert (tmp_path / "table.md").read_text() == printed.rstrip("\n") + "\n"
+    (tmp_path / "model").mkdir()
+    assert main(["card", str(tmp_path / "run" / "results.json"), "--model-dir", str(tmp_path / "model")]) == 0
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "model-index" in card and "average/likelihood" in card

@@ -47,13 +47,21 @@ def make_scene(seed: int) -> Scene:
         depth[mask] = rng.uniform(0.8, 5.0)
         objects.append(SceneObject(name, box, mask, i))
     intrinsics = np.array([[110.0, 0, width / 2], [0, 110.0, height / 2], [0, 0, 1]])
-    return Scene(id=f"room-{seed:04d}", source="synthetic", depth=depth, objects=objects,
-                 scene_type=SCENE_TYPES[seed % len(SCENE_TYPES)], captions=[f"a {names[0]} in a room"],
-                 intrinsics=intrinsics)
+    return Scene(
+        id=f"room-{seed:04d}",
+        source="synthetic",
+        depth=depth,
+        objects=objects,
+        scene_type=SCENE_TYPES[seed % len(SCENE_TYPES)],
+        captions=[f"a {names[0]} in a room"],
+        intrinsics=intrinsics,
+    )
 
 
 def texts(row, role):
-    return [b["text"] for m in row["messages"] if m["role"] == role for b in m["content"] if b["type"] == "text"]
+    return [
+        b["text"] for m in row["messages"] if m["role"] == role for b in m["content"] if b["type"] == "text"
+    ]
 
 
 def mc_parts(row):
@@ -100,11 +108,15 @@ def test_free_form_distances_are_the_mask_mean_depths():
     for seed in range(10):
         scene = make_scene(seed)
         depth_of = {obj.name: obj.mean_depth(scene.depth) for obj in scene.objects}
-        rows, failed = generator.generate(scene, ["conversation", "complex_reasoning", "detailed_description"] * 2)
+        rows, failed = generator.generate(
+            scene, ["conversation", "complex_reasoning", "detailed_description"] * 2
+        )
         assert failed == 0
         for row in rows:
             for answer in texts(row, "assistant"):
-                for name, value in re.findall(r"\b(?:[Tt]he|[Aa]) ([a-z ]+?) is (?:about|[a-z ,]+ about) ([\d.]+) m", answer):
+                for name, value in re.findall(
+                    r"\b(?:[Tt]he|[Aa]) ([a-z ]+?) is (?:about|[a-z ,]+ about) ([\d.]+) m", answer
+                ):
                     name = name.split()[-1] if name not in depth_of else name
                     if name in depth_of and Counter(o.name for o in scene.objects)[name] == 1:
                         assert abs(float(value) - depth_of[name]) <= 0.051, (answer, name)
@@ -142,7 +154,13 @@ def test_objects_at_the_same_distance_are_never_ranked():
         rows, _ = generator.generate(scene, ["conversation", "complex_reasoning", "detailed_description"] * 3)
         rows += generator.multiple_choice(scene)
         claims = " ".join(" ".join(texts(row, "assistant")) for row in rows)
-        for phrase in ("nearest to farthest", "is closer", "nearest object", "farthest object", "first obstacle"):
+        for phrase in (
+            "nearest to farthest",
+            "is closer",
+            "nearest object",
+            "farthest object",
+            "first obstacle",
+        ):
             assert phrase not in claims
         assert not any(row["id"].endswith("distance_judgment") for row in rows)
 
@@ -212,10 +230,20 @@ class FakeChatServer:
                 if server.mode == "garbage" and server.requests % 2:
                     return self._send(200, b"<html>bad gateway</html>")
                 content = server.reply(payload["messages"][-1]["content"])
-                body = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": payload["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                body = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": payload["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": content},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
                 self._send(200, json.dumps(body).encode())
 
             def _send(self, status, data):
@@ -241,13 +269,23 @@ class FakeChatServer:
         extra = " A giraffe stands behind it." if self.mode == "hallucinate" else ""
         answer = f"The {name} is about {dist} m away on the {side}.{extra}"
         if "conversation of" in prompt:
-            reply = {"conversation": [{"question": f"How far is the {n}?", "answer": f"About {d} m.{extra}"} for n, _, _, d in objects[:3]],
-                     "objects": [n for n, _, _, _ in objects[:3]], "boxes": [box]}
+            reply = {
+                "conversation": [
+                    {"question": f"How far is the {n}?", "answer": f"About {d} m.{extra}"}
+                    for n, _, _, d in objects[:3]
+                ],
+                "objects": [n for n, _, _, _ in objects[:3]],
+                "boxes": [box],
+            }
         elif "Describe the scene" in prompt:
             reply = {"description": answer, "objects": [name], "boxes": []}
         else:
-            reply = {"question": f"What would I reach first walking towards the {name}?", "answer": answer,
-                     "objects": [name], "boxes": [box]}
+            reply = {
+                "question": f"What would I reach first walking towards the {name}?",
+                "answer": answer,
+                "objects": [name],
+                "boxes": [box],
+            }
         return "```json\n" + json.dumps(reply) + "\n```"
 
     def close(self):
@@ -263,8 +301,14 @@ def fake_server(request):
 
 
 def openai_generator(server, tmp_path, timeout=5.0, max_retries=2):
-    client = OpenAIChatClient(base_url=server.url, model="fake-model", api_key="sk-test", timeout=timeout,
-                              max_retries=max_retries, backoff=0.01)
+    client = OpenAIChatClient(
+        base_url=server.url,
+        model="fake-model",
+        api_key="sk-test",
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=0.01,
+    )
     return OpenAIInstructionGenerator(client, cache_dir=tmp_path / "openai", max_invalid_replies=1)
 
 
@@ -288,7 +332,9 @@ def test_openai_generator_writes_validated_rows_and_caches_them(fake_server, tmp
 @pytest.mark.parametrize("fake_server", [{"mode": "fail_first", "failures": 2}], indirect=True)
 def test_openai_client_retries_server_errors_with_backoff(fake_server, tmp_path):
     waits = []
-    client = OpenAIChatClient(base_url=fake_server.url, model="m", api_key="k", max_retries=3, backoff=0.5, sleep=waits.append)
+    client = OpenAIChatClient(
+        base_url=fake_server.url, model="m", api_key="k", max_retries=3, backoff=0.5, sleep=waits.append
+    )
     generator = OpenAIInstructionGenerator(client, cache_dir=tmp_path)
     rows, failed = generator.generate(make_scene(2), ["complex_reasoning"])
     assert failed == 0 and len(rows) == 1
@@ -298,8 +344,9 @@ def test_openai_client_retries_server_errors_with_backoff(fake_server, tmp_path)
 @pytest.mark.parametrize("fake_server", [{"mode": "garbage"}, {"mode": "hallucinate"}], indirect=True)
 def test_openai_garbage_or_invented_objects_are_retried_then_skipped(fake_server, tmp_path):
     generator = openai_generator(fake_server, tmp_path)
-    rows, report = build_instruction_rows([make_scene(3), make_scene(4)], generator, tmp_path / "rows",
-                                          rows_per_scene=2, progress=False)
+    rows, report = build_instruction_rows(
+        [make_scene(3), make_scene(4)], generator, tmp_path / "rows", rows_per_scene=2, progress=False
+    )
     assert report.failed_items == 4 and len(report.failed_scenes) == 2
     assert all("-mc-" in row["id"] for row in rows)  # the ground-truth items are kept
     assert fake_server.requests >= 4 * 2
@@ -344,14 +391,24 @@ class Interrupting:
 
 def test_interrupted_build_resumes_to_the_same_rows(fake_server, tmp_path):
     scenes = [make_scene(s) for s in range(5)]
-    reference, _ = build_instruction_rows(scenes, openai_generator(fake_server, tmp_path / "a"), tmp_path / "a" / "rows",
-                                          rows_per_scene=2, progress=False)
+    reference, _ = build_instruction_rows(
+        scenes,
+        openai_generator(fake_server, tmp_path / "a"),
+        tmp_path / "a" / "rows",
+        rows_per_scene=2,
+        progress=False,
+    )
     interrupted = Interrupting(openai_generator(fake_server, tmp_path / "b"), after=2)
     with pytest.raises(KeyboardInterrupt):
         build_instruction_rows(scenes, interrupted, tmp_path / "b" / "rows", rows_per_scene=2, progress=False)
     before = fake_server.requests
-    resumed, report = build_instruction_rows(scenes, openai_generator(fake_server, tmp_path / "b"),
-                                             tmp_path / "b" / "rows", rows_per_scene=2, progress=False)
+    resumed, report = build_instruction_rows(
+        scenes,
+        openai_generator(fake_server, tmp_path / "b"),
+        tmp_path / "b" / "rows",
+        rows_per_scene=2,
+        progress=False,
+    )
     assert report.from_cache == 2
     assert fake_server.requests - before == 3 * 2  # only the three unfinished scenes asked the endpoint
     assert resumed == reference
@@ -359,11 +416,15 @@ def test_interrupted_build_resumes_to_the_same_rows(fake_server, tmp_path):
 
 def test_dataset_round_trips_through_parquet_and_load_dataset(tmp_path):
     scenes = [make_scene(s) for s in range(6)]
-    rows, report = build_instruction_rows(scenes, OfflineInstructionGenerator(seed=0), tmp_path / "cache",
-                                          rows_per_scene=3, progress=False)
+    rows, report = build_instruction_rows(
+        scenes, OfflineInstructionGenerator(seed=0), tmp_path / "cache", rows_per_scene=3, progress=False
+    )
     stats = instruction_statistics(rows)
-    export_dataset(rows_to_dataset(rows), tmp_path / "out",
-                   instruction_card(stats, "offline", parse_mix(None), "synthetic"))
+    export_dataset(
+        rows_to_dataset(rows),
+        tmp_path / "out",
+        instruction_card(stats, "offline", parse_mix(None), "synthetic"),
+    )
     loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
     assert len(loaded) == len(rows) == sum(s["rows"] for s in stats["per_type"].values())
     first = loaded[0]
@@ -382,14 +443,29 @@ def test_dataset_round_trips_through_parquet_and_load_dataset(tmp_path):
 def test_cli_offline_synthetic_is_deterministic_and_loads_back(tmp_path):
     from dataset_scripts.instructions import main
 
-    args = ["--source", "synthetic", "--num-scenes", "3", "--seed", "4", "--width", "96", "--height", "72", "--no-progress"]
+    args = [
+        "--source",
+        "synthetic",
+        "--num-scenes",
+        "3",
+        "--seed",
+        "4",
+        "--width",
+        "96",
+        "--height",
+        "72",
+        "--no-progress",
+    ]
     assert main(args + ["--output", str(tmp_path / "a")]) == 0
     assert main(args + ["--output", str(tmp_path / "b"), "--mix", "detailed_description=1"]) == 0
     assert main(args + ["--output", str(tmp_path / "c")]) == 0
     a, b, c = (datasets.load_dataset(str(tmp_path / name), split="train") for name in "abc")
     assert a.to_list() == c.to_list()
     assert {t for t, i in zip(b["type"], b["id"]) if "-mc-" not in i} == {"detailed_description"}
-    assert {r["id"].split("-mc-")[1] for r in a if "-mc-" in r["id"]} >= {"scene_classification", "recognition"}
+    assert {r["id"].split("-mc-")[1] for r in a if "-mc-" in r["id"]} >= {
+        "scene_classification",
+        "recognition",
+    }
 
 
 def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_server, tmp_path, monkeypatch):
@@ -400,15 +476,35 @@ def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_s
     fake_server.reply = lambda prompt: (seen.append(prompt), original(prompt))[1]
     monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
-    args = ["--source", "synthetic", "--num-scenes", "2", "--seed", "1", "--width", "96", "--height", "72",
-            "--generator", "openai", "--model", "fake-model", "--mc-skills", "", "--no-progress",
-            "--output", str(tmp_path / "out")]
+    args = [
+        "--source",
+        "synthetic",
+        "--num-scenes",
+        "2",
+        "--seed",
+        "1",
+        "--width",
+        "96",
+        "--height",
+        "72",
+        "--generator",
+        "openai",
+        "--model",
+        "fake-model",
+        "--mc-skills",
+        "",
+        "--no-progress",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
     assert fake_server.requests == 2 * 3  # the fake answers alike for one type: duplicates are dropped
     texts_per_row = ["\n".join(b["text"] or "" for m in r["messages"] for b in m["content"]) for r in loaded]
     assert len(set(texts_per_row)) == len(loaded) >= 2 and {i.rsplit("-", 2)[0] for i in loaded["id"]} == {
-        "synthetic-train-1-000000", "synthetic-train-1-000001"}
+        "synthetic-train-1-000000",
+        "synthetic-train-1-000001",
+    }
     assert all("Captions:" in prompt and "mean distance" in prompt for prompt in seen)
     assert fake_server.authorization == "Bearer sk-env"
 
@@ -419,7 +515,13 @@ def test_instructions_from_a_pairs_folder_use_box_mean_depths(tmp_path):
 
     common = ["--num-scenes", "2", "--seed", "2", "--width", "96", "--height", "72", "--no-progress"]
     assert pairs.main(["--source", "synthetic", "--output", str(tmp_path / "pairs")] + common) == 0
-    assert main(["--source", "pairs", "--pairs-dir", str(tmp_path / "pairs"), "--output", str(tmp_path / "out")] + common) == 0
+    assert (
+        main(
+            ["--source", "pairs", "--pairs-dir", str(tmp_path / "pairs"), "--output", str(tmp_path / "out")]
+            + common
+        )
+        == 0
+    )
     scenes = {s.id: s for s in scenes_from_pairs(tmp_path / "pairs")}
     loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
     distance_rows = [r for r in loaded if r["id"].endswith("-mc-distance_judgment")]
@@ -438,8 +540,14 @@ def test_reply_validator_rejects_invented_objects_and_boxes_outside_the_image():
     scene = make_scene(0)
     name = scene.objects[0].name
     validator = ReplyValidator(scene)
-    ok = validator.turns("complex_reasoning", {"question": f"Where is the {name}?",
-                                               "answer": f"The {name} is inside its bounding box.", "objects": [name]})
+    ok = validator.turns(
+        "complex_reasoning",
+        {
+            "question": f"Where is the {name}?",
+            "answer": f"The {name} is inside its bounding box.",
+            "objects": [name],
+        },
+    )
     assert ok[0][0] == f"Where is the {name}?"
     with pytest.raises(InvalidReply, match="giraffe"):
         validator.turns("complex_reasoning", {"question": "Q?", "answer": "A giraffe.", "objects": []})

@@ -390,6 +390,12 @@ def test_dual_encoder_mean_pools_bert_like_text_encoders_over_the_attention_mask
     )
     hidden = model.text_model(**single).last_hidden_state
     torch.testing.assert_close(model.get_text_features(**single), model.text_projection(hidden.mean(dim=1)))
+    # BERT tokenizers also return token_type_ids: accepted and passed on
+    with_types = model.get_text_features(**single, token_type_ids=torch.zeros_like(single["input_ids"]))
+    torch.testing.assert_close(with_types, model.get_text_features(**single))
+    outputs = model(pixel_values=torch.randn(1, 1, 32, 32), token_type_ids=torch.zeros_like(single["input_ids"]),
+                    **single)
+    assert outputs.logits_per_image.shape == (1, 1)
 
 
 @torch.no_grad()

@@ -13,7 +13,12 @@ from PIL import Image
 import datasets
 from dataset_scripts import pairs
 from dataset_scripts.coco import decode_rle, decode_segmentation, read_coco
-from dataset_scripts.depth_estimation import DepthCache, DepthEstimator, estimate_depths, save_tiny_random_glpn
+from dataset_scripts.depth_estimation import (
+    DepthCache,
+    DepthEstimator,
+    estimate_depths,
+    save_tiny_random_glpn,
+)
 from dataset_scripts.export import image_value_to_depth
 from dataset_scripts.scene import Scene, SceneObject
 
@@ -60,36 +65,84 @@ def fixture_coco(root: Path, sizes=((64, 48), (48, 64), (64, 64), (40, 40))) -> 
     (root / "val2017").mkdir()
     images, annotations, captions = [], [], []
     for i, (w, h) in enumerate(sizes, start=1):
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(root / "val2017" / f"{i:012d}.jpg")
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(
+            root / "val2017" / f"{i:012d}.jpg"
+        )
         images.append({"id": i, "file_name": f"{i:012d}.jpg", "width": w, "height": h})
-        captions += [{"id": 10 * i + k, "image_id": i, "caption": f"a  chair and a table, view {k}"} for k in range(3)]
-        annotations.append({"id": 100 * i, "image_id": i, "category_id": 62, "iscrowd": 0, "bbox": [2, 3, 20, 10],
-                            "segmentation": [[2, 3, 22, 3, 22, 13, 2, 13]]})
+        captions += [
+            {"id": 10 * i + k, "image_id": i, "caption": f"a  chair and a table, view {k}"} for k in range(3)
+        ]
+        annotations.append(
+            {
+                "id": 100 * i,
+                "image_id": i,
+                "category_id": 62,
+                "iscrowd": 0,
+                "bbox": [2, 3, 20, 10],
+                "segmentation": [[2, 3, 22, 3, 22, 13, 2, 13]],
+            }
+        )
         mask = np.zeros((h, w), dtype=bool)
         mask[20:30, 5:25] = True
-        annotations.append({"id": 100 * i + 1, "image_id": i, "category_id": 67, "iscrowd": 0, "bbox": [5, 20, 20, 10],
-                            "segmentation": {"size": [h, w], "counts": encode_rle_string(mask)}})
+        annotations.append(
+            {
+                "id": 100 * i + 1,
+                "image_id": i,
+                "category_id": 67,
+                "iscrowd": 0,
+                "bbox": [5, 20, 20, 10],
+                "segmentation": {"size": [h, w], "counts": encode_rle_string(mask)},
+            }
+        )
     images.append({"id": 99, "file_name": "000000000099.jpg"})  # no width/height
-    images.append({"id": 98, "file_name": "000000000098.jpg", "width": 10, "height": 10})  # file missing on disk
-    annotations += [{"id": 1, "image_id": 1, "category_id": 62},  # no bbox
-                    {"id": 2, "image_id": 77, "category_id": 62, "bbox": [0, 0, 1, 1]},  # unknown image
-                    {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 5, 5],
-                     "segmentation": {"size": [48, 64], "counts": [10, 5, 3057]}}]
+    images.append(
+        {"id": 98, "file_name": "000000000098.jpg", "width": 10, "height": 10}
+    )  # file missing on disk
+    annotations += [
+        {"id": 1, "image_id": 1, "category_id": 62},  # no bbox
+        {"id": 2, "image_id": 77, "category_id": 62, "bbox": [0, 0, 1, 1]},  # unknown image
+        {
+            "id": 3,
+            "image_id": 1,
+            "category_id": 1,
+            "iscrowd": 1,
+            "bbox": [0, 0, 5, 5],
+            "segmentation": {"size": [48, 64], "counts": [10, 5, 3057]},
+        },
+    ]
     captions.append({"id": 5, "image_id": 1})  # no caption text
-    categories = [{"id": 1, "name": "person", "supercategory": "person"},
-                  {"id": 62, "name": "chair", "supercategory": "furniture"},
-                  {"id": 67, "name": "dining table", "supercategory": "furniture"}, {"id": 70}]
+    categories = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 62, "name": "chair", "supercategory": "furniture"},
+        {"id": 67, "name": "dining table", "supercategory": "furniture"},
+        {"id": 70},
+    ]
     (root / "annotations" / "instances_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    (root / "annotations" / "captions_val2017.json").write_text(json.dumps({"images": images, "annotations": captions}))
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    (root / "annotations" / "captions_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": captions})
+    )
     return root
 
 
 def test_coco_reader_converts_boxes_decodes_masks_and_counts_missing_fields(tmp_path):
     coco = read_coco(fixture_coco(tmp_path / "coco"), "val2017")
-    assert coco.skipped == Counter({"image without width": 2, "annotation without bbox": 1, "caption without caption": 1,
-                                    "annotation of an unknown image": 1, "crowd annotation": 1, "category without id": 0,
-                                    "category without name": 1}) - Counter()
+    assert (
+        coco.skipped
+        == Counter(
+            {
+                "image without width": 2,
+                "annotation without bbox": 1,
+                "caption without caption": 1,
+                "annotation of an unknown image": 1,
+                "crowd annotation": 1,
+                "category without id": 0,
+                "category without name": 1,
+            }
+        )
+        - Counter()
+    )
     first = coco.images[1]
     assert first.captions[0] == "a chair and a table, view 0" and len(first.captions) == 3
     assert [o.box for o in first.objects] == [(2.0, 3.0, 22.0, 13.0), (5.0, 20.0, 25.0, 30.0)]
@@ -121,7 +174,10 @@ def test_real_coco_val_sample_reads_with_masks_matching_areas():
     areas = {a["id"]: a["area"] for a in raw["annotations"]}
     for image in coco.images.values():
         for obj in image.objects:
-            assert 0 <= obj.box[0] < obj.box[2] <= image.width + 1 and 0 <= obj.box[1] < obj.box[3] <= image.height + 1
+            assert (
+                0 <= obj.box[0] < obj.box[2] <= image.width + 1
+                and 0 <= obj.box[1] < obj.box[3] <= image.height + 1
+            )
             if areas[obj.annotation_id] > 500:
                 area = decode_segmentation(obj.segmentation, image.height, image.width).sum()
                 assert abs(area - areas[obj.annotation_id]) / areas[obj.annotation_id] < 0.1
@@ -142,8 +198,10 @@ def test_depth_estimation_is_metric_cached_resumable_and_skips_bad_images(tiny_g
         return estimator.predict(images)
 
     rng = np.random.default_rng(0)
-    good = {f"img{i}": (lambda i=i: Image.fromarray((rng.random((40 + 8 * i, 56, 3)) * 255).astype("uint8")))
-            for i in range(3)}
+    good = {
+        f"img{i}": (lambda i=i: Image.fromarray((rng.random((40 + 8 * i, 56, 3)) * 255).astype("uint8")))
+        for i in range(3)
+    }
 
     def broken():
         raise OSError("truncated jpeg")
@@ -160,16 +218,40 @@ def test_depth_estimation_is_metric_cached_resumable_and_skips_bad_images(tiny_g
 
 @pytest.mark.parametrize("kind", ["metric", "relative"])
 def test_depth_anything_checkpoints_load_and_relative_ones_are_flagged(tmp_path, kind, caplog):
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
 
-    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                            image_size=28, patch_size=14, out_features=["stage1", "stage2"], reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
-                                 fusion_hidden_size=8, head_hidden_size=8, reassemble_factors=[2, 1],
-                                 depth_estimation_type=kind, max_depth=10)
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=28,
+        patch_size=14,
+        out_features=["stage1", "stage2"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 16],
+        fusion_hidden_size=8,
+        head_hidden_size=8,
+        reassemble_factors=[2, 1],
+        depth_estimation_type=kind,
+        max_depth=10,
+    )
     DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path)
-    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14).save_pretrained(tmp_path)
-    depths = DepthEstimator(str(tmp_path), device="cpu").predict([Image.new("RGB", (50, 40)), Image.new("RGB", (30, 44))])
+    DPTImageProcessor(
+        size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14
+    ).save_pretrained(tmp_path)
+    depths = DepthEstimator(str(tmp_path), device="cpu").predict(
+        [Image.new("RGB", (50, 40)), Image.new("RGB", (30, 44))]
+    )
     assert [d.shape for d in depths] == [(40, 50), (44, 30)]
     assert ("relative depth" in caplog.text) == (kind == "relative")
 
@@ -192,9 +274,13 @@ def run_pairs(args):
 def test_coco_pairs_build_and_load_back_with_predicted_depth(tiny_glpn, tmp_path):
     coco_dir = fixture_coco(tmp_path / "coco")
     out = tmp_path / "pairs"
-    run_pairs(["--source", "coco", "--coco-dir", str(coco_dir), "--estimator", tiny_glpn, "--output", str(out)])
+    run_pairs(
+        ["--source", "coco", "--coco-dir", str(coco_dir), "--estimator", tiny_glpn, "--output", str(out)]
+    )
     loaded = datasets.load_dataset(str(out), split="train")
-    assert loaded["id"] == [f"coco-{i:012d}" for i in (1, 2, 3, 4)]  # image 98 (no file) skipped, 99 (no size) too
+    assert loaded["id"] == [
+        f"coco-{i:012d}" for i in (1, 2, 3, 4)
+    ]  # image 98 (no file) skipped, 99 (no size) too
     row = loaded[0]
     assert row["depth_is_predicted"] and row["labels"] == ["chair", "dining table"]
     assert row["boxes"] == [[2.0, 3.0, 22.0, 13.0], [5.0, 20.0, 25.0, 30.0]]
@@ -240,15 +326,34 @@ def tiny_clip(path: Path) -> Path:
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config={"vocab_size": len(words), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 16, "eos_token_id": 2, "pad_token_id": 0, "bos_token_id": 1},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(words),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=8,
     )
     CLIPModel(config).eval().save_pretrained(path)
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(
+        path
+    )
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        path
+    )
     return path
 
 
@@ -259,17 +364,31 @@ def test_dual_encoder_scores_are_the_model_cosine_similarities_and_the_best_is_k
     path = tiny_clip(tmp_path / "clip")
     scorer = pairs.DualEncoderScorer(str(path), device="cpu")
     depth = np.tile(np.linspace(1, 4, 40, dtype=np.float32), (30, 1))
-    scene = Scene(id="s", source="synthetic", depth=depth, objects=[SceneObject("chair", (1, 1, 10, 10))],
-                  captions=["a chair", "a room with a bed", "the table far near", "a chair near the table"])
+    scene = Scene(
+        id="s",
+        source="synthetic",
+        depth=depth,
+        objects=[SceneObject("chair", (1, 1, 10, 10))],
+        captions=["a chair", "a room with a bed", "the table far near", "a chair near the table"],
+    )
     row = pairs.pair_row(scene, scorer)
-    assert len(row["caption_scores"]) == 4 and row["caption"] == scene.captions[int(np.argmax(row["caption_scores"]))]
+    assert (
+        len(row["caption_scores"]) == 4
+        and row["caption"] == scene.captions[int(np.argmax(row["caption_scores"]))]
+    )
     # Independently: CLIP's own logits are logit_scale * cosine similarity.
     model = CLIPModel.from_pretrained(path).eval()
     inputs = scorer.tokenizer(scene.captions, padding=True, return_tensors="pt")
-    pixels = scorer.image_processor(images=[pairs.depth_to_gray_rgb(depth)], return_tensors="pt")["pixel_values"]
+    pixels = scorer.image_processor(images=[pairs.depth_to_gray_rgb(depth)], return_tensors="pt")[
+        "pixel_values"
+    ]
     with torch.no_grad():
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=pixels).logits_per_text
-    np.testing.assert_allclose(row["caption_scores"], (logits[:, 0] / model.logit_scale.exp()).detach().numpy(), atol=1e-5)
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=pixels
+        ).logits_per_text
+    np.testing.assert_allclose(
+        row["caption_scores"], (logits[:, 0] / model.logit_scale.exp()).detach().numpy(), atol=1e-5
+    )
 
 
 def test_deepsight_dual_encoder_scorer_matches_the_model_logits(tmp_path):
@@ -284,21 +403,42 @@ def test_deepsight_dual_encoder_scorer_matches_the_model_logits(tmp_path):
     assert scorer.is_depth_model
     depth = np.tile(np.linspace(1, 4, 40, dtype=np.float32), (30, 1))
     captions = ["a chair", "a bed in a bedroom", "a table near the wall"]
-    scene = Scene(id="s", source="synthetic", depth=depth, objects=[SceneObject("chair", (1, 1, 10, 10))], captions=captions)
+    scene = Scene(
+        id="s",
+        source="synthetic",
+        depth=depth,
+        objects=[SceneObject("chair", (1, 1, 10, 10))],
+        captions=captions,
+    )
     row = pairs.pair_row(scene, scorer)
-    inputs = processor(images=[depth] * 3, text=captions, boxes=[[[1, 1, 10, 10]]] * 3, padding=True, return_tensors="pt")
+    inputs = processor(
+        images=[depth] * 3, text=captions, boxes=[[[1, 1, 10, 10]]] * 3, padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
-        out = model(pixel_values=inputs["pixel_values"], bbox_mask=inputs["bbox_mask"], input_ids=inputs["input_ids"],
-                    attention_mask=inputs["attention_mask"], return_loss=False)
+        out = model(
+            pixel_values=inputs["pixel_values"],
+            bbox_mask=inputs["bbox_mask"],
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            return_loss=False,
+        )
     expected = (out.logits_per_text[:, 0] / model.logit_scale.exp()).detach().numpy()
     np.testing.assert_allclose(row["caption_scores"], expected, atol=1e-5)
     assert row["caption"] == captions[int(np.argmax(expected))]
 
 
 def test_label_overlap_scorer_prefers_captions_naming_the_objects():
-    scene = Scene(id="s", source="synthetic", depth=np.ones((4, 4), np.float32),
-                  objects=[SceneObject("chair", (0, 0, 1, 1)), SceneObject("bed", (1, 1, 2, 2))])
-    assert pairs.LabelOverlapScorer().score(scene, ["two chairs and a bed", "a bed", "a lamp"]) == [1.0, 0.5, 0.0]
+    scene = Scene(
+        id="s",
+        source="synthetic",
+        depth=np.ones((4, 4), np.float32),
+        objects=[SceneObject("chair", (0, 0, 1, 1)), SceneObject("bed", (1, 1, 2, 2))],
+    )
+    assert pairs.LabelOverlapScorer().score(scene, ["two chairs and a bed", "a bed", "a lamp"]) == [
+        1.0,
+        0.5,
+        0.0,
+    ]
 
 
 def test_synthetic_pairs_carry_true_depth_boxes_and_captions_and_shard_alike(tmp_path, monkeypatch):
@@ -307,7 +447,9 @@ def test_synthetic_pairs_carry_true_depth_boxes_and_captions_and_shard_alike(tmp
     common = ["--source", "synthetic", "--num-scenes", "3", "--seed", "7", "--width", "96", "--height", "72"]
     run_pairs(common + ["--output", str(tmp_path / "single")])
     for shard in ("0", "1"):
-        run_pairs(common + ["--shard-index", shard, "--num-shards", "2", "--output", str(tmp_path / "sharded")])
+        run_pairs(
+            common + ["--shard-index", shard, "--num-shards", "2", "--output", str(tmp_path / "sharded")]
+        )
     single = datasets.load_dataset(str(tmp_path / "single"), split="train")
     sharded = datasets.load_dataset(str(tmp_path / "sharded"), split="train")
     scenes = list(generate_scenes(3, 7, width=96, height=72))
@@ -322,9 +464,17 @@ def test_synthetic_pairs_carry_true_depth_boxes_and_captions_and_shard_alike(tmp
 
 
 def test_parts_are_written_in_chunks_and_merged_in_id_order(tmp_path):
-    scenes = [Scene(id=f"s{i}", source="synthetic", depth=np.full((6, 8), 1.0 + i, np.float32),
-                    objects=[SceneObject("chair", (0, 0, 4, 4))], scene_type="office", captions=[f"a chair {i}"])
-              for i in (4, 1, 3, 0, 2)]
+    scenes = [
+        Scene(
+            id=f"s{i}",
+            source="synthetic",
+            depth=np.full((6, 8), 1.0 + i, np.float32),
+            objects=[SceneObject("chair", (0, 0, 4, 4))],
+            scene_type="office",
+            captions=[f"a chair {i}"],
+        )
+        for i in (4, 1, 3, 0, 2)
+    ]
     rows = pairs.iter_pair_rows(scenes, pairs.LabelOverlapScorer(), progress=False)
     assert pairs.write_part(rows, Counter({"seen": 5}), tmp_path, 0, 1, chunk_rows=2) == 5
     assert len(list((tmp_path / "parts" / "part-00000-of-00001").glob("chunk-*.parquet"))) == 3

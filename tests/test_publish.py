@@ -13,7 +13,9 @@ from dataset_scripts.export import CardInfo, export_dataset
 @pytest.fixture
 def dataset_folder(tmp_path):
     folder = tmp_path / "ds"
-    export_dataset(datasets.Dataset.from_dict({"id": ["a", "b"], "value": [1, 2]}), folder, CardInfo(pretty_name="tiny"))
+    export_dataset(
+        datasets.Dataset.from_dict({"id": ["a", "b"], "value": [1, 2]}), folder, CardInfo(pretty_name="tiny")
+    )
     (folder / ".cache").mkdir()
     (folder / ".cache" / "x.json").write_text("{}")
     return folder

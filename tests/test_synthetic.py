@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
 from PIL import Image
+from scipy import ndimage
 
 from dataset_scripts import synthetic
 from dataset_scripts.synthetic import (
@@ -313,8 +314,6 @@ def test_sunrgbd_layout_round_trips_depth_intrinsics_and_polygons(tmp_path):
             inside = inside.reshape(scene.depth.shape)
             iou = (inside & obj.mask).sum() / (inside | obj.mask).sum()
             assert inside.sum() <= obj.mask.sum() * 1.05 + 5  # one component, never more than the object
-            from scipy import ndimage
-
             labels, _ = ndimage.label(obj.mask)
             largest = np.bincount(labels.ravel())[1:].max()
             if largest >= 0.9 * obj.mask.sum():
@@ -323,7 +322,6 @@ def test_sunrgbd_layout_round_trips_depth_intrinsics_and_polygons(tmp_path):
     assert checked >= 5
 
 
-@pytest.mark.realdata
 def test_sun_extrinsics_level_the_floor(tmp_path):
     scene = render_scene(17, "bedroom")
     folder = write_sunrgbd_layout([scene], tmp_path)[0]
@@ -343,6 +341,29 @@ def test_sun_extrinsics_level_the_floor(tmp_path):
     upright = rtilt @ np.stack([x, z, -y])
     camera_height = scene.meta["camera"]["position"][2]
     np.testing.assert_allclose(upright[2], -camera_height, atol=2e-3)
+
+
+def test_sunrgbd_layout_writes_scenes_of_other_sources(tmp_path):
+    from dataset_scripts.scene import Scene, SceneObject
+
+    depth = np.full((30, 40), 2.0, np.float32)
+    depth[5:15, 10:30] = 1.25
+    mask = depth < 2.0
+    hand_made = Scene(
+        id="kitchen/frame 7",
+        source="nyu",
+        depth=depth,
+        objects=[SceneObject("table", (10, 5, 30, 15), mask=mask), SceneObject("chair", (0, 0, 5, 5))],
+        scene_type="kitchen",
+    )
+    folder = write_sunrgbd_layout([hand_made], tmp_path)[0]
+    assert folder.name == "kitchen_frame_7" and not (folder / "extrinsics").exists()
+    np.testing.assert_allclose(decode_depth(_read_png(folder / "depth" / f"{folder.name}.png"), "sun"), depth)
+    assert Image.open(folder / "image" / f"{folder.name}.jpg").size == (40, 30)
+    index = json.loads((folder / "annotation2Dfinal" / "index.json").read_text())
+    assert [o["name"] for o in index["objects"]] == ["table"]  # the box-only chair has no outline
+    polygon = index["frames"][0]["polygon"][0]
+    assert (min(polygon["x"]), max(polygon["x"]), min(polygon["y"]), max(polygon["y"])) == (10, 30, 5, 15)
 
 
 @pytest.mark.realdata
@@ -412,6 +433,23 @@ def test_cli_writes_sunrgbd_folders(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--num-scenes", "0"], "--num-scenes"),
+        (["--num-scenes", "2", "--seed", "-1"], "--seed"),
+        (["--num-scenes", "2", "--width", "8"], "--width"),
+        (["--num-scenes", "2", "--format", "png"], "--format"),
+    ],
+)
+def test_cli_rejects_bad_arguments_with_a_usage_error(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main([*argv, "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing rendered or written
+
+
+@pytest.mark.parametrize(
     "call, message",
     [
         (lambda: render_scene(0, "spaceship"), "scene_type"),
@@ -429,14 +467,11 @@ def test_bad_input_raises_value_error_naming_it(call, message):
         call()
 
 
-def test_sun_reader_reads_written_frames_back():
+def test_sun_reader_reads_written_frames_back(tmp_path):
     readers = pytest.importorskip("dataset_scripts.readers_sunrgbd")
-    import tempfile
-
     scenes = [render_scene(seed, width=160, height=120) for seed in (6, 7)]
-    with tempfile.TemporaryDirectory() as tmp:
-        write_sunrgbd_layout(scenes, tmp)
-        read = sorted(readers.read_sunrgbd_original(tmp), key=lambda s: s.meta["folder"])
+    write_sunrgbd_layout(scenes, tmp_path)
+    read = sorted(readers.read_sunrgbd_original(tmp_path), key=lambda s: s.meta["folder"])
     assert len(read) == 2
     for original, back in zip(scenes, read):
         assert back.scene_type == original.scene_type

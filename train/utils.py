@@ -133,14 +133,6 @@ def load_split(path: str, config_name: str | None, split: str, limit: int | None
     return dataset
 
 
-def has_split(path: str, config_name: str | None, split: str) -> bool:
-    try:
-        load_split(path, config_name, split, limit=1)
-    except (ValueError, KeyError):
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------
