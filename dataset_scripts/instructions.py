@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -386,18 +387,27 @@ def main(argv: list[str] | None = None) -> int:
         if not args.pairs_dir:
             raise SystemExit("--source pairs needs --pairs-dir")
         scenes, total = scenes_from_pairs(args.pairs_dir), None
-    rows, report = build_instruction_rows(
-        scenes,
-        generator,
-        cache_root / "rows",
-        mix,
-        args.rows_per_scene,
-        skills,
-        args.seed,
-        total=total,
-        progress=not args.no_progress,
-        ground_truth=ground_truth,
-    )
+    from dataset_scripts.instructions_openai import EndpointConfigError
+
+    try:
+        rows, report = build_instruction_rows(
+            scenes,
+            generator,
+            cache_root / "rows",
+            mix,
+            args.rows_per_scene,
+            skills,
+            args.seed,
+            total=total,
+            progress=not args.no_progress,
+            ground_truth=ground_truth,
+        )
+    except EndpointConfigError as error:
+        print(
+            f"deepsight data instructions: {error}. Scenes finished so far are cached in {cache_root}.",
+            file=sys.stderr,
+        )
+        return 2
     stats = instruction_statistics(rows)
     source = (
         "synthetic world (exact depth)"

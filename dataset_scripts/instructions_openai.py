@@ -50,6 +50,13 @@ class EndpointError(RuntimeError):
     """The endpoint did not produce a usable chat completion after all retries."""
 
 
+class EndpointConfigError(RuntimeError):
+    """The endpoint refuses every request (bad key, wrong URL or model): stop instead of skipping every item."""
+
+
+FATAL_STATUS = {401, 403, 404}
+
+
 class InvalidReply(ValueError):
     """A chat completion whose content does not satisfy the request (unparseable, unknown object, ...)."""
 
@@ -113,6 +120,11 @@ class OpenAIChatClient:
                 return content
             except urllib.error.HTTPError as error:
                 last_error = error
+                if error.code in FATAL_STATUS:
+                    raise EndpointConfigError(
+                        f"{self.base_url}/chat/completions answered HTTP {error.code} {error.reason}: check "
+                        f"--base-url, --model ({self.model!r}) and the API key (--api-key / OPENAI_API_KEY)"
+                    ) from error
                 if error.code not in RETRYABLE_STATUS:
                     raise EndpointError(
                         f"{self.base_url}: HTTP {error.code} {error.reason} (not retried)"

@@ -199,7 +199,8 @@ class Ablations:
                           **{**dict(s.sft_overrides), **overrides})
         recipe = recipe.rename(recipe.with_name(f"{name}.yaml"))
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
-            "train.sft", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true")]))
+            "train.sft", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
+            threads=s.threads_per_process)]))
         return output
 
     def train_parts(self) -> list[Row]:
@@ -220,7 +221,8 @@ class Ablations:
                           eval_strategy="no", **dict(s.encoder_overrides))
         recipe = recipe.rename(recipe.with_name(f"{name}.yaml"))
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
-            "train.encoder", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true")]))
+            "train.encoder", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
+            threads=s.threads_per_process)]))
         return output
 
     def zeroshot(self, model: Path, name: str) -> list[bool]:
@@ -257,7 +259,8 @@ class Ablations:
                           per_device_train_batch_size=s.batch_size, image_mode="gray", **dict(s.align_overrides))
         recipe = recipe.rename(recipe.with_name("llava_align.yaml"))
         self.run_step(Step("ablation train: llava_align", align_output, [accelerate_command(
-            "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true")]))
+            "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
+            threads=s.threads_per_process)]))
         llava = self.train_sft("llava_sft", align_output, "both", s.ablation_sft_steps, image_mode="gray",
                                trust_remote_code=False)
         deepsight = self.folder / "sft_both"

@@ -164,7 +164,8 @@ def test_upload_draw_a_box_ask_and_see_the_streamed_answer(page, app, tmp_path):
 
 
 def test_one_click_on_a_synthetic_example_loads_its_depth_regions_and_question(page, tmp_path):
-    example = write_examples(tmp_path)[1]  # rendered deterministically: the same rows the app shows
+    example = write_examples(tmp_path)[0]  # rendered deterministically: the same rows the app shows
+    assert example.options, "the room-type example is a multiple-choice question"
     page.get_by_text(Path(example.path).name).first.click()
     # The status describes the example's own depth map (not the one uploaded before).
     page.locator("#status", has_text=summarize_depth(load_depth(example.path)[0])).wait_for()

@@ -330,7 +330,7 @@ def test_a_crashing_estimator_or_model_is_reported_and_the_next_request_works(tm
     view, status = backend.show_depth(str(photo), "rgb", "")
     assert view is None and "photo.png" in status and "estimator exploded" in status
 
-    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", [])
+    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", "", [])
     assert "generation failed" in history[-1]["content"] and "out of memory" in status
-    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", [])
+    *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", "", [])
     assert history[-1] == {"role": "assistant", "content": "64x48"} and "Assumed encoding" in status

@@ -204,7 +204,7 @@ def test_mix_controls_the_types_and_rejects_bad_specs():
 class FakeChatServer:
     """/v1/chat/completions on 127.0.0.1 writing replies from the objects listed in the prompt.
 
-    mode: "ok", "fail_first" (HTTP 500 for the first `failures` requests), "garbage" (a 200 that is not
+    mode: "ok", "unauthorized" (HTTP 401), "fail_first" (HTTP 500 for the first `failures` requests), "garbage" (a 200 that is not
     JSON, then content that is not JSON), "hallucinate" (mentions a giraffe), "slow" (sleeps `delay`).
     """
 
@@ -223,6 +223,8 @@ class FakeChatServer:
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path != "/v1/chat/completions" or "model" not in payload:
                     return self._send(404, b'{"error": "not found"}')
+                if server.mode == "unauthorized":
+                    return self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
                 if server.mode == "fail_first" and server.requests <= server.failures:
                     return self._send(500, b'{"error": {"message": "overloaded"}}')
                 if server.mode == "slow":
@@ -558,3 +560,32 @@ def test_reply_validator_rejects_invented_objects_and_boxes_outside_the_image():
     with pytest.raises(InvalidReply, match="not JSON"):
         parse_reply("Sure, here you go")
     assert parse_reply('```json\n{"a": 1}\n```') == {"a": 1}
+
+
+@pytest.mark.parametrize("fake_server", [{"mode": "unauthorized"}], indirect=True)
+def test_cli_stops_with_a_clear_message_when_the_endpoint_rejects_the_key(fake_server, tmp_path, capsys):
+    from dataset_scripts.instructions import main
+
+    args = [
+        "--source",
+        "synthetic",
+        "--num-scenes",
+        "3",
+        "--seed",
+        "1",
+        "--width",
+        "96",
+        "--height",
+        "72",
+        "--generator",
+        "openai",
+        "--base-url",
+        fake_server.url,
+        "--api-key",
+        "wrong",
+        "--no-progress",
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    assert main(args) == 2
+    assert "HTTP 401" in capsys.readouterr().err and fake_server.requests == 1
