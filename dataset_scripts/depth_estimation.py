@@ -39,6 +39,10 @@ def pil_to_depth(image: Image.Image) -> np.ndarray:
     return decode_depth(np.asarray(image), "mm")
 
 
+class EstimatorUnavailable(RuntimeError):
+    """The depth-estimation model cannot be loaded: fatal for the run, not a per-image skip."""
+
+
 @dataclass
 class DepthCache:
     """One 16-bit millimetre PNG per image id; writes are atomic so a killed run never leaves half a file."""
@@ -174,6 +178,8 @@ def estimate_depths(
                 report.failed[image_id] = f"load: {error}"
         try:
             results = list(zip(ok_ids, predict(images))) if images else []
+        except EstimatorUnavailable:
+            raise
         except Exception:
             results = []
             for image_id, image in zip(ok_ids, images):

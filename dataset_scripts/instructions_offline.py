@@ -255,13 +255,18 @@ def scene_facts(scene: Scene) -> SceneFacts:
     return SceneFacts(scene, facts, counts, room_depth, scene_type)
 
 
+def with_article(name: str) -> str:
+    """'a chair', 'an oven'."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 def scene_phrase(scene_type: str | None) -> str:
     """'a kitchen', 'an office', 'an outdoor scene' (COCO's coarse labels), 'a room' when unknown."""
     if not scene_type:
         return "a room"
     if scene_type in ("indoor", "outdoor"):
         return f"an {scene_type} scene"
-    return f"{'an' if scene_type[0] in 'aeiou' else 'a'} {scene_type}"
+    return with_article(scene_type)
 
 
 def where(fact: ObjectFact) -> str:
@@ -295,7 +300,7 @@ def plural(name: str, count: int) -> str:
 
 def object_list(facts: SceneFacts) -> str:
     parts = [
-        f"{count} {plural(name, count)}" if count > 1 else f"a {name}"
+        f"{count} {plural(name, count)}" if count > 1 else with_article(name)
         for name, count in sorted(facts.counts.items())
     ]
     if len(parts) <= 1:
@@ -608,16 +613,18 @@ def detailed_description(facts: SceneFacts, rng) -> str:
     if facts.objects:
         sentences.append(f"It contains {object_list(facts)}.")
         for fact in facts.objects[:6]:
-            sentences.append(f"A {fact.name} is {where(fact)}, about {metres(fact.depth)} from the camera.")
+            sentences.append(
+                f"{with_article(fact.name).capitalize()} is {where(fact)}, about {metres(fact.depth)} from the camera."
+            )
         nearest, farthest = facts.clear_nearest(facts.objects), facts.clear_farthest()
         if nearest is not None:
-            sentences.append(f"The nearest object is a {nearest.name}.")
+            sentences.append(f"The nearest object is {with_article(nearest.name)}.")
         if farthest is not None:
-            sentences.append(f"The farthest object is a {farthest.name}.")
+            sentences.append(f"The farthest object is {with_article(farthest.name)}.")
         first = facts.clear_nearest(facts.straight_ahead())
         if first is not None:
             sentences.append(
-                f"Straight ahead the first obstacle is a {first.name} at about {metres(first.depth)}."
+                f"Straight ahead the first obstacle is {with_article(first.name)} at about {metres(first.depth)}."
             )
     if math.isfinite(facts.room_depth):
         sentences.append(f"The far surfaces of the room are about {metres(facts.room_depth)} away.")

@@ -17,17 +17,19 @@ set, so `accelerate launch --multi_gpu --num_processes N -m dataset_scripts.pair
 --nproc_per_node N -m dataset_scripts.pairs ...` splits COCO over N GPUs, each on `cuda:$LOCAL_RANK`; both
 also work on CPU, checked here). Each shard writes `<output>/parts/part-I-of-N/` (parquet chunks, so
 memory stays flat); the process that finds all N parts complete merges them into the published folder.
-Depth maps are cached per image id in `<output>/.cache/depth/`, so a rerun (after a crash, or to merge)
-only estimates what is missing.
+Depth maps are cached per estimator and image id in `<output>/.cache/depth/`, so a rerun (after a crash,
+or to merge) only estimates what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import re
+import sys
 import time
 import zlib
 from collections import Counter
@@ -38,7 +40,13 @@ from pathlib import Path
 import numpy as np
 
 import datasets
-from dataset_scripts.depth_estimation import DEFAULT_ESTIMATOR, DepthCache, DepthEstimator, estimate_depths
+from dataset_scripts.depth_estimation import (
+    DEFAULT_ESTIMATOR,
+    DepthCache,
+    DepthEstimator,
+    EstimatorUnavailable,
+    estimate_depths,
+)
 from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
 from dataset_scripts.scene import Scene
 
@@ -259,9 +267,22 @@ def coco_scenes(
     loaders = {image.scene_id: partial(load_rgb, annotations.image_path(image)) for image in images}
     missing = [image_id for image_id in loaders if image_id not in cache]
     started = time.perf_counter()
-    if missing:  # an all-cached rerun never loads the model
-        estimator = DepthEstimator(estimator_name, device=device, batch_size=batch_size)
-        report = estimate_depths(estimator.predict, loaders, cache, batch_size=batch_size, progress=progress)
+    if missing:
+        estimator: list[DepthEstimator] = []
+
+        def predict(images):
+            # Loaded on the first readable image: a rerun whose only missing images are unreadable files
+            # never pays for the model.
+            if not estimator:
+                try:
+                    estimator.append(DepthEstimator(estimator_name, device=device, batch_size=batch_size))
+                except (OSError, ValueError, ImportError) as error:
+                    raise EstimatorUnavailable(
+                        f"--estimator {estimator_name}: cannot load it ({error})"
+                    ) from error
+            return estimator[0].predict(images)
+
+        report = estimate_depths(predict, loaders, cache, batch_size=batch_size, progress=progress)
         logger.info(report.summary())
         reasons = Counter(reason.split(":", 1)[0] for reason in report.failed.values())
         stats["skipped: image unreadable"] += reasons["load"]
@@ -460,6 +481,13 @@ def pairs_card(
 # --------------------------------------------------------------------------------------------------
 
 
+def depth_cache_dir(output: Path, estimator: str) -> Path:
+    """One cache per estimator, so rerunning with another model never reuses the first one's depth."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", str(estimator).strip("/"))[-80:]
+    digest = hashlib.sha256(str(estimator).encode()).hexdigest()[:8]
+    return output / ".cache" / "depth" / f"{slug}-{digest}"
+
+
 def distributed_defaults() -> tuple[int, int]:
     """(rank, world size) from torchrun / accelerate launch, (0, 1) when run alone."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -515,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             args.coco_dir,
             args.split,
             args.estimator,
-            output / ".cache" / "depth",
+            depth_cache_dir(output, args.estimator),
             stats,
             args.shard_index,
             args.num_shards,
@@ -533,13 +561,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         estimator = None
     settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
-    count = write_part(
-        iter_pair_rows(scenes, scorer, progress=not args.no_progress),
-        stats,
-        output,
-        args.shard_index,
-        args.num_shards,
-    )
+    try:
+        count = write_part(
+            iter_pair_rows(scenes, scorer, progress=not args.no_progress),
+            stats,
+            output,
+            args.shard_index,
+            args.num_shards,
+        )
+    except EstimatorUnavailable as error:
+        print(f"deepsight data pairs: {error}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - started
     merged = try_merge(output, args.num_shards, settings)
     print(
@@ -563,6 +595,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

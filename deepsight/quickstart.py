@@ -59,6 +59,7 @@ class Setting:
     batch_size: int = 16
     encoder_batch_size: int = 64
     text_encoder: str = "auto"  # "auto": the MiniLM sentence encoder when installed, else a tiny CLIP text tower
+    minilm_layers: int | None = None  # keep only MiniLM's first N layers (None: all 6)
     # Scenes held out of training (their own seed) for stage 0's zero-shot scene accuracy during training.
     heldout_scenes: int = 200
     encoder_eval_steps: int = 100
@@ -115,7 +116,9 @@ def run_command(command: list[str], log_file: Path) -> None:
     """Run one command, streaming its output to the console and to `log_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+           # One torch thread per process (see accelerate_command); data steps run two at a time.
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     _log("$ " + " ".join(command))
     with open(log_file, "a") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

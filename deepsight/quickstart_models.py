@@ -36,8 +36,15 @@ def minilm_path() -> Path | None:
     return path if (path / "config.json").exists() else None
 
 
-def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_dim: int, seed: int):
-    """(dual encoder, its tokenizer). `text_encoder`: "minilm", "tiny" (random CLIP text tower), or "auto"."""
+def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_dim: int, seed: int,
+                       minilm_layers: int | None = None):
+    """(dual encoder, its tokenizer). `text_encoder`: "minilm", "tiny" (random CLIP text tower), or "auto".
+
+    `minilm_layers` keeps only MiniLM's first layers (its frozen forward pass is most of a stage-0 step here).
+    The tiny tower is random and frozen in stage 0, so its sentence embedding is the mean over tokens (a
+    random bag-of-words projection that still tells captions apart); CLIP's end-of-text pooling of a random
+    tower gives nearly one vector for every caption and stage 0 then learns nothing (loss stuck at log B).
+    """
     import torch
     from transformers import AutoModel, AutoTokenizer, CLIPTextConfig
 
@@ -49,6 +56,11 @@ def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_d
     torch.manual_seed(seed)
     if path is not None:
         text_model = AutoModel.from_pretrained(path)
+        if minilm_layers is not None:
+            if not 1 <= minilm_layers <= text_model.config.num_hidden_layers:
+                raise ValueError(f"minilm_layers: expected 1..{text_model.config.num_hidden_layers}, got {minilm_layers}")
+            text_model.encoder.layer = text_model.encoder.layer[:minilm_layers]
+            text_model.config.num_hidden_layers = minilm_layers
         config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_model.config,
                                             projection_dim=projection_dim, text_pooling="mean")
         model = DeepSightDualEncoder(config)
@@ -60,7 +72,7 @@ def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_d
                                  max_position_embeddings=128, bos_token_id=tokenizer.bos_token_id,
                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_config,
-                                        projection_dim=projection_dim)
+                                        projection_dim=projection_dim, text_pooling="mean")
     return DeepSightDualEncoder(config), tokenizer
 
 
@@ -79,7 +91,8 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
     vision_config = tiny_vision_config(setting.image_size, setting.patch_size, setting.vision_hidden,
                                        setting.vision_layers, setting.heads)
     dual, dual_tokenizer = build_dual_encoder(vision_config, setting.text_encoder, tokenizer,
-                                              projection_dim=setting.vision_hidden, seed=seed)
+                                              projection_dim=setting.vision_hidden, seed=seed,
+                                              minilm_layers=setting.minilm_layers)
     dual.save_pretrained(folder / "dual_encoder")
     dual_tokenizer.save_pretrained(folder / "dual_encoder")
     processor.image_processor.save_pretrained(folder / "dual_encoder")

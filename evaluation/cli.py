@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ def _add_benchmark_parser(sub) -> None:
                         help="how a non-DeepSight model sees depth: gray repeated to 3 channels, or a colormap")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: all)")
     parser.add_argument("--split", default=None, help="benchmark split (default: test, or the only split)")
+    parser.add_argument("--config", default=None, help="benchmark config, e.g. one source (default: the card's default)")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="generate protocol: answer length limit")
     parser.add_argument("--score", choices=SCORE_REDUCTIONS, default="sum",
                         help="likelihood protocol: rank options by summed or per-token mean log-probability")
@@ -53,7 +53,7 @@ def _run_benchmark(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = VisionLanguageModel.from_pretrained(args.model, depth_as=args.depth_as, dtype=args.dtype)
     model.model.to(device)
-    dataset = load_benchmark(args.benchmark, split=args.split)
+    dataset = load_benchmark(args.benchmark, split=args.split, config=args.config)
     settings = RunSettings(
         protocol=args.protocol, batch_size=args.batch_size, limit=args.limit, tasks=args.tasks,
         max_new_tokens=args.max_new_tokens, score=args.score,
@@ -71,6 +71,7 @@ def _add_zeroshot_parser(sub) -> None:
     parser.add_argument("--dataset", choices=("nyu", "sun", "auto"), default="nyu",
                         help="class list: the 10 NYU-D or 19 SUN-D classes, or the scenes found in the data")
     parser.add_argument("--split", default=None)
+    parser.add_argument("--config", default=None, help="dataset config (default: the card's default)")
     parser.add_argument("--limit", type=int, default=None, help="score N randomly chosen samples (the paper used 1,000)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--depth-as", choices=("gray", "colormap"), default="gray", help="depth rendering for CLIP-like models")
@@ -83,7 +84,7 @@ def _run_zeroshot(args) -> int:
     from evaluation.zeroshot import run_zeroshot, zeroshot_markdown
 
     results = run_zeroshot(
-        args.model, args.benchmark, dataset=args.dataset, split=args.split, limit=args.limit,
+        args.model, args.benchmark, dataset=args.dataset, split=args.split, config=args.config, limit=args.limit,
         batch_size=args.batch_size, depth_as=args.depth_as, seed=args.seed, output_dir=args.output,
     )
     print(zeroshot_markdown(results))

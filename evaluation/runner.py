@@ -50,7 +50,7 @@ def ordered_tasks(tasks: Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _load_dataset_fresh(path_or_id: str):
+def _load_dataset_fresh(path_or_id: str, config: str | None = None):
     """`datasets.load_dataset`, but a local folder is read through its resolved data files.
 
     For a folder whose card lists `configs:`, datasets 5.2 keys its Arrow cache on the folder *name*
@@ -61,17 +61,20 @@ def _load_dataset_fresh(path_or_id: str):
     import datasets
 
     if not os.path.isdir(path_or_id):
-        return datasets.load_dataset(path_or_id)
-    builder = datasets.load_dataset_builder(path_or_id)
+        return datasets.load_dataset(path_or_id, config)
+    builder = datasets.load_dataset_builder(path_or_id, config)
     return datasets.load_dataset(builder.name, data_files=builder.config.data_files, features=builder.info.features)
 
 
-def load_benchmark_dataset(path_or_id: str, split: str | None = None, required: Sequence[str] = REQUIRED_COLUMNS):
+def load_benchmark_dataset(
+    path_or_id: str, split: str | None = None, required: Sequence[str] = REQUIRED_COLUMNS, config: str | None = None
+):
     """One split of a dataset folder (parquet + card) or Hub id, checked to have the `required` columns.
 
+    `config` picks one of the card's configs (e.g. one source); by default the card's default config.
     With no `split`, `test` is used when present, else the only split.
     """
-    loaded = _load_dataset_fresh(str(path_or_id))
+    loaded = _load_dataset_fresh(str(path_or_id), config)
     if split is None:
         if "test" in loaded:
             split = "test"
@@ -88,9 +91,9 @@ def load_benchmark_dataset(path_or_id: str, split: str | None = None, required: 
     return dataset
 
 
-def load_benchmark(path_or_id: str, split: str | None = None):
+def load_benchmark(path_or_id: str, split: str | None = None, config: str | None = None):
     """The Depth Template Benchmark split as a `datasets.Dataset` (contract schema checked)."""
-    return load_benchmark_dataset(path_or_id, split, REQUIRED_COLUMNS)
+    return load_benchmark_dataset(path_or_id, split, REQUIRED_COLUMNS, config)
 
 
 def select_rows(dataset, tasks: Sequence[str] | None = None, limit: int | None = None) -> list[int]:

@@ -132,11 +132,11 @@ def class_embeddings(encoder: SceneEncoder, classes: list[str], templates: list[
     return torch.stack(rows)
 
 
-def load_scene_samples(path_or_id: str, split: str | None = None):
+def load_scene_samples(path_or_id: str, split: str | None = None, config: str | None = None):
     """Rows with `depth` and `scene`; for a benchmark, only its scene_classification rows (one per image)."""
     from evaluation.runner import load_benchmark_dataset
 
-    dataset = load_benchmark_dataset(path_or_id, split, required=("depth", "scene"))
+    dataset = load_benchmark_dataset(path_or_id, split, required=("depth", "scene"), config=config)
     if "task" in dataset.column_names:
         dataset = dataset.filter(lambda task: task == "scene_classification", input_columns="task")
     return dataset
@@ -147,6 +147,7 @@ def run_zeroshot(
     benchmark: str,
     dataset: str = "nyu",
     split: str | None = None,
+    config: str | None = None,
     limit: int | None = None,
     batch_size: int = 16,
     depth_as: str = "gray",
@@ -162,7 +163,7 @@ def run_zeroshot(
     from evaluation.runner import depth_of_row
 
     encoder = DualEncoderModel.from_pretrained(model, depth_as=depth_as) if isinstance(model, (str, os.PathLike)) else model
-    samples = load_scene_samples(benchmark, split)
+    samples = load_scene_samples(benchmark, split, config)
     scenes = list(samples["scene"])
     classes = resolve_classes(dataset, scenes)
     labelled = [(i, label_of(s, classes, dataset)) for i, s in enumerate(scenes)]

@@ -558,9 +558,10 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
     ) -> "DeepSightForConditionalGeneration":
         """Build DeepSight from a CLIP checkpoint (vision) and a causal-LM checkpoint, by Hub name or local path.
 
-        The vision tower is converted with `DeepSightVisionModel.from_clip_vision` (CLIP-equivalent at init on depth
-        repeated to RGB), the language model and its head are loaded unchanged, the projector is freshly
-        initialised (train it in stage 1).
+        A CLIP vision tower is converted with `DeepSightVisionModel.from_clip_vision` (CLIP-equivalent at init on
+        depth repeated to RGB); the language model and its head are loaded unchanged and used as they are (the model
+        is assembled around them, without a second copy in memory); the projector is freshly initialised (train it
+        in stage 1). Returned in eval mode, like `from_pretrained`.
 
         Args:
             vision_model_name_or_path: a `CLIPModel` / `CLIPVisionModel` checkpoint (converted), or a stage-0
@@ -586,12 +587,19 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
             image_token_id=image_token_id,
             **config_kwargs,
         )
-        model = cls(config).to(language_model.dtype)
-        model.model.vision_tower.load_state_dict(vision_tower.state_dict())
-        model.model.language_model.load_state_dict(language_model.base_model.state_dict())
-        model.lm_head.load_state_dict(language_model.get_output_embeddings().state_dict())
+        # Build the skeleton on the meta device and plug the loaded modules in: no second copy of the LM in memory.
+        with torch.device("meta"):
+            model = cls(config)
+        model.model.vision_tower = vision_tower.to(language_model.dtype)
+        model.model.language_model = language_model.base_model
+        model.lm_head = language_model.get_output_embeddings()
+        projector = DeepSightMultiModalProjector(config)
+        projector.apply(model._init_weights)
+        model.model.multi_modal_projector = projector.to(language_model.dtype)
+        if config.tie_word_embeddings:
+            model.tie_weights()
         model.generation_config = language_model.generation_config
-        return model
+        return model.eval()  # like from_pretrained (the loaded parts already are)
 
 
 # --------------------------------------------------------------------------------------------------

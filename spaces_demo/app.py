@@ -234,6 +234,14 @@ def build_demo(
     if estimator is None:
         encoding_choices[-1] = (f"{encoding_choices[-1][0]} (unavailable: {estimator_missing})", "rgb")
 
+    def on_depth_change(path, encoding_value, boxes_text):
+        """New depth, encoding or example: redraw, drop a half-drawn box, start a new conversation."""
+        view, text = backend.show_depth(path, encoding_value, boxes_text)
+        return view, text, None, []
+
+    def on_example(path, encoding_value, boxes_text, question_text, options_text):
+        return on_depth_change(path, encoding_value, boxes_text)
+
     with gr.Blocks(title="DeepSight") as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(model_notice(responder), elem_id="model-notice")
@@ -289,19 +297,21 @@ def build_demo(
             send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
             clear = gr.Button("Clear chat", scale=1)
         if examples:
+            # An example sets the file, regions and question at once; redrawing on click (not only on
+            # `depth_file.change`) shows its regions even when its file is the one already loaded.
             gr.Examples(
                 [example.as_row() for example in examples],
                 inputs=[depth_file, encoding, boxes, question, options],
+                outputs=[depth_view, status, pending_corner, chatbot],
+                fn=on_example,
+                run_on_click=True,
+                cache_examples=False,
                 label="Synthetic rooms (one click loads the depth map, regions and a question)",
             )
         gr.Markdown(
             f"Limits: files up to {MAX_UPLOAD_BYTES // 2**20} MiB, images up to {MAX_PIXELS / 1e6:.1f} "
             "megapixels, questions up to 1000 characters. Answers stream as the model generates them."
         )
-
-        def on_depth_change(path, encoding_value, boxes_text):
-            view, text = backend.show_depth(path, encoding_value, boxes_text)
-            return view, text, None, []
 
         depth_inputs = [depth_file, encoding, boxes]
         for trigger in (depth_file.change, encoding.change):

@@ -16,7 +16,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from deepsight.prompts import format_multiple_choice  # noqa: E402
-from deepsight.tiny import build_tiny_deepsight  # noqa: E402
 from modeling_deepsight.image_processing_deepsight import encode_depth, load_depth  # noqa: E402
 from spaces_demo.app import build_demo  # noqa: E402
 from spaces_demo.inputs import format_boxes  # noqa: E402
@@ -27,13 +26,12 @@ MAX_NEW_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, tiny_deepsight_dir):
+    """The app serving the tiny DeepSight saved by conftest's `tiny_deepsight_dir` (loaded by path)."""
     root = tmp_path_factory.mktemp("demo_app")
-    model, processor = build_tiny_deepsight(seed=0)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    model_dir = str(tiny_deepsight_dir)
     demo = build_demo(
-        model_path=str(root / "model"),
+        model_path=model_dir,
         depth_model="none",
         examples_dir=root / "examples",
         max_new_tokens=MAX_NEW_TOKENS,
@@ -48,7 +46,8 @@ def app(tmp_path_factory):
             depth_png=depth_png,
             scene=scene,
             # The same checkpoint loaded on its own: the reference for what the app must answer.
-            reference=load_responder(str(root / "model"), max_new_tokens=MAX_NEW_TOKENS),
+            reference=load_responder(model_dir, max_new_tokens=MAX_NEW_TOKENS),
+            model_dir=model_dir,
             root=root,
         )
     finally:
@@ -228,7 +227,7 @@ def test_an_unmerged_lora_checkpoint_is_loaded_on_its_base_and_merged(app, tmp_p
 
     from modeling_deepsight import DeepSightForConditionalGeneration
 
-    base_dir = app.root / "model"
+    base_dir = app.model_dir
     # init_lora_weights=False: random (non-zero) adapters, as after training, so merging changes answers.
     lora = LoraConfig(
         r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False

@@ -174,3 +174,5 @@ def test_one_click_on_a_synthetic_example_loads_its_depth_regions_and_question(p
     )
     assert page.locator("#boxes textarea").input_value() == example.boxes
     assert page.locator("#options textarea").input_value() == example.options
+    # The view and status were redrawn with the example's regions (none), not the box drawn before.
+    assert ("no boxes" in page.locator("#status").inner_text()) == (example.boxes == "")

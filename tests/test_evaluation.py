@@ -412,3 +412,18 @@ def test_cli_compare_and_card_commands_write_their_outputs(tmp_path, benchmark, 
     assert main(["card", str(tmp_path / "run" / "results.json"), "--model-dir", str(tmp_path / "model")]) == 0
     card = (tmp_path / "model" / "README.md").read_text()
     assert "model-index" in card and "average/likelihood" in card
+
+
+def test_harness_scores_the_benchmark_builders_output_exactly(tmp_path):
+    """The real builder's folder (`deepsight data benchmark`) loads, and always-A scores the share of A answers."""
+    data_cli = pytest.importorskip("dataset_scripts.cli")
+    folder = tmp_path / "built"
+    assert data_cli.main(["benchmark", "--source", "synthetic", "--num-scenes", "3", "--output", str(folder)]) == 0
+    dataset = load_benchmark(str(folder))
+    rows = list(zip(dataset["task"], dataset["answer_index"]))
+    results = run_benchmark(AlwaysA(), dataset, tmp_path / "out", RunSettings(protocol="likelihood"), progress=False)
+    for task, entry in results["tasks"].items():
+        answers = [answer for t, answer in rows if t == task]
+        assert entry["n"] == len(answers)
+        assert entry["accuracy"] == pytest.approx(sum(a == 0 for a in answers) / len(answers))
+    assert load_benchmark(str(folder), config="synthetic").num_rows == len(rows)

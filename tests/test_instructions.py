@@ -204,8 +204,9 @@ def test_mix_controls_the_types_and_rejects_bad_specs():
 class FakeChatServer:
     """/v1/chat/completions on 127.0.0.1 writing replies from the objects listed in the prompt.
 
-    mode: "ok", "unauthorized" (HTTP 401), "fail_first" (HTTP 500 for the first `failures` requests), "garbage" (a 200 that is not
-    JSON, then content that is not JSON), "hallucinate" (mentions a giraffe), "slow" (sleeps `delay`).
+    mode: "ok", "unauthorized" (HTTP 401), "fail_first" (HTTP 500 for the first `failures` requests),
+    "garbage" (a 200 that is not JSON, then content that is not JSON), "hallucinate" (mentions a giraffe),
+    "slow" (sleeps `delay`).
     """
 
     def __init__(self, mode="ok", failures=2, delay=1.0):

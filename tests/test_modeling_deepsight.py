@@ -304,6 +304,10 @@ def test_from_pretrained_components_loads_clip_vision_and_causal_lm(tiny_clip_di
         tiny_clip_dir, tiny_llama_dir, image_token_id=image_token_id, projector_depth=3
     ).eval()
     assert model.config.projector_depth == 3 and model.config.image_token_id == image_token_id
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert not model.training and not any(m.training for m in model.modules())
+    projector_weights = [m.weight for m in model.model.multi_modal_projector.layers if isinstance(m, torch.nn.Linear)]
+    assert all(0 < float(w.std()) < 0.1 for w in projector_weights)
 
     depth = torch.randn(1, 1, 32, 32)
     clip_vision = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()

@@ -287,7 +287,7 @@ def test_coco_pairs_build_and_load_back_with_predicted_depth(tiny_glpn, tmp_path
     assert row["depth"].mode == "I;16" and row["depth"].size == (64, 48)
     assert row["caption"] == row["captions"][int(np.argmax(row["caption_scores"]))]
     assert row["scene"] == "indoor"
-    cached = DepthCache(out / ".cache" / "depth").load("coco-000000000001")
+    cached = DepthCache(pairs.depth_cache_dir(out, tiny_glpn)).load("coco-000000000001")
     np.testing.assert_allclose(image_value_to_depth(row["depth"]), cached)
     card = (out / "README.md").read_text()
     assert "predicted, not measured" in card and tiny_glpn in card and "image unreadable | 1" in card
@@ -483,3 +483,45 @@ def test_parts_are_written_in_chunks_and_merged_in_id_order(tmp_path):
     assert loaded["id"] == ["s0", "s1", "s2", "s3", "s4"]
     assert [float(image_value_to_depth(d)[0, 0]) for d in loaded["depth"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert "| seen | 5 |" in (tmp_path / "README.md").read_text()
+
+
+def test_rerun_reads_cached_depth_without_loading_the_estimator(tiny_glpn, tmp_path, monkeypatch):
+    coco_dir = fixture_coco(tmp_path / "coco")
+    args = [
+        "--source",
+        "coco",
+        "--coco-dir",
+        str(coco_dir),
+        "--estimator",
+        tiny_glpn,
+        "--output",
+        str(tmp_path / "out"),
+    ]
+    run_pairs(args)
+    first = datasets.load_dataset(str(tmp_path / "out"), split="train").to_list()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the estimator was loaded although every depth map is cached")
+
+    monkeypatch.setattr(pairs, "DepthEstimator", no_model)
+    run_pairs(args)
+    again = datasets.load_dataset(str(tmp_path / "out"), split="train").to_list()
+    assert [r["id"] for r in again] == [r["id"] for r in first]
+    assert all(np.array_equal(np.asarray(a["depth"]), np.asarray(b["depth"])) for a, b in zip(first, again))
+
+
+def test_an_estimator_that_cannot_load_stops_the_run_with_a_clear_message(tmp_path, capsys):
+    coco_dir = fixture_coco(tmp_path / "coco")
+    args = [
+        "--source",
+        "coco",
+        "--coco-dir",
+        str(coco_dir),
+        "--estimator",
+        str(tmp_path / "no-such-model"),
+        "--output",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
+    assert pairs.main(args) == 2
+    assert "cannot load it" in capsys.readouterr().err
