@@ -424,7 +424,9 @@ def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
         chunks = sorted(str(path) for folder, _ in parts for path in folder.glob("chunk-*.parquet"))
         if not chunks:
             raise SystemExit("no pairs were produced (every image was skipped); see the warnings above")
-        merged = datasets.Dataset.from_parquet(chunks, features=PAIRS_FEATURES).sort("id")
+        merged = datasets.Dataset.from_parquet(chunks, features=PAIRS_FEATURES)
+        ids = merged["id"]
+        merged = merged.select(sorted(range(len(ids)), key=ids.__getitem__))  # the single-process order
         export_dataset(merged, output, pairs_card(merged, stats, **card_settings))
         return True
     finally:

@@ -50,7 +50,9 @@ MAX_UINT16_METRES = 65.535
 
 # Plausible range of an indoor RGB-D sensor, used only to tell SUN's rotated layout from plain mm.
 _SUN_PLAUSIBLE_METRES = (0.1, 20.0)
-_SUN_LOW_BITS_CLEAR = 0.8
+# Half, not more: a SUN map of a large room has many pixels beyond 8.19 m (which set the low bits), while
+# plain millimetres have the low bits clear in only ~1 pixel in 8.
+_SUN_LOW_BITS_CLEAR = 0.5
 _SUN_MIN_PIXELS = 64
 _DETECTION_SAMPLE_PIXELS = 65536
 
@@ -264,7 +266,7 @@ def detect_depth_encoding(array: Any, name: str = "depth") -> str:
     2. uint8 (PIL ``L``), or an 8-bit H x W x 3 image whose three channels are equal up to JPEG noise (a
        grayscale depth image saved as RGB; a warning says so) -> ``"gray8"``; other 3-channel images ->
        `ValueError` (colour, not depth), unless the caller declares ``"gray8"`` (then the luma is used);
-    3. 16-bit integers -> ``"sun"`` when at least 80% of the non-zero pixels have their 3 low bits zero
+    3. 16-bit integers -> ``"sun"`` when at least half of the non-zero pixels have their 3 low bits zero
        (SUN stores ``mm`` rotated left by 3, so only depths beyond 8.19 m set them; in plain millimetres
        about 1 pixel in 8 has them zero) *and* the SUN decoding puts the median valid depth within
        0.1-20 m; else ``"mm"``. Fewer than 64 non-zero pixels are too few to tell: ``"mm"``. These statistics
