@@ -92,18 +92,26 @@ def _run_zeroshot(args) -> int:
 
 
 def _add_compare_parser(sub) -> None:
-    parser = sub.add_parser("compare", help="Table-2-style comparison of results.json files")
-    parser.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
-    parser.add_argument("--paper", action="store_true", help="add the paper's Table 2 / Table 6 rows as reference")
+    parser = sub.add_parser("compare", help="Table-2-style comparison of results.json files (Table 3 for zeroshot.json)")
+    parser.add_argument("results", nargs="+", help="results.json / zeroshot.json files (or folders holding one)")
+    parser.add_argument("--paper", action="store_true", help="add the paper's Table 2 / 6 (or Table 3) rows as reference")
     parser.add_argument("--ci", action="store_true", help="show the 95%% interval next to each accuracy")
     parser.add_argument("--output", default=None, help="also write the markdown table to this file")
     parser.set_defaults(handler=_run_compare)
 
 
 def _run_compare(args) -> int:
-    from evaluation.compare import comparison_markdown, load_results
+    from evaluation.compare import comparison_markdown, is_zeroshot, load_results, zeroshot_comparison_markdown
 
-    table = comparison_markdown([load_results(path) for path in args.results], include_paper=args.paper, show_ci=args.ci)
+    runs = [load_results(path) for path in args.results]
+    tables = []
+    benchmark_runs = [run for run in runs if not is_zeroshot(run)]
+    zeroshot_runs = [run for run in runs if is_zeroshot(run)]
+    if benchmark_runs:
+        tables.append(comparison_markdown(benchmark_runs, include_paper=args.paper, show_ci=args.ci))
+    if zeroshot_runs:
+        tables.append(zeroshot_comparison_markdown(zeroshot_runs, include_paper=args.paper))
+    table = "\n".join(tables)
     print(table)
     if args.output:
         Path(args.output).write_text(table)
@@ -120,12 +128,13 @@ def _add_card_parser(sub) -> None:
 
 
 def _run_card(args) -> int:
-    from evaluation.compare import load_results
+    from evaluation.compare import is_zeroshot, load_results
     from evaluation.model_card import write_results_to_model_card
 
-    path = write_results_to_model_card(
-        args.model_dir, [load_results(p) for p in args.results], model_name=args.model_name, dataset_id=args.dataset_id
-    )
+    runs = [load_results(p) for p in args.results]
+    if any(is_zeroshot(run) for run in runs):
+        raise ValueError("card: only benchmark results.json files go into the model card, not zeroshot.json")
+    path = write_results_to_model_card(args.model_dir, runs, model_name=args.model_name, dataset_id=args.dataset_id)
     print(f"Wrote {path}")
     return 0
 

@@ -13,17 +13,28 @@ PAPER_RESULTS_PATH = Path(__file__).resolve().parent / "paper_results.json"
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """A results.json written by `deepsight eval benchmark` (the file, or the folder holding it)."""
+    """A results.json of `deepsight eval benchmark` or a zeroshot.json of `deepsight eval zeroshot`
+    (the file, or the folder holding it)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "results.json"
+        candidates = [path / "results.json", path / "zeroshot.json"]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
     if not path.is_file():
-        raise ValueError(f"results: {path} does not exist; expected a results.json from `deepsight eval benchmark`")
+        raise ValueError(f"results: {path} does not exist; expected a results.json (or zeroshot.json) from `deepsight eval`")
     results = json.loads(path.read_text())
-    if not isinstance(results, dict) or "tasks" not in results or "average" not in results:
-        raise ValueError(f"results: {path} has no 'tasks'/'average'; expected a results.json from `deepsight eval benchmark`")
+    is_benchmark = isinstance(results, dict) and "tasks" in results and "average" in results
+    is_zeroshot = isinstance(results, dict) and "top1" in results and "dataset" in results
+    if not (is_benchmark or is_zeroshot):
+        raise ValueError(
+            f"results: {path} has neither 'tasks'/'average' (benchmark) nor 'top1'/'dataset' (zeroshot); "
+            "expected a file written by `deepsight eval benchmark` or `deepsight eval zeroshot`"
+        )
     results.setdefault("_path", str(path))
     return results
+
+
+def is_zeroshot(results: dict[str, Any]) -> bool:
+    return "top1" in results
 
 
 def load_paper_rows() -> list[dict[str, Any]]:
@@ -69,4 +80,30 @@ def comparison_markdown(runs: list[dict[str, Any]], include_paper: bool = False,
         lines.append(
             f"| {_run_label(run)} | {source} | " + " | ".join(cells) + f" | **{100 * run['average']:.2f}** | {run['n']} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def zeroshot_comparison_markdown(runs: list[dict[str, Any]], include_paper: bool = False) -> str:
+    """Table-3-style rows: top-1 zero-shot scene accuracy (%) per model on NYU-D / SUN-D."""
+    columns = ["nyu", "sun"] + sorted({run["dataset"] for run in runs} - {"nyu", "sun"})
+    titles = {"nyu": "NYU-D (%)", "sun": "SUN-D (%)"}
+    header = ["Model", "Source"] + [titles.get(c, f"{c} (%)") for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(columns)]
+    if include_paper:
+        for row in json.loads(PAPER_RESULTS_PATH.read_text())["table3"]:
+            cells = [f"{row[c]:.1f}" if c in row else "-" for c in columns]
+            lines.append(f"| {row['model']} | paper, Table 3 | " + " | ".join(cells) + " |")
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        by_model.setdefault(Path(str(run["model"])).name or str(run["model"]), {})[run["dataset"]] = run
+    for model, per_dataset in by_model.items():
+        cells = []
+        for column in columns:
+            run = per_dataset.get(column)
+            if run is None:
+                cells.append("-")
+            else:
+                low, high = run["ci95"]
+                cells.append(f"{100 * run['top1']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={run['n']})")
+        lines.append(f"| {model} | this run | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

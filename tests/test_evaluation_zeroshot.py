@@ -133,3 +133,14 @@ def test_two_benchmark_folders_with_the_same_name_load_their_own_rows(tmp_path):
     assert load_benchmark(str(second)).num_rows == 12
     rebuilt = write_benchmark_folder(first, make_benchmark_rows(4, seed=2))  # rebuilt in place
     assert load_benchmark(str(rebuilt)).num_rows == 4
+
+
+def test_compare_shows_zeroshot_runs_table3_style_beside_the_paper(tmp_path, capsys):
+    from evaluation.cli import main
+
+    folder = write_benchmark_folder(tmp_path / "scenes", _scene_rows(["kitchen", "office", "bedroom"]))
+    run_zeroshot(OracleEncoder(), str(folder), dataset="nyu", output_dir=tmp_path / "zs", progress=False)
+    assert main(["compare", str(tmp_path / "zs"), "--paper"]) == 0
+    table = capsys.readouterr().out
+    assert "| LanguageBind | paper, Table 3 | 65.1 | 36.7 |" in table
+    assert "| oracle-encoder | this run | 100.0 [43.9, 100.0] (n=3) | - |" in table
