@@ -250,6 +250,9 @@ def build_tiny_dual_encoder(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    # CLIP's pooler reads the end-of-text token, which real CLIP tokenizers append and the tiny BPE does not:
+    # pooled at position 0 every caption would embed alike. Mean pooling reads the whole caption.
+    config_kwargs.setdefault("text_pooling", "mean")
     config = DeepSightDualEncoderConfig(
         vision_config=tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_layers, num_attention_heads),
         text_config=text_config,
