@@ -17,7 +17,8 @@ depth map (4 by default: one per task, as the paper's templates do; 1 is the wor
 The goal: likelihood >= 5x the naive loop.
 
     .venv/bin/python bench/bench_eval.py [--model llava|deepsight] [--questions 48] [--batch-size 16] \
-        [--max-new-tokens 16] [--short-tokens 5] [--questions-per-image 4] [--rounds 3] [--threads 1]
+        [--max-new-tokens 16] [--short-tokens 5] [--questions-per-image 4] [--image-size 112] \
+        [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from evaluation.runner import RunSettings, load_benchmark, run_benchmark  # noqa
 from evaluation.testing import build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
 
 
-def build_model(kind: str, folder: Path) -> VisionLanguageModel:
+def build_model(kind: str, folder: Path, image_size: int = 112) -> VisionLanguageModel:
     """A small random VLM saved to `folder` and loaded back the way the CLI loads checkpoints."""
     if kind == "llava":
-        # 112 px / 14 px patches = 64 image tokens, a 4-layer 256-wide Llama: small, but compute-bound.
-        build_tiny_llava(folder, image_size=112, hidden_size=256, num_layers=4)
+        # 112 px / 14 px patches = 64 image tokens (224 px: 256, as CLIP ViT-L/14 gives DeepSight-7B),
+        # a 4-layer 256-wide Llama: small, but compute-bound.
+        build_tiny_llava(folder, image_size=image_size, hidden_size=256, num_layers=4)
     else:
         from deepsight.tiny import build_tiny_deepsight
 
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--short-tokens", type=int, default=5)
     parser.add_argument("--questions-per-image", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=112, help="llava: image side in pixels (14-pixel patches)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
-        model = build_model(args.model, workdir / "model")
+        model = build_model(args.model, workdir / "model", args.image_size)
         dataset = load_benchmark(str(write_benchmark_folder(workdir / "benchmark", make_benchmark_rows(args.questions, seed=0, questions_per_image=args.questions_per_image))))
         contenders = {
             "likelihood (batched, shared prefix)": RunSettings(protocol="likelihood", batch_size=args.batch_size),
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = {name: args.questions / statistics.median(values) for name, values in times.items()}
     naive = rate[f"naive loop (1 at a time, {args.max_new_tokens} tok)"]
     naive_short = rate[f"naive loop (1 at a time, {args.short_tokens} tok)"]
-    print(f"\nmodel: tiny random {args.model}, {args.questions} questions ({args.questions_per_image} per depth map), "
+    print(f"\nmodel: tiny random {args.model} ({args.image_size} px), {args.questions} questions ({args.questions_per_image} per depth map), "
           f"batch {args.batch_size}, {args.threads} thread(s), median of {args.rounds} rounds\n")
     print(f"| protocol | questions/s | vs naive ({args.max_new_tokens} tok) | vs naive ({args.short_tokens} tok) |")
     print("|---|---:|---:|---:|")

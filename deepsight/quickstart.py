@@ -77,6 +77,7 @@ class Setting:
     # Ablation budgets (shorter than the main run, equal across the variants of one ablation).
     ablation_sft_steps: int = 300
     ablation_encoder_steps: int = 150
+    ablation_questions_per_task: int = 150
     eval_limit: int | None = None
     num_processes: int = 1
     data_workers: int = 2  # data steps run this many at a time
@@ -90,6 +91,7 @@ SETTINGS = {
                      text_hidden=32, text_layers=1, vocab_size=400, encoder_steps=2, align_steps=2, sft_steps=2,
                      batch_size=4, encoder_batch_size=8, text_encoder="tiny", heldout_scenes=6,
                      encoder_eval_steps=2, sun_layout_scenes=4, ablation_sft_steps=2, ablation_encoder_steps=2,
+                     ablation_questions_per_task=3,
                      eval_limit=12),
 }
 
@@ -132,20 +134,31 @@ def run_command(command: list[str], log_file: Path) -> None:
                              f"see {log_file}; re-run `deepsight quickstart` to resume from here")
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished child processes."""
+    import resource
+
+    return sum(usage.ru_utime + usage.ru_stime for usage in
+               (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def run_step(step: Step, log_file: Path, action=None) -> None:
     """Run a step unless its `.done` marker exists; write the marker only after success."""
     if step.is_done():
         _log(f"{step.name}: done already ({step.folder}), skipping")
         return
-    started = time.time()
+    started, cpu_started = time.time(), cpu_seconds()
     _log(f"{step.name}: starting")
     step.folder.mkdir(parents=True, exist_ok=True)
     for command in step.commands:
         run_command(command, log_file)
     if action is not None:
         action()
-    step.done_marker.write_text(json.dumps({"seconds": round(time.time() - started, 1)}))
-    _log(f"{step.name}: finished in {time.time() - started:.0f}s")
+    # CPU seconds are what the step costs on an idle machine (wall time depends on the other users of the
+    # cores); with concurrent steps they include whatever else finished meanwhile.
+    cpu = cpu_seconds() - cpu_started
+    step.done_marker.write_text(json.dumps({"seconds": round(time.time() - started, 1), "cpu_seconds": round(cpu, 1)}))
+    _log(f"{step.name}: finished in {time.time() - started:.0f}s ({cpu:.0f} CPU s)")
 
 
 def run_steps_concurrently(steps: list[Step], log_file: Path, workers: int) -> None:

@@ -150,7 +150,7 @@ class Ablations:
         self.pipeline = pipeline
         self.setting = pipeline.setting
         self.folder = pipeline.output / "ablations"
-        self.benchmark = pipeline.data / "benchmark"
+        self.benchmark = self.folder / "benchmark"
 
     def run_step(self, step: Step, action=None) -> None:
         run_step(step, self.pipeline.log_file, action)
@@ -158,34 +158,52 @@ class Ablations:
     def evaluate(self, model: Path, name: str, benchmark: Path | None = None) -> Path:
         """Likelihood evaluation of `model` (the main protocol); returns its predictions.jsonl."""
         output = self.folder / name
-        limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
         self.run_step(Step(f"ablation eval: {name}", output, [deepsight_command(
             "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.benchmark),
-            "--output", str(output), "--protocol", "likelihood", *limit)]))
+            "--output", str(output), "--protocol", "likelihood")]))
         return output / "predictions.jsonl"
 
-    # 1. Bbox Conv at inference
-    def write_boxless_benchmark(self) -> None:
-        """A copy of the benchmark with every `boxes` empty: the Bbox Conv mask becomes all ones."""
+    # The questions every ablation is scored on
+    def write_benchmarks(self) -> None:
+        """ablations/benchmark: the first `ablation_questions_per_task` test questions of each task (in the
+        benchmark's order, no selection by outcome); ablations/benchmark_without_boxes: the same with every
+        `boxes` empty, so the Bbox Conv mask is all ones."""
         import datasets
 
         from dataset_scripts.export import CardInfo, export_dataset
 
-        builder = datasets.load_dataset_builder(str(self.benchmark))
+        builder = datasets.load_dataset_builder(str(self.pipeline.data / "benchmark"))
         loaded = datasets.load_dataset(builder.name, data_files=builder.config.data_files, features=builder.info.features)
+        per_task = self.setting.ablation_questions_per_task
+
+        def subset(ds):
+            seen: dict[str, int] = {}
+            keep = []
+            for index, task in enumerate(ds["task"]):
+                seen[task] = seen.get(task, 0) + 1
+                if seen[task] <= per_task:
+                    keep.append(index)
+            return ds.select(keep)
+
+        subsets = datasets.DatasetDict({split: subset(ds) for split, ds in loaded.items()})
+        card = CardInfo(pretty_name="Depth Template Benchmark, ablation subset",
+                        description=f"The first {per_task} questions per task of `{self.pipeline.data / 'benchmark'}`.",
+                        license="other")
+        export_dataset(subsets, self.benchmark, card, config_name=builder.config.name)
         boxless = datasets.DatasetDict({split: ds.map(lambda row: {"boxes": []}, desc="empty boxes")
-                                        for split, ds in loaded.items()})
+                                        for split, ds in subsets.items()})
         card = CardInfo(pretty_name="Depth Template Benchmark without boxes (ablation)",
-                        description=f"`{self.benchmark}` with every `boxes` emptied: the model sees an all-ones "
+                        description="The ablation subset with every `boxes` emptied: the model sees an all-ones "
                                     "Bbox Conv mask, i.e. no region hint (the Bbox Conv ablation).",
                         license="other")
         export_dataset(boxless, self.folder / "benchmark_without_boxes", card, config_name=builder.config.name)
 
+    # 1. Bbox Conv at inference
     def bbox_conv(self) -> list[Row]:
-        boxless = self.folder / "benchmark_without_boxes"
-        self.run_step(Step("ablation data: benchmark without boxes", boxless), self.write_boxless_benchmark)
-        variants = {"boxes in the mask (DeepSight)": self.pipeline.output / "eval" / "likelihood" / "predictions.jsonl",
-                    "all-ones mask (no Bbox Conv hint)": self.evaluate(self.pipeline.output / "model", "bbox_conv_off", boxless)}
+        model = self.pipeline.output / "model"
+        variants = {"boxes in the mask (DeepSight)": self.evaluate(model, "bbox_conv_on"),
+                    "all-ones mask (no Bbox Conv hint)": self.evaluate(model, "bbox_conv_off",
+                                                                        self.folder / "benchmark_without_boxes")}
         return task_rows("Bbox Conv at inference", variants, reference="boxes in the mask (DeepSight)",
                          tasks=("recognition", "distance_judgment"))
 
@@ -282,11 +300,13 @@ def per_sample_correct(path: Path) -> list[bool]:
 def run_ablations(pipeline) -> Path:
     """Run every ablation (skipping finished steps); write OUTPUT/ablations/ablations.md and .json."""
     ablations = Ablations(pipeline)
+    ablations.run_step(Step("ablation data: benchmark subsets", ablations.folder / "data"), ablations.write_benchmarks)
     rows = [*ablations.bbox_conv(), *ablations.train_parts(), *ablations.sample_ratio(), *ablations.baseline()]
     ablations.folder.mkdir(parents=True, exist_ok=True)
     (ablations.folder / "ablations.json").write_text(json.dumps([row.as_dict() for row in rows], indent=1))
-    text = ("Likelihood protocol on the test benchmark (zero-shot rows: held-out pairs scenes). Differences are "
-            "paired per question against the row marked `reference`.\n\n" + markdown(rows))
+    text = (f"Likelihood protocol on the first {pipeline.setting.ablation_questions_per_task} test questions of "
+            "each task (zero-shot rows: the held-out pairs scenes). Differences are paired per question against "
+            "the row marked `reference` (zero-shot rows: unpaired, counts only).\n\n" + markdown(rows))
     path = ablations.folder / "ablations.md"
     path.write_text(text + "\n")
     return path

@@ -82,10 +82,16 @@ def targets_check(likelihood: dict[str, Any] | None) -> list[str]:
 
 
 def step_timings(output: Path) -> list[str]:
-    lines = ["| step | seconds |", "|---|---:|"]
+    """Wall and CPU seconds per finished step (CPU: this machine's cost without other users of the cores)."""
+    lines = ["| step | wall seconds | CPU seconds |", "|---|---:|---:|"]
+    total_wall = total_cpu = 0.0
     for marker in sorted(output.rglob(".done"), key=lambda p: p.stat().st_mtime):
-        seconds = json.loads(marker.read_text() or "{}").get("seconds")
-        lines.append(f"| {marker.parent.relative_to(output)} | {seconds} |")
+        timing = json.loads(marker.read_text() or "{}")
+        total_wall += timing.get("seconds") or 0
+        total_cpu += timing.get("cpu_seconds") or 0
+        lines.append(f"| {marker.parent.relative_to(output)} | {timing.get('seconds', '—')} | "
+                     f"{timing.get('cpu_seconds', '—')} |")
+    lines.append(f"| **sum** | {total_wall:.0f} | {total_cpu:.0f} |")
     return lines
 
 

@@ -264,6 +264,14 @@ class VisionLanguageModel:
         counting only real tokens), so each row sees exactly its own unpadded sequence.
         """
         inputs = self._encode(questions)
+        if any(
+            key not in ("input_ids", "attention_mask") and value.shape[:2] == inputs["input_ids"].shape
+            for key, value in inputs.items()
+        ):
+            # per-token inputs beside the ids (Gemma-3's token_type_ids...) would have to be split and
+            # padded like the ids; those models take the one-pass path instead
+            option_counts = torch.bincount(row_question, minlength=len(questions)).tolist()
+            return self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask)
         groups, image_part, text_part = self._split_at_images(inputs)
         representatives = [members[0] for members in groups]
         group_of_question = torch.empty(len(questions), dtype=torch.long)

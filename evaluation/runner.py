@@ -119,6 +119,29 @@ def depth_of_row(row: dict[str, Any]) -> np.ndarray:
     return depth
 
 
+def group_rows_by_depth(dataset, indices: list[int], chunk_size: int = 256) -> list[int]:
+    """`indices` reordered so that rows sharing a depth map are adjacent (in order of first appearance).
+
+    A benchmark lists its questions task by task, so the questions about one depth map are far apart;
+    batched together, the likelihood protocol encodes that depth map's image prefix once for all of them.
+    """
+    import hashlib
+
+    import datasets
+
+    if not indices:
+        return indices
+    raw = dataset.select(indices).select_columns(["depth"]).cast_column("depth", datasets.Image(decode=False))
+    keys: dict[str, int] = {}
+    order = []
+    for start in range(0, len(indices), chunk_size):
+        for value in raw[start : start + chunk_size]["depth"]:
+            content = value.get("bytes") or (value.get("path") or "").encode()
+            order.append(keys.setdefault(hashlib.sha1(content).hexdigest(), len(keys)))
+    # sorted() is stable: within a depth map the benchmark's order is kept
+    return [index for _, index in sorted(zip(order, indices), key=lambda pair: pair[0])]
+
+
 def question_from_row(row: dict[str, Any]) -> Question:
     """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout."""
     depth = depth_of_row(row)
@@ -202,6 +225,21 @@ def _check_resumable(records: dict[str, dict[str, Any]], protocol: str, path: Pa
         )
 
 
+RUN_CONFIG_FILE = "run_config.json"
+
+
+def _check_same_run(output_dir: Path, config: dict[str, Any]) -> None:
+    """Predictions of another model / protocol / setting in the folder must not be resumed as ours."""
+    path = output_dir / RUN_CONFIG_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        differing = sorted(key for key in config if previous.get(key) != config[key])
+        if differing:
+            details = ", ".join(f"{key}: {previous.get(key)!r} there vs {config[key]!r} now" for key in differing)
+            raise ValueError(f"{output_dir} holds a run with other settings ({details}); use another --output folder")
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def _rewrite_without_torn_line(path: Path, records: dict[str, dict[str, Any]]) -> None:
     if path.exists():
         path.write_text("".join(json.dumps(record) + "\n" for record in records.values()))
@@ -255,11 +293,23 @@ def run_benchmark(
     predictions_path = output_dir / PREDICTIONS_FILE
     records = read_predictions(predictions_path)
     _check_resumable(records, settings.protocol, predictions_path)
+    _check_same_run(
+        output_dir,
+        {
+            "model": getattr(model, "name", type(model).__name__),
+            "depth_as": getattr(model, "depth_as", None),
+            "protocol": settings.protocol,
+            "score": settings.score if settings.protocol == "likelihood" else None,
+            "max_new_tokens": settings.max_new_tokens if settings.protocol == "generate" else None,
+        },
+    )
     _rewrite_without_torn_line(predictions_path, records)
 
     indices = select_rows(dataset, settings.tasks, settings.limit)
     ids = [str(i) for i in dataset.select(indices)["id"]] if indices else []
     todo = [index for index, question_id in zip(indices, ids) if question_id not in records]
+    if settings.protocol == "likelihood":
+        todo = group_rows_by_depth(dataset, todo)
     with predictions_path.open("a") as sink, tqdm(
         total=len(indices), initial=len(indices) - len(todo), desc=f"benchmark ({settings.protocol})",
         unit="q", disable=not progress,

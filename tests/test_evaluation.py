@@ -18,6 +18,18 @@ from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_pre
 from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread while these tests run: on a shared, loaded CPU, torch's default thread pool
+    oversubscribes the cores and tiny-model steps get ~50x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 # --------------------------------------------------------------------------------------------------
 # Stub models with the adapters' interface
 # --------------------------------------------------------------------------------------------------
@@ -126,7 +138,7 @@ def test_metric_counts_unparseable_as_wrong_and_interval_stays_in_unit_range():
     import evaluate
 
     metric = evaluate.load(str(METRIC_PATH))
-    result = metric.compute(predictions=[-1, -1, 0], references=[0, 0, 0], tasks=["a", "a", "b"])
+    result = metric.compute(predictions=[-1, None, 0], references=[0, 0, 0], tasks=["a", "a", "b"])
     assert result["per_task"]["a"]["accuracy"] == 0.0
     assert result["per_task"]["a"]["ci95"][0] == 0.0
     assert result["per_task"]["b"]["accuracy"] == 1.0
@@ -198,10 +210,15 @@ def test_resume_skips_answered_ids_and_recovers_from_a_torn_line(tmp_path, bench
     assert len(read_predictions(predictions)) == len(benchmark_rows)
 
 
-def test_resume_with_another_protocol_is_refused(tmp_path, benchmark):
+def test_resume_with_another_protocol_model_or_setting_is_refused(tmp_path, benchmark):
     run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="generate", limit=2), progress=False)
     with pytest.raises(ValueError, match="protocol"):
         run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="likelihood", limit=2), progress=False)
+    with pytest.raises(ValueError, match="model"):
+        run_benchmark(Mumbler(), benchmark, tmp_path, RunSettings(protocol="generate", limit=2), progress=False)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="generate", limit=2, max_new_tokens=3), progress=False)
+    run_benchmark(AlwaysA(), benchmark, tmp_path, RunSettings(protocol="generate", limit=4), progress=False)  # same run: resumes
 
 
 def test_bad_settings_and_unknown_tasks_raise_value_errors(tmp_path, benchmark):
@@ -261,8 +278,12 @@ def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tin
     groups, _, _ = model._split_at_images(model._encode(questions))
     assert [len(members) for members in groups] == [4, 4, 2]  # one image prefix per depth map
     continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    full_path_calls = []
+    full_path = model._continuation_logprobs_full
+    model._continuation_logprobs_full = lambda *args: full_path_calls.append(args) or full_path(*args)
     cached = model.score_options(questions, continuations)
     one_at_a_time = [model.score_options([q], [c])[0] for q, c in zip(questions, continuations)]
+    assert not full_path_calls  # the cached path really ran
     model.shares_prefix_cache = False
     full = model.score_options(questions, continuations)
     for a, b, c in zip(cached, full, one_at_a_time):
@@ -427,3 +448,79 @@ def test_harness_scores_the_benchmark_builders_output_exactly(tmp_path):
         assert entry["n"] == len(answers)
         assert entry["accuracy"] == pytest.approx(sum(a == 0 for a in answers) / len(answers))
     assert load_benchmark(str(folder), config="synthetic").num_rows == len(rows)
+
+
+def _train_to_answer(model, questions, steps: int = 80, lr: float = 1e-2) -> None:
+    """Fit the adapter's model to give each question's correct answer turn (prompt tokens masked out)."""
+    import torch
+
+    from deepsight.prompts import answer_text
+    from evaluation.adapters import _padded_positions
+
+    inputs = model._encode(questions)
+    answers = [
+        model.tokenizer(model.continuation_text(q, answer_text(q.options, q.answer_index)), add_special_tokens=False)["input_ids"]
+        for q in questions
+    ]
+    answer_ids, answer_mask = model._pad(answers)
+    input_ids = torch.cat([inputs["input_ids"], answer_ids], dim=1)
+    attention_mask = torch.cat([inputs["attention_mask"], answer_mask], dim=1)
+    labels = torch.cat([torch.full_like(inputs["input_ids"], -100), answer_ids.masked_fill(answer_mask == 0, -100)], dim=1)
+    torch.manual_seed(0)
+    network = model.model.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = network(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=_padded_positions(attention_mask),
+            pixel_values=inputs["pixel_values"], labels=labels,
+        ).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    network.eval()
+
+
+def test_likelihood_and_generate_agree_on_a_tiny_llava_trained_to_answer(tmp_path, tiny_llava):
+    from evaluation.adapters import VisionLanguageModel
+
+    dataset = load_benchmark(str(write_benchmark_folder(tmp_path / "bench", make_benchmark_rows(8, seed=5))))
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
+    _train_to_answer(model, _questions(dataset, len(dataset)))
+    likelihood = run_benchmark(model, dataset, tmp_path / "l", RunSettings(protocol="likelihood"), progress=False)
+    generate = run_benchmark(model, dataset, tmp_path / "g", RunSettings(protocol="generate", max_new_tokens=8), progress=False)
+    assert likelihood["average"] == 1.0 and generate["average"] == 1.0
+    by_id = {p["id"]: p for p in map(json.loads, (tmp_path / "l" / "predictions.jsonl").read_text().splitlines())}
+    for line in (tmp_path / "g" / "predictions.jsonl").read_text().splitlines():
+        answered = json.loads(line)
+        assert answered["prediction"] == by_id[answered["id"]]["prediction"]
+        assert answered["output"] == by_id[answered["id"]]["output"]  # the generated turn is the scored text
+
+
+def test_multimodal_rope_model_scores_prompt_plus_option_rows_and_batching_changes_nothing(tmp_path, benchmark):
+    """Qwen2-VL (multimodal RoPE) takes the one-pass path; batched and one-question scores agree."""
+    from deepsight.prompts import answer_text
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.testing import build_tiny_qwen2_vl
+
+    model = VisionLanguageModel(*build_tiny_qwen2_vl(), name="tiny-qwen2-vl")
+    assert not model.shares_prefix_cache
+    questions = _questions(benchmark, 5)
+    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    batched = model.score_options(questions, continuations)
+    for question, texts, scores in zip(questions, continuations, batched):
+        np.testing.assert_allclose(scores.logprobs, model.score_options([question], [texts])[0].logprobs, atol=1e-4)
+    assert model.generate(questions[:3], max_new_tokens=3) == [model.generate([q], max_new_tokens=3)[0] for q in questions[:3]]
+    results = run_benchmark(model, benchmark, tmp_path, RunSettings(protocol="likelihood", limit=6), progress=False)
+    assert results["n"] == 6
+
+
+def test_rows_about_one_depth_map_are_batched_together_in_benchmark_order(tmp_path):
+    from evaluation.runner import group_rows_by_depth
+
+    rows = make_benchmark_rows(12, seed=4, questions_per_image=4)
+    by_task = sorted(rows, key=lambda row: TASKS.index(row["task"]))  # how a builder lists them
+    dataset = load_benchmark(str(write_benchmark_folder(tmp_path / "bench", by_task)))
+    order = group_rows_by_depth(dataset, list(range(len(dataset))))
+    assert sorted(order) == list(range(len(dataset)))
+    ids = [dataset[i]["id"] for i in order]
+    assert ids == [f"q{i:04d}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)]

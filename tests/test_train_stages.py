@@ -182,6 +182,10 @@ def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_f
                          "--learning_rate", "1e-3"]) == 0
     accuracies = json.loads((enc_dir / "zero_shot_scene_accuracy.json").read_text())
     assert [step for step, _ in accuracies] == [3] and 0.0 <= accuracies[0][1] <= 1.0
+    # A saved dual encoder is a starting point too (e.g. to continue stage 0 on new data).
+    assert encoder.main(["--config", str(RECIPES / "cpu-tiny" / "encoder.yaml"), "--tiny", "false",
+                         "--model_name_or_path", str(enc_dir), "--dataset_name", data["pairs"],
+                         "--output_dir", str(tmp_path / "encoder-continued"), *FAST, "--max_steps", "1"]) == 0
     tower = load_file(str(enc_dir / "vision_tower" / "model.safetensors"))
     assert any("bbox" in key.lower() for key in tower), "the Bbox Conv is missing from the saved tower"
 

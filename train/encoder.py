@@ -87,7 +87,10 @@ def check_arguments(args: EncoderArguments) -> None:
 
 def load_dual_encoder(args: EncoderArguments, seed: int):
     """(model, image_processor, tokenizer) from a dual-encoder folder, a CLIP, or the tiny builder."""
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from modeling_deepsight import DeepSightDualEncoder
+    from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
 
     if args.tiny:
         from deepsight.tiny import build_tiny_dual_encoder
@@ -95,12 +98,10 @@ def load_dual_encoder(args: EncoderArguments, seed: int):
         model, processor = build_tiny_dual_encoder(seed=seed)
         return model, processor.image_processor, processor.tokenizer
     if args.model_name_or_path:
+        # The classes are this repository's own, so no remote code is needed to load a dual-encoder folder.
         path = args.model_name_or_path
-        model = AutoModel.from_pretrained(path, trust_remote_code=True)
-        image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=True)
-        return model, image_processor, AutoTokenizer.from_pretrained(path)
-    from modeling_deepsight import DeepSightDualEncoder
-    from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
+        model = DeepSightDualEncoder.from_pretrained(path)
+        return model, DeepSightImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
     model = DeepSightDualEncoder.from_clip(args.clip_name_or_path)
     image_processor = DeepSightImageProcessor(size=args.image_size or model.config.vision_config.image_size)

@@ -152,6 +152,10 @@ def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, 
     from accelerate import PartialState
     from trl import get_quantization_config
 
+    # Registers DeepSight with the Auto classes, so that a DeepSight folder loads with this repository's code
+    # even without --trust_remote_code (with it, the folder's own copy of the same files is used).
+    import modeling_deepsight  # noqa: F401
+
     trust_remote_code = bool(getattr(model_args, "trust_remote_code", False) or getattr(training_args, "trust_remote_code", False))
     processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code

@@ -15,13 +15,13 @@ _DESCRIPTION = """\
 Accuracy on the Depth Template Benchmark (DeepSight), reported per task (scene_classification,
 recognition, distance_judgment, security, or any task name the references carry) with the number of
 questions and a 95% Wilson score interval, plus `average`: the unweighted mean of the per-task
-accuracies (the paper's "Avg." column). A prediction of -1 means "the answer named no option" and
-always counts as wrong.
+accuracies (the paper's "Avg." column). A prediction of -1 (or None) means "the answer named no
+option" and always counts as wrong.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list[int]`): chosen option index per question; -1 when the answer was unparseable.
+    predictions (`list[int]`): chosen option index per question; -1 (or None) when the answer was unparseable.
     references (`list[int]`): correct option index per question.
     tasks (`list[str]`): task name per question.
     confidence (`float`, optional): coverage of the interval, default 0.95.
