@@ -1,11 +1,12 @@
 """Stage-2 training throughput: DeepSight + our collator vs LLaVA of identical size, both under SFTTrainer.
 
 Both models are built at the same size (ViT, 2-layer GELU projector, Llama LM, vocabulary) with random
-weights, trained with `train.utils.DepthSFTTrainer` on the same smoke instruction rows by the same
-collator (`DepthConversationCollator`: metric depth + box mask for DeepSight, depth as a gray 3-channel
-image for LLaVA), vision frozen, projector + LLM trained, fp32. Each training step is timed from one
-`on_step_end` to the next, so data loading and collation are included. Rounds alternate the models so
-both see the same load on this shared CPU; each figure is the median over rounds.
+weights and trained by `train.utils.DepthSFTTrainer` (an SFTTrainer) on the same smoke instruction rows with
+the same collator (`DepthConversationCollator`: metric depth + box mask for DeepSight, depth as a gray
+3-channel image for LLaVA), vision frozen, projector + LLM trained, fp32. Each trainer is driven a step at
+a time (its dataloader + collator, `training_step`, optimizer and scheduler step -- what `Trainer.train`
+does per update) and the runs interleave step by step, so load from other jobs on this shared CPU hits all
+of them alike; every figure is the median over the timed steps (the first step is a warm-up).
 
 Reported, by wall clock and per CPU-second of the process (divided by the thread count; on a machine shared
 with other jobs wall time also counts waits for a core, CPU time does not):
@@ -15,12 +16,13 @@ with other jobs wall time also counts waits for a core, CPU time does not):
 - achieved FLOP/s (analytic count of the matmul work of one step: frozen ViT forward, projector and LLM
   forward + backward, attention, LM head) as a fraction of a plain fp32 matmul peak measured in this run.
 
-    .venv/bin/python bench/bench_train.py [--rounds 3] [--steps 6] [--batch_size 8]
+    .venv/bin/python bench/bench_train.py [--steps 16] [--batch_size 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -35,7 +37,6 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from transformers import TrainerCallback  # noqa: E402
 from trl import SFTConfig  # noqa: E402
 
 from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer  # noqa: E402
@@ -47,8 +48,7 @@ from train.utils import DepthSFTTrainer, apply_train_parts  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per run (one more warm-up step)")
+    parser.add_argument("--steps", type=int, default=16, help="timed steps per run (one more warm-up step)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--patch_size", type=int, default=14)
@@ -127,72 +127,66 @@ def step_flops(model, batch: dict[str, torch.Tensor]) -> float:
 # Timed SFTTrainer runs
 # --------------------------------------------------------------------------------------------------
 
-class StepTimer(TrainerCallback):
-    """Wall-clock and process CPU time at every step end. CPU time (all threads of this process) is what
-    the step costs; wall time also holds the waits for cores that other jobs on this shared machine take."""
+class TrainerStepper:
+    """One SFTTrainer (our collator, our loss path) driven a step at a time, each step timed.
 
-    def __init__(self):
-        self.ends: list[float] = []
-        self.cpu_ends: list[float] = []
-        self.losses: list[float] = []
+    A step is what `Trainer.train` does per update: fetch and collate a batch from the trainer's own
+    dataloader, `training_step` (SFTTrainer's `compute_loss` + backward), optimizer and scheduler step.
+    Driving the steps ourselves lets the runs interleave step by step, so a burst of load from other jobs
+    on this shared machine hits every run alike.
+    """
 
-    def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
-        self.cpu_ends.append(time.process_time())
+    def __init__(self, model, processor, dataset, args, loss_implementation: str, output_dir: str):
+        apply_train_parts(model, "both")
+        self.model = model
+        self.args = args
+        config = SFTConfig(
+            output_dir=output_dir, max_steps=10_000, per_device_train_batch_size=args.batch_size, learning_rate=1e-4,
+            bf16=False, activation_checkpointing=False, report_to="none", save_strategy="no",
+            remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, dataloader_num_workers=0,
+            dataloader_pin_memory=False, seed=args.seed, disable_tqdm=True,
+        )
+        self.trainer = DepthSFTTrainer(model=model, args=config, data_collator=DepthConversationCollator(processor),
+                                       train_dataset=dataset, processing_class=processor,
+                                       loss_implementation=loss_implementation)
+        self.trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
+        self.trainer.current_gradient_accumulation_steps = 1  # set by `Trainer.train` otherwise
+        self.loader = self.trainer.get_train_dataloader()
+        self.batches = iter(())
+        self.records: list[dict[str, float]] = []
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.losses.append(float(logs["loss"]))
+    def _next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
 
+    def step(self) -> None:
+        self.model.train()
+        wall, cpu = time.perf_counter(), time.process_time()
+        batch = self._next_batch()
+        loss = self.trainer.training_step(self.model, batch)
+        self.trainer.optimizer.step()
+        self.trainer.lr_scheduler.step()
+        self.model.zero_grad(set_to_none=True)
+        self.records.append({
+            "wall": time.perf_counter() - wall,
+            "cpu": (time.process_time() - cpu) / self.args.threads,
+            "tokens": int(batch["attention_mask"].sum()),
+            "flops": step_flops(self.model, batch),
+            "loss": float(loss),
+        })
 
-class CountingCollator:
-    """The collator, recording the non-pad tokens and FLOPs of every batch it builds."""
-
-    def __init__(self, collator, model):
-        self.collator, self.model = collator, model
-        self.tokens: list[int] = []
-        self.flops: list[float] = []
-
-    def __call__(self, examples):
-        batch = self.collator(examples)
-        self.tokens.append(int(batch["attention_mask"].sum()))
-        self.flops.append(step_flops(self.model, batch))
-        return batch
-
-
-def timed_run(model, processor, dataset, args, loss_implementation: str, output_dir: str) -> dict[str, float]:
-    from datasets import Dataset
-
-    apply_train_parts(model, "both")
-    collator = CountingCollator(DepthConversationCollator(processor), model)
-    timer = StepTimer()
-    config = SFTConfig(
-        output_dir=output_dir, max_steps=args.steps + 1, per_device_train_batch_size=args.batch_size,
-        learning_rate=1e-4, bf16=False, activation_checkpointing=False, logging_steps=1, report_to="none",
-        save_strategy="no", remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
-        dataloader_num_workers=0, dataloader_pin_memory=False, seed=args.seed, disable_tqdm=True,
-    )
-    trainer = DepthSFTTrainer(model=model, args=config, data_collator=collator, train_dataset=dataset,
-                              processing_class=processor, callbacks=[timer],
-                              loss_implementation=loss_implementation)
-    start_state = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer.train()
-    model.load_state_dict(start_state)  # every round starts from the same weights
-    steps = len(timer.ends) - 1  # the first step is a warm-up
-    seconds = timer.ends[-1] - timer.ends[0]
-    cpu_seconds = (timer.cpu_ends[-1] - timer.cpu_ends[0]) / args.threads
-    tokens = sum(collator.tokens[1 : 1 + steps])
-    flops = sum(collator.flops[1 : 1 + steps])
-    return {
-        "samples_per_s": args.batch_size * steps / seconds,
-        "tokens_per_s": tokens / seconds,
-        "flops_per_s": flops / seconds,
-        # per CPU-second of the process divided by the thread count: throughput with the cores to itself
-        "samples_per_cpu_s": args.batch_size * steps / cpu_seconds,
-        "tokens_per_cpu_s": tokens / cpu_seconds,
-        "flops_per_cpu_s": flops / cpu_seconds,
-        "first_loss": timer.losses[0],
-    }
+    def summary(self) -> dict[str, float]:
+        timed = self.records[1:]  # the first step is a warm-up
+        result = {"first_loss": self.records[0]["loss"]}
+        for clock, suffix in (("wall", "s"), ("cpu", "cpu_s")):
+            seconds = statistics.median(r[clock] for r in timed)
+            result[f"samples_per_{suffix}"] = self.args.batch_size / seconds
+            result[f"tokens_per_{suffix}"] = statistics.median(r["tokens"] / r[clock] for r in timed)
+            result[f"flops_per_{suffix}"] = statistics.median(r["flops"] / r[clock] for r in timed)
+        return result
 
 
 def matmul_peak(threads: int, n: int = 1024, repeats: int = 5, inner: int = 8) -> tuple[float, float]:
@@ -219,18 +213,21 @@ def main(argv=None) -> int:
     rows = make_instruction_rows(args.batch_size * (args.steps + 1), seed=args.seed, height=120, width=160)
     dataset = Dataset.from_list(rows)
     runs = [("deepsight", "model"), ("llava", "model"), ("deepsight", "fused")]
-    results: dict[tuple[str, str], list[dict]] = {run: [] for run in runs}
     peaks = []
     with tempfile.TemporaryDirectory() as scratch:
-        for round_index in tqdm(range(args.rounds), desc="rounds"):
-            peaks.append(matmul_peak(args.threads))
-            # Alternate the order so that no model always runs first (or right after the matmul probe).
-            for name, loss in runs if round_index % 2 == 0 else runs[::-1]:
-                model, processor = models[name]
-                results[(name, loss)].append(timed_run(model, processor, dataset, args, loss, scratch))
-
-    def median(run, key):
-        return statistics.median(r[key] for r in results[run])
+        # The fused run gets its own copy of DeepSight: SFTTrainer patches the model's forward in place.
+        steppers = {}
+        for name, loss in runs:
+            model, processor = models[name]
+            if (name, loss) == ("deepsight", "fused"):
+                model = copy.deepcopy(models["deepsight"][0])
+            steppers[(name, loss)] = TrainerStepper(model, processor, dataset, args, loss, scratch)
+        for step_index in tqdm(range(args.steps + 1), desc="interleaved steps"):
+            if step_index % 4 == 0:
+                peaks.append(matmul_peak(args.threads))
+            order = runs if step_index % 2 == 0 else runs[::-1]
+            for run in order:
+                steppers[run].step()
 
     peak = statistics.median(p[0] for p in peaks)
     peak_cpu = statistics.median(p[1] for p in peaks)
@@ -238,8 +235,7 @@ def main(argv=None) -> int:
         "config": vars(args),
         "matmul_peak_gflops": peak / 1e9,
         "matmul_peak_gflops_per_cpu_s": peak_cpu / 1e9,
-        "runs": {f"{name}/{loss}": {key: median((name, loss), key) for key in results[(name, loss)][0]}
-                 for name, loss in runs},
+        "runs": {f"{name}/{loss}": steppers[(name, loss)].summary() for name, loss in runs},
     }
     ds, llava, fused = (summary["runs"][k] for k in ("deepsight/model", "llava/model", "deepsight/fused"))
     for clock in ("s", "cpu_s"):
@@ -247,7 +243,7 @@ def main(argv=None) -> int:
             ds[f"samples_per_{clock}"] / llava[f"samples_per_{clock}"])
         summary[f"ratio_fused_vs_model_samples_per_{clock}"] = fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
 
-    print(f"\nStage-2 training, batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds (medians), "
+    print(f"\nStage-2 training, batch {args.batch_size}, {args.steps} interleaved timed steps each (medians), "
           f"{args.threads} threads, fp32, vocab {args.vocab_size}")
     print(f"{'':<18}{'--------- wall clock ---------':>40}{'----- per CPU-second/threads -----':>40}")
     print(f"{'run':<18}{'samples/s':>11}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>10}"

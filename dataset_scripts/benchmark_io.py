@@ -97,6 +97,23 @@ def read_json(path: Path, what: str) -> Any:
         raise FrameError(f"corrupt_{what}", f"{what} file {path} is not valid JSON ({err})") from err
 
 
+def read_mat_variables(path: Path, names: tuple[str, ...], what: str) -> list[np.ndarray]:
+    """The named variables of a MATLAB v5 file, in the order of `names`.
+
+    A missing file raises `FileNotFoundError` (readers count it apart from a broken one); a file that is not
+    MATLAB v5, or lacks one of the variables, raises a `ValueError` naming the file and `what` was expected.
+    """
+    import scipy.io  # slow to import, and only the .mat readers need it
+
+    try:
+        data = scipy.io.loadmat(str(path))
+        return [data[name] for name in names]
+    except FileNotFoundError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
+        raise ValueError(f"{path}: not {what} ({err})") from err
+
+
 def box_of_mask(mask: np.ndarray) -> tuple[float, float, float, float]:
     """[x0, y0, x1, y1] of a non-empty boolean mask, x1/y1 exclusive (pixel edges)."""
     rows = np.flatnonzero(mask.any(axis=1))

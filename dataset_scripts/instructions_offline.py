@@ -24,26 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataset_scripts import vocab
+from dataset_scripts.benchmark_questions import TASKS as BENCHMARK_SKILLS
 from dataset_scripts.scene import Scene
 from deepsight.prompts import answer_text, format_multiple_choice
 
 INSTRUCTION_TYPES = ("complex_reasoning", "conversation", "detailed_description")
-BENCHMARK_SKILLS = ("scene_classification", "recognition", "distance_judgment", "security")
 
 DISTANCE_MARGIN_M = 0.3
 DISTANCE_MARGIN_RATIO = 0.1
 MIN_OBJECT_AREA_FRACTION = 0.002  # smaller regions hold too few depth pixels for a trustworthy mean
 
+# Scene-classification questions are asked only for scenes in this list and take their wrong options from it:
+# it holds every NYU-D class the benchmark asks about, plus other common indoor scenes.
 DEFAULT_SCENE_TYPES = (
-    "bathroom",
-    "bedroom",
-    "bookstore",
-    "classroom",
-    "dining room",
-    "home office",
-    "kitchen",
-    "living room",
-    "office",
+    *vocab.NYU10_NAMED_CLASSES,
     "conference room",
     "corridor",
     "library",

@@ -31,7 +31,6 @@ import os
 import re
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -307,8 +306,7 @@ def synthetic_scenes(
     """The scenes of `synthetic.generate_scenes(num_scenes, seed, split)` that fall in this shard.
 
     Pairs and instructions built with the same seed therefore describe the same rooms. A shard renders
-    only its own indices, with the per-index seed and scene type `generate_scenes` uses (a test checks
-    that the two agree).
+    only its own indices (`synthetic.scene_at`).
     """
     from dataset_scripts import synthetic
 
@@ -318,31 +316,7 @@ def synthetic_scenes(
         )
         return
     for index in shard_of(list(range(num_scenes)), shard_index, num_shards):
-        yield synthetic_scene_at(seed, split, index, width, height)
-
-
-def synthetic_scene_at(seed: int, split: str, index: int, width: int, height: int) -> Scene:
-    """Scene `index` of `generate_scenes(..., seed, split)`, rendered alone.
-
-    Uses `synthetic.scene_at` when the synthetic module provides one; otherwise mirrors the seed and
-    scene-type rule of `generate_scenes` (test_pairs checks that the two agree).
-    """
-    from dataset_scripts import synthetic
-
-    if hasattr(synthetic, "scene_at"):
-        return synthetic.scene_at(seed, split, index, width=width, height=height, noise=False)
-    types = synthetic.SCENE_TYPES
-    offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(types)
-    scene = synthetic.render_scene(
-        synthetic.scene_seed(seed, split, index),
-        types[(offset + index) % len(types)],
-        width=width,
-        height=height,
-        noise=False,
-    )
-    scene.id = f"synthetic-{split}-{seed}-{index:06d}"
-    scene.split = split
-    return scene
+        yield synthetic.scene_at(seed, split, index, width=width, height=height, noise=False)
 
 
 def iter_pair_rows(
@@ -523,19 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    output = Path(args.output)
-    if not 0 <= args.shard_index < args.num_shards:
-        raise SystemExit(f"--shard-index must be in [0, {args.num_shards}), got {args.shard_index}")
-    device = args.device
-    if device is None and "LOCAL_RANK" in os.environ:
+def _device(requested: str | None) -> str | None:
+    """`--device`, else under torchrun this process's GPU (`cuda:$LOCAL_RANK`) or the CPU; None = library default."""
+    if requested is None and "LOCAL_RANK" in os.environ:
         import torch
 
-        device = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
-    stats: Counter = Counter()
-    scorer = load_scorer(args.scorer, device)
-    started = time.perf_counter()
+        return f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _scenes(args: argparse.Namespace, output: Path, stats: Counter, device: str | None) -> tuple[Iterator[Scene], str | None]:
+    """This shard's scenes for `--source`, and the depth estimator they come from (None: true depth)."""
     if args.source == "coco":
         if not args.coco_dir:
             raise SystemExit(
@@ -554,14 +526,23 @@ def main(argv: list[str] | None = None) -> int:
             device,
             progress=not args.no_progress,
         )
-        estimator = args.estimator
-    else:
-        if args.num_scenes < 1:
-            raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
-        scenes = synthetic_scenes(
-            args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height
-        )
-        estimator = None
+        return scenes, args.estimator
+    if args.num_scenes < 1:
+        raise SystemExit(f"--num-scenes must be >= 1, got {args.num_scenes}")
+    scenes = synthetic_scenes(args.num_scenes, args.seed, args.shard_index, args.num_shards, args.width, args.height)
+    return scenes, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = Path(args.output)
+    if not 0 <= args.shard_index < args.num_shards:
+        raise SystemExit(f"--shard-index must be in [0, {args.num_shards}), got {args.shard_index}")
+    device = _device(args.device)
+    stats: Counter = Counter()
+    scorer = load_scorer(args.scorer, device)
+    started = time.perf_counter()
+    scenes, estimator = _scenes(args, output, stats, device)
     settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
     try:
         count = write_part(

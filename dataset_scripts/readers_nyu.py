@@ -25,6 +25,7 @@ from .benchmark_io import (
     check_same_size,
     read_image_array,
     read_image_shape,
+    read_mat_variables,
     require_dir,
 )
 from .scene import Scene, SceneObject
@@ -68,20 +69,12 @@ def load_nyu_split(path: str | Path) -> dict[str, set[int]]:
                 f"{path}: expected keys 'train_indices_1based' and 'test_indices_1based'"
             ) from err
     else:
-        import scipy.io
-
-        try:
-            data = scipy.io.loadmat(str(path))
-            train, test = data["trainNdxs"].ravel(), data["testNdxs"].ravel()
-        except (
-            KeyError,
-            ValueError,
-            TypeError,
-            OSError,
-            NotImplementedError,
-            scipy.io.matlab.MatReadError,
-        ) as err:
-            raise ValueError(f"{path}: not a NYU splits.mat with trainNdxs/testNdxs ({err})") from err
+        train, test = (
+            indices.ravel()
+            for indices in read_mat_variables(
+                path, ("trainNdxs", "testNdxs"), "a NYU splits.mat with trainNdxs/testNdxs"
+            )
+        )
     return {"train": {int(i) - 1 for i in train}, "test": {int(i) - 1 for i in test}}
 
 

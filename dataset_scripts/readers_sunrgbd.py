@@ -31,6 +31,7 @@ from .benchmark_io import (
     read_image_array,
     read_image_shape,
     read_json,
+    read_mat_variables,
     require_dir,
 )
 from .scene import Scene, SceneObject
@@ -252,6 +253,23 @@ def read_votenet_calib(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rtilt, k
 
 
+def read_votenet_points(mat_path: Path) -> np.ndarray:
+    """The upright point cloud (N x 6: x, y, z, r, g, b) of a votenet ``depth/<index>.mat``."""
+    try:
+        (instance,) = read_mat_variables(mat_path, ("instance",), "a votenet depth .mat with an 'instance' point cloud")
+    except FileNotFoundError as err:
+        raise FrameError("missing_depth", f"{mat_path} not found") from err
+    except ValueError as err:
+        raise FrameError("corrupt_depth", str(err)) from err
+    try:
+        points = np.asarray(instance, dtype=np.float64)
+    except (ValueError, TypeError) as err:
+        raise FrameError("corrupt_depth", f"{mat_path}: 'instance' is not a numeric point cloud ({err})") from err
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise FrameError("corrupt_depth", f"{mat_path}: expected N x 6 points, got {points.shape}")
+    return points
+
+
 def project_upright_points(
     points: np.ndarray, rtilt: np.ndarray, k: np.ndarray, height: int, width: int
 ) -> np.ndarray:
@@ -306,8 +324,6 @@ def read_sunrgbd_votenet(
     root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
 ) -> Iterator[Scene]:
     """Frames of a `sunrgbd_trainval` folder (scene type unknown: votenet does not keep it)."""
-    import scipy.io
-
     root = require_dir(root, "votenet sunrgbd_trainval root")
     for sub in ("image", "depth", "calib", "label"):
         require_dir(root / sub, f"votenet {sub}/")
@@ -320,24 +336,7 @@ def read_sunrgbd_votenet(
             rgb = read_image_array(image_path, "image") if with_rgb else None
             height, width = rgb.shape[:2] if rgb is not None else read_image_shape(image_path, "image")
             rtilt, k = read_votenet_calib(root / "calib" / f"{index}.txt")
-            mat_path = root / "depth" / f"{index}.mat"
-            try:
-                points = np.asarray(scipy.io.loadmat(str(mat_path))["instance"], dtype=np.float64)
-            except FileNotFoundError as err:
-                raise FrameError("missing_depth", f"{mat_path} not found") from err
-            except (
-                KeyError,
-                ValueError,
-                TypeError,
-                OSError,
-                NotImplementedError,
-                scipy.io.matlab.MatReadError,
-            ) as err:
-                raise FrameError(
-                    "corrupt_depth", f"{mat_path}: no readable 'instance' point cloud ({err})"
-                ) from err
-            if points.ndim != 2 or points.shape[1] < 3:
-                raise FrameError("corrupt_depth", f"{mat_path}: expected N x 6 points, got {points.shape}")
+            points = read_votenet_points(root / "depth" / f"{index}.mat")
             depth = project_upright_points(points, rtilt, k, height, width)
             objects = read_votenet_labels(root / "label" / f"{index}.txt", report)
         except FrameError as err:

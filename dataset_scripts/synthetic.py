@@ -409,27 +409,40 @@ def scene_seed(seed: int, split: str, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+
+
+def scene_at(
+    seed: int, split: str, index: int, width: int = 320, height: int = 240, noise: bool = False
+) -> Scene:
+    """Scene `index` of `generate_scenes(..., seed, split)`, rendered alone (so shards render only their own)."""
+    _check_seed(seed)
+    # The scene types start at a (seed, split)-dependent offset and cycle, so every type is equally common.
+    offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(SCENE_TYPES)
+    scene = render_scene(
+        scene_seed(seed, split, index),
+        SCENE_TYPES[(offset + index) % len(SCENE_TYPES)],
+        width=width,
+        height=height,
+        noise=noise,
+    )
+    scene.id = f"synthetic-{split}-{seed}-{index:06d}"
+    scene.split = split
+    return scene
+
+
 def generate_scenes(
     num_scenes: int, seed: int, split: str = "train", width: int = 320, height: int = 240, noise: bool = False
 ) -> Iterator[Scene]:
     """Yield `num_scenes` scenes; scene i depends only on (seed, split, i), and the types cycle evenly."""
     if not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
         raise ValueError(f"num_scenes must be a non-negative integer, got {num_scenes!r}.")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    _check_seed(seed)
     scene_seed(seed, split, 0)  # validates split before the first scene
-    offset = zlib.crc32(f"{seed}/{split}".encode("utf-8")) % len(SCENE_TYPES)
     for index in range(num_scenes):
-        scene = render_scene(
-            scene_seed(seed, split, index),
-            SCENE_TYPES[(offset + index) % len(SCENE_TYPES)],
-            width=width,
-            height=height,
-            noise=noise,
-        )
-        scene.id = f"synthetic-{split}-{seed}-{index:06d}"
-        scene.split = split
-        yield scene
+        yield scene_at(seed, split, index, width=width, height=height, noise=noise)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ NYU10_CLASSES: tuple[str, ...] = (
     "office",
     "others",
 )
+NYU10_NAMED_CLASSES: tuple[str, ...] = NYU10_CLASSES[:-1]  # without the catch-all "others"
 
 # spellings of one scene concept across sources
 SCENE_SYNONYMS: dict[str, str] = {
@@ -203,4 +204,4 @@ def scenes_confusable(a: str, b: str) -> bool:
 def nyu10_scene_class(scene_type: str) -> str:
     """Map one of the 27 NYU scene types (any spelling) onto the 10-class zero-shot protocol."""
     name = fold_name(scene_type)
-    return name if name in NYU10_CLASSES[:-1] else "others"
+    return name if name in NYU10_NAMED_CLASSES else "others"

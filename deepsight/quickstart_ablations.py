@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepsight.quickstart import TASKS, Step, accelerate_command, deepsight_command, run_step
+from deepsight.quickstart import TASKS, Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
 
 TASK_TITLES = {"scene_classification": "Scene", "recognition": "Recognition",
                "distance_judgment": "Distance", "security": "Security"}
@@ -211,14 +211,13 @@ class Ablations:
     def train_sft(self, name: str, model: Path, train_parts: str, steps: int, **overrides) -> Path:
         s, p = self.setting, self.pipeline
         output = self.folder / name
-        recipe = p.recipe("sft", model_name_or_path=str(model), trust_remote_code=True,
+        recipe = p.recipe("sft", saved_as=name, model_name_or_path=str(model), trust_remote_code=True,
                           dataset_name=str(p.data / "instructions"), output_dir=str(output), max_steps=steps,
                           per_device_train_batch_size=s.batch_size, train_parts=train_parts,
                           **{**dict(s.sft_overrides), **overrides})
-        recipe = recipe.rename(recipe.with_name(f"{name}.yaml"))
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.sft", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
-            threads=s.threads_per_process)]))
+            threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
         return output
 
     def train_parts(self) -> list[Row]:
@@ -233,14 +232,13 @@ class Ablations:
     def train_encoder(self, name: str, sample_ratio: float, steps: int) -> Path:
         s, p = self.setting, self.pipeline
         output = self.folder / name
-        recipe = p.recipe("encoder", model_name_or_path=str(p.output / "init" / "dual_encoder"),
+        recipe = p.recipe("encoder", saved_as=name, model_name_or_path=str(p.output / "init" / "dual_encoder"),
                           dataset_name=str(p.data / "pairs"), output_dir=str(output), max_steps=steps,
                           per_device_train_batch_size=s.encoder_batch_size, sample_ratio=sample_ratio,
                           eval_strategy="no", **dict(s.encoder_overrides))
-        recipe = recipe.rename(recipe.with_name(f"{name}.yaml"))
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.encoder", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
-            threads=s.threads_per_process)]))
+            threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
         return output
 
     def zeroshot(self, model: Path, name: str) -> list[bool]:
@@ -272,13 +270,12 @@ class Ablations:
         s, p = self.setting, self.pipeline
         self.run_step(Step("ablation model: tiny LLaVA baseline", self.folder / "llava_init"), self.build_baseline)
         align_output = self.folder / "llava_align"
-        recipe = p.recipe("align", model_name_or_path=str(self.folder / "llava_init"), trust_remote_code=False,
+        recipe = p.recipe("align", saved_as="llava_align", model_name_or_path=str(self.folder / "llava_init"), trust_remote_code=False,
                           dataset_name=str(p.data / "pairs"), output_dir=str(align_output), max_steps=s.align_steps,
                           per_device_train_batch_size=s.batch_size, image_mode="gray", **dict(s.align_overrides))
-        recipe = recipe.rename(recipe.with_name("llava_align.yaml"))
         self.run_step(Step("ablation train: llava_align", align_output, [accelerate_command(
             "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
-            threads=s.threads_per_process)]))
+            threads=s.threads_per_process)], after=lambda: remove_checkpoints(align_output)))
         llava = self.train_sft("llava_sft", align_output, "both", s.ablation_sft_steps, image_mode="gray",
                                trust_remote_code=False)
         deepsight = self.folder / "sft_both"

@@ -269,6 +269,43 @@ class RunSettings:
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens}")
 
+    def protocol_fields(self) -> dict[str, Any]:
+        """The settings that change answers (each protocol ignores the other's option), as results report them."""
+        return {
+            "protocol": self.protocol,
+            "score": self.score if self.protocol == "likelihood" else None,
+            "max_new_tokens": self.max_new_tokens if self.protocol == "generate" else None,
+        }
+
+
+def _open_run(
+    output_dir: Path, model_name: str, depth_as: str | None, settings: RunSettings
+) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The predictions file of `output_dir` and the records already in it, once they are known to belong to
+    this same run (model and protocol); a line torn by an interrupted write is dropped from the file."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions_path = output_dir / PREDICTIONS_FILE
+    records = read_predictions(predictions_path)
+    _check_resumable(records, settings.protocol, predictions_path)
+    _check_same_run(output_dir, {"model": model_name, "depth_as": depth_as, **settings.protocol_fields()})
+    _rewrite_without_torn_line(predictions_path, records)
+    return predictions_path, records
+
+
+def prediction_record(question: Question, answer: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """One line of predictions.jsonl: the question, the model's answer and whether it is right."""
+    return {
+        "id": question.id,
+        "task": question.task,
+        "protocol": protocol,
+        "prompt": question.prompt,
+        **answer,
+        "prediction_letter": OPTION_LETTERS[answer["prediction"]] if answer["prediction"] >= 0 else None,
+        "answer_index": question.answer_index,
+        "num_options": len(question.options),
+        "correct": answer["prediction"] == question.answer_index,
+    }
+
 
 def run_benchmark(
     model: BenchmarkModel,
@@ -289,21 +326,8 @@ def run_benchmark(
     settings = settings or RunSettings()
     settings.validate()
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    predictions_path = output_dir / PREDICTIONS_FILE
-    records = read_predictions(predictions_path)
-    _check_resumable(records, settings.protocol, predictions_path)
-    _check_same_run(
-        output_dir,
-        {
-            "model": getattr(model, "name", type(model).__name__),
-            "depth_as": getattr(model, "depth_as", None),
-            "protocol": settings.protocol,
-            "score": settings.score if settings.protocol == "likelihood" else None,
-            "max_new_tokens": settings.max_new_tokens if settings.protocol == "generate" else None,
-        },
-    )
-    _rewrite_without_torn_line(predictions_path, records)
+    model_name = getattr(model, "name", type(model).__name__)
+    predictions_path, records = _open_run(output_dir, model_name, getattr(model, "depth_as", None), settings)
 
     indices = select_rows(dataset, settings.tasks, settings.limit)
     ids = [str(i) for i in dataset.select(indices)["id"]] if indices else []
@@ -321,24 +345,14 @@ def run_benchmark(
             else:
                 answers = answer_by_likelihood(model, questions, settings.score)
             for question, answer in zip(questions, answers):
-                record = {
-                    "id": question.id,
-                    "task": question.task,
-                    "protocol": settings.protocol,
-                    "prompt": question.prompt,
-                    **answer,
-                    "prediction_letter": OPTION_LETTERS[answer["prediction"]] if answer["prediction"] >= 0 else None,
-                    "answer_index": question.answer_index,
-                    "num_options": len(question.options),
-                    "correct": answer["prediction"] == question.answer_index,
-                }
+                record = prediction_record(question, answer, settings.protocol)
                 records[question.id] = record
                 sink.write(json.dumps(record) + "\n")
             sink.flush()
             bar.update(len(questions))
 
     selected = [records[question_id] for question_id in ids]
-    results = summarize(selected, settings, model_name=getattr(model, "name", type(model).__name__), benchmark=benchmark_name)
+    results = summarize(selected, settings, model_name=model_name, benchmark=benchmark_name)
     if write_report:
         write_reports(results, output_dir)
     return results
@@ -370,9 +384,7 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: 
     return {
         "model": model_name,
         "benchmark": benchmark,
-        "protocol": settings.protocol,
-        "score": settings.score if settings.protocol == "likelihood" else None,
-        "max_new_tokens": settings.max_new_tokens if settings.protocol == "generate" else None,
+        **settings.protocol_fields(),
         "n": scores["n"],
         "average": scores["average"],
         "accuracy": scores["accuracy"],

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dataset_scripts.benchmark_questions import TASKS
 from deepsight.prompts import ANSWER_INSTRUCTION, OPTION_LETTERS
-
-TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 
 # A LLaVA-1.5-style chat template ("USER: <image>\n... ASSISTANT: answer</s>") for the tiny tokenizer.
 TINY_CHAT_TEMPLATE = (
@@ -104,23 +103,11 @@ def write_benchmark_folder(output_dir: str | os.PathLike, rows: list[dict[str, A
     """Write rows as `data/<split>-00000-of-00001.parquet` + a README.md card `load_dataset(folder)` reads."""
     import datasets
 
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "task": datasets.Value("string"),
-            "source": datasets.Value("string"),
-            "depth": datasets.Image(),
-            "question": datasets.Value("string"),
-            "options": datasets.List(datasets.Value("string")),
-            "answer_index": datasets.Value("int32"),
-            "answer": datasets.Value("string"),
-            "boxes": datasets.List(datasets.List(datasets.Value("int32"))),
-            "scene": datasets.Value("string"),
-        }
-    )
+    from dataset_scripts.benchmark import FEATURES  # the benchmark's own schema, so fixtures cannot drift from it
+
     output_dir = Path(output_dir)
     (output_dir / "data").mkdir(parents=True, exist_ok=True)
-    dataset = datasets.Dataset.from_list(rows, features=features)
+    dataset = datasets.Dataset.from_list(rows, features=FEATURES)
     dataset.to_parquet(str(output_dir / "data" / f"{split}-00000-of-00001.parquet"))
     (output_dir / "README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n"

@@ -10,21 +10,20 @@ anywhere with ``trust_remote_code=True`` (each module calls ``register_for_auto_
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
+from . import configuration_deepsight, image_processing_deepsight, modeling_deepsight, processing_deepsight
+from .configuration_deepsight import *  # noqa: F403 (each module's __all__ is the public surface)
 from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
+from .image_processing_deepsight import *  # noqa: F403
 from .image_processing_deepsight import DeepSightImageProcessor
+from .modeling_deepsight import *  # noqa: F403
 from .modeling_deepsight import (
-    DeepSightCausalLMOutputWithPast,
     DeepSightDualEncoder,
-    DeepSightDualEncoderOutput,
     DeepSightForConditionalGeneration,
     DeepSightModel,
-    DeepSightModelOutputWithPast,
-    DeepSightMultiModalProjector,
-    DeepSightPreTrainedModel,
     DeepSightVisionModel,
-    DeepSightVisionPreTrainedModel,
 )
-from .processing_deepsight import DeepSightProcessor, extract_box_tags, format_box_tag
+from .processing_deepsight import *  # noqa: F403
+from .processing_deepsight import DeepSightProcessor
 
 
 def _register_with_auto_classes() -> None:
@@ -42,21 +41,8 @@ def _register_with_auto_classes() -> None:
 _register_with_auto_classes()
 
 __all__ = [
-    "DeepSightVisionConfig",
-    "DeepSightConfig",
-    "DeepSightDualEncoderConfig",
-    "DeepSightVisionModel",
-    "DeepSightVisionPreTrainedModel",
-    "DeepSightPreTrainedModel",
-    "DeepSightModel",
-    "DeepSightForConditionalGeneration",
-    "DeepSightDualEncoder",
-    "DeepSightMultiModalProjector",
-    "DeepSightModelOutputWithPast",
-    "DeepSightCausalLMOutputWithPast",
-    "DeepSightDualEncoderOutput",
-    "DeepSightImageProcessor",
-    "DeepSightProcessor",
-    "extract_box_tags",
-    "format_box_tag",
+    *configuration_deepsight.__all__,
+    *modeling_deepsight.__all__,
+    *image_processing_deepsight.__all__,
+    *processing_deepsight.__all__,
 ]

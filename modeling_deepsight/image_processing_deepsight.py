@@ -604,18 +604,6 @@ class DeepSightImageProcessor(BaseImageProcessor):
         # The base class opens paths as RGB, which would destroy 16-bit depth; paths are read by `load_depth`.
         return image_url_or_urls
 
-    def __call__(
-        self,
-        images: Any,
-        boxes: Any = None,
-        depth_encoding: str | Sequence[str | None] | None = None,
-        return_tensors: str | None = "pt",
-        **kwargs: Any,
-    ) -> BatchFeature:
-        return self.preprocess(
-            images, boxes=boxes, depth_encoding=depth_encoding, return_tensors=return_tensors, **kwargs
-        )
-
     def preprocess(
         self,
         images: Any,

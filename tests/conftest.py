@@ -17,6 +17,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for the modules that ask for it (``pytest.mark.usefixtures``): on a shared,
+    loaded CPU, torch's default thread pool oversubscribes the cores and tiny-model steps get ~50x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def make_depth_map(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     """A synthetic indoor depth map in metres (see `deepsight.tiny.synthetic_depth_map`)."""
     from deepsight.tiny import synthetic_depth_map

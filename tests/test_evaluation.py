@@ -4,31 +4,17 @@ comparison tables, model cards, and both protocols end to end on a tiny random L
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from deepsight.prompts import OPTION_LETTERS
+from evaluation.adapters import OptionScores, depth_to_rgb
+from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark
+from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder
 
-from deepsight.prompts import OPTION_LETTERS  # noqa: E402
-from evaluation.adapters import OptionScores, depth_to_rgb  # noqa: E402
-from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark  # noqa: E402
-from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
-
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread while these tests run: on a shared, loaded CPU, torch's default thread pool
-    oversubscribes the cores and tiny-model steps get ~50x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # --------------------------------------------------------------------------------------------------
 # Stub models with the adapters' interface

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from evaluation.runner import load_benchmark
+from evaluation.testing import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder
+from evaluation.zeroshot import class_lists, label_of, run_zeroshot
 
-from evaluation.runner import load_benchmark  # noqa: E402
-from evaluation.testing import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder  # noqa: E402
-from evaluation.zeroshot import class_lists, label_of, run_zeroshot  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread while these tests run: on a shared, loaded CPU, torch's default thread pool
-    oversubscribes the cores and tiny-model steps get ~50x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NYU = class_lists()["nyu"]
 

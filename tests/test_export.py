@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -16,8 +14,6 @@ from dataset_scripts.export import (
     mm_from_image_value,
     png_bytes_from_mm,
 )
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FEATURES = datasets.Features({"id": datasets.Value("string"), "depth": datasets.Image()})
 

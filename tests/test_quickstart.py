@@ -84,8 +84,9 @@ def test_smoke_run_writes_a_report_with_the_results_and_targets(smoke_run):
     assert "| Distance Judgment |" in report and "Targets" in report
     assert "SUN RGB-D original layout" in report
     for artefact in ("stage0/vision_tower", "stage1/config.json", "data/benchmark/README.md",
-                     "data/instructions/README.md", "model/loss_curve.png"):
+                     "data/instructions/README.md", "model/model.safetensors", "model/label_masking.json"):
         assert (output / artefact).exists(), artefact
+    assert not list((output / "model").glob("checkpoint-*")), "finished steps keep no optimizer checkpoints"
 
 
 @pytest.mark.slow

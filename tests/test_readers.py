@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataset_scripts import synthetic
 from dataset_scripts.benchmark_fixtures import (
     FixtureObject,
     visible_mask,
@@ -457,17 +458,7 @@ def test_object_names_are_normalised_to_one_vocabulary():
     assert normalize_object_name("chair_2") == "chair"
 
 
-def _synthetic():
-    synthetic = pytest.importorskip("dataset_scripts.synthetic")
-    try:
-        next(iter(synthetic.generate_scenes(1, 0, split="test", width=96, height=72)))
-    except Exception as err:  # the renderer is another area's work in progress
-        pytest.skip(f"synthetic renderer unavailable: {err!r}")
-    return synthetic
-
-
 def test_synthetic_scenes_written_as_sun_layout_read_back_through_the_sun_reader(tmp_path):
-    synthetic = _synthetic()
     scenes = list(synthetic.generate_scenes(3, 0, split="test", width=96, height=72))
     synthetic.write_sunrgbd_layout(scenes, tmp_path)
     report = ReadReport()
