@@ -181,6 +181,9 @@ class TrainerStepper:
     def summary(self) -> dict[str, float]:
         timed = self.records[1:]  # the first step is a warm-up
         result = {"first_loss": self.records[0]["loss"]}
+        # The fastest step is the least disturbed by other jobs: the best estimate of the step's own cost.
+        result["samples_per_s_best_step"] = self.args.batch_size / min(r["wall"] for r in timed)
+        result["step_seconds"] = [round(r["wall"], 3) for r in timed]
         for clock, suffix in (("wall", "s"), ("cpu", "cpu_s")):
             seconds = statistics.median(r[clock] for r in timed)
             result[f"samples_per_{suffix}"] = self.args.batch_size / seconds
@@ -238,7 +241,7 @@ def main(argv=None) -> int:
         "runs": {f"{name}/{loss}": steppers[(name, loss)].summary() for name, loss in runs},
     }
     ds, llava, fused = (summary["runs"][k] for k in ("deepsight/model", "llava/model", "deepsight/fused"))
-    for clock in ("s", "cpu_s"):
+    for clock in ("s", "cpu_s", "s_best_step"):
         summary[f"ratio_deepsight_vs_llava_samples_per_{clock}"] = (
             ds[f"samples_per_{clock}"] / llava[f"samples_per_{clock}"])
         summary[f"ratio_fused_vs_model_samples_per_{clock}"] = fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
@@ -253,9 +256,13 @@ def main(argv=None) -> int:
               f"{run['flops_per_s'] / peak:>10.1%}{run['samples_per_cpu_s']:>11.2f}{run['tokens_per_cpu_s']:>10.0f}"
               f"{run['flops_per_cpu_s'] / 1e9:>9.2f}{run['flops_per_cpu_s'] / peak_cpu:>10.1%}{run['first_loss']:>9.4f}")
     print(f"fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} per CPU-second/threads")
-    print(f"DeepSight / LLaVA samples/s: {summary['ratio_deepsight_vs_llava_samples_per_s']:.2f}x wall, "
+    print("best step samples/s: " + ", ".join(f"{key} {run['samples_per_s_best_step']:.2f}"
+                                             for key, run in summary["runs"].items()))
+    print(f"DeepSight / LLaVA samples/s: {summary['ratio_deepsight_vs_llava_samples_per_s']:.2f}x wall (median step), "
+          f"{summary['ratio_deepsight_vs_llava_samples_per_s_best_step']:.2f}x wall (best step), "
           f"{summary['ratio_deepsight_vs_llava_samples_per_cpu_s']:.2f}x CPU (goal >= 1.0)")
     print(f"fused LM head / model loss samples/s: {summary['ratio_fused_vs_model_samples_per_s']:.2f}x wall, "
+          f"{summary['ratio_fused_vs_model_samples_per_s_best_step']:.2f}x wall (best step), "
           f"{summary['ratio_fused_vs_model_samples_per_cpu_s']:.2f}x CPU; "
           f"first-step losses {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
     output = Path(args.output)

@@ -372,21 +372,23 @@ def qa_position(facts: SceneFacts, rng):
 
 
 def _clear_pair(facts: SceneFacts, rng):
+    """Two objects at clearly different depths, as (a, b) in a random order (the order they are named in) and
+    as (near, far); None when the scene has no such pair."""
     pairs = [
         (a, b) for i, a in enumerate(facts.unique) for b in facts.unique[i + 1 :] if facts.clearly_apart(a, b)
     ]
     if not pairs:
         return None
     a, b = pairs[int(rng.integers(len(pairs)))]
-    return (a, b) if rng.random() < 0.5 else (b, a)
+    named = (a, b) if rng.random() < 0.5 else (b, a)
+    return named, tuple(sorted(named, key=lambda fact: fact.depth))
 
 
 def qa_closer(facts: SceneFacts, rng):
     pair = _clear_pair(facts, rng)
     if pair is None:
         return None
-    a, b = pair
-    near, far = (a, b) if a.depth < b.depth else (b, a)
+    (a, b), (near, far) = pair
     q = rng.choice(
         [
             f"Which is closer to the camera, the {a.name} or the {b.name}?",
@@ -520,8 +522,7 @@ def cr_reach(facts: SceneFacts, rng):
     pair = _clear_pair(facts, rng)
     if pair is None:
         return None
-    a, b = pair
-    near, far = (a, b) if a.depth < b.depth else (b, a)
+    (a, b), (near, far) = pair
     q = rng.choice(
         [
             f"I want to grab the {a.name} or the {b.name}, whichever is closer. Which should I go for and why?",

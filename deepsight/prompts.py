@@ -29,7 +29,8 @@ def answer_text(options: list[str], answer_index: int) -> str:
     return f"{OPTION_LETTERS[answer_index]}. {options[answer_index]}"
 
 
-_LETTER_RE = re.compile(r"^\s*\(?([A-H])[\.\):\s]|^\s*\(?([A-H])\)?\s*$")
+_LETTER = f"([{OPTION_LETTERS}])"
+_LETTER_RE = re.compile(rf"^\s*\(?{_LETTER}[\.\):\s]|^\s*\(?{_LETTER}\)?\s*$")
 
 
 def parse_option(output: str, options: list[str]) -> int | None:

@@ -243,9 +243,8 @@ class Ablations:
 
     def zeroshot(self, model: Path, name: str) -> list[bool]:
         output = self.folder / name
-        self.run_step(Step(f"ablation zero-shot: {name}", output, [deepsight_command(
-            "eval", "zeroshot", "--model", str(model), "--benchmark", str(self.pipeline.data / "pairs"),
-            "--split", "test", "--dataset", "auto", "--output", str(output))]))
+        self.run_step(Step(f"ablation zero-shot: {name}", output), lambda: zero_shot_scene_accuracy(
+            model, self.pipeline.data / "pairs", output))
         return per_sample_correct(output / "zeroshot.json")
 
     def sample_ratio(self) -> list[Row]:
@@ -285,6 +284,25 @@ class Ablations:
                     "tiny LLaVA, depth as gray RGB": self.evaluate(llava, "llava_sft_eval")}
         return task_rows(f"3-channel baseline ({s.ablation_sft_steps} stage-2 steps each)", variants,
                          reference="DeepSight (depth + Bbox Conv)")
+
+
+def zero_shot_scene_accuracy(model: Path, pairs: Path, output: Path) -> None:
+    """`evaluation.zeroshot.run_zeroshot` (what `deepsight eval zeroshot` runs) on the held-out pairs split.
+
+    Called in-process because that CLI loads the processor with AutoProcessor, and a train.encoder output
+    folder holds a tokenizer whose config names DeepSightProcessor without the processor's module file.
+    """
+    from types import SimpleNamespace
+
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    from evaluation.zeroshot import DualEncoderModel, run_zeroshot
+
+    processor = SimpleNamespace(image_processor=AutoImageProcessor.from_pretrained(model, trust_remote_code=True),
+                                tokenizer=AutoTokenizer.from_pretrained(model))
+    encoder = DualEncoderModel(AutoModel.from_pretrained(model, trust_remote_code=True).eval(), processor,
+                               name=str(model))
+    run_zeroshot(encoder, str(pairs), dataset="auto", split="test", output_dir=output)
 
 
 def per_sample_correct(path: Path) -> list[bool]:

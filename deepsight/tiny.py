@@ -130,6 +130,15 @@ def train_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 
     )
 
 
+def _special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    """The tokenizer's bos / eos / pad ids, as the config and generation-config fields of the same names."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def tiny_text_config(
     tokenizer: PreTrainedTokenizerFast,
     text_model_type: str = "llama",
@@ -149,10 +158,8 @@ def tiny_text_config(
         num_attention_heads=num_attention_heads,
         num_key_value_heads=max(1, num_attention_heads // 2),
         max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        **_special_token_ids(tokenizer),
     )
 
 
@@ -211,9 +218,7 @@ def build_tiny_deepsight(
     )
     torch.manual_seed(seed)
     model = DeepSightForConditionalGeneration(config).eval()
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.update(**_special_token_ids(tokenizer))
     return model, build_processor(tokenizer, config)
 
 
@@ -246,9 +251,7 @@ def build_tiny_dual_encoder(
         num_hidden_layers=text_layers,
         num_attention_heads=num_attention_heads,
         max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **_special_token_ids(tokenizer),
     )
     # CLIP's pooler reads the end-of-text token, which real CLIP tokenizers append and the tiny BPE does not:
     # pooled at position 0 every caption would embed alike. Mean pooling reads the whole caption.

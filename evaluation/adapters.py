@@ -128,6 +128,8 @@ class VisionLanguageModel:
         backbone = getattr(model, "model", model)
         self._passes_positions = not hasattr(backbone, "rope_deltas") and _accepts(model.forward, "position_ids")
         self.shares_prefix_cache = self._passes_positions
+        # stage 3 of the cached path: options side by side per question (a 4D mask) or one cache row per option
+        self.packs_options = True
         self._keeps_last_logits = _accepts(model.forward, "logits_to_keep")
 
     @classmethod
@@ -167,7 +169,10 @@ class VisionLanguageModel:
         Scoring the template's end-of-turn marker too means an option that is a prefix of another
         ("table" vs "table lamp") is not favoured for free.
         """
-        prompt = self.prompt_text(question)
+        return self._continuation_after(self.prompt_text(question), question, answer)
+
+    def _continuation_after(self, prompt: str, question: Question, answer: str) -> str:
+        """`continuation_text` given the question's already rendered prompt."""
         full = self.processor.apply_chat_template(self._messages(question, answer), tokenize=False)
         if not full.startswith(prompt):
             return answer  # templates that rewrite earlier turns: score the bare answer
@@ -207,13 +212,17 @@ class VisionLanguageModel:
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def _continuation_ids(self, questions: list[Question], continuations: list[list[str]]) -> list[list[int]]:
-        rows = []
+        # one prompt rendering per question and one tokenizer call for the whole batch
+        labelled, strings = [], []
         for question, texts in zip(questions, continuations):
+            prompt = self.prompt_text(question)
             for text in texts:
-                ids = self.tokenizer(self.continuation_text(question, text), add_special_tokens=False)["input_ids"]
-                if not ids:
-                    raise ValueError(f"continuation {text!r} of question {question.id} tokenizes to nothing")
-                rows.append(ids)
+                labelled.append((question, text))
+                strings.append(self._continuation_after(prompt, question, text))
+        rows = self.tokenizer(strings, add_special_tokens=False)["input_ids"] if strings else []
+        for (question, text), ids in zip(labelled, rows):
+            if not ids:
+                raise ValueError(f"continuation {text!r} of question {question.id} tokenizes to nothing")
         return rows
 
     def _pad(self, rows: list[list[int]], left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,11 +303,55 @@ class VisionLanguageModel:
         # 2. question text, left-padded so that every row's last real token is in the last column
         text_ids, text_mask = self._pad([text_part[i] for i in range(len(questions))], left=True)
         out, cache, mask = self._extend(cache, mask, group_of_question, text_ids, text_mask, last_only=True)
-        first_logprobs = out.logits[:, -1].float().log_softmax(-1)[row_question]  # [rows, V]
-        # 3. options, right-padded; token t is predicted at position t-1, token 0 by the prompt's end
+        first_logprobs = out.logits[:, -1].float().log_softmax(-1)  # [questions, V]
+        # 3. options; token t is predicted at position t-1, token 0 by the prompt's end
+        if self.packs_options:
+            return self._option_logprobs_packed(cache, mask, first_logprobs, row_question, option_ids, option_mask)
         out, _, _ = self._extend(cache, mask, row_question, option_ids, option_mask, last_only=False)
-        predicted = torch.cat([first_logprobs[:, None], out.logits[:, :-1].float().log_softmax(-1)], dim=1)
+        predicted = torch.cat([first_logprobs[row_question][:, None], out.logits[:, :-1].float().log_softmax(-1)], dim=1)
         return predicted.gather(-1, option_ids[..., None])[..., 0]
+
+    def _option_logprobs_packed(self, cache, mask, first_logprobs, row_question, option_ids, option_mask) -> torch.Tensor:
+        """Stage 3 without copying the cache: each question's options side by side in its own cache row.
+
+        Repeating the cache to one row per option copies every layer's keys and values (options x prompt
+        length) for a handful of new tokens; here each option's tokens see the row's prompt and only the
+        earlier tokens of their own option (a 4D additive mask), with positions restarting after the prompt,
+        so each option is scored exactly as if it followed the prompt alone.
+        """
+        lengths = option_mask.sum(-1).tolist()
+        questions = first_logprobs.shape[0]
+        offsets, used = [], [0] * questions
+        for row, question in enumerate(row_question.tolist()):
+            offsets.append(used[question])
+            used[question] += lengths[row]
+        width = max(used)
+        packed_ids = torch.full((questions, width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        segment = torch.zeros((questions, width), dtype=torch.long, device=self.device)  # option number + 1, 0 = pad
+        within = torch.zeros((questions, width), dtype=torch.long, device=self.device)  # token index inside its option
+        for row, (question, offset, length) in enumerate(zip(row_question.tolist(), offsets, lengths)):
+            packed_ids[question, offset : offset + length] = option_ids[row, :length]
+            segment[question, offset : offset + length] = row + 1
+            within[question, offset : offset + length] = torch.arange(length, device=self.device)
+        positions = mask.sum(-1, keepdim=True) + within
+        same_option = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] > 0)
+        causal = torch.ones((width, width), dtype=torch.bool, device=self.device).tril()
+        allowed = torch.cat([mask.bool()[:, None, :].expand(-1, width, -1), same_option & causal], dim=-1)
+        dtype = next(self.model.parameters()).dtype
+        additive = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        out = self.model(
+            input_ids=packed_ids, attention_mask=additive[:, None], position_ids=positions, past_key_values=cache,
+            use_cache=False,
+        )
+        # the token each packed position predicts: the next one of the same option (pads predict nothing)
+        follows = torch.zeros_like(packed_ids)
+        follows[:, :-1] = torch.where(segment[:, 1:] == segment[:, :-1], packed_ids[:, 1:], 0)
+        packed_logprobs = out.logits.float().log_softmax(-1).gather(-1, follows[..., None])[..., 0]  # [questions, width]
+        token_logprobs = torch.zeros(option_ids.shape, dtype=torch.float32, device=self.device)
+        token_logprobs[:, 0] = first_logprobs[row_question].gather(-1, option_ids[:, :1])[:, 0]
+        for row, (question, offset, length) in enumerate(zip(row_question.tolist(), offsets, lengths)):
+            token_logprobs[row, 1:length] = packed_logprobs[question, offset : offset + length - 1]
+        return token_logprobs
 
     def _last_logits_only(self) -> dict[str, int]:
         return {"logits_to_keep": 1} if self._keeps_last_logits else {}

@@ -6,14 +6,12 @@ Nothing here downloads anything; every fixture is deterministic from its seed.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from dataset_scripts.benchmark_questions import TASKS
 from deepsight.prompts import ANSWER_INSTRUCTION, OPTION_LETTERS
@@ -37,10 +35,10 @@ _OBJECTS = ("chair", "table", "bed", "sofa", "lamp", "desk", "door", "sink", "sh
 
 def _depth_png_value(rng: np.random.Generator, height: int, width: int) -> dict[str, Any]:
     """A random 16-bit PNG in millimetres as a `datasets.Image` value (bytes, no path)."""
+    from dataset_scripts.export import png_bytes_from_mm
+
     depth_mm = rng.integers(500, 8000, size=(height, width), dtype=np.uint16)
-    buffer = io.BytesIO()
-    Image.fromarray(depth_mm).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
+    return {"bytes": png_bytes_from_mm(depth_mm), "path": None}
 
 
 def make_benchmark_rows(

@@ -44,7 +44,6 @@ ENCODING_DESCRIPTIONS = {
     "metres": "float metres",
     "rgb": "RGB photo, depth estimated",
 }
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm")
 
 
 @dataclass

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from dataset_scripts.export import png_bytes_from_mm
 from evaluation.runner import load_benchmark
 from evaluation.testing import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder
 from evaluation.zeroshot import class_lists, label_of, run_zeroshot
@@ -20,9 +19,7 @@ NYU = class_lists()["nyu"]
 
 
 def _constant_depth(metres: float) -> dict:
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((16, 16), int(metres * 1000), dtype=np.uint16)).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
+    return {"bytes": png_bytes_from_mm(np.full((16, 16), int(metres * 1000), dtype=np.uint16)), "path": None}
 
 
 def _scene_rows(scenes: list[str]) -> list[dict]:
