@@ -26,6 +26,8 @@ def format_multiple_choice(question: str, options: list[str], instruction: str =
 
 def answer_text(options: list[str], answer_index: int) -> str:
     """The assistant turn a correct model gives: 'B. table'."""
+    if not 0 <= answer_index < len(options):
+        raise ValueError(f"answer_index: expected 0..{len(options) - 1} for {len(options)} options, got {answer_index}")
     return f"{OPTION_LETTERS[answer_index]}. {options[answer_index]}"
 
 

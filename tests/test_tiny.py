@@ -16,3 +16,4 @@ def test_tiny_dual_encoder_embeds_different_captions_differently():
     distances = torch.cdist(embeddings, embeddings)
     off_diagonal = distances[~torch.eye(3, dtype=torch.bool)]
     assert off_diagonal.min() > 1e-3
+

@@ -1,0 +1,24 @@
+"""The one multiple-choice layout shared by instruction data, training and evaluation."""
+
+import pytest
+
+from deepsight.prompts import answer_text, format_multiple_choice, parse_option
+
+
+def test_answer_text_is_the_letter_and_option_and_rejects_an_index_outside_the_options():
+    assert answer_text(["chair", "table"], 1) == "B. table"
+    with pytest.raises(ValueError, match="answer_index"):
+        answer_text(["chair", "table"], -1)
+
+
+def test_format_multiple_choice_letters_every_option_in_order():
+    prompt = format_multiple_choice("Which is farther?", ["chair", "table", "lamp"])
+    assert prompt.splitlines()[:4] == ["Which is farther?", "A. chair", "B. table", "C. lamp"]
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("B. table", 1), ("(C)", 2), ("A", 0), ("the table is farther", 1), ("2", 1),
+    ("chair or table", None), ("no idea", None), ("E. sofa", None),
+])
+def test_parse_option_reads_letters_option_text_and_numbers_and_refuses_ambiguity(output, expected):
+    assert parse_option(output, ["chair", "table", "lamp"]) == expected
