@@ -66,21 +66,41 @@ def parse_args(argv=None):
 # Models of identical size
 # --------------------------------------------------------------------------------------------------
 
+
 def build_models(args):
     tokenizer = train_tiny_tokenizer()
     deepsight, ds_processor = build_tiny_deepsight(
-        tokenizer=tokenizer, image_size=args.image_size, patch_size=args.patch_size, vision_hidden_size=args.hidden,
-        vision_layers=args.layers, text_hidden_size=args.hidden, text_layers=args.layers,
-        num_attention_heads=args.heads, seed=args.seed,
+        tokenizer=tokenizer,
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+        vision_hidden_size=args.hidden,
+        vision_layers=args.layers,
+        text_hidden_size=args.hidden,
+        text_layers=args.layers,
+        num_attention_heads=args.heads,
+        seed=args.seed,
     )
     llava, llava_processor = build_tiny_llava(
-        seed=args.seed, tokenizer=tokenizer,
-        vision_config=dict(hidden_size=args.hidden, intermediate_size=2 * args.hidden, projection_dim=args.hidden,
-                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                           image_size=args.image_size, patch_size=args.patch_size),
-        text_config=dict(hidden_size=args.hidden, intermediate_size=2 * args.hidden, num_hidden_layers=args.layers,
-                         num_attention_heads=args.heads, num_key_value_heads=max(1, args.heads // 2),
-                         max_position_embeddings=1024, tie_word_embeddings=False),
+        seed=args.seed,
+        tokenizer=tokenizer,
+        vision_config=dict(
+            hidden_size=args.hidden,
+            intermediate_size=2 * args.hidden,
+            projection_dim=args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            image_size=args.image_size,
+            patch_size=args.patch_size,
+        ),
+        text_config=dict(
+            hidden_size=args.hidden,
+            intermediate_size=2 * args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            num_key_value_heads=max(1, args.heads // 2),
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
+        ),
         vision_feature_layer=deepsight.config.vision_feature_layer,
     )
     for model in (deepsight, llava):
@@ -104,8 +124,11 @@ def parameter_counts(model) -> dict[str, int]:
 
 
 def step_flops(model, batch: dict[str, torch.Tensor]) -> float:
-    """Analytic FLOPs of one training step: frozen ViT forward (2N per patch), projector / LLM / LM head forward +
-    backward (6N per token), attention scores and values (4 S^2 d per layer forward, x3 with backward)."""
+    """Analytic FLOPs of one training step.
+
+    Frozen ViT forward (2N per patch), projector / LLM / LM head forward + backward (6N per token), attention
+    scores and values (4 S^2 d per layer forward, x3 with backward).
+    """
     config = model.config
     counts = parameter_counts(model)
     n_images = batch["pixel_values"].shape[0]
@@ -127,6 +150,7 @@ def step_flops(model, batch: dict[str, torch.Tensor]) -> float:
 # Timed SFTTrainer runs
 # --------------------------------------------------------------------------------------------------
 
+
 class TrainerStepper:
     """One SFTTrainer (our collator, our loss path) driven a step at a time, each step timed.
 
@@ -141,14 +165,29 @@ class TrainerStepper:
         self.model = model
         self.args = args
         config = SFTConfig(
-            output_dir=output_dir, max_steps=10_000, per_device_train_batch_size=args.batch_size, learning_rate=1e-4,
-            bf16=False, activation_checkpointing=False, report_to="none", save_strategy="no",
-            remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, dataloader_num_workers=0,
-            dataloader_pin_memory=False, seed=args.seed, disable_tqdm=True,
+            output_dir=output_dir,
+            max_steps=10_000,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=1e-4,
+            bf16=False,
+            activation_checkpointing=False,
+            report_to="none",
+            save_strategy="no",
+            remove_unused_columns=False,
+            dataset_kwargs={"skip_prepare_dataset": True},
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+            seed=args.seed,
+            disable_tqdm=True,
         )
-        self.trainer = DepthSFTTrainer(model=model, args=config, data_collator=DepthConversationCollator(processor),
-                                       train_dataset=dataset, processing_class=processor,
-                                       loss_implementation=loss_implementation)
+        self.trainer = DepthSFTTrainer(
+            model=model,
+            args=config,
+            data_collator=DepthConversationCollator(processor),
+            train_dataset=dataset,
+            processing_class=processor,
+            loss_implementation=loss_implementation,
+        )
         self.trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
         self.trainer.current_gradient_accumulation_steps = 1  # set by `Trainer.train` otherwise
         self.loader = self.trainer.get_train_dataloader()
@@ -170,13 +209,15 @@ class TrainerStepper:
         self.trainer.optimizer.step()
         self.trainer.lr_scheduler.step()
         self.model.zero_grad(set_to_none=True)
-        self.records.append({
-            "wall": time.perf_counter() - wall,
-            "cpu": (time.process_time() - cpu) / self.args.threads,
-            "tokens": int(batch["attention_mask"].sum()),
-            "flops": step_flops(self.model, batch),
-            "loss": float(loss),
-        })
+        self.records.append(
+            {
+                "wall": time.perf_counter() - wall,
+                "cpu": (time.process_time() - cpu) / self.args.threads,
+                "tokens": int(batch["attention_mask"].sum()),
+                "flops": step_flops(self.model, batch),
+                "loss": float(loss),
+            }
+        )
 
     def summary(self) -> dict[str, float]:
         timed = self.records[1:]  # the first step is a warm-up
@@ -243,28 +284,44 @@ def main(argv=None) -> int:
     ds, llava, fused = (summary["runs"][k] for k in ("deepsight/model", "llava/model", "deepsight/fused"))
     for clock in ("s", "cpu_s", "s_best_step"):
         summary[f"ratio_deepsight_vs_llava_samples_per_{clock}"] = (
-            ds[f"samples_per_{clock}"] / llava[f"samples_per_{clock}"])
-        summary[f"ratio_fused_vs_model_samples_per_{clock}"] = fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
+            ds[f"samples_per_{clock}"] / llava[f"samples_per_{clock}"]
+        )
+        summary[f"ratio_fused_vs_model_samples_per_{clock}"] = (
+            fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
+        )
 
-    print(f"\nStage-2 training, batch {args.batch_size}, {args.steps} interleaved timed steps each (medians), "
-          f"{args.threads} threads, fp32, vocab {args.vocab_size}")
+    print(
+        f"\nStage-2 training, batch {args.batch_size}, {args.steps} interleaved timed steps each (medians), "
+        f"{args.threads} threads, fp32, vocab {args.vocab_size}"
+    )
     print(f"{'':<18}{'--------- wall clock ---------':>40}{'----- per CPU-second/threads -----':>40}")
-    print(f"{'run':<18}{'samples/s':>11}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>10}"
-          f"{'samples/s':>11}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>10}{'loss@1':>9}")
+    print(
+        f"{'run':<18}{'samples/s':>11}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>10}"
+        f"{'samples/s':>11}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>10}{'loss@1':>9}"
+    )
     for key, run in summary["runs"].items():
-        print(f"{key:<18}{run['samples_per_s']:>11.2f}{run['tokens_per_s']:>10.0f}{run['flops_per_s'] / 1e9:>9.2f}"
-              f"{run['flops_per_s'] / peak:>10.1%}{run['samples_per_cpu_s']:>11.2f}{run['tokens_per_cpu_s']:>10.0f}"
-              f"{run['flops_per_cpu_s'] / 1e9:>9.2f}{run['flops_per_cpu_s'] / peak_cpu:>10.1%}{run['first_loss']:>9.4f}")
-    print(f"fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} per CPU-second/threads")
-    print("best step samples/s: " + ", ".join(f"{key} {run['samples_per_s_best_step']:.2f}"
-                                             for key, run in summary["runs"].items()))
-    print(f"DeepSight / LLaVA samples/s: {summary['ratio_deepsight_vs_llava_samples_per_s']:.2f}x wall (median step), "
-          f"{summary['ratio_deepsight_vs_llava_samples_per_s_best_step']:.2f}x wall (best step), "
-          f"{summary['ratio_deepsight_vs_llava_samples_per_cpu_s']:.2f}x CPU (goal >= 1.0)")
-    print(f"fused LM head / model loss samples/s: {summary['ratio_fused_vs_model_samples_per_s']:.2f}x wall, "
-          f"{summary['ratio_fused_vs_model_samples_per_s_best_step']:.2f}x wall (best step), "
-          f"{summary['ratio_fused_vs_model_samples_per_cpu_s']:.2f}x CPU; "
-          f"first-step losses {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
+        wall_peak, cpu_peak = run["flops_per_s"] / peak, run["flops_per_cpu_s"] / peak_cpu
+        print(
+            f"{key:<18}{run['samples_per_s']:>11.2f}{run['tokens_per_s']:>10.0f}"
+            f"{run['flops_per_s'] / 1e9:>9.2f}{wall_peak:>10.1%}"
+            f"{run['samples_per_cpu_s']:>11.2f}{run['tokens_per_cpu_s']:>10.0f}"
+            f"{run['flops_per_cpu_s'] / 1e9:>9.2f}{cpu_peak:>10.1%}{run['first_loss']:>9.4f}"
+        )
+    print(f"fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} per CPU-s/threads")
+    best = ", ".join(f"{key} {run['samples_per_s_best_step']:.2f}" for key, run in summary["runs"].items())
+    print(f"best step samples/s: {best}")
+    for label, name in (
+        ("DeepSight / LLaVA", "deepsight_vs_llava"),
+        ("fused LM head / model loss", "fused_vs_model"),
+    ):
+        ratios = {
+            clock: summary[f"ratio_{name}_samples_per_{clock}"] for clock in ("s", "s_best_step", "cpu_s")
+        }
+        print(
+            f"{label} samples/s: {ratios['s']:.2f}x wall (median step), "
+            f"{ratios['s_best_step']:.2f}x wall (best step), {ratios['cpu_s']:.2f}x CPU"
+        )
+    print(f"first-step losses, fused vs model: {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(summary, indent=2))

@@ -211,10 +211,10 @@ class Ablations:
     def train_sft(self, name: str, model: Path, train_parts: str, steps: int, **overrides) -> Path:
         s, p = self.setting, self.pipeline
         output = self.folder / name
-        recipe = p.recipe("sft", saved_as=name, model_name_or_path=str(model), trust_remote_code=True,
-                          dataset_name=str(p.data / "instructions"), output_dir=str(output), max_steps=steps,
-                          per_device_train_batch_size=s.batch_size, train_parts=train_parts,
-                          **{**dict(s.sft_overrides), **overrides})
+        fields = dict(model_name_or_path=str(model), trust_remote_code=True, dataset_name=str(p.data / "instructions"),
+                      output_dir=str(output), max_steps=steps, per_device_train_batch_size=s.batch_size,
+                      train_parts=train_parts)
+        recipe = p.recipe("sft", saved_as=name, **{**fields, **dict(s.sft_overrides), **overrides})
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.sft", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
             threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))

@@ -128,8 +128,10 @@ class VisionLanguageModel:
         backbone = getattr(model, "model", model)
         self._passes_positions = not hasattr(backbone, "rope_deltas") and _accepts(model.forward, "position_ids")
         self.shares_prefix_cache = self._passes_positions
-        # stage 3 of the cached path: options side by side per question (a 4D mask) or one cache row per option
-        self.packs_options = True
+        # Stage 3 of the cached path: every option of a question side by side in the question's cache row,
+        # kept apart by a custom 4D mask (cheaper than copying the cache to one row per option). Kernels that
+        # take no arbitrary mask (flash attention, ...) get the row per option instead.
+        self.packs_options = getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager")
         self._keeps_last_logits = _accepts(model.forward, "logits_to_keep")
 
     @classmethod
@@ -242,7 +244,7 @@ class VisionLanguageModel:
 
         Nothing is encoded twice: the image part of the prompt once per distinct image (shared by the
         questions about it), the rest of the prompt once per question, then every option in one batched
-        pass over the KV cache repeated to one row per option (see `_continuation_logprobs_cached`).
+        pass over that cache (see `_continuation_logprobs_cached`).
         """
         if len(questions) != len(continuations):
             raise ValueError(f"continuations: expected one list per question ({len(questions)}), got {len(continuations)}")
@@ -267,7 +269,8 @@ class VisionLanguageModel:
         1. the image part of the prompt (up to its last image token), once per distinct image input
            (questions about the same depth map with the same boxes share it);
         2. the rest of each question's prompt (its text and the assistant's generation prompt);
-        3. every option's answer text.
+        3. every option's answer text: side by side in its question's row (`_option_logprobs_packed`), or
+           in a copy of that row per option.
 
         Segments of different lengths are padded inside the sequence (masked out, with position ids
         counting only real tokens), so each row sees exactly its own unpadded sequence.

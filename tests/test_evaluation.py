@@ -279,6 +279,25 @@ def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tin
         assert all(value < 0 for value in a.logprobs)
 
 
+def test_options_side_by_side_in_one_row_score_like_one_cache_row_per_option(tiny_llava, grouped_benchmark):
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
+    questions = _questions(grouped_benchmark, 5)
+    # options of unequal token lengths, one the prefix of another: each must see only its own earlier tokens
+    continuations = [["A. table", "B. table lamp with a long shade", "C. sofa"], ["A. safe", "B. unsafe"]] * 2 + [["D. x"]]
+    scores = {}
+    for packs_options in (True, False):
+        model.packs_options = packs_options
+        scores[packs_options] = model.score_options(questions, continuations)
+    model.shares_prefix_cache = False
+    full = model.score_options(questions, continuations)
+    for packed, per_row, reference in zip(scores[True], scores[False], full):
+        np.testing.assert_allclose(packed.logprobs, reference.logprobs, atol=1e-4)
+        np.testing.assert_allclose(per_row.logprobs, reference.logprobs, atol=1e-4)
+        assert packed.num_tokens == reference.num_tokens
+
+
 def test_batched_generation_matches_one_question_at_a_time_on_tiny_llava(tiny_llava, benchmark):
     from evaluation.adapters import VisionLanguageModel
 
@@ -376,11 +395,13 @@ def test_deepsight_receives_metric_depth_and_question_boxes_as_bbox_mask(tiny_de
     assert inputs["bbox_mask"].min() == 0 and inputs["bbox_mask"].max() == 1  # the box, not all ones
 
 
-def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, grouped_benchmark):
+@pytest.mark.parametrize("packs_options", [True, False], ids=["options_side_by_side", "one_cache_row_per_option"])
+def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, grouped_benchmark, packs_options):
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
 
     model = VisionLanguageModel.from_pretrained(str(tiny_deepsight))
+    model.packs_options = packs_options
     questions = _questions(grouped_benchmark, 8)
     groups, _, _ = model._split_at_images(model._encode(questions))
     # box masks differ: only the box-free scene and security questions of an image share its prefix

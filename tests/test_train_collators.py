@@ -26,7 +26,9 @@ def tiny_llava():
 
 
 def assistant_texts(row: dict) -> list[str]:
-    return [block["text"] for turn in row["messages"] if turn["role"] == "assistant" for block in turn["content"]]
+    return [
+        block["text"] for turn in row["messages"] if turn["role"] == "assistant" for block in turn["content"]
+    ]
 
 
 def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tiny_deepsight):
@@ -46,7 +48,9 @@ def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tin
         trained_text = tokenizer.decode(trained)
         # Exactly the assistant answers (with their end-of-turn token), in order, and nothing of the prompt.
         expected = "".join(assistant_texts(row))
-        assert trained_text.replace(tokenizer.eos_token, "").replace(" ", "").replace("\n", "") == expected.replace(" ", "")
+        assert trained_text.replace(tokenizer.eos_token, "").replace(" ", "").replace(
+            "\n", ""
+        ) == expected.replace(" ", "")
         assert trained_text.count(tokenizer.eos_token) == len(assistant_texts(row))
         assert "What room" not in trained_text
         # Labels equal the input ids where they are set (the model shifts them itself).
@@ -55,7 +59,9 @@ def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tin
 
     stats = label_statistics(batch, image_token_id)
     n_real = int(attention.sum())
-    assert stats["masked_fraction"] == pytest.approx(int(((labels == IGNORE_INDEX) & (attention == 1)).sum()) / n_real)
+    assert stats["masked_fraction"] == pytest.approx(
+        int(((labels == IGNORE_INDEX) & (attention == 1)).sum()) / n_real
+    )
     assert 0.0 < stats["masked_fraction"] < 1.0
     assert stats["image_token_fraction"] == pytest.approx(int((input_ids == image_token_id).sum()) / n_real)
 

@@ -1,4 +1,4 @@
-"""Multi-process and interrupted training: 2-process DDP on CPU (gloo) and SIGKILL + --resume_from_checkpoint."""
+"""Multi-process and interrupted training: 2-process DDP on CPU (gloo), SIGKILL + --resume_from_checkpoint."""
 
 from __future__ import annotations
 
@@ -18,8 +18,24 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN = 12
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-TINY = ["--tiny", "deepsight", "--bf16", "false", "--activation_checkpointing", "false", "--report_to", "none",
-        "--logging_steps", "1", "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false", "--seed", "0"]
+TINY = [
+    "--tiny",
+    "deepsight",
+    "--bf16",
+    "false",
+    "--activation_checkpointing",
+    "false",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--dataloader_num_workers",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +59,24 @@ def train_losses(output_dir: Path) -> dict[int, float]:
 def test_two_processes_on_cpu_train_each_stage_with_ddp(stage, data, tmp_path):
     output_dir = tmp_path / stage
     dataset = data["pairs"] if stage == "align" else data["instructions"]
-    command = [str(Path(sys.executable).parent / "deepsight"), "train", stage, "--num_processes", "2",
-               "--dataset_name", dataset, "--output_dir", str(output_dir), "--max_steps", "2",
-               "--per_device_train_batch_size", "2", "--save_strategy", "no", *TINY]
+    command = [
+        str(Path(sys.executable).parent / "deepsight"),
+        "train",
+        stage,
+        "--num_processes",
+        "2",
+        "--dataset_name",
+        dataset,
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_strategy",
+        "no",
+        *TINY,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=str(REPO), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "unused parameters" not in result.stderr.lower()
@@ -76,22 +107,49 @@ KILLED_RUN = textwrap.dedent(
 def test_killed_run_resumes_from_its_last_checkpoint_and_the_loss_curve_continues(data, tmp_path):
     from train.sft import main
 
-    args = ["--dataset_name", data["instructions"], "--max_steps", "6", "--per_device_train_batch_size", "2",
-            "--save_strategy", "steps", "--save_steps", "2", "--learning_rate", "1e-3", *TINY]
+    args = [
+        "--dataset_name",
+        data["instructions"],
+        "--max_steps",
+        "6",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        *TINY,
+    ]
     reference = tmp_path / "uninterrupted"
     assert main([*args, "--output_dir", str(reference)]) == 0
 
     interrupted = tmp_path / "interrupted"
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, *args, "--output_dir", str(interrupted)],
-                            capture_output=True, text=True, env={**ENV, "KILL_AFTER_STEP": "4"}, cwd=str(REPO),
-                            timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, *args, "--output_dir", str(interrupted)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "KILL_AFTER_STEP": "4"},
+        cwd=str(REPO),
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert (interrupted / "checkpoint-4" / "trainer_state.json").exists()
     assert not (interrupted / "model.safetensors").exists(), "the killed run should not have reached the end"
 
     assert main([*args, "--output_dir", str(interrupted), "--resume_from_checkpoint", "true"]) == 0
     resumed, expected = train_losses(interrupted), train_losses(reference)
-    assert sorted(resumed) == [1, 2, 3, 4, 5, 6], "steps 1-4 come from the checkpoint, 5-6 from the resumed run"
-    assert [resumed[s] for s in sorted(resumed)] == pytest.approx([expected[s] for s in sorted(expected)], rel=1e-5)
+    assert sorted(resumed) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ], "steps 1-4 come from the checkpoint, 5-6 from the resumed run"
+    assert [resumed[s] for s in sorted(resumed)] == pytest.approx(
+        [expected[s] for s in sorted(expected)], rel=1e-5
+    )
     state = json.loads((interrupted / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6

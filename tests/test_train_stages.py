@@ -1,4 +1,4 @@
-"""Stage 0/1/2 runs in-process on tiny models: recipes, reproducibility, outputs, freeze policy, LoRA, loss path."""
+"""Stages 0/1/2 in-process on tiny models: recipes, reproducibility, outputs, freezing, LoRA, loss path."""
 
 from __future__ import annotations
 
@@ -17,8 +17,22 @@ from train.smoke_data import make_instruction_rows, save_smoke_dataset
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "train" / "recipes"
 # A handful of fp32 steps, no checkpoints unless a test asks for them.
-FAST = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_strategy", "no",
-        "--report_to", "none", "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false"]
+FAST = [
+    "--max_steps",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "no",
+    "--report_to",
+    "none",
+    "--dataloader_num_workers",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,9 +57,26 @@ def sft_run(data, tmp_path_factory):
     from train.cli import main
 
     output_dir = tmp_path_factory.mktemp("sft") / "out"
-    argv = ["sft", "--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--dataset_name", data["instructions"],
-            "--output_dir", str(output_dir), *FAST, "--report_to", "tensorboard", "--learning_rate", "1e-3",
-            "--eval_strategy", "steps", "--eval_steps", "3", "--per_device_eval_batch_size", "4"]
+    argv = [
+        "sft",
+        "--config",
+        str(RECIPES / "cpu-tiny" / "sft.yaml"),
+        "--dataset_name",
+        data["instructions"],
+        "--output_dir",
+        str(output_dir),
+        *FAST,
+        "--report_to",
+        "tensorboard",
+        "--learning_rate",
+        "1e-3",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "3",
+        "--per_device_eval_batch_size",
+        "4",
+    ]
     assert main(argv) == 0
     return output_dir
 
@@ -66,8 +97,18 @@ def test_stage2_recipe_run_logs_to_tensorboard_and_writes_loss_curve_and_masking
 def test_same_seed_gives_the_same_losses(sft_run, data, tmp_path):
     from train.cli import main
 
-    argv = ["sft", "--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--dataset_name", data["instructions"],
-            "--output_dir", str(tmp_path / "again"), *FAST, "--learning_rate", "1e-3"]
+    argv = [
+        "sft",
+        "--config",
+        str(RECIPES / "cpu-tiny" / "sft.yaml"),
+        "--dataset_name",
+        data["instructions"],
+        "--output_dir",
+        str(tmp_path / "again"),
+        *FAST,
+        "--learning_rate",
+        "1e-3",
+    ]
     assert main(argv) == 0
     first, second = losses(sft_run), losses(tmp_path / "again")
     assert [step for step, _ in first] == [step for step, _ in second]
@@ -76,9 +117,16 @@ def test_same_seed_gives_the_same_losses(sft_run, data, tmp_path):
 
 
 def test_stage2_checkpoint_is_a_complete_folder_that_loads_with_remote_code_in_a_fresh_process(sft_run):
-    for name in ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
-                 "modeling_deepsight.py", "configuration_deepsight.py", "processing_deepsight.py",
-                 "image_processing_deepsight.py"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "modeling_deepsight.py",
+        "configuration_deepsight.py",
+        "processing_deepsight.py",
+        "image_processing_deepsight.py",
+    ):
         assert (sft_run / name).exists(), f"{name} missing from the stage-2 folder"
     script = (
         "import sys, numpy as np, torch\n"
@@ -91,8 +139,14 @@ def test_stage2_checkpoint_is_a_complete_folder_that_loads_with_remote_code_in_a
         "out = model.generate(**inputs, max_new_tokens=3, do_sample=False)\n"
         "print(type(model).__module__, out.shape[1] - inputs['input_ids'].shape[1])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(sft_run)], capture_output=True, text=True,
-                            cwd=str(sft_run.parent), env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(sft_run)],
+        capture_output=True,
+        text=True,
+        cwd=str(sft_run.parent),
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     module, new_tokens = result.stdout.split()[-2:]
     assert module.startswith("transformers_modules"), f"loaded from {module}, not from the folder's code"
@@ -122,10 +176,21 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
 
     model, processor = build_tiny_deepsight(seed=0)
     collator = DepthConversationCollator(processor)
-    args = SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none", remove_unused_columns=False,
-                     dataset_kwargs={"skip_prepare_dataset": True}, activation_checkpointing=False)
-    trainer = DepthSFTTrainer(model=model, args=args, data_collator=collator, processing_class=processor,
-                              train_dataset=load_split(data["instructions"], None, "train"))
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        bf16=False,
+        report_to="none",
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        activation_checkpointing=False,
+    )
+    trainer = DepthSFTTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        processing_class=processor,
+        train_dataset=load_split(data["instructions"], None, "train"),
+    )
     batch = collator(make_instruction_rows(4, seed=9))
     with torch.no_grad():
         trainer.loss_implementation = "model"
@@ -134,8 +199,14 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
         fused = trainer.compute_loss(trainer.model, dict(batch))
     assert float(own) == pytest.approx(float(fused), rel=1e-5)
     with pytest.raises(ValueError, match="loss_implementation"):
-        DepthSFTTrainer(model=model, args=args, data_collator=collator, processing_class=processor,
-                        train_dataset=load_split(data["instructions"], None, "train"), loss_implementation="mine")
+        DepthSFTTrainer(
+            model=model,
+            args=args,
+            data_collator=collator,
+            processing_class=processor,
+            train_dataset=load_split(data["instructions"], None, "train"),
+            loss_implementation="mine",
+        )
 
 
 def test_lora_run_saves_adapters_and_merged_weights(data, tmp_path):
@@ -143,9 +214,29 @@ def test_lora_run_saves_adapters_and_merged_weights(data, tmp_path):
     from deepsight.tiny import build_tiny_deepsight
     from train.sft import main
 
-    common = ["--tiny", "deepsight", "--dataset_name", data["instructions"], *FAST, "--bf16", "false",
-              "--activation_checkpointing", "false", "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
-              "--learning_rate", "5e-3", "--seed", "0"]
+    common = [
+        "--tiny",
+        "deepsight",
+        "--dataset_name",
+        data["instructions"],
+        *FAST,
+        "--bf16",
+        "false",
+        "--activation_checkpointing",
+        "false",
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--learning_rate",
+        "5e-3",
+        "--seed",
+        "0",
+        "--max_steps",
+        "2",
+    ]
     assert main([*common, "--output_dir", str(tmp_path / "adapters")]) == 0
     adapter_config = json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())
     assert "multi_modal_projector" in adapter_config["modules_to_save"]
@@ -167,8 +258,20 @@ def test_baseline_llava_fine_tunes_on_depth_rendered_as_gray(data, tmp_path):
     from train.sft import main
 
     recipe = RECIPES / "baselines" / "cpu-tiny-llava.yaml"
-    assert main(["--config", str(recipe), "--dataset_name", data["instructions"], "--output_dir",
-                 str(tmp_path / "llava"), *FAST]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(recipe),
+                "--dataset_name",
+                data["instructions"],
+                "--output_dir",
+                str(tmp_path / "llava"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "llava" / "config.json").read_text())["model_type"] == "llava"
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(tmp_path / "llava"))
 
@@ -177,22 +280,71 @@ def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_f
     from train import align, encoder, sft
 
     enc_dir = tmp_path / "encoder"
-    assert encoder.main(["--config", str(RECIPES / "cpu-tiny" / "encoder.yaml"), "--dataset_name", data["pairs"],
-                         "--output_dir", str(enc_dir), *FAST, "--eval_strategy", "steps", "--eval_steps", "3",
-                         "--learning_rate", "1e-3"]) == 0
+    assert (
+        encoder.main(
+            [
+                "--config",
+                str(RECIPES / "cpu-tiny" / "encoder.yaml"),
+                "--dataset_name",
+                data["pairs"],
+                "--output_dir",
+                str(enc_dir),
+                *FAST,
+                "--eval_strategy",
+                "steps",
+                "--eval_steps",
+                "3",
+                "--learning_rate",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     accuracies = json.loads((enc_dir / "zero_shot_scene_accuracy.json").read_text())
     assert [step for step, _ in accuracies] == [3] and 0.0 <= accuracies[0][1] <= 1.0
     # A saved dual encoder is a starting point too (e.g. to continue stage 0 on new data).
-    assert encoder.main(["--config", str(RECIPES / "cpu-tiny" / "encoder.yaml"), "--tiny", "false",
-                         "--model_name_or_path", str(enc_dir), "--dataset_name", data["pairs"],
-                         "--output_dir", str(tmp_path / "encoder-continued"), *FAST, "--max_steps", "1"]) == 0
+    assert (
+        encoder.main(
+            [
+                "--config",
+                str(RECIPES / "cpu-tiny" / "encoder.yaml"),
+                "--tiny",
+                "false",
+                "--model_name_or_path",
+                str(enc_dir),
+                "--dataset_name",
+                data["pairs"],
+                "--output_dir",
+                str(tmp_path / "encoder-continued"),
+                *FAST,
+                "--max_steps",
+                "1",
+            ]
+        )
+        == 0
+    )
     tower = load_file(str(enc_dir / "vision_tower" / "model.safetensors"))
     assert any("bbox" in key.lower() for key in tower), "the Bbox Conv is missing from the saved tower"
 
     align_dir = tmp_path / "align"
-    assert align.main(["--config", str(RECIPES / "cpu-tiny" / "align.yaml"), "--dataset_name", data["pairs"],
-                       "--output_dir", str(align_dir), "--vision_tower", str(enc_dir / "vision_tower"), *FAST,
-                       "--max_steps", "1"]) == 0
+    assert (
+        align.main(
+            [
+                "--config",
+                str(RECIPES / "cpu-tiny" / "align.yaml"),
+                "--dataset_name",
+                data["pairs"],
+                "--output_dir",
+                str(align_dir),
+                "--vision_tower",
+                str(enc_dir / "vision_tower"),
+                *FAST,
+                "--max_steps",
+                "1",
+            ]
+        )
+        == 0
+    )
     aligned = load_file(str(align_dir / "model.safetensors"))
     tower_keys = {key: value for key, value in aligned.items() if ".vision_tower." in key}
     assert len(tower_keys) == len(tower)
@@ -201,9 +353,26 @@ def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_f
 
     # Stage 2 starts from the stage-1 folder (loaded through the Auto classes with the folder's own code).
     sft_dir = tmp_path / "sft"
-    assert sft.main(["--config", str(RECIPES / "cpu-tiny" / "sft.yaml"), "--tiny", "none", "--model_name_or_path",
-                     str(align_dir), "--dataset_name", data["instructions"], "--output_dir", str(sft_dir), *FAST,
-                     "--max_steps", "1"]) == 0
+    assert (
+        sft.main(
+            [
+                "--config",
+                str(RECIPES / "cpu-tiny" / "sft.yaml"),
+                "--tiny",
+                "none",
+                "--model_name_or_path",
+                str(align_dir),
+                "--dataset_name",
+                data["instructions"],
+                "--output_dir",
+                str(sft_dir),
+                *FAST,
+                "--max_steps",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert load_file(str(sft_dir / "model.safetensors")).keys() == aligned.keys()
 
 
@@ -211,10 +380,34 @@ def test_bad_arguments_are_rejected_with_the_field_named(data, tmp_path):
     from train import encoder, sft
 
     with pytest.raises(ValueError, match="--use_peft with --train_parts projector"):
-        sft.main(["--tiny", "deepsight", "--dataset_name", data["instructions"], "--output_dir", str(tmp_path),
-                  "--use_peft", "true", "--train_parts", "projector", "--bf16", "false"])
+        sft.main(
+            [
+                "--tiny",
+                "deepsight",
+                "--dataset_name",
+                data["instructions"],
+                "--output_dir",
+                str(tmp_path),
+                "--use_peft",
+                "true",
+                "--train_parts",
+                "projector",
+                "--bf16",
+                "false",
+            ]
+        )
     with pytest.raises(ValueError, match="--model_name_or_path"):
         sft.main(["--dataset_name", data["instructions"], "--output_dir", str(tmp_path), "--bf16", "false"])
     with pytest.raises(ValueError, match="--sample_ratio"):
-        encoder.main(["--tiny", "true", "--dataset_name", data["pairs"], "--output_dir", str(tmp_path),
-                      "--sample_ratio", "2"])
+        encoder.main(
+            [
+                "--tiny",
+                "true",
+                "--dataset_name",
+                data["pairs"],
+                "--output_dir",
+                str(tmp_path),
+                "--sample_ratio",
+                "2",
+            ]
+        )

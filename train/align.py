@@ -65,11 +65,16 @@ class PairsToConversation:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         for key in ("depth", "caption"):
             if row.get(key) is None:
-                raise ValueError(f"pairs row {row.get('id')!r}: missing {key!r} (expected the pairs dataset schema)")
+                raise ValueError(
+                    f"pairs row {row.get('id')!r}: missing {key!r} (expected the pairs dataset schema)"
+                )
         return {
             "id": row.get("id"),
             "messages": [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt_for(row.get("id"))}]},
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": self.prompt_for(row.get("id"))}],
+                },
                 {"role": "assistant", "content": [{"type": "text", "text": row["caption"]}]},
             ],
             "images": [row["depth"]],
@@ -92,8 +97,12 @@ def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> i
         with_cpu_ddp_flag(list(sys.argv[1:] if argv is None else argv))
     )
     trainer = run_sft_stage(
-        script_args, training_args, model_args, args,
-        row_to_conversation=PairsToConversation(seed=training_args.seed), callbacks=callbacks,
+        script_args,
+        training_args,
+        model_args,
+        args,
+        row_to_conversation=PairsToConversation(seed=training_args.seed),
+        callbacks=callbacks,
     )
     trainer.end()
     return 0

@@ -23,10 +23,24 @@ from transformers import (
 # The tiny defaults are those of `deepsight.tiny.build_tiny_deepsight`: a 32 px image in 8 px patches
 # (16 image tokens), a 2-layer 64-wide ViT and a 2-layer 64-wide Llama, features from the second-to-last
 # ViT layer, a 2-layer GELU projector, untied LM head.
-TINY_VISION = dict(hidden_size=64, intermediate_size=128, projection_dim=64, num_hidden_layers=2,
-                   num_attention_heads=4, image_size=32, patch_size=8)
-TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=False)
+TINY_VISION = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    projection_dim=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+)
+TINY_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    tie_word_embeddings=False,
+)
 
 
 def build_tiny_llava(
@@ -71,8 +85,10 @@ def build_tiny_llava(
     model.eval()
     size = vision["image_size"]
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     )
     processor = LlavaProcessor(
         image_processor=image_processor,

@@ -16,7 +16,10 @@ import sys
 STAGES = {
     "encoder": ("train.encoder", "stage 0: contrastive depth-text training of the depth encoder"),
     "align": ("train.align", "stage 1: train the projector on depth-text pairs (vision + LLM frozen)"),
-    "sft": ("train.sft", "stage 2: fine-tune projector + LLM (full or LoRA) on depth instructions; baselines too"),
+    "sft": (
+        "train.sft",
+        "stage 2: fine-tune projector + LLM (full or LoRA) on depth instructions; baselines too",
+    ),
 }
 
 
@@ -31,14 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("stage", choices=list(STAGES), help="which stage to run")
-    parser.add_argument("--num_processes", type=int, default=1,
-                        help="> 1: run under `accelerate launch --num_processes N` (CPU: gloo DDP)")
-    parser.add_argument("--accelerate_config", default=None,
-                        help="an Accelerate config (train/accelerate_configs/*.yaml); implies accelerate launch")
+    parser.add_argument(
+        "--num_processes",
+        type=int,
+        default=1,
+        help="> 1: run under `accelerate launch --num_processes N` (CPU: gloo DDP)",
+    )
+    parser.add_argument(
+        "--accelerate_config",
+        default=None,
+        help="an Accelerate config (train/accelerate_configs/*.yaml); implies accelerate launch",
+    )
     return parser
 
 
-def accelerate_command(stage: str, num_processes: int, accelerate_config: str | None, rest: list[str]) -> list[str]:
+def accelerate_command(
+    stage: str, num_processes: int, accelerate_config: str | None, rest: list[str]
+) -> list[str]:
     """The `accelerate launch ... -m train.<stage> ...` command line for a stage.
 
     Without a config file, N > 1 processes go through accelerate's torchrun launcher (`--multi_gpu`), also
@@ -51,7 +63,15 @@ def accelerate_command(stage: str, num_processes: int, accelerate_config: str | 
     if num_processes > 1:
         command += ["--num_processes", str(num_processes)]
         if not accelerate_config:
-            command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+            command += [
+                "--multi_gpu",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+            ]
     return command + ["-m", STAGES[stage][0], *rest]
 
 

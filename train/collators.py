@@ -36,6 +36,7 @@ DEPTH_COLORMAP = "turbo"
 # Depth as an RGB image (baselines)
 # --------------------------------------------------------------------------------------------------
 
+
 def depth_to_rgb(depth: Any, mode: str = "gray", depth_encoding: str | None = None) -> Image.Image:
     """Render a depth map as an 8-bit RGB image for RGB vision-language models.
 
@@ -76,9 +77,12 @@ def resolve_image_mode(processor: Any, image_mode: str = "auto") -> str:
 # The collator
 # --------------------------------------------------------------------------------------------------
 
+
 def _check_messages(messages: Any, example_id: Any) -> list[dict]:
     if not isinstance(messages, Sequence) or not messages:
-        raise ValueError(f"example {example_id!r}: `messages` must be a non-empty list of turns, got {messages!r}")
+        raise ValueError(
+            f"example {example_id!r}: `messages` must be a non-empty list of turns, got {messages!r}"
+        )
     for turn in messages:
         if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
             raise ValueError(f"example {example_id!r}: each turn needs 'role' and 'content', got {turn!r}")
@@ -132,8 +136,13 @@ class DepthConversationCollator:
     ) -> None:
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
-            raise ValueError(f"processor: expected a multimodal processor with a `tokenizer`, got {type(processor)}")
-        if getattr(processor, "chat_template", None) is None and getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                f"processor: expected a multimodal processor with a `tokenizer`, got {type(processor)}"
+            )
+        if (
+            getattr(processor, "chat_template", None) is None
+            and getattr(tokenizer, "chat_template", None) is None
+        ):
             raise ValueError("processor: has no chat template; conversations cannot be rendered")
         if max_length is not None and max_length <= 0:
             raise ValueError(f"max_length: expected a positive int or None, got {max_length}")
@@ -147,7 +156,9 @@ class DepthConversationCollator:
         self.image_token_id = getattr(processor, "image_token_id", None)
         if self.image_token_id is None:
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
         if self.pad_token_id is None:
             raise ValueError("processor.tokenizer: has neither a pad nor an eos token to pad with")
 
@@ -179,7 +190,7 @@ class DepthConversationCollator:
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
 
     def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
-        """Stop the answer at its end-of-turn token: what templates add after it (a newline) is not the answer."""
+        """End the answer at its end-of-turn token: a newline the template adds is not answer."""
         eos_positions = (input_ids[start:end] == self.tokenizer.eos_token_id).nonzero()
         return start + int(eos_positions[-1]) + 1 if eos_positions.numel() else end
 
@@ -198,7 +209,9 @@ class DepthConversationCollator:
         boxes = example.get("boxes")
         boxes = [list(b or []) for b in boxes] if boxes is not None else [[] for _ in raw_images]
         if len(boxes) != len(raw_images):
-            raise ValueError(f"example {example_id!r}: `boxes` must hold one list per image, got {len(boxes)}")
+            raise ValueError(
+                f"example {example_id!r}: `boxes` must hold one list per image, got {len(boxes)}"
+            )
         images = self._images_for_model(raw_images)
 
         full_text = self._render(messages, add_generation_prompt=False)
@@ -221,7 +234,7 @@ class DepthConversationCollator:
             labels[start:end] = input_ids[start:end]
         labels[input_ids == self.image_token_id] = IGNORE_INDEX
 
-        # Per-token tensors come back as [1, L]; keep them 1-D so that `pad` can tell them from per-image ones.
+        # Per-token tensors come back as [1, L]; 1-D lets `pad` tell them from per-image ones.
         length = input_ids.shape[0]
         features = {
             key: value[0] if value.dim() == 2 and tuple(value.shape) == (1, length) else value
@@ -237,7 +250,7 @@ class DepthConversationCollator:
         image_positions = (input_ids == self.image_token_id).nonzero()
         if image_positions.numel() and int(image_positions.max()) >= self.max_length:
             raise ValueError(
-                f"example {example_id!r}: max_length={self.max_length} would cut image tokens (the last is at "
+                f"example {example_id!r}: max_length={self.max_length} would cut image tokens (last at "
                 f"position {int(image_positions.max())}); raise max_length or set it to None"
             )
         length = input_ids.shape[0]
@@ -272,7 +285,7 @@ class DepthConversationCollator:
 
 
 def label_statistics(batch: dict[str, torch.Tensor], image_token_id: int | None = None) -> dict[str, float]:
-    """Fractions of the real (non-pad) tokens that are masked out of the loss, are image tokens, are trained."""
+    """Fractions of the real (non-pad) tokens: out of the loss, image tokens, in the loss."""
     real = batch["attention_mask"].bool()
     masked = (batch["labels"] == IGNORE_INDEX) & real
     n_real = int(real.sum())
@@ -283,5 +296,7 @@ def label_statistics(batch: dict[str, torch.Tensor], image_token_id: int | None 
         "padding_fraction": float((~real).sum()) / real.numel(),
     }
     if image_token_id is not None:
-        stats["image_token_fraction"] = float(((batch["input_ids"] == image_token_id) & real).sum()) / max(n_real, 1)
+        stats["image_token_fraction"] = float(((batch["input_ids"] == image_token_id) & real).sum()) / max(
+            n_real, 1
+        )
     return stats

@@ -51,25 +51,46 @@ class EncoderArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "Pairs dataset folder (or Hub id)."})
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     dataset_train_split: str = field(default="train", metadata={"help": "Training split."})
-    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split for zero-shot scene accuracy."})
+    dataset_test_split: str = field(
+        default="test", metadata={"help": "Held-out split for zero-shot scene accuracy."}
+    )
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved DeepSightDualEncoder folder (model + image processor + tokenizer)."}
+        default=None,
+        metadata={"help": "A saved DeepSightDualEncoder folder (model + image processor + tokenizer)."},
     )
     clip_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start from a whole CLIP (depth tower converted from its vision model, its "
-                                "text model and projections), e.g. openai/clip-vit-large-patch14-336."}
+        default=None,
+        metadata={
+            "help": "Start from a whole CLIP (depth tower converted from its vision model, its "
+            "text model and projections), e.g. openai/clip-vit-large-patch14-336."
+        },
     )
-    tiny: bool = field(default=False, metadata={"help": "A tiny random dual encoder built in-process (CPU, tests)."})
-    image_size: int | None = field(default=None, metadata={"help": "Depth input side; defaults to the tower's."})
+    tiny: bool = field(
+        default=False, metadata={"help": "A tiny random dual encoder built in-process (CPU, tests)."}
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Depth input side; defaults to the tower's."}
+    )
     sample_ratio: float = field(
-        default=0.1, metadata={"help": "Fraction of depth-box-text pairs replaced by depth-text pairs with an "
-                               "all-ones mask (paper §5.2)."}
+        default=0.1,
+        metadata={
+            "help": "Fraction of depth-box-text pairs replaced by depth-text pairs with an "
+            "all-ones mask (paper §5.2)."
+        },
     )
-    scene_prompt: str = field(default="a depth image of a {scene}.", metadata={"help": "Zero-shot scene prompt."})
+    scene_prompt: str = field(
+        default="a depth image of a {scene}.", metadata={"help": "Zero-shot scene prompt."}
+    )
     max_text_length: int = field(default=77, metadata={"help": "Captions are truncated to this many tokens."})
-    depth_encoding: str | None = field(default=None, metadata={"help": "Stored depth encoding; None detects it."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N held-out rows."})
+    depth_encoding: str | None = field(
+        default=None, metadata={"help": "Stored depth encoding; None detects it."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training rows."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N held-out rows."}
+    )
     loss_curve: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/loss_curve.png at the end."})
 
 
@@ -78,9 +99,11 @@ def check_arguments(args: EncoderArguments) -> None:
         raise ValueError(f"--sample_ratio: expected a fraction in [0, 1], got {args.sample_ratio}")
     sources = [bool(args.model_name_or_path), bool(args.clip_name_or_path), bool(args.tiny)]
     if sum(sources) != 1:
-        raise ValueError("give exactly one of --model_name_or_path (a dual encoder), --clip_name_or_path (a CLIP) "
-                         f"or --tiny true; got model_name_or_path={args.model_name_or_path!r}, "
-                         f"clip_name_or_path={args.clip_name_or_path!r}, tiny={args.tiny}")
+        raise ValueError(
+            "give exactly one of --model_name_or_path (a dual encoder), --clip_name_or_path (a CLIP) "
+            f"or --tiny true; got model_name_or_path={args.model_name_or_path!r}, "
+            f"clip_name_or_path={args.clip_name_or_path!r}, tiny={args.tiny}"
+        )
     if "{scene}" not in args.scene_prompt:
         raise ValueError(f"--scene_prompt: must contain '{{scene}}', got {args.scene_prompt!r}")
 
@@ -109,10 +132,16 @@ def load_dual_encoder(args: EncoderArguments, seed: int):
 
 
 class DepthTextCollator:
-    """Pairs rows -> pixel_values, bbox_mask (boxes, or all ones for a `sample_ratio` share), caption tokens."""
+    """Pairs rows -> pixel_values, bbox_mask (boxes; all ones for a `sample_ratio` share), caption tokens."""
 
-    def __init__(self, image_processor: Any, tokenizer: Any, sample_ratio: float = 0.1, max_text_length: int = 77,
-                 depth_encoding: str | None = None) -> None:
+    def __init__(
+        self,
+        image_processor: Any,
+        tokenizer: Any,
+        sample_ratio: float = 0.1,
+        max_text_length: int = 77,
+        depth_encoding: str | None = None,
+    ) -> None:
         if not 0.0 <= sample_ratio <= 1.0:
             raise ValueError(f"sample_ratio: expected a fraction in [0, 1], got {sample_ratio}")
         self.image_processor = image_processor
@@ -124,20 +153,31 @@ class DepthTextCollator:
     def choose_boxes(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
         # The global torch RNG: seeded by the Trainer and restored on resume, so the sampling replays exactly.
         replaced = torch.rand(len(rows)) < self.sample_ratio
-        return [[] if replace else [list(box) for box in (row.get("boxes") or [])]
-                for row, replace in zip(rows, replaced.tolist())]
+        return [
+            [] if replace else [list(box) for box in (row.get("boxes") or [])]
+            for row, replace in zip(rows, replaced.tolist())
+        ]
 
-    def encode_depth(self, rows: list[dict[str, Any]], boxes: list[list[list[float]]] | None) -> dict[str, torch.Tensor]:
+    def encode_depth(
+        self, rows: list[dict[str, Any]], boxes: list[list[list[float]]] | None
+    ) -> dict[str, torch.Tensor]:
         for row in rows:
             if row.get("depth") is None:
-                raise ValueError(f"pairs row {row.get('id')!r}: missing 'depth' (expected the pairs dataset schema)")
-        vision = self.image_processor([row["depth"] for row in rows], boxes=boxes,
-                                      depth_encoding=self.depth_encoding, return_tensors="pt")
+                raise ValueError(
+                    f"pairs row {row.get('id')!r}: missing 'depth' (expected the pairs dataset schema)"
+                )
+        vision = self.image_processor(
+            [row["depth"] for row in rows],
+            boxes=boxes,
+            depth_encoding=self.depth_encoding,
+            return_tensors="pt",
+        )
         return {"pixel_values": vision["pixel_values"], "bbox_mask": vision["bbox_mask"]}
 
     def encode_text(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_text_length,
-                                return_tensors="pt")
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
+        )
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -160,7 +200,9 @@ class DualEncoderTrainer(Trainer):
         self.scene_labels = scene_labels
         self.scene_prompt = scene_prompt
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         if dataset is not None and self.scene_labels:
@@ -208,25 +250,36 @@ def make_parser(prog: str | None = "deepsight train encoder"):
     return TrlParser((EncoderArguments, TrainingArguments), prog=prog)
 
 
-def run(args: EncoderArguments, training_args: TrainingArguments, callbacks: list[Any] | None = None) -> DualEncoderTrainer:
+def run(
+    args: EncoderArguments, training_args: TrainingArguments, callbacks: list[Any] | None = None
+) -> DualEncoderTrainer:
     from transformers import set_seed
 
     check_arguments(args)
     training_args.remove_unused_columns = False  # the collator reads the raw pairs rows
     set_seed(training_args.seed)
-    train_dataset = load_split(args.dataset_name, args.dataset_config, args.dataset_train_split, args.max_train_samples)
+    train_dataset = load_split(
+        args.dataset_name, args.dataset_config, args.dataset_train_split, args.max_train_samples
+    )
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_dataset = load_split(args.dataset_name, args.dataset_config, args.dataset_test_split, args.max_eval_samples)
+        eval_dataset = load_split(
+            args.dataset_name, args.dataset_config, args.dataset_test_split, args.max_eval_samples
+        )
     model, image_processor, tokenizer = load_dual_encoder(args, training_args.seed)
     # Only the depth side trains (paper §5.2): the text encoder stays frozen whatever the config says.
     model.text_model.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.warning("Stage 0: %s trainable of %s parameters (text encoder frozen); sample_ratio=%.2f",
-                   f"{trainable:,}", f"{sum(p.numel() for p in model.parameters()):,}", args.sample_ratio)
+    logger.warning(
+        "Stage 0: %s trainable of %s parameters (text encoder frozen); sample_ratio=%.2f",
+        f"{trainable:,}",
+        f"{sum(p.numel() for p in model.parameters()):,}",
+        args.sample_ratio,
+    )
 
-    collator = DepthTextCollator(image_processor, tokenizer, args.sample_ratio, args.max_text_length,
-                                 args.depth_encoding)
+    collator = DepthTextCollator(
+        image_processor, tokenizer, args.sample_ratio, args.max_text_length, args.depth_encoding
+    )
     trainer = DualEncoderTrainer(
         model=model,
         args=training_args,
@@ -238,8 +291,11 @@ def run(args: EncoderArguments, training_args: TrainingArguments, callbacks: lis
         scene_labels=scene_labels_of(train_dataset, eval_dataset),
         scene_prompt=args.scene_prompt,
     )
-    trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(training_args.resume_from_checkpoint,
-                                                                   training_args.output_dir))
+    trainer.train(
+        resume_from_checkpoint=resolve_resume_checkpoint(
+            training_args.resume_from_checkpoint, training_args.output_dir
+        )
+    )
     save_encoder(trainer, image_processor, tokenizer)
     return trainer
 
@@ -253,8 +309,11 @@ def save_encoder(trainer: DualEncoderTrainer, image_processor: Any, tokenizer: A
         tower_dir = output_dir / "vision_tower"
         trainer.accelerator.unwrap_model(trainer.model).vision_model.save_pretrained(str(tower_dir))
         image_processor.save_pretrained(str(tower_dir))
-        accuracies = [(e["step"], e["eval_zero_shot_scene_accuracy"]) for e in trainer.state.log_history
-                      if "eval_zero_shot_scene_accuracy" in e]
+        accuracies = [
+            (e["step"], e["eval_zero_shot_scene_accuracy"])
+            for e in trainer.state.log_history
+            if "eval_zero_shot_scene_accuracy" in e
+        ]
         (output_dir / "zero_shot_scene_accuracy.json").write_text(json.dumps(accuracies))
         if accuracies:
             print("step  zero-shot scene accuracy")

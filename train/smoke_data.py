@@ -23,7 +23,9 @@ SCENE_OBJECTS = {
 
 def _render(rng: np.random.Generator, scene: str, height: int, width: int):
     rows = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None]
-    depth = np.broadcast_to(1.5 + 3.5 * (1 - rows), (height, width)).copy() + rng.normal(0, 0.02, (height, width))
+    depth = np.broadcast_to(1.5 + 3.5 * (1 - rows), (height, width)).copy() + rng.normal(
+        0, 0.02, (height, width)
+    )
     names, boxes, depths = [], [], []
     for name in rng.choice(SCENE_OBJECTS[scene], size=2, replace=False):
         w, h = int(rng.integers(width // 6, width // 3)), int(rng.integers(height // 6, height // 3))
@@ -39,7 +41,7 @@ def _render(rng: np.random.Generator, scene: str, height: int, width: int):
 
 
 def make_pairs_rows(n: int, seed: int = 0, height: int = 48, width: int = 64) -> list[dict]:
-    """Rows of the pairs schema (id, source, depth, caption, captions, caption_scores, boxes, labels, scene...)."""
+    """Rows of the pairs schema (id, source, depth, caption(s), caption_scores, boxes, labels, scene...)."""
     rng = np.random.default_rng(seed)
     scenes = sorted(SCENE_OBJECTS)
     rows = []
@@ -47,11 +49,20 @@ def make_pairs_rows(n: int, seed: int = 0, height: int = 48, width: int = 64) ->
         scene = scenes[i % len(scenes)]
         depth, names, boxes, _ = _render(rng, scene, height, width)
         caption = f"a depth image of a {scene} with a {names[0]} and a {names[1]}."
-        rows.append({
-            "id": f"smoke-{seed}-{i}", "source": "smoke", "depth": depth, "caption": caption,
-            "captions": [caption, f"a {scene}."], "caption_scores": [1.0, 0.5], "boxes": boxes, "labels": names,
-            "scene": scene, "depth_is_predicted": False,
-        })
+        rows.append(
+            {
+                "id": f"smoke-{seed}-{i}",
+                "source": "smoke",
+                "depth": depth,
+                "caption": caption,
+                "captions": [caption, f"a {scene}."],
+                "caption_scores": [1.0, 0.5],
+                "boxes": boxes,
+                "labels": names,
+                "scene": scene,
+                "depth_is_predicted": False,
+            }
+        )
     return rows
 
 
@@ -70,13 +81,24 @@ def make_instruction_rows(n: int, seed: int = 0, height: int = 48, width: int = 
         ]
         if i % 2 == 0:  # half the rows are two-turn conversations about the boxed objects
             messages += [
-                {"role": "user", "content": [{"type": "text", "text": f"Which is closer, the {names[0]} or the {names[1]}?"}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": f"Which is closer, the {names[0]} or the {names[1]}?"}
+                    ],
+                },
                 {"role": "assistant", "content": [{"type": "text", "text": f"The {nearer} is closer."}]},
             ]
-        rows.append({
-            "id": f"smoke-inst-{seed}-{i}", "type": "conversation" if i % 2 == 0 else "detailed_description",
-            "messages": messages, "images": [depth], "boxes": [boxes if i % 2 == 0 else []], "source": "smoke",
-        })
+        rows.append(
+            {
+                "id": f"smoke-inst-{seed}-{i}",
+                "type": "conversation" if i % 2 == 0 else "detailed_description",
+                "messages": messages,
+                "images": [depth],
+                "boxes": [boxes if i % 2 == 0 else []],
+                "source": "smoke",
+            }
+        )
     return rows
 
 
@@ -88,19 +110,32 @@ def save_smoke_dataset(folder: str | Path, kind: str, n_train: int, n_test: int 
     if kind not in makers:
         raise ValueError(f"kind: expected one of {sorted(makers)}, got {kind!r}")
     if kind == "pairs":
-        features = Features({
-            "id": Value("string"), "source": Value("string"), "depth": ImageFeature(), "caption": Value("string"),
-            "captions": List(Value("string")), "caption_scores": List(Value("float32")),
-            "boxes": List(List(Value("float32"))), "labels": List(Value("string")), "scene": Value("string"),
-            "depth_is_predicted": Value("bool"),
-        })
+        features = Features(
+            {
+                "id": Value("string"),
+                "source": Value("string"),
+                "depth": ImageFeature(),
+                "caption": Value("string"),
+                "captions": List(Value("string")),
+                "caption_scores": List(Value("float32")),
+                "boxes": List(List(Value("float32"))),
+                "labels": List(Value("string")),
+                "scene": Value("string"),
+                "depth_is_predicted": Value("bool"),
+            }
+        )
     else:
         block = {"type": Value("string"), "text": Value("string")}
-        features = Features({
-            "id": Value("string"), "type": Value("string"),
-            "messages": List({"role": Value("string"), "content": List(block)}),
-            "images": List(ImageFeature()), "boxes": List(List(List(Value("float32")))), "source": Value("string"),
-        })
+        features = Features(
+            {
+                "id": Value("string"),
+                "type": Value("string"),
+                "messages": List({"role": Value("string"), "content": List(block)}),
+                "images": List(ImageFeature()),
+                "boxes": List(List(List(Value("float32")))),
+                "source": Value("string"),
+            }
+        )
     splits = {"train": makers[kind](n_train, seed)}
     if n_test:
         splits["test"] = makers[kind](n_test, seed + 1)

@@ -44,43 +44,59 @@ class DeepSightTrainingArguments:
 
     train_parts: str = field(
         default="both",
-        metadata={"help": "What trains: 'projector' (stage 1; SFT ablation), 'llm' (SFT ablation) or 'both' "
-                  "(projector + LLM, the paper's stage 2). The vision tower is always frozen.",
-                  "choices": list(TRAIN_PARTS)},
+        metadata={
+            "help": "What trains: 'projector' (stage 1; SFT ablation), 'llm' (SFT ablation) or 'both' "
+            "(projector + LLM, the paper's stage 2). The vision tower is always frozen.",
+            "choices": list(TRAIN_PARTS),
+        },
     )
     tiny: str | None = field(
         default=None,
-        metadata={"help": "Build a tiny random model in-process instead of loading --model_name_or_path: "
-                  "'deepsight' or 'llava' (CPU recipes and tests); 'none' to override a recipe's value."},
+        metadata={
+            "help": "Build a tiny random model in-process instead of loading --model_name_or_path: "
+            "'deepsight' or 'llava' (CPU recipes and tests); 'none' to override a recipe's value."
+        },
     )
     vision_tower: str | None = field(
         default=None,
-        metadata={"help": "Folder of a stage-0 vision tower (train/encoder.py writes OUTPUT_DIR/vision_tower) "
-                  "whose weights replace the model's vision tower before training."},
+        metadata={
+            "help": "Folder of a stage-0 vision tower (train/encoder.py writes OUTPUT_DIR/vision_tower) "
+            "whose weights replace the model's vision tower before training."
+        },
     )
     image_mode: str = field(
         default="auto",
-        metadata={"help": "How depth reaches the model: 'depth' (DeepSight: metric depth + box mask), 'gray' or "
-                  "'colormap' (3-channel image for RGB baselines); 'auto' picks by processor.",
-                  "choices": ["auto", "depth", "gray", "colormap"]},
+        metadata={
+            "help": "How depth reaches the model: 'depth' (DeepSight: metric depth + box mask), 'gray' or "
+            "'colormap' (3-channel image for RGB baselines); 'auto' picks by processor.",
+            "choices": ["auto", "depth", "gray", "colormap"],
+        },
     )
     depth_encoding: str | None = field(
-        default=None, metadata={"help": "Encoding of the stored depth (mm, metres, sun, gray8); None detects it."}
+        default=None,
+        metadata={"help": "Encoding of the stored depth (mm, metres, sun, gray8); None detects it."},
     )
     loss_implementation: str = field(
         default="model",
-        metadata={"help": "'model': the model's own cross-entropy (faster on CPU, see train/README.md); 'fused': "
-                  "TRL's chunked fused LM head (never builds the full logits; saves memory on large vocabularies).",
-                  "choices": list(LOSS_IMPLEMENTATIONS)},
+        metadata={
+            "help": "'model': the model's own cross-entropy (faster on CPU, see train/README.md); 'fused': "
+            "TRL's chunked fused LM head (never builds the full logits; saves memory on large vocabularies).",
+            "choices": list(LOSS_IMPLEMENTATIONS),
+        },
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training rows."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N evaluation rows."}
+    )
     save_merged: bool = field(
         default=False, metadata={"help": "LoRA runs: save the merged full model instead of the adapters."}
     )
     loss_curve: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/loss_curve.png at the end."})
     masking_report_examples: int = field(
-        default=8, metadata={"help": "Rows collated at start-up to report the fraction of tokens out of the loss."}
+        default=8,
+        metadata={"help": "Rows collated at start-up to report the fraction of tokens out of the loss."},
     )
 
 
@@ -91,7 +107,11 @@ def with_cpu_ddp_flag(argv: list[str]) -> list[str]:
     whole dataset; with it the processes join accelerate's gloo group. So the GPU launch command works
     unchanged on CPU.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:
+    if (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1
+        and not torch.cuda.is_available()
+        and "--use_cpu" not in argv
+    ):
         return [*argv, "--use_cpu", "true"]
     return argv
 
@@ -102,22 +122,29 @@ def check_arguments(args: DeepSightTrainingArguments, model_args: Any) -> None:
     if args.train_parts not in TRAIN_PARTS:
         raise ValueError(f"--train_parts: expected one of {TRAIN_PARTS}, got {args.train_parts!r}")
     if args.loss_implementation not in LOSS_IMPLEMENTATIONS:
-        raise ValueError(f"--loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {args.loss_implementation!r}")
+        raise ValueError(
+            f"--loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {args.loss_implementation!r}"
+        )
     if args.tiny is not None and args.tiny not in TINY_MODELS:
         raise ValueError(f"--tiny: expected one of {TINY_MODELS}, got {args.tiny!r}")
     if args.tiny is None and not model_args.model_name_or_path:
-        raise ValueError("--model_name_or_path: required (a DeepSight or image-text-to-text checkpoint), or pass --tiny")
+        raise ValueError(
+            "--model_name_or_path: required (a DeepSight or image-text-to-text checkpoint), or pass --tiny"
+        )
     if model_args.use_peft and args.train_parts == "projector":
-        raise ValueError("--use_peft with --train_parts projector: LoRA adapts the LLM; train the projector alone "
-                         "without --use_peft")
+        raise ValueError(
+            "--use_peft with --train_parts projector: LoRA adapts the LLM; train the projector alone "
+            "without --use_peft"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
 
+
 def load_split(path: str, config_name: str | None, split: str, limit: int | None = None):
-    """A split of a dataset folder written by `save_to_disk`, or of a parquet folder / Hub id (`load_dataset`)."""
+    """A split of a `save_to_disk` folder, or of a parquet folder / Hub id (`load_dataset`)."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     if path is None:
@@ -136,6 +163,7 @@ def load_split(path: str, config_name: str | None, split: str, limit: int | None
 # --------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------
+
 
 def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, training_args: Any):
     """The model to train and its processor: a tiny in-process model, or a checkpoint folder / Hub id."""
@@ -156,7 +184,9 @@ def load_model_and_processor(args: DeepSightTrainingArguments, model_args: Any, 
     # even without --trust_remote_code (with it, the folder's own copy of the same files is used).
     import modeling_deepsight  # noqa: F401
 
-    trust_remote_code = bool(getattr(model_args, "trust_remote_code", False) or getattr(training_args, "trust_remote_code", False))
+    trust_remote_code = bool(
+        getattr(model_args, "trust_remote_code", False) or getattr(training_args, "trust_remote_code", False)
+    )
     processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
     )
@@ -181,16 +211,20 @@ def load_vision_tower(model: torch.nn.Module, folder: str) -> None:
 
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
-        raise ValueError(f"--vision_tower: no .safetensors file in {folder!r} (expected train/encoder.py's "
-                         "OUTPUT_DIR/vision_tower)")
+        raise ValueError(
+            f"--vision_tower: no .safetensors file in {folder!r} (expected train/encoder.py's "
+            "OUTPUT_DIR/vision_tower)"
+        )
     state = {}
     for file in files:
         state.update(load_file(str(file)))
     tower = model.get_vision_tower() if hasattr(model, "get_vision_tower") else model.model.vision_tower
     missing, unexpected = tower.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"--vision_tower {folder!r} does not fit the model's vision tower: missing "
-                         f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"--vision_tower {folder!r} does not fit the model's vision tower: missing "
+            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+        )
     logger.info("Loaded the stage-0 vision tower from %s (%d tensors)", folder, len(state))
 
 
@@ -216,7 +250,9 @@ def apply_train_parts(model: torch.nn.Module, train_parts: str) -> dict[str, dic
         entry["total"] += parameter.numel()
         entry["trainable"] += parameter.numel() if parameter.requires_grad else 0
     if "projector" in trainable and counts.get("projector", {}).get("total", 0) == 0:
-        raise ValueError(f"train_parts={train_parts!r}: no projector parameters found (looked for {PROJECTOR_NAMES})")
+        raise ValueError(
+            f"train_parts={train_parts!r}: no projector parameters found (looked for {PROJECTOR_NAMES})"
+        )
     return counts
 
 
@@ -229,7 +265,7 @@ def format_parameter_table(counts: dict[str, dict[str, int]]) -> str:
 
 
 def build_lora_config(model_args: Any, train_parts: str):
-    """LoRA on the LLM's linear layers; the projector fully trained through `modules_to_save` when it trains."""
+    """LoRA on the LLM's linear layers; a training projector is fully trained via `modules_to_save`."""
     if not model_args.use_peft:
         return None
     from peft import LoraConfig
@@ -253,6 +289,7 @@ def build_lora_config(model_args: Any, train_parts: str):
 # Trainer
 # --------------------------------------------------------------------------------------------------
 
+
 class DepthSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss is either the model's own cross-entropy or TRL's fused LM head.
 
@@ -264,7 +301,9 @@ class DepthSFTTrainer(SFTTrainer):
 
     def __init__(self, *args, loss_implementation: str = "model", **kwargs):
         if loss_implementation not in LOSS_IMPLEMENTATIONS:
-            raise ValueError(f"loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {loss_implementation!r}")
+            raise ValueError(
+                f"loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {loss_implementation!r}"
+            )
         self.loss_implementation = loss_implementation
         super().__init__(*args, **kwargs)
 
@@ -286,9 +325,13 @@ class DepthSFTTrainer(SFTTrainer):
         correct = (logits[:, :-1].argmax(-1) == labels) & mask
         num_valid = self.accelerator.gather_for_metrics(mask.sum()).sum()
         num_correct = self.accelerator.gather_for_metrics(correct.sum()).sum()
-        self._metrics[mode]["mean_token_accuracy"].append((num_correct / num_valid).item() if num_valid > 0 else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append(
+            (num_correct / num_valid).item() if num_valid > 0 else 0.0
+        )
         if mode == "train":
-            self._total_train_tokens += self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += (
+                self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            )
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
 
 
@@ -305,7 +348,9 @@ class LossCurveCallback(TrainerCallback):
                 logger.info("Loss curve written to %s", path)
 
 
-def plot_loss_curve(log_history: list[dict[str, Any]], path: Path, title: str = "training loss") -> Path | None:
+def plot_loss_curve(
+    log_history: list[dict[str, Any]], path: Path, title: str = "training loss"
+) -> Path | None:
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
     evals = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
     if not train and not evals:
@@ -340,10 +385,15 @@ def report_label_masking(collator: DepthConversationCollator, dataset, n_example
     stats = label_statistics(collator([dataset[i] for i in range(n)]), collator.image_token_id)
     logger.warning(
         "Label masking on the first %d rows: %.1f%% of the %d tokens are out of the loss (prompt, image and "
-        "template tokens; image tokens alone %.1f%%), %.1f%% are assistant tokens in the loss; padding %.1f%% "
+        "template tokens; image tokens alone %.1f%%), %.1f%% are assistant tokens in the loss; "
+        "padding %.1f%% "
         "of the batch.",
-        n, 100 * stats["masked_fraction"], int(stats["tokens"]), 100 * stats.get("image_token_fraction", 0.0),
-        100 * stats["trained_fraction"], 100 * stats["padding_fraction"],
+        n,
+        100 * stats["masked_fraction"],
+        int(stats["tokens"]),
+        100 * stats.get("image_token_fraction", 0.0),
+        100 * stats["trained_fraction"],
+        100 * stats["padding_fraction"],
     )
     return stats
 
@@ -355,7 +405,9 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | bool 
     if str(value).lower() in ("true", "last"):
         last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
         if last is None:
-            logger.warning("--resume_from_checkpoint %s: no checkpoint in %s, starting from scratch", value, output_dir)
+            logger.warning(
+                "--resume_from_checkpoint %s: no checkpoint in %s, starting from scratch", value, output_dir
+            )
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint: {value!r} is not a checkpoint folder")
@@ -365,6 +417,7 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | bool 
 # --------------------------------------------------------------------------------------------------
 # The stage run shared by align.py and sft.py
 # --------------------------------------------------------------------------------------------------
+
 
 def run_sft_stage(
     script_args: Any,
@@ -387,12 +440,20 @@ def run_sft_stage(
         training_args.ddp_find_unused_parameters = False
     set_seed(training_args.seed)
 
-    train_dataset = load_split(script_args.dataset_name, script_args.dataset_config,
-                               script_args.dataset_train_split, args.max_train_samples)
+    train_dataset = load_split(
+        script_args.dataset_name,
+        script_args.dataset_config,
+        script_args.dataset_train_split,
+        args.max_train_samples,
+    )
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_dataset = load_split(script_args.dataset_name, script_args.dataset_config,
-                                  script_args.dataset_test_split, args.max_eval_samples)
+        eval_dataset = load_split(
+            script_args.dataset_name,
+            script_args.dataset_config,
+            script_args.dataset_test_split,
+            args.max_eval_samples,
+        )
 
     model, processor = load_model_and_processor(args, model_args, training_args)
     if args.vision_tower:
@@ -400,11 +461,16 @@ def run_sft_stage(
     peft_config = build_lora_config(model_args, args.train_parts)
     if peft_config is None:
         counts = apply_train_parts(model, args.train_parts)
-        logger.warning("Trainable parameters (train_parts=%s):\n%s", args.train_parts, format_parameter_table(counts))
+        logger.warning(
+            "Trainable parameters (train_parts=%s):\n%s", args.train_parts, format_parameter_table(counts)
+        )
 
     collator = DepthConversationCollator(
-        processor, image_mode=args.image_mode, max_length=training_args.max_length,
-        depth_encoding=args.depth_encoding, row_to_conversation=row_to_conversation,
+        processor,
+        image_mode=args.image_mode,
+        max_length=training_args.max_length,
+        depth_encoding=args.depth_encoding,
+        row_to_conversation=row_to_conversation,
     )
     masking = report_label_masking(collator, train_dataset, args.masking_report_examples)
 
