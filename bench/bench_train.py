@@ -8,6 +8,14 @@ a time (its dataloader + collator, `training_step`, optimizer and scheduler step
 does per update) and the runs interleave step by step, so load from other jobs on this shared CPU hits all
 of them alike; every figure is the median over the timed steps (the first step is a warm-up).
 
+Same sequences, so that the ratio measures the implementations and not the data: every run reads the rows in
+the dataset's order (``train_sampling_strategy="sequential"``; the default random sampler gave each trainer its
+own order, hence batches of different lengths and a ratio that measured the data), both processors
+render with the same chat template (the tokenizer's, DeepSight's default) and expand ``<image>`` to the same
+(image_size / patch_size)^2 tokens (CLS dropped by the "default" feature strategy of both), and DeepSight's
+boxes go to the box mask, not the text. The bench checks it: every step of the two runs must have the same
+non-pad tokens, image tokens and padded length, or it stops with an error.
+
 Reported, by wall clock and per CPU-second of the process (divided by the thread count; on a machine shared
 with other jobs wall time also counts waits for a core, CPU time does not):
 - samples/s and tokens/s (non-pad tokens) of each; ratio DeepSight / LLaVA (goal >= 1.0);
@@ -179,6 +187,8 @@ class TrainerStepper:
             dataloader_pin_memory=False,
             seed=args.seed,
             disable_tqdm=True,
+            # The dataset's order for every run: the same batches, so the same token sequences, in all of them.
+            train_sampling_strategy="sequential",
         )
         self.trainer = DepthSFTTrainer(
             model=model,
@@ -214,6 +224,8 @@ class TrainerStepper:
                 "wall": time.perf_counter() - wall,
                 "cpu": (time.process_time() - cpu) / self.args.threads,
                 "tokens": int(batch["attention_mask"].sum()),
+                "image_tokens": int((batch["input_ids"] == self.model.config.image_token_id).sum()),
+                "padded_length": int(batch["input_ids"].shape[1]),
                 "flops": step_flops(self.model, batch),
                 "loss": float(loss),
             }
@@ -222,6 +234,8 @@ class TrainerStepper:
     def summary(self) -> dict[str, float]:
         timed = self.records[1:]  # the first step is a warm-up
         result = {"first_loss": self.records[0]["loss"]}
+        result["tokens_per_sample"] = statistics.mean(r["tokens"] for r in timed) / self.args.batch_size
+        result["image_tokens_per_sample"] = statistics.mean(r["image_tokens"] for r in timed) / self.args.batch_size
         # The fastest step is the least disturbed by other jobs: the best estimate of the step's own cost.
         result["samples_per_s_best_step"] = self.args.batch_size / min(r["wall"] for r in timed)
         result["step_seconds"] = [round(r["wall"], 3) for r in timed]
@@ -231,6 +245,21 @@ class TrainerStepper:
             result[f"tokens_per_{suffix}"] = statistics.median(r["tokens"] / r[clock] for r in timed)
             result[f"flops_per_{suffix}"] = statistics.median(r["flops"] / r[clock] for r in timed)
         return result
+
+
+def check_same_sequences(runs: dict[str, TrainerStepper]) -> None:
+    """Every step of every run must see sequences of the same lengths, or the ratios compare the data."""
+    keys = ("tokens", "image_tokens", "padded_length")
+    (first_name, first), *others = runs.items()
+    reference = [tuple(r[k] for k in keys) for r in first.records]
+    for name, stepper in others:
+        steps = [tuple(r[k] for k in keys) for r in stepper.records]
+        if steps != reference:
+            mismatch = next(i for i, (a, b) in enumerate(zip(steps, reference)) if a != b)
+            raise ValueError(
+                f"{name} and {first_name} saw different sequences at step {mismatch} ({keys}: "
+                f"{steps[mismatch]} vs {reference[mismatch]}); the throughput ratio would compare the data"
+            )
 
 
 def matmul_peak(threads: int, n: int = 1024, repeats: int = 5, inner: int = 8) -> tuple[float, float]:
@@ -273,6 +302,7 @@ def main(argv=None) -> int:
             for run in order:
                 steppers[run].step()
 
+    check_same_sequences({f"{name}/{loss}": steppers[(name, loss)] for name, loss in runs})
     peak = statistics.median(p[0] for p in peaks)
     peak_cpu = statistics.median(p[1] for p in peaks)
     summary = {
@@ -288,6 +318,10 @@ def main(argv=None) -> int:
         )
         summary[f"ratio_fused_vs_model_samples_per_{clock}"] = (
             fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
+        )
+    for clock in ("s", "cpu_s"):
+        summary[f"ratio_deepsight_vs_llava_tokens_per_{clock}"] = (
+            ds[f"tokens_per_{clock}"] / llava[f"tokens_per_{clock}"]
         )
 
     print(
@@ -307,6 +341,10 @@ def main(argv=None) -> int:
             f"{run['samples_per_cpu_s']:>11.2f}{run['tokens_per_cpu_s']:>10.0f}"
             f"{run['flops_per_cpu_s'] / 1e9:>9.2f}{cpu_peak:>10.1%}{run['first_loss']:>9.4f}"
         )
+    print(
+        f"same sequences in every run (checked step by step): {ds['tokens_per_sample']:.1f} tokens/sample, "
+        f"{ds['image_tokens_per_sample']:.0f} of them image tokens; same chat template, CLS dropped in both"
+    )
     print(f"fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} per CPU-s/threads")
     best = ", ".join(f"{key} {run['samples_per_s_best_step']:.2f}" for key, run in summary["runs"].items())
     print(f"best step samples/s: {best}")
@@ -321,6 +359,10 @@ def main(argv=None) -> int:
             f"{label} samples/s: {ratios['s']:.2f}x wall (median step), "
             f"{ratios['s_best_step']:.2f}x wall (best step), {ratios['cpu_s']:.2f}x CPU"
         )
+    print(
+        f"DeepSight / LLaVA tokens/s: {summary['ratio_deepsight_vs_llava_tokens_per_s']:.2f}x wall (median step), "
+        f"{summary['ratio_deepsight_vs_llava_tokens_per_cpu_s']:.2f}x CPU"
+    )
     print(f"first-step losses, fused vs model: {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,10 @@
 """`deepsight quickstart`: the whole DeepSight pipeline end to end on one CPU.
 
-1. renders a synthetic indoor world (train / test scenes from disjoint seeds) and builds the Depth
-   Template Benchmark (test), the depth-text-bbox pairs and the Depth Instruction Dataset (train);
+1. renders a synthetic indoor world (train / held-out / test scenes from disjoint seeds) and builds the
+   Depth Template Benchmark (test), the depth-text-bbox pairs (train, plus a held-out `test` split on which
+   stage 0 measures zero-shot scene accuracy while it trains) and the Depth Instruction Dataset (train);
+   unseen scenes are also written in the SUN RGB-D original layout and read back through the `sunrgbd`
+   benchmark builder, the generalisation check;
 2. builds the initial models (a word-level tokenizer trained on the training text, a tiny DeepSight
    and a stage-0 dual encoder sharing its vision config) and trains stage 0 / 1 / 2 with the
    `train/recipes/cpu-tiny/` recipes through `accelerate launch` — the same scripts the GPU recipes use;

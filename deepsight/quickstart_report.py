@@ -149,6 +149,10 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         "",
         "## Step timings",
         "",
+        "CPU seconds are user + system time of the step's processes: what the step costs on an idle machine "
+        "(wall time also counts waiting for other users of the cores). Data steps run two at a time, so each "
+        "may include CPU of a concurrent step that finished meanwhile.",
+        "",
         *step_timings(output),
         "",
     ]

@@ -218,6 +218,11 @@ class DepthConversationCollator:
         encoding = self._encode(full_text, images, boxes)
         input_ids = encoding["input_ids"][0]
         labels = torch.full_like(input_ids, IGNORE_INDEX)
+        # A conversation usually ends on an assistant turn, whose rendering through that turn is the full text:
+        # its length is already known, which saves one processor call (images included) per example.
+        known_lengths = (
+            {full_text: int(input_ids.shape[0])} if full_text.count(self.image_token) == len(images) else {}
+        )
         for index, turn in enumerate(messages):
             if turn["role"] != "assistant":
                 continue
@@ -230,7 +235,10 @@ class DepthConversationCollator:
                     f"{example_id!r}"
                 )
             start = self._num_tokens(prompt_text, images, boxes)
-            end = self._end_of_answer(input_ids, start, self._num_tokens(through_text, images, boxes))
+            through_length = known_lengths.get(through_text)
+            if through_length is None:
+                through_length = self._num_tokens(through_text, images, boxes)
+            end = self._end_of_answer(input_ids, start, through_length)
             labels[start:end] = input_ids[start:end]
         labels[input_ids == self.image_token_id] = IGNORE_INDEX
 
