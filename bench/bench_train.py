@@ -18,13 +18,18 @@ non-pad tokens, image tokens and padded length, or it stops with an error.
 
 Reported, by wall clock and per CPU-second of the process (divided by the thread count; on a machine shared
 with other jobs wall time also counts waits for a core, CPU time does not):
-- samples/s and tokens/s (non-pad tokens) of each; ratio DeepSight / LLaVA (goal >= 1.0);
+- samples/s and tokens/s (non-pad tokens) of each; ratio DeepSight / LLaVA (goal >= 1.0), also as the median
+  of the per-round ratios (the two steps of a round ran back to back on the same batch, so a burst of load
+  that lasts a round cancels out: on this machine a step takes 0.5 s idle and up to 10 s under load);
 - DeepSight with TRL's fused LM head vs the model's own loss (same first-step loss, and the speed ratio)
   -- the measurement behind `loss_implementation: model` in the recipes (train/README.md);
 - achieved FLOP/s (analytic count of the matmul work of one step: frozen ViT forward, projector and LLM
   forward + backward, attention, LM head) as a fraction of a plain fp32 matmul peak measured in this run.
 
-    .venv/bin/python bench/bench_train.py [--steps 16] [--batch_size 8]
+    .venv/bin/python bench/bench_train.py [--steps 24] [--batch_size 8] [--threads 1]
+
+On a loaded machine prefer --threads 1: two OpenMP threads on two busy cores wait for each other at every
+op (a 0.5 s step then takes up to 10 s), which swamps the difference being measured.
 """
 
 from __future__ import annotations
@@ -319,6 +324,14 @@ def main(argv=None) -> int:
         summary[f"ratio_fused_vs_model_samples_per_{clock}"] = (
             fused[f"samples_per_{clock}"] / ds[f"samples_per_{clock}"]
         )
+    paired = [
+        llava_step["wall"] / ds_step["wall"]
+        for ds_step, llava_step in zip(
+            steppers[("deepsight", "model")].records[1:], steppers[("llava", "model")].records[1:]
+        )
+    ]
+    summary["ratio_deepsight_vs_llava_paired_rounds"] = [round(r, 3) for r in paired]
+    summary["ratio_deepsight_vs_llava_paired_median"] = statistics.median(paired)
     for clock in ("s", "cpu_s"):
         summary[f"ratio_deepsight_vs_llava_tokens_per_{clock}"] = (
             ds[f"tokens_per_{clock}"] / llava[f"tokens_per_{clock}"]
@@ -362,6 +375,11 @@ def main(argv=None) -> int:
     print(
         f"DeepSight / LLaVA tokens/s: {summary['ratio_deepsight_vs_llava_tokens_per_s']:.2f}x wall (median step), "
         f"{summary['ratio_deepsight_vs_llava_tokens_per_cpu_s']:.2f}x CPU"
+    )
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+    print(
+        f"DeepSight / LLaVA per-round ratio (same batch, back to back): median "
+        f"{summary['ratio_deepsight_vs_llava_paired_median']:.2f}x, quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}"
     )
     print(f"first-step losses, fused vs model: {fused['first_loss']:.4f} vs {ds['first_loss']:.4f}")
     output = Path(args.output)
