@@ -302,6 +302,10 @@ def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_f
     )
     accuracies = json.loads((enc_dir / "zero_shot_scene_accuracy.json").read_text())
     assert [step for step, _ in accuracies] == [3] and 0.0 <= accuracies[0][1] <= 1.0
+    # The stage-0 folder is what `deepsight eval zeroshot` loads (AutoModel + AutoProcessor, remote code).
+    from evaluation.zeroshot import DualEncoderModel
+
+    assert type(DualEncoderModel.from_pretrained(str(enc_dir)).processor).__name__ == "DeepSightProcessor"
     # A saved dual encoder is a starting point too (e.g. to continue stage 0 on new data).
     assert (
         encoder.main(

@@ -305,7 +305,13 @@ def save_encoder(trainer: DualEncoderTrainer, image_processor: Any, tokenizer: A
     output_dir = Path(trainer.args.output_dir)
     trainer.save_model(str(output_dir))
     if trainer.accelerator.is_main_process:
-        image_processor.save_pretrained(str(output_dir))
+        # A caption-mode processor (no image tokens) so `AutoProcessor.from_pretrained(OUTPUT_DIR,
+        # trust_remote_code=True)` works on the folder: the tokenizer config names DeepSightProcessor.
+        from modeling_deepsight import DeepSightProcessor
+
+        DeepSightProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=0).save_pretrained(
+            str(output_dir)
+        )
         tower_dir = output_dir / "vision_tower"
         trainer.accelerator.unwrap_model(trainer.model).vision_model.save_pretrained(str(tower_dir))
         image_processor.save_pretrained(str(tower_dir))
