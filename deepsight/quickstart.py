@@ -205,11 +205,12 @@ def accelerate_command(module: str, num_processes: int, *args: str, threads: int
     (The trainers' steps are many small ops: with 2 OpenMP threads on a busy 2-core machine a step of the
     depth image processor alone took 18x longer than with one, measured in stage 0.)
     """
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "--num_cpu_threads_per_process", str(threads)]
-    if num_processes > 1:
-        launch.append("--multi_gpu")
+    # accelerate rejects --cpu together with --multi_gpu, and `--cpu --num_processes 2` quietly runs one
+    # process; with --multi_gpu and no CUDA the training scripts fall back to the CPU (gloo) themselves.
+    launch.append("--multi_gpu" if num_processes > 1 else "--cpu")
     return [*launch, "-m", module, *args]
 
 
