@@ -25,7 +25,11 @@ def format_multiple_choice(question: str, options: list[str], instruction: str =
 
 
 def answer_text(options: list[str], answer_index: int) -> str:
-    """The assistant turn a correct model gives: 'B. table'."""
+    """The assistant turn a correct model gives: 'B. table'.
+
+    (Tried: the option name alone. At quickstart scale the model then answered with names that were not
+    among the options — generate accuracy 16% vs 32% with letters, likelihood unchanged — so letters stay.)
+    """
     if not 0 <= answer_index < len(options):
         raise ValueError(f"answer_index: expected 0..{len(options) - 1} for {len(options)} options, got {answer_index}")
     return f"{OPTION_LETTERS[answer_index]}. {options[answer_index]}"
@@ -45,8 +49,13 @@ def parse_option(output: str, options: list[str]) -> int | None:
     if match:
         index = OPTION_LETTERS.index(match.group(1) or match.group(2))
         return index if index < len(options) else None
-    lowered = text.lower()
+    lowered = text.lower().rstrip(".!")
+    exact = [i for i, option in enumerate(options) if option.lower() == lowered]
+    if len(exact) == 1:
+        return exact[0]
     named = [i for i, option in enumerate(options) if re.search(rf"\b{re.escape(option.lower())}\b", lowered)]
+    # "coffee table" also names "table": an option inside a longer named option is not named by itself.
+    named = [i for i in named if not any(j != i and options[i].lower() in options[j].lower() for j in named)]
     if len(named) == 1:
         return named[0]
     number = re.match(r"^\s*(\d+)\b", text)

@@ -22,3 +22,8 @@ def test_format_multiple_choice_letters_every_option_in_order():
 ])
 def test_parse_option_reads_letters_option_text_and_numbers_and_refuses_ambiguity(output, expected):
     assert parse_option(output, ["chair", "table", "lamp"]) == expected
+
+
+@pytest.mark.parametrize("output, expected", [("coffee table", 1), ("table", 0), ("the coffee table.", 1)])
+def test_parse_option_prefers_the_longer_option_that_contains_a_shorter_one(output, expected):
+    assert parse_option(output, ["table", "coffee table", "sofa"]) == expected
