@@ -60,7 +60,9 @@ class Setting:
     vocab_size: int = 1024
     encoder_steps: int = 300
     align_steps: int = 150
-    sft_steps: int = 900
+    # 1500 stage-2 steps (~8.5 min here): +4.5 points average and +9.7 on Distance Judgment over 900 steps, same
+    # data and stage 0/1 (measured); the whole run stays ~12 min on 2 cores.
+    sft_steps: int = 1500
     batch_size: int = 16
     encoder_batch_size: int = 64
     # Stage-0 text encoder (frozen): "tiny" (random, mean-pooled), "minilm" (all-MiniLM-L6-v2, needs its
