@@ -150,3 +150,63 @@ def test_encoder_collator_replaces_a_sample_ratio_share_of_box_masks_by_ones():
     assert 0.35 < np.mean(replaced) < 0.65
     with pytest.raises(ValueError, match="sample_ratio"):
         DepthTextCollator(processor.image_processor, processor.tokenizer, sample_ratio=1.5)
+
+
+def test_estimated_length_is_the_encoded_length_without_decoding_images(tiny_deepsight):
+    _, processor = tiny_deepsight
+    collator = DepthConversationCollator(processor)
+    rows = make_instruction_rows(6, seed=3)
+    for row in rows:
+        text_only = {key: value for key, value in row.items() if key != "images"}
+        assert collator.estimated_length(text_only) == collator.encode_example(row)["input_ids"].shape[0]
+
+
+def test_length_column_orders_rows_for_length_grouped_batches(tiny_deepsight):
+    import datasets
+
+    from train.utils import add_length_column
+
+    _, processor = tiny_deepsight
+    collator = DepthConversationCollator(processor)
+    rows = make_instruction_rows(5, seed=1)
+    dataset = datasets.Dataset.from_list([{k: v for k, v in row.items() if k != "images"} for row in rows])
+    with_lengths = add_length_column(dataset, collator, "length")
+    assert with_lengths["length"] == [collator.estimated_length(row) for row in rows]
+    assert len(set(with_lengths["length"])) > 1  # the rows differ, so grouping has something to sort
+    assert add_length_column(with_lengths, collator, "length") is with_lengths  # an existing column is kept
+
+
+def test_encoder_collator_turns_an_object_ratio_share_into_single_object_pairs_with_unique_labels():
+    from deepsight.tiny import build_tiny_dual_encoder
+    from train.encoder import DepthTextCollator
+
+    _, processor = build_tiny_dual_encoder(seed=0)
+    rows = make_pairs_rows(6, seed=2)
+    collator = DepthTextCollator(
+        processor.image_processor, processor.tokenizer, sample_ratio=0.0, object_ratio=1.0,
+        object_prompt="a depth image of a {label}.",
+    )
+    torch.manual_seed(0)
+    choices = collator.choose_objects(rows)
+    picked = [choice for choice in choices if choice is not None]
+    assert picked, "rows with labelled boxes must be turned into object pairs"
+    labels = [label for _, label in picked]
+    assert len(labels) == len(set(labels))  # no two object pairs share a text
+    for row, choice in zip(rows, choices):
+        if choice is not None:  # the box is the one of that label in that row
+            assert any(choice == (list(box), label) for box, label in zip(row["boxes"], row["labels"]))
+    batch = collator(rows)
+    texts_in_batch = []
+    for i, row in enumerate(rows):
+        ids = batch["input_ids"][i][batch["attention_mask"][i].bool()].tolist()
+        object_texts = {processor.tokenizer(f"a depth image of a {label}.")["input_ids"] == ids: label
+                        for label in row["labels"]}
+        assert ids == processor.tokenizer(row["caption"])["input_ids"] or True in object_texts
+        texts_in_batch.append(object_texts.get(True))
+        assert float(batch["bbox_mask"][i].mean()) < 1.0  # a box mask, never the all-ones one (sample_ratio 0)
+    object_labels = [label for label in texts_in_batch if label is not None]
+    assert object_labels and len(object_labels) == len(set(object_labels))
+    never = DepthTextCollator(processor.image_processor, processor.tokenizer, object_ratio=0.0)
+    assert all(choice is None for choice in never.choose_objects(rows))
+    with pytest.raises(ValueError, match="object_ratio"):
+        DepthTextCollator(processor.image_processor, processor.tokenizer, object_ratio=-0.1)

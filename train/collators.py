@@ -189,6 +189,20 @@ class DepthConversationCollator:
         n = text.count(self.image_token)
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
 
+    def estimated_length(self, example: dict[str, Any]) -> int:
+        """Tokens `encode_example` will give this row, from its text alone (no image is decoded).
+
+        Each image placeholder counts as the processor's `image_seq_length` tokens (1 when it has none). It is
+        what length-grouped sampling needs: rows of similar length batched together waste less padding.
+        """
+        if self.row_to_conversation is not None:
+            example = self.row_to_conversation(example)
+        messages = _drop_none_blocks(_check_messages(example.get("messages"), example.get("id")))
+        text = self._render(messages, add_generation_prompt=False)
+        per_image = int(getattr(self.processor, "image_seq_length", 1) or 1)
+        text_tokens = len(self.tokenizer(text)["input_ids"])  # special tokens added as the processor adds them
+        return text_tokens + text.count(self.image_token) * (per_image - 1)
+
     def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
         """End the answer at its end-of-turn token: a newline the template adds is not answer."""
         eos_positions = (input_ids[start:end] == self.tokenizer.eos_token_id).nonzero()

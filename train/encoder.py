@@ -78,6 +78,17 @@ class EncoderArguments:
             "all-ones mask (paper §5.2)."
         },
     )
+    object_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fraction of rows turned into object pairs: the mask on ONE labelled object of the row, the "
+            "text `--object_prompt` with its label (names unique within a batch, so no pair has a same-text "
+            "negative). Not in the paper (0 = its sampling); it teaches the tower what the masked region is."
+        },
+    )
+    object_prompt: str = field(
+        default="a depth image of a {label}.", metadata={"help": "Text of an object pair."}
+    )
     scene_prompt: str = field(
         default="a depth image of a {scene}.", metadata={"help": "Zero-shot scene prompt."}
     )
@@ -95,8 +106,11 @@ class EncoderArguments:
 
 
 def check_arguments(args: EncoderArguments) -> None:
-    if not 0.0 <= args.sample_ratio <= 1.0:
-        raise ValueError(f"--sample_ratio: expected a fraction in [0, 1], got {args.sample_ratio}")
+    for name in ("sample_ratio", "object_ratio"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name}: expected a fraction in [0, 1], got {getattr(args, name)}")
+    if "{label}" not in args.object_prompt:
+        raise ValueError(f"--object_prompt: expected a template with '{{label}}', got {args.object_prompt!r}")
     sources = [bool(args.model_name_or_path), bool(args.clip_name_or_path), bool(args.tiny)]
     if sum(sources) != 1:
         raise ValueError(
@@ -132,7 +146,11 @@ def load_dual_encoder(args: EncoderArguments, seed: int):
 
 
 class DepthTextCollator:
-    """Pairs rows -> pixel_values, bbox_mask (boxes; all ones for a `sample_ratio` share), caption tokens."""
+    """Pairs rows -> pixel_values, bbox_mask (boxes; all ones for a `sample_ratio` share), caption tokens.
+
+    An `object_ratio` share of the rows instead becomes an object pair: one labelled object's box as the mask
+    and `object_prompt` filled with its label as the text.
+    """
 
     def __init__(
         self,
@@ -141,14 +159,38 @@ class DepthTextCollator:
         sample_ratio: float = 0.1,
         max_text_length: int = 77,
         depth_encoding: str | None = None,
+        object_ratio: float = 0.0,
+        object_prompt: str = "a depth image of a {label}.",
     ) -> None:
-        if not 0.0 <= sample_ratio <= 1.0:
-            raise ValueError(f"sample_ratio: expected a fraction in [0, 1], got {sample_ratio}")
+        for name, value in (("sample_ratio", sample_ratio), ("object_ratio", object_ratio)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a fraction in [0, 1], got {value}")
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.sample_ratio = sample_ratio
         self.max_text_length = max_text_length
         self.depth_encoding = depth_encoding
+        self.object_ratio = object_ratio
+        self.object_prompt = object_prompt
+
+    def choose_objects(self, rows: list[dict[str, Any]]) -> list[tuple[list[float], str] | None]:
+        """Per row, (box, label) of the object it is turned into, or None to keep the row's own pair.
+
+        A label already used in the batch is never picked again: two object pairs with the same text would
+        each count the other's depth map as a negative. Rows with no unused label keep their own pair.
+        """
+        chosen, used = [], set()
+        turned = (torch.rand(len(rows)) < self.object_ratio).tolist()
+        for row, turn in zip(rows, turned):
+            boxes, labels = row.get("boxes") or [], row.get("labels") or []
+            candidates = [i for i, label in enumerate(labels[: len(boxes)]) if label and label not in used]
+            if not (turn and candidates):
+                chosen.append(None)
+                continue
+            pick = candidates[int(torch.randint(len(candidates), ()))]
+            used.add(labels[pick])
+            chosen.append((list(boxes[pick]), labels[pick]))
+        return chosen
 
     def choose_boxes(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
         # The global torch RNG: seeded by the Trainer and restored on resume, so the sampling replays exactly.
@@ -186,8 +228,13 @@ class DepthTextCollator:
         for row in rows:
             if not row.get("caption"):
                 raise ValueError(f"pairs row {row.get('id')!r}: missing 'caption'")
-        batch = self.encode_depth(rows, self.choose_boxes(rows))
-        batch.update(self.encode_text([row["caption"] for row in rows]))
+        boxes, texts = self.choose_boxes(rows), [row["caption"] for row in rows]
+        if self.object_ratio > 0:
+            for i, choice in enumerate(self.choose_objects(rows)):
+                if choice is not None:
+                    boxes[i], texts[i] = [choice[0]], self.object_prompt.format(label=choice[1])
+        batch = self.encode_depth(rows, boxes)
+        batch.update(self.encode_text(texts))
         batch["return_loss"] = True
         return batch
 
@@ -271,14 +318,21 @@ def run(
     model.text_model.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.warning(
-        "Stage 0: %s trainable of %s parameters (text encoder frozen); sample_ratio=%.2f",
+        "Stage 0: %s trainable of %s parameters (text encoder frozen); sample_ratio=%.2f, object_ratio=%.2f",
         f"{trainable:,}",
         f"{sum(p.numel() for p in model.parameters()):,}",
         args.sample_ratio,
+        args.object_ratio,
     )
 
     collator = DepthTextCollator(
-        image_processor, tokenizer, args.sample_ratio, args.max_text_length, args.depth_encoding
+        image_processor,
+        tokenizer,
+        args.sample_ratio,
+        args.max_text_length,
+        args.depth_encoding,
+        object_ratio=args.object_ratio,
+        object_prompt=args.object_prompt,
     )
     trainer = DualEncoderTrainer(
         model=model,

@@ -25,7 +25,7 @@ from train.collators import DepthConversationCollator, label_statistics
 
 logger = logging.getLogger(__name__)
 
-TRAIN_PARTS = ("projector", "llm", "both")
+TRAIN_PARTS = ("projector", "llm", "both", "all")
 LOSS_IMPLEMENTATIONS = ("model", "fused")
 TINY_MODELS = ("deepsight", "llava")
 
@@ -45,8 +45,8 @@ class DeepSightTrainingArguments:
     train_parts: str = field(
         default="both",
         metadata={
-            "help": "What trains: 'projector' (stage 1; SFT ablation), 'llm' (SFT ablation) or 'both' "
-            "(projector + LLM, the paper's stage 2). The vision tower is always frozen.",
+            "help": "What trains: 'projector' (stage 1; SFT ablation), 'llm' (SFT ablation), 'both' "
+            "(projector + LLM, the paper's stage 2; the vision tower frozen) or 'all' (the vision tower too).",
             "choices": list(TRAIN_PARTS),
         },
     )
@@ -238,10 +238,15 @@ def part_of(parameter_name: str) -> str:
 
 
 def apply_train_parts(model: torch.nn.Module, train_parts: str) -> dict[str, dict[str, int]]:
-    """Freeze the vision tower and whatever `train_parts` leaves out; returns parameter counts per part."""
+    """Freeze whatever `train_parts` leaves out (the vision tower unless 'all'); returns parameter counts per part."""
     if train_parts not in TRAIN_PARTS:
         raise ValueError(f"train_parts: expected one of {TRAIN_PARTS}, got {train_parts!r}")
-    trainable = {"projector": {"projector"}, "llm": {"llm"}, "both": {"projector", "llm"}}[train_parts]
+    trainable = {
+        "projector": {"projector"},
+        "llm": {"llm"},
+        "both": {"projector", "llm"},
+        "all": {"projector", "llm", "vision"},
+    }[train_parts]
     counts: dict[str, dict[str, int]] = {}
     for name, parameter in model.named_parameters():
         part = part_of(name)
@@ -265,14 +270,16 @@ def format_parameter_table(counts: dict[str, dict[str, int]]) -> str:
 
 
 def build_lora_config(model_args: Any, train_parts: str):
-    """LoRA on the LLM's linear layers; a training projector is fully trained via `modules_to_save`."""
+    """LoRA on the LLM's linear layers; a training projector (and vision tower) is fully trained via `modules_to_save`."""
     if not model_args.use_peft:
         return None
     from peft import LoraConfig
 
     modules_to_save = list(model_args.lora_modules_to_save or [])
-    if train_parts == "both" and "multi_modal_projector" not in modules_to_save:
+    if train_parts in ("both", "all") and "multi_modal_projector" not in modules_to_save:
         modules_to_save.append("multi_modal_projector")
+    if train_parts == "all" and "vision_tower" not in modules_to_save:
+        modules_to_save.append("vision_tower")
     return LoraConfig(
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
@@ -398,6 +405,17 @@ def report_label_masking(collator: DepthConversationCollator, dataset, n_example
     return stats
 
 
+def add_length_column(dataset, collator: DepthConversationCollator, column: str):
+    """`dataset` with a `column` of estimated token counts (kept when present), which the Trainer's
+    length-grouped sampler reads instead of tokenizing every row itself (it would look for `input_ids`)."""
+    if column in dataset.column_names:
+        return dataset
+    text_only = dataset.remove_columns([name for name in ("images",) if name in dataset.column_names])
+    lengths = [collator.estimated_length(row) for row in text_only]
+    logger.info("Length-grouped sampling: %d rows, %d-%d tokens", len(lengths), min(lengths), max(lengths))
+    return dataset.add_column(column, lengths)
+
+
 def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | bool | None:
     """``--resume_from_checkpoint true`` (or ``last``) means the newest checkpoint in the output folder."""
     if value is None or str(value).lower() in ("false", "none", ""):
@@ -473,6 +491,8 @@ def run_sft_stage(
         row_to_conversation=row_to_conversation,
     )
     masking = report_label_masking(collator, train_dataset, args.masking_report_examples)
+    if training_args.train_sampling_strategy == "group_by_length":
+        train_dataset = add_length_column(train_dataset, collator, training_args.length_column_name)
 
     all_callbacks = list(callbacks or [])
     if args.loss_curve:
