@@ -19,7 +19,7 @@ the model's forward passes, and so how far the ratio could go if everything arou
 
     .venv/bin/python bench/bench_eval.py [--model llava|deepsight] [--questions 48] [--batch-size 16] \
         [--max-new-tokens 16] [--short-tokens 5] [--questions-per-image 4] [--image-size 112] \
-        [--rounds 3] [--threads 1]
+        [--hidden-size 256] [--layers 4] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ from evaluation.testing import build_tiny_llava, make_benchmark_rows, write_benc
 DEEPSIGHT_IMAGE_SIZE = 64  # 8-pixel patches: 64 image tokens, as many as the LLaVA default
 
 
-def build_model(kind: str, folder: Path, image_size: int = 112) -> VisionLanguageModel:
+def build_model(kind: str, folder: Path, image_size: int = 112, hidden_size: int = 256, layers: int = 4) -> VisionLanguageModel:
     """A small random VLM saved to `folder` and loaded back the way the CLI loads checkpoints."""
     if kind == "llava":
         # 112 px / 14 px patches = 64 image tokens (224 px: 256, as CLIP ViT-L/14 gives DeepSight-7B),
-        # a 4-layer 256-wide Llama: small, but compute-bound.
-        build_tiny_llava(folder, image_size=image_size, hidden_size=256, num_layers=4)
+        # a `layers`-layer `hidden_size`-wide Llama (4 x 256 by default: small, compute-bound on a CPU).
+        build_tiny_llava(folder, image_size=image_size, hidden_size=hidden_size, num_layers=layers)
     else:
         from deepsight.tiny import build_tiny_deepsight
 
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-tokens", type=int, default=5)
     parser.add_argument("--questions-per-image", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=112, help="llava: image side in pixels (14-pixel patches)")
+    parser.add_argument("--hidden-size", type=int, default=256, help="llava: width of the language model")
+    parser.add_argument("--layers", type=int, default=4, help="llava: layers of the language model")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
-        model = build_model(args.model, workdir / "model", args.image_size)
+        model = build_model(args.model, workdir / "model", args.image_size, args.hidden_size, args.layers)
         dataset = load_benchmark(str(write_benchmark_folder(workdir / "benchmark", make_benchmark_rows(args.questions, seed=0, questions_per_image=args.questions_per_image))))
         contenders = {
             "likelihood (batched, shared prefix)": RunSettings(protocol="likelihood", batch_size=args.batch_size),
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     naive = rate[f"naive loop (1 at a time, {args.max_new_tokens} tok)"]
     naive_short = rate[f"naive loop (1 at a time, {args.short_tokens} tok)"]
     image_size = args.image_size if args.model == "llava" else DEEPSIGHT_IMAGE_SIZE
-    print(f"\nmodel: tiny random {args.model} ({image_size} px), {args.questions} questions ({args.questions_per_image} per depth map), "
+    parameters = sum(p.numel() for p in model.model.parameters())
+    print(f"\nmodel: random {args.model} ({parameters / 1e6:.1f}M parameters, {image_size} px), {args.questions} questions ({args.questions_per_image} per depth map), "
           f"batch {args.batch_size}, {args.threads} thread(s), median of {args.rounds} rounds\n")
     print(f"| protocol | questions/s | vs naive ({args.max_new_tokens} tok) | vs naive ({args.short_tokens} tok) |")
     print("|---|---:|---:|---:|")

@@ -12,8 +12,9 @@ Generators:
   captions and boxes as in the paper; validated, retried, cached per call.
 
 Besides the free-form rows (`--rows-per-scene`, types drawn per scene with the `--mix` weights) every
-scene gets up to `--mc-per-scene` multiple-choice rows for the benchmark's four skills (scene type,
-object in a box, which of two is farther, which object is absent), always from the ground truth.
+scene gets up to `--mc-per-scene` multiple-choice rows for each of the benchmark's four skills (scene type,
+object in a box, which of two is farther, which object is absent), always from the ground truth; a
+repeated row draws another object, pair or set of options (an identical question is kept once).
 
 Every scene's rows are cached in `<output>/.cache/rows/` as soon as they are made, so an interrupted
 run resumes where it stopped; a scene whose generation failed is counted and retried on the next run.
@@ -158,6 +159,7 @@ def build_instruction_rows(
     total: int | None = None,
     progress: bool = True,
     ground_truth: OfflineInstructionGenerator | None = None,
+    mc_per_scene: int = 1,
 ) -> tuple[list[dict], BuildReport]:
     """Rows (with `images`) for every scene, cached per scene, deduplicated within a scene.
 
@@ -165,6 +167,8 @@ def build_instruction_rows(
     """
     if rows_per_scene < 0:
         raise ValueError(f"rows_per_scene must be >= 0, got {rows_per_scene}")
+    if mc_per_scene < 0:
+        raise ValueError(f"mc_per_scene must be >= 0, got {mc_per_scene}")
     unknown = set(mc_skills) - set(BENCHMARK_SKILLS)
     if unknown:
         raise ValueError(f"mc skills must be among {BENCHMARK_SKILLS}, got {sorted(unknown)}")
@@ -180,6 +184,7 @@ def build_instruction_rows(
         "mix": mix,
         "rows_per_scene": rows_per_scene,
         "mc": list(mc_skills),
+        **({"mc_per_scene": mc_per_scene} if mc_per_scene != 1 else {}),  # caches of earlier builds stay valid
         "seed": seed,
         "ground_truth": ground_truth.fingerprint(),
     }
@@ -193,7 +198,7 @@ def build_instruction_rows(
         scene_rows = cache.get(scene.id)
         if scene_rows is None:
             free_form, failed = generator.generate(scene, plan_types(scene.id, mix, rows_per_scene, seed))
-            scene_rows = free_form + ground_truth.multiple_choice(scene, mc_skills)
+            scene_rows = free_form + ground_truth.multiple_choice(scene, mc_skills, mc_per_scene)
             if failed:
                 # Keep what was made for this run, but leave the scene uncached so a rerun retries it.
                 report.failed_items += failed
@@ -235,7 +240,7 @@ def instruction_statistics(rows: list[dict]) -> dict:
         entry["rows"] += 1
         entry["turns"] += sum(message["role"] == "user" for message in row["messages"])
         entry["tokens"] += len(_TOKEN_RE.findall(_row_text(row)))
-        match = re.search(r"-mc-(\w+)$", row["id"])
+        match = re.search(r"-mc-(\w+?)(?:-\d+)?$", row["id"])
         if match:
             skills[match.group(1)] += 1
             letters[row["messages"][-1]["content"][0]["text"][:1]] += 1
@@ -328,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark skills to write multiple-choice rows for ('' = none)",
     )
     parser.add_argument(
+        "--mc-per-scene", type=int, default=1, help="multiple-choice rows per skill and scene (at most)"
+    )
+    parser.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
     )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
@@ -401,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             total=total,
             progress=not args.no_progress,
             ground_truth=ground_truth,
+            mc_per_scene=args.mc_per_scene,
         )
     except EndpointConfigError as error:
         print(

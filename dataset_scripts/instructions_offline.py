@@ -734,19 +734,24 @@ class OfflineInstructionGenerator:
 
     # ---------------------------------------------------------------- benchmark-skill multiple choice
 
-    def multiple_choice(self, scene: Scene, skills=BENCHMARK_SKILLS) -> list[dict]:
+    def multiple_choice(self, scene: Scene, skills=BENCHMARK_SKILLS, per_skill: int = 1) -> list[dict]:
+        """Up to `per_skill` multiple-choice rows per skill; the k-th (k >= 1) draws its own object, pair or
+        options and has the id suffix `mc-<skill>-<k+1>` (the first keeps `mc-<skill>`)."""
+        if per_skill < 0:
+            raise ValueError(f"per_skill: expected a count >= 0, got {per_skill}")
         facts = scene_facts(scene)
         rows = []
         for skill in skills:
-            rng = scene_rng(self.seed, scene.id, f"mc-{skill}")
-            made = getattr(self, f"mc_{skill}")(facts, rng)
-            if made is None:
-                continue
-            question, options, answer_index, boxes = made
-            messages = single_turn(
-                format_multiple_choice(question, options), answer_text(options, answer_index)
-            )
-            rows.append(make_row(scene, "conversation", f"mc-{skill}", messages, boxes))
+            for k in range(per_skill):
+                key = f"mc-{skill}" if k == 0 else f"mc-{skill}-{k + 1}"
+                made = getattr(self, f"mc_{skill}")(facts, scene_rng(self.seed, scene.id, key))
+                if made is None:
+                    continue
+                question, options, answer_index, boxes = made
+                messages = single_turn(
+                    format_multiple_choice(question, options), answer_text(options, answer_index)
+                )
+                rows.append(make_row(scene, "conversation", key, messages, boxes))
         return rows
 
     @staticmethod

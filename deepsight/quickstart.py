@@ -78,6 +78,7 @@ class Setting:
     # multiple-choice rows, and the free-form type mix (None: the builder's defaults).
     rows_per_scene: int = 2
     mc_skills: tuple[str, ...] = TASKS
+    mc_per_scene: int = 1  # multiple-choice rows per skill and scene (at most)
     mix: str | None = "conversation=0.6,complex_reasoning=0.2,detailed_description=0.2"
     # Recipe overrides per stage (learning rate etc.); anything the recipe's scripts accept.
     encoder_overrides: tuple[tuple[str, object], ...] = ()
@@ -246,6 +247,7 @@ class Pipeline:
                 "data", "instructions", "--source", "synthetic", "--num-scenes", str(s.train_scenes),
                 "--seed", str(self.seed), "--output", str(self.data / "instructions"),
                 "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
+                "--mc-per-scene", str(s.mc_per_scene),
                 *(["--mix", s.mix] if s.mix else []))]),
         ]
 

@@ -102,6 +102,23 @@ def test_multiple_choice_answers_agree_with_ground_truth_depth_and_labels():
     assert set(checked) == {"scene_classification", "recognition", "distance_judgment", "security"}
 
 
+def test_more_multiple_choice_rows_per_scene_draw_other_questions_and_count_under_their_skill():
+    generator = OfflineInstructionGenerator(seed=3)
+    scenes = [make_scene(seed) for seed in range(6)]
+    single = [row for scene in scenes for row in generator.multiple_choice(scene)]
+    triple = [row for scene in scenes for row in generator.multiple_choice(scene, per_skill=3)]
+    # the first row of each skill is the one a single-row build writes; the repeats come on top
+    assert [row for row in triple if row["id"] in {r["id"] for r in single}] == single
+    assert len(triple) > len(single)
+    questions = Counter((row["id"].split("-mc-")[0], texts(row, "user")[0], str(row["boxes"])) for row in triple)
+    assert len(questions) > len(single)  # repeats ask about other objects / pairs / options
+    stats = instruction_statistics(triple)
+    assert sum(stats["skills"].values()) == len(triple)
+    assert set(stats["skills"]) <= {"scene_classification", "recognition", "distance_judgment", "security"}
+    with pytest.raises(ValueError, match="per_skill"):
+        generator.multiple_choice(scenes[0], per_skill=-1)
+
+
 def test_free_form_distances_are_the_mask_mean_depths():
     generator = OfflineInstructionGenerator(seed=0)
     stated = 0
