@@ -39,16 +39,17 @@ _LETTER = f"([{OPTION_LETTERS}])"
 _LETTER_RE = re.compile(rf"^\s*\(?{_LETTER}[\.\):\s]|^\s*\(?{_LETTER}\)?\s*$")
 
 
-def parse_option(output: str, options: list[str]) -> int | None:
-    """Map a free-form answer to an option index: a leading letter, the option text, or its number.
-
-    Returns None when the answer names no option or names several (counted as wrong by the harness).
-    """
-    text = output.strip()
+def _letter_named(text: str, options: list[str]) -> int | None:
+    """The option a leading letter ('B', 'B.', '(B)', 'B) ...') points to, None without one."""
     match = _LETTER_RE.match(text)
-    if match:
-        index = OPTION_LETTERS.index(match.group(1) or match.group(2))
-        return index if index < len(options) else None
+    if not match:
+        return None
+    index = OPTION_LETTERS.index(match.group(1) or match.group(2))
+    return index if index < len(options) else -1  # a letter past the options names nothing
+
+
+def _text_named(text: str, options: list[str]) -> int | None:
+    """The one option whose text the answer holds, None when it holds none or several."""
     lowered = text.lower().rstrip(".!")
     exact = [i for i, option in enumerate(options) if option.lower() == lowered]
     if len(exact) == 1:
@@ -56,8 +57,35 @@ def parse_option(output: str, options: list[str]) -> int | None:
     named = [i for i, option in enumerate(options) if re.search(rf"\b{re.escape(option.lower())}\b", lowered)]
     # "coffee table" also names "table": an option inside a longer named option is not named by itself.
     named = [i for i in named if not any(j != i and options[i].lower() in options[j].lower() for j in named)]
-    if len(named) == 1:
-        return named[0]
+    return named[0] if len(named) == 1 else None
+
+
+def letter_conflict(output: str, options: list[str]) -> bool:
+    """True when the answer's leading letter and the option text it spells out name different options
+    ('A. table' with table as option B)."""
+    text = output.strip()
+    letter = _letter_named(text, options)
+    if letter is None:
+        return False
+    named = _text_named(_LETTER_RE.sub("", text, count=1), options)
+    return named is not None and named != letter
+
+
+def parse_option(output: str, options: list[str]) -> int | None:
+    """Map a free-form answer to an option index: the option text, a leading letter, or its number.
+
+    An answer that spells out one option's text is that option, even when its leading letter points to
+    another ('A. table' with table as option B): the text says what the model chose, the letter is an index
+    a small model often gets wrong (`letter_conflict` tells those answers apart; the harness counts them).
+    Returns None when the answer names no option or names several (counted as wrong by the harness).
+    """
+    text = output.strip()
+    letter = _letter_named(text, options)
+    named = _text_named(_LETTER_RE.sub("", text, count=1) if letter is not None else text, options)
+    if named is not None:
+        return named
+    if letter is not None:
+        return letter if letter >= 0 else None
     number = re.match(r"^\s*(\d+)\b", text)
     if number and 1 <= int(number.group(1)) <= len(options):
         return int(number.group(1)) - 1

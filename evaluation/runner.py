@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from deepsight.prompts import OPTION_LETTERS, answer_text, format_multiple_choice, parse_option
+from deepsight.prompts import OPTION_LETTERS, answer_text, format_multiple_choice, letter_conflict, parse_option
 from evaluation.adapters import BenchmarkModel, Question
 
 PROTOCOLS = ("generate", "likelihood")
@@ -169,7 +169,11 @@ def answer_by_generation(model: BenchmarkModel, questions: list[Question], max_n
     records = []
     for question, output in zip(questions, outputs):
         parsed = parse_option(output, question.options)
-        records.append({"output": output, "prediction": -1 if parsed is None else parsed})
+        records.append({
+            "output": output,
+            "prediction": -1 if parsed is None else parsed,
+            "letter_conflict": letter_conflict(output, question.options),
+        })
     return records
 
 
@@ -381,6 +385,7 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: 
         if counts:
             entry["chance"] = sum(1.0 / count for count in counts) / len(counts)
     unparseable = [r["id"] for r in records if r["prediction"] < 0]
+    conflicts = [r["id"] for r in records if r.get("letter_conflict")]
     return {
         "model": model_name,
         "benchmark": benchmark,
@@ -391,6 +396,8 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: 
         "tasks": tasks,
         "interval": "Wilson score interval, 95%",
         "unparseable": unparseable,
+        # generate: answers whose letter and option text name different options (scored by the text)
+        **({"letter_conflicts": conflicts} if settings.protocol == "generate" else {}),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -425,6 +432,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += ["", f"Unparseable answers (counted wrong): {count}" + (f": {', '.join(results['unparseable'][:20])}" if count else "")]
         if count > 20:
             lines[-1] += ", ..."
+        conflicts = len(results.get("letter_conflicts", []))
+        lines.append(
+            f"Answers whose letter and option text disagree (scored by the text, see `parse_option`): {conflicts}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepsight.prompts import answer_text, format_multiple_choice, parse_option
+from deepsight.prompts import answer_text, format_multiple_choice, letter_conflict, parse_option
 
 
 def test_answer_text_is_the_letter_and_option_and_rejects_an_index_outside_the_options():
@@ -27,3 +27,14 @@ def test_parse_option_reads_letters_option_text_and_numbers_and_refuses_ambiguit
 @pytest.mark.parametrize("output, expected", [("coffee table", 1), ("table", 0), ("the coffee table.", 1)])
 def test_parse_option_prefers_the_longer_option_that_contains_a_shorter_one(output, expected):
     assert parse_option(output, ["table", "coffee table", "sofa"]) == expected
+
+
+@pytest.mark.parametrize("output, expected, conflict", [
+    ("A. table", 1, True), ("B. table", 1, False), ("C. sofa", 2, False), ("A", 0, False), ("E. table", 1, True),
+])
+def test_option_text_outweighs_a_leading_letter_that_points_elsewhere_and_the_conflict_is_flagged(
+    output, expected, conflict
+):
+    options = ["chair", "table", "lamp"]
+    assert parse_option(output, options) == expected
+    assert letter_conflict(output, options) == conflict
