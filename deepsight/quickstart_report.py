@@ -45,19 +45,64 @@ def _ci(entry: dict[str, Any] | None) -> str:
     return f" [{100 * low:.0f}–{100 * high:.0f}]"
 
 
-def results_table(likelihood: dict[str, Any] | None, generate: dict[str, Any] | None) -> str:
+def results_table(
+    likelihood: dict[str, Any] | None, generate: dict[str, Any] | None, prior: dict[str, Any] | None = None
+) -> str:
     paper = paper_fine_tuned_row()
-    lines = ["| task | n | likelihood (95% CI) | generate | chance | paper DeepSight-7B FT* |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| task | n | likelihood (95% CI) | generate | blind prior† | chance | paper DeepSight-7B FT* |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for i, (task, title) in enumerate(TASK_TITLES.items()):
         lk, gen = _task_entry(likelihood, task), _task_entry(generate, task)
+        blind = (prior or {}).get(task)
         lines.append(f"| {title} | {lk['n'] if lk else '—'} | {_pct(lk and lk['accuracy'])}{_ci(lk)} | "
-                     f"{_pct(gen and gen['accuracy'])} | {_pct(CHANCE[task])} | "
+                     f"{_pct(gen and gen['accuracy'])} | {_pct(blind and blind['accuracy'])} | {_pct(CHANCE[task])} | "
                      f"{paper[i] if paper else '—'} |")
     average = lambda r: None if r is None else r.get("average")  # noqa: E731
     chance_avg = sum(CHANCE.values()) / len(CHANCE)
+    prior_avg = sum(prior[t]["accuracy"] for t in TASK_TITLES) / len(TASK_TITLES) if prior and all(
+        t in prior for t in TASK_TITLES) else None
     lines.append(f"| **Average** | | **{_pct(average(likelihood))}** | {_pct(average(generate))} | "
-                 f"{_pct(chance_avg)} | {paper[4] if paper else '—'} |")
+                 f"{_pct(prior_avg)} | {_pct(chance_avg)} | {paper[4] if paper else '—'} |")
+    return "\n".join(lines)
+
+
+PRIOR_NOTE = (
+    "† Blind prior: each option scored by how often its name was the right answer in the training "
+    "instructions' multiple-choice rows, no depth looked at (`evaluation/priors.py`). What a model scores "
+    "above it, it owes to the depth."
+)
+
+
+def blind_prior(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(prior accuracy per task, the likelihood model's accuracy where the prior is wrong / right)."""
+    import datasets
+
+    from evaluation.priors import accuracy_by_prior, option_statistics, prior_accuracy
+
+    instructions, benchmark = output / "data" / "instructions", output / "data" / "benchmark"
+    if not (instructions.exists() and benchmark.exists()):
+        return None, None
+    rows = datasets.load_dataset(str(instructions), split="train").select_columns(["id", "messages"])
+    questions = datasets.load_dataset(str(benchmark), split="test").select_columns(
+        ["id", "task", "options", "answer_index"])
+    statistics = option_statistics(rows)
+    predictions = output / "eval" / "likelihood" / "predictions.jsonl"
+    split = None
+    if predictions.exists():
+        records = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+        split = accuracy_by_prior(statistics, questions, {r["id"]: r["correct"] for r in records})
+    return prior_accuracy(statistics, questions), split
+
+
+def prior_split_table(split: dict[str, Any]) -> str:
+    lines = ["| task | prior wrong: n | model (likelihood) | chance | prior right: n | model (likelihood) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for task, title in TASK_TITLES.items():
+        if task not in split:
+            continue
+        wrong, right = split[task]["prior_wrong"], split[task]["prior_right"]
+        lines.append(f"| {title} | {wrong['n']} | {_pct(wrong['accuracy'] if wrong['n'] else None)} | "
+                     f"{_pct(CHANCE[task])} | {right['n']} | {_pct(right['accuracy'] if right['n'] else None)} |")
     return "\n".join(lines)
 
 
@@ -102,6 +147,7 @@ def write_report(pipeline, wall_seconds: float) -> Path:
     sizes = load_json(output / "init" / "sizes.json") or {}
     ablations = (output / "ablations" / "ablations.md")
     setting = pipeline.setting
+    prior, split = blind_prior(output)
     parts = [
         "# DeepSight quickstart report",
         "",
@@ -113,11 +159,17 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         "",
         "## Depth Template Benchmark (synthetic test scenes, disjoint seeds from training)",
         "",
-        results_table(likelihood, generate),
+        results_table(likelihood, generate, prior),
         "",
         "\\* The paper's fine-tuned DeepSight-7B (Table 2b) on real NYU-D / SUN-D with a 7B LLM — a different "
         "scale and different data, shown for orientation only, not comparable.",
         "",
+        PRIOR_NOTE,
+        "",
+        *(["### Does the model read the depth?", "",
+           "The same questions split by whether the blind prior answers them right. Where it is wrong, only the "
+           "depth can lead to the answer; a model that learned the names' statistics alone falls to chance or "
+           "below there.", "", prior_split_table(split), ""] if split else []),
         "### Targets (likelihood protocol)",
         "",
         *targets_check(likelihood),
@@ -158,6 +210,6 @@ def write_report(pipeline, wall_seconds: float) -> Path:
     ]
     report = output / "report.md"
     report.write_text("\n".join(parts))
-    print("\n" + results_table(likelihood, generate) + "\n")
+    print("\n" + results_table(likelihood, generate, prior) + "\n")
     print("\n".join(targets_check(likelihood)))
     return report

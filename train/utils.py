@@ -491,8 +491,10 @@ def run_sft_stage(
         row_to_conversation=row_to_conversation,
     )
     masking = report_label_masking(collator, train_dataset, args.masking_report_examples)
-    if training_args.train_sampling_strategy == "group_by_length":
+    if training_args.train_sampling_strategy == "group_by_length":  # the Trainer groups evaluation batches too
         train_dataset = add_length_column(train_dataset, collator, training_args.length_column_name)
+        if eval_dataset is not None:
+            eval_dataset = add_length_column(eval_dataset, collator, training_args.length_column_name)
 
     all_callbacks = list(callbacks or [])
     if args.loss_curve:
