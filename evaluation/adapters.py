@@ -180,11 +180,29 @@ class VisionLanguageModel:
             return answer  # templates that rewrite earlier turns: score the bare answer
         return full[len(prompt):].rstrip()
 
-    def _encode(self, questions: list[Question], repeats: int | list[int] = 1):
-        """Processor inputs for the prompts (each question repeated `repeats` times), left-padded."""
+    _SLOT = "\ue000"  # a private-use character: no answer or template contains it
+
+    def _continuations_after(self, prompt: str, question: Question, answers: list[str]) -> list[str]:
+        """`_continuation_after` for every answer of a question, rendering the template once.
+
+        The answer turn is rendered around a placeholder that each answer then replaces; a template that does
+        anything else with the answer than copying it (the placeholder not found exactly once) is rendered
+        per answer instead.
+        """
+        slotted = self._continuation_after(prompt, question, self._SLOT)
+        if slotted.count(self._SLOT) != 1 or slotted.rstrip() != slotted:
+            return [self._continuation_after(prompt, question, answer) for answer in answers]
+        return [slotted.replace(self._SLOT, answer).rstrip() for answer in answers]
+
+    def _encode(self, questions: list[Question], repeats: int | list[int] = 1, prompts: list[str] | None = None):
+        """Processor inputs for the prompts (each question repeated `repeats` times), left-padded.
+
+        `prompts`: the questions' rendered prompts when the caller has them already.
+        """
         counts = [repeats] * len(questions) if isinstance(repeats, int) else repeats
+        prompts = prompts if prompts is not None else [self.prompt_text(q) for q in questions]
         expanded = [q for q, count in zip(questions, counts) for _ in range(count)]
-        texts = [self.prompt_text(q) for q in expanded]
+        texts = [prompt for prompt, count in zip(prompts, counts) for _ in range(count)]
         if self.is_deepsight:
             inputs = self.processor(
                 images=[q.depth for q in expanded], text=texts, boxes=[q.boxes for q in expanded],
@@ -213,14 +231,14 @@ class VisionLanguageModel:
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def _continuation_ids(self, questions: list[Question], continuations: list[list[str]]) -> list[list[int]]:
-        # one prompt rendering per question and one tokenizer call for the whole batch
+    def _continuation_ids(
+        self, questions: list[Question], continuations: list[list[str]], prompts: list[str]
+    ) -> list[list[int]]:
+        # one answer-turn rendering per question and one tokenizer call for the whole batch
         labelled, strings = [], []
-        for question, texts in zip(questions, continuations):
-            prompt = self.prompt_text(question)
-            for text in texts:
-                labelled.append((question, text))
-                strings.append(self._continuation_after(prompt, question, text))
+        for question, texts, prompt in zip(questions, continuations, prompts):
+            labelled += [(question, text) for text in texts]
+            strings += self._continuations_after(prompt, question, texts)
         rows = self.tokenizer(strings, add_special_tokens=False)["input_ids"] if strings else []
         for (question, text), ids in zip(labelled, rows):
             if not ids:
@@ -250,11 +268,12 @@ class VisionLanguageModel:
             raise ValueError(f"continuations: expected one list per question ({len(questions)}), got {len(continuations)}")
         option_counts = [len(texts) for texts in continuations]
         row_question = torch.repeat_interleave(torch.arange(len(questions)), torch.tensor(option_counts)).to(self.device)
-        option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations))
+        prompts = [self.prompt_text(q) for q in questions]
+        option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations, prompts))
         if self.shares_prefix_cache:
-            token_logprobs = self._continuation_logprobs_cached(questions, row_question, option_ids, option_mask)
+            token_logprobs = self._continuation_logprobs_cached(questions, row_question, option_ids, option_mask, prompts)
         else:
-            token_logprobs = self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask)
+            token_logprobs = self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask, prompts)
         sums = (token_logprobs * option_mask).sum(-1).tolist()
         lengths = option_mask.sum(-1).tolist()
         scores, start = [], 0
@@ -263,7 +282,7 @@ class VisionLanguageModel:
             start += count
         return scores
 
-    def _continuation_logprobs_cached(self, questions, row_question, option_ids, option_mask) -> torch.Tensor:
+    def _continuation_logprobs_cached(self, questions, row_question, option_ids, option_mask, prompts=None) -> torch.Tensor:
         """Three cached stages, each row of a stage extending a row of the previous one:
 
         1. the image part of the prompt (up to its last image token), once per distinct image input
@@ -275,7 +294,7 @@ class VisionLanguageModel:
         Segments of different lengths are padded inside the sequence (masked out, with position ids
         counting only real tokens), so each row sees exactly its own unpadded sequence.
         """
-        inputs = self._encode(questions)
+        inputs = self._encode(questions, prompts=prompts)
         if any(
             key not in ("input_ids", "attention_mask") and value.shape[:2] == inputs["input_ids"].shape
             for key, value in inputs.items()
@@ -283,7 +302,7 @@ class VisionLanguageModel:
             # per-token inputs beside the ids (Gemma-3's token_type_ids...) would have to be split and
             # padded like the ids; those models take the one-pass path instead
             option_counts = torch.bincount(row_question, minlength=len(questions)).tolist()
-            return self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask)
+            return self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask, prompts)
         groups, image_part, text_part = self._split_at_images(inputs)
         representatives = [members[0] for members in groups]
         group_of_question = torch.empty(len(questions), dtype=torch.long)
@@ -408,9 +427,9 @@ class VisionLanguageModel:
             groups[keys[key]].append(i)
         return groups, image_part, text_part
 
-    def _continuation_logprobs_full(self, questions, option_counts, option_ids, option_mask) -> torch.Tensor:
+    def _continuation_logprobs_full(self, questions, option_counts, option_ids, option_mask, prompts=None) -> torch.Tensor:
         """Reference path without cache reuse: prompt + option per row, one forward pass."""
-        prefix = self._encode(questions, repeats=option_counts)
+        prefix = self._encode(questions, repeats=option_counts, prompts=prompts)
         prefix_len = prefix["input_ids"].shape[1]
         inputs = dict(prefix)
         inputs["input_ids"] = torch.cat([prefix["input_ids"], option_ids], dim=1)

@@ -395,6 +395,23 @@ def test_deepsight_receives_metric_depth_and_question_boxes_as_bbox_mask(tiny_de
     assert inputs["bbox_mask"].min() == 0 and inputs["bbox_mask"].max() == 1  # the box, not all ones
 
 
+@pytest.mark.parametrize("model_fixture", ["tiny_llava", "tiny_deepsight"])
+def test_one_rendering_per_question_gives_every_option_the_continuation_of_its_own_rendering(
+    request, model_fixture, benchmark
+):
+    from deepsight.prompts import answer_text
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.runner import question_from_row
+
+    model = VisionLanguageModel.from_pretrained(str(request.getfixturevalue(model_fixture)))
+    for question in (question_from_row(row) for row in list(benchmark)[:6]):
+        answers = [answer_text(question.options, i) for i in range(len(question.options))]
+        prompt = model.prompt_text(question)
+        one_rendering = model._continuations_after(prompt, question, answers)
+        assert one_rendering == [model.continuation_text(question, answer) for answer in answers]
+        assert all(text.startswith(answer) for text, answer in zip(one_rendering, answers))
+
+
 @pytest.mark.parametrize("packs_options", [True, False], ids=["options_side_by_side", "one_cache_row_per_option"])
 def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_deepsight(tiny_deepsight, grouped_benchmark, packs_options):
     from deepsight.prompts import answer_text
