@@ -54,6 +54,8 @@ class Setting:
     patch_size: int = 8
     vision_hidden: int = 128
     vision_layers: int = 4
+    # The LLM is built from scratch at text_hidden x text_layers: the offline SmolLM2-135M-Instruct trains 120x slower
+    # per sample here (bench/bench_quickstart_llm.py: 0.60 vs 72 samples/s), ~20 steps in stage 2's budget.
     text_hidden: int = 128
     text_layers: int = 4
     heads: int = 4
@@ -71,8 +73,6 @@ class Setting:
     # package), "auto" (MiniLM when installed). Measured here: MiniLM (first 2 layers) reached a lower held-out
     # zero-shot scene accuracy than the tiny tower (18.5% vs 20.5% at 300 steps) at 1.5x the step time, and the
     # full 6 layers cost ~5x the step time, so the quickstart uses the tiny tower.
-    # The LLM is built from scratch at text_hidden x text_layers: the offline SmolLM2-135M-Instruct trains 120x slower
-    # per sample here (bench/bench_quickstart_llm.py: 0.60 vs 72 samples/s), ~20 steps in stage 2's budget.
     text_encoder: str = "tiny"
     minilm_layers: int | None = None  # keep only MiniLM's first N layers (None: all 6)
     # Scenes held out of training (their own seed) for stage 0's zero-shot scene accuracy during training.
