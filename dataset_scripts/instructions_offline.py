@@ -669,11 +669,20 @@ class OfflineInstructionGenerator:
     name = "offline"
 
     def __init__(
-        self, seed: int = 0, object_vocabulary=DEFAULT_OBJECT_VOCABULARY, scene_vocabulary=DEFAULT_SCENE_TYPES
+        self,
+        seed: int = 0,
+        object_vocabulary=DEFAULT_OBJECT_VOCABULARY,
+        scene_vocabulary=DEFAULT_SCENE_TYPES,
+        name_weights: dict[str, float] | None = None,
     ):
+        """`name_weights`: how often each object name is an answer (e.g. how often it is present in scenes).
+        When given, recognition distractors and the absent object of Security are drawn in proportion to it, so
+        a name is offered as a wrong option about as often as it is the right one and the names alone stop
+        telling the answer; None draws uniformly (the benchmark's way)."""
         self.seed = seed
         self.object_vocabulary = sorted({vocab.normalize_object_name(n) for n in object_vocabulary})
         self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
+        self.name_weights = dict(name_weights) if name_weights else None
 
     def fingerprint(self) -> dict:
         return {
@@ -681,6 +690,7 @@ class OfflineInstructionGenerator:
             "seed": self.seed,
             "objects": self.object_vocabulary,
             "scenes": self.scene_vocabulary,
+            **({"name_weights": self.name_weights} if self.name_weights else {}),
         }
 
     def describe(self) -> str:
@@ -762,12 +772,20 @@ class OfflineInstructionGenerator:
         options.insert(position, answer)
         return options, position
 
+    def _draw_order(self, candidates: list[str], rng, weighted: bool) -> list[int]:
+        """The order candidates are tried in: uniform, or in proportion to `name_weights` when asked."""
+        if not (weighted and self.name_weights and candidates):
+            return list(rng.permutation(len(candidates)))
+        floor = min((w for w in self.name_weights.values() if w > 0), default=1.0) / 10  # unseen names: rarely
+        weights = np.array([max(self.name_weights.get(name, 0.0), floor) for name in candidates], dtype=float)
+        return list(rng.choice(len(candidates), size=len(candidates), replace=False, p=weights / weights.sum()))
+
     def _distractors(
-        self, pool: list[str], avoid: list[str], count: int, rng, same=vocab.confusable
+        self, pool: list[str], avoid: list[str], count: int, rng, same=vocab.confusable, weighted: bool = False
     ) -> list[str] | None:
         candidates = [name for name in pool if not any(same(name, other) for other in avoid)]
         chosen: list[str] = []
-        for index in rng.permutation(len(candidates)):
+        for index in self._draw_order(candidates, rng, weighted):
             name = candidates[index]
             if not any(same(name, other) for other in chosen):
                 chosen.append(name)
@@ -792,7 +810,7 @@ class OfflineInstructionGenerator:
             return None
         target = facts.unique[int(rng.integers(len(facts.unique)))]
         # Distractors are absent from the whole scene, so no option is right under another box.
-        distractors = self._distractors(self.object_vocabulary, list(facts.counts), 3, rng)
+        distractors = self._distractors(self.object_vocabulary, list(facts.counts), 3, rng, weighted=True)
         if distractors is None:
             return None
         options, index = self._place_answer(target.name, distractors, rng)
@@ -828,7 +846,7 @@ class OfflineInstructionGenerator:
         # The renderer knows what is plausible for the room and not in it at all (not even hidden): prefer that.
         pool = [vocab.normalize_object_name(n) for n in facts.scene.meta.get("absent_categories", [])]
         pool = [n for n in pool if vocab.is_question_worthy(n)] or self.object_vocabulary
-        absent = self._distractors(pool, present + list(facts.counts), 1, rng)
+        absent = self._distractors(pool, present + list(facts.counts), 1, rng, weighted=True)
         if absent is None:
             return None
         order = rng.permutation(3)

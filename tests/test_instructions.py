@@ -119,6 +119,35 @@ def test_more_multiple_choice_rows_per_scene_draw_other_questions_and_count_unde
         generator.multiple_choice(scenes[0], per_skill=-1)
 
 
+def test_name_weights_offer_frequent_answers_as_distractors_too_so_names_alone_stop_telling_the_answer():
+    scenes = [make_scene(seed) for seed in range(40)]
+    answered = Counter()
+    for scene in scenes:
+        answered.update(obj.name for obj in scene.objects)
+
+    def offered_wrongly(generator) -> Counter:
+        counts = Counter()
+        for scene in scenes:
+            for row in generator.multiple_choice(scene, ["recognition"], per_skill=2):
+                _, options, answer = mc_parts(row)
+                counts.update(option for i, option in enumerate(options) if i != answer)
+        return counts
+
+    uniform = offered_wrongly(OfflineInstructionGenerator(seed=3))
+    weighted = offered_wrongly(OfflineInstructionGenerator(seed=3, name_weights=dict(answered)))
+    frequent = [name for name, _ in answered.most_common(3)]
+    assert sum(weighted[n] for n in frequent) > 2 * sum(uniform[n] for n in frequent)  # 9 vs 2 here
+    # every generated row stays valid: the right option is present in the box, the others absent from the scene
+    for scene in scenes[:10]:
+        present = {obj.name for obj in scene.objects}
+        for row in OfflineInstructionGenerator(seed=3, name_weights=dict(answered)).multiple_choice(scene):
+            _, options, answer = mc_parts(row)
+            if row["id"].endswith("mc-recognition"):
+                assert options[answer] in present and not present & (set(options) - {options[answer]})
+            if row["id"].endswith("mc-security"):
+                assert options[answer] not in present
+
+
 def test_free_form_distances_are_the_mask_mean_depths():
     generator = OfflineInstructionGenerator(seed=0)
     stated = 0
