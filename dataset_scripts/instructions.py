@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from dataset_scripts.instructions_offline import (
     BENCHMARK_SKILLS,
     INSTRUCTION_TYPES,
     OfflineInstructionGenerator,
+    answer_name_counts,
     scene_rng,
 )
 from dataset_scripts.scene import Scene
@@ -336,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--mc-per-scene", type=int, default=1, help="multiple-choice rows per skill and scene (at most)"
     )
     parser.add_argument(
+        "--balance-names",
+        default="",
+        help="skills (recognition,security) whose wrong options are drawn in proportion to how often each name "
+        "is an answer, counted over the first --balance-sample scenes, so option names alone stop telling the "
+        "answer ('' = uniform, the benchmark's way)",
+    )
+    parser.add_argument("--balance-sample", type=int, default=300, help="scenes counted for --balance-names")
+    parser.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
     )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
@@ -356,10 +366,14 @@ def synthetic_vocabularies() -> dict:
     return {"object_vocabulary": objects, "scene_vocabulary": list(SCENE_TYPES)}
 
 
-def make_generators(args, cache_root: Path):
+def make_generators(args, cache_root: Path, name_weights: dict[str, float] | None = None):
     """(free-form generator, ground-truth multiple-choice generator)."""
+    balanced = tuple(s for s in args.balance_names.split(",") if s)
     ground_truth = OfflineInstructionGenerator(
-        seed=args.seed, **(synthetic_vocabularies() if args.source == "synthetic" else {})
+        seed=args.seed,
+        **(synthetic_vocabularies() if args.source == "synthetic" else {}),
+        name_weights=name_weights if balanced else None,
+        balanced_skills=balanced,
     )
     if args.generator == "offline":
         return ground_truth, ground_truth
@@ -383,18 +397,27 @@ def main(argv: list[str] | None = None) -> int:
     skills = tuple(s for s in args.mc_skills.split(",") if s)
     output = Path(args.output)
     cache_root = output / ".cache"
-    generator, ground_truth = make_generators(args, cache_root)
     if args.source == "synthetic":
         from dataset_scripts.synthetic import generate_scenes
 
-        scenes = generate_scenes(
-            args.num_scenes, args.seed, split="train", width=args.width, height=args.height, noise=False
-        )
+        def scene_stream(count: int):
+            return generate_scenes(count, args.seed, split="train", width=args.width, height=args.height, noise=False)
+
         total = args.num_scenes
     else:
         if not args.pairs_dir:
             raise SystemExit("--source pairs needs --pairs-dir")
-        scenes, total = scenes_from_pairs(args.pairs_dir), None
+
+        def scene_stream(count: int | None):
+            return itertools.islice(scenes_from_pairs(args.pairs_dir), count)
+
+        total = None
+    scenes = scene_stream(args.num_scenes if args.source == "synthetic" else None)  # pairs: every row
+    name_weights = None
+    if args.balance_names:
+        # counted on the training scenes themselves (their first ones), never on a benchmark
+        name_weights = dict(answer_name_counts(scene_stream(min(args.balance_sample, args.num_scenes))))
+    generator, ground_truth = make_generators(args, cache_root, name_weights)
     from dataset_scripts.instructions_openai import EndpointConfigError
 
     try:

@@ -20,6 +20,7 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -202,6 +203,14 @@ def side_of(box, width: int) -> str:
     if centre > 2.0 * width / 3.0:
         return "right"
     return "middle"
+
+
+def answer_name_counts(scenes: Iterable[Scene]) -> Counter:
+    """In how many of `scenes` each object name could be a Recognition answer (present exactly once)."""
+    counts: Counter = Counter()
+    for scene in scenes:
+        counts.update(fact.name for fact in scene_facts(scene).unique)
+    return counts
 
 
 def scene_facts(scene: Scene) -> SceneFacts:
@@ -674,15 +683,21 @@ class OfflineInstructionGenerator:
         object_vocabulary=DEFAULT_OBJECT_VOCABULARY,
         scene_vocabulary=DEFAULT_SCENE_TYPES,
         name_weights: dict[str, float] | None = None,
+        balanced_skills: tuple[str, ...] = ("recognition", "security"),
     ):
-        """`name_weights`: how often each object name is an answer (e.g. how often it is present in scenes).
-        When given, recognition distractors and the absent object of Security are drawn in proportion to it, so
-        a name is offered as a wrong option about as often as it is the right one and the names alone stop
-        telling the answer; None draws uniformly (the benchmark's way)."""
+        """`name_weights`: how often each object name is an answer (e.g. in how many scenes it is present).
+        When given, the skills in `balanced_skills` draw their wrong options in proportion to it (Recognition:
+        the distractors; Security: the absent object), so a name is offered as a wrong option about as often
+        as it is the right one and the names alone stop telling the answer; None draws uniformly (the
+        benchmark's way)."""
+        unknown = set(balanced_skills) - {"recognition", "security"}
+        if unknown:
+            raise ValueError(f"balanced_skills: only 'recognition' and 'security' draw names, got {sorted(unknown)}")
         self.seed = seed
         self.object_vocabulary = sorted({vocab.normalize_object_name(n) for n in object_vocabulary})
         self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
         self.name_weights = dict(name_weights) if name_weights else None
+        self.balanced_skills = tuple(balanced_skills) if self.name_weights else ()
 
     def fingerprint(self) -> dict:
         return {
@@ -690,7 +705,7 @@ class OfflineInstructionGenerator:
             "seed": self.seed,
             "objects": self.object_vocabulary,
             "scenes": self.scene_vocabulary,
-            **({"name_weights": self.name_weights} if self.name_weights else {}),
+            **({"name_weights": self.name_weights, "balanced": list(self.balanced_skills)} if self.name_weights else {}),
         }
 
     def describe(self) -> str:
@@ -810,7 +825,9 @@ class OfflineInstructionGenerator:
             return None
         target = facts.unique[int(rng.integers(len(facts.unique)))]
         # Distractors are absent from the whole scene, so no option is right under another box.
-        distractors = self._distractors(self.object_vocabulary, list(facts.counts), 3, rng, weighted=True)
+        distractors = self._distractors(
+            self.object_vocabulary, list(facts.counts), 3, rng, weighted="recognition" in self.balanced_skills
+        )
         if distractors is None:
             return None
         options, index = self._place_answer(target.name, distractors, rng)
@@ -846,7 +863,9 @@ class OfflineInstructionGenerator:
         # The renderer knows what is plausible for the room and not in it at all (not even hidden): prefer that.
         pool = [vocab.normalize_object_name(n) for n in facts.scene.meta.get("absent_categories", [])]
         pool = [n for n in pool if vocab.is_question_worthy(n)] or self.object_vocabulary
-        absent = self._distractors(pool, present + list(facts.counts), 1, rng, weighted=True)
+        absent = self._distractors(
+            pool, present + list(facts.counts), 1, rng, weighted="security" in self.balanced_skills
+        )
         if absent is None:
             return None
         order = rng.permutation(3)

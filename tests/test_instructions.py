@@ -517,6 +517,24 @@ def test_cli_offline_synthetic_is_deterministic_and_loads_back(tmp_path):
     }
 
 
+def test_cli_balance_names_changes_only_the_balanced_skills_rows(tmp_path):
+    from dataset_scripts.instructions import main
+
+    args = ["--num-scenes", "12", "--seed", "4", "--width", "96", "--height", "72", "--mc-per-scene", "2",
+            "--no-progress", "--rows-per-scene", "1"]
+    assert main(args + ["--output", str(tmp_path / "uniform")]) == 0
+    assert main(args + ["--output", str(tmp_path / "balanced"), "--balance-names", "recognition"]) == 0
+    uniform, balanced = (
+        {row["id"]: row["messages"] for row in datasets.load_dataset(str(tmp_path / name), split="train")}
+        for name in ("uniform", "balanced")
+    )
+    assert uniform.keys() == balanced.keys()
+    changed = {row_id for row_id in uniform if uniform[row_id] != balanced[row_id]}
+    assert changed and all("-mc-recognition" in row_id for row_id in changed)
+    with pytest.raises(ValueError, match="balanced_skills"):
+        main(args + ["--output", str(tmp_path / "bad"), "--balance-names", "distance_judgment"])
+
+
 def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_server, tmp_path, monkeypatch):
     from dataset_scripts.instructions import main
 
