@@ -709,7 +709,11 @@ class OfflineInstructionGenerator:
         }
 
     def describe(self) -> str:
-        return "offline, from the scene graph's ground truth (deterministic from the seed)"
+        text = "offline, from the scene graph's ground truth (deterministic from the seed)"
+        if self.balanced_skills:
+            text += (f"; the wrong options of {', '.join(self.balanced_skills)} are drawn in proportion to how often "
+                     "each name is an answer, so option names alone do not tell the answer")
+        return text
 
     def generate(self, scene: Scene, types: list[str]) -> tuple[list[dict], int]:
         """Rows for the requested free-form types, and how many could not be made (always 0 here:
