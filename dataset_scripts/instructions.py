@@ -15,6 +15,9 @@ Besides the free-form rows (`--rows-per-scene`, types drawn per scene with the `
 scene gets up to `--mc-per-scene` multiple-choice rows for each of the benchmark's four skills (scene type,
 object in a box, which of two is farther, which object is absent), always from the ground truth; a
 repeated row draws another object, pair or set of options (an identical question is kept once).
+`--balance-names recognition[,security]` draws those skills' wrong options as often as each name is an
+answer (counted on the first `--balance-sample` training scenes), so option names alone stop telling the
+answer; the default draws uniformly, as the benchmark does.
 
 Every scene's rows are cached in `<output>/.cache/rows/` as soon as they are made, so an interrupted
 run resumes where it stopped; a scene whose generation failed is counted and retried on the next run.

@@ -190,7 +190,7 @@ class VisionLanguageModel:
         per answer instead.
         """
         slotted = self._continuation_after(prompt, question, self._SLOT)
-        if slotted.count(self._SLOT) != 1 or slotted.rstrip() != slotted:
+        if slotted.count(self._SLOT) != 1:
             return [self._continuation_after(prompt, question, answer) for answer in answers]
         return [slotted.replace(self._SLOT, answer).rstrip() for answer in answers]
 
