@@ -220,7 +220,8 @@ def build_instruction_rows(
                 report.duplicates += 1
                 continue
             seen.add(text)
-            rows.append({**row, "images": [depth_value]})
+            # one copy of the depth map per image block (rows in the region layout have one per option)
+            rows.append({**row, "images": [depth_value] * max(len(row["boxes"]), 1)})
     return rows, report
 
 
@@ -349,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--balance-sample", type=int, default=300, help="scenes counted for --balance-names")
     parser.add_argument(
+        "--distance-regions",
+        action="store_true",
+        help="Distance Judgment rows in the per-option region layout: one depth-map copy per option, masked to "
+        "that option's box (evaluate with `deepsight eval benchmark --distance-regions`)",
+    )
+    parser.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
     )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
@@ -377,6 +384,7 @@ def make_generators(args, cache_root: Path, name_weights: dict[str, float] | Non
         **(synthetic_vocabularies() if args.source == "synthetic" else {}),
         name_weights=name_weights if balanced else None,
         balanced_skills=balanced,
+        distance_regions=args.distance_regions,
     )
     if args.generator == "offline":
         return ground_truth, ground_truth

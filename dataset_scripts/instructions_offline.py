@@ -27,7 +27,7 @@ import numpy as np
 from dataset_scripts import vocab
 from dataset_scripts.benchmark_questions import TASKS as BENCHMARK_SKILLS
 from dataset_scripts.scene import Scene
-from deepsight.prompts import answer_text, format_multiple_choice
+from deepsight.prompts import answer_text, format_multiple_choice, region_choice_content
 
 INSTRUCTION_TYPES = ("complex_reasoning", "conversation", "detailed_description")
 
@@ -684,12 +684,16 @@ class OfflineInstructionGenerator:
         scene_vocabulary=DEFAULT_SCENE_TYPES,
         name_weights: dict[str, float] | None = None,
         balanced_skills: tuple[str, ...] = ("recognition", "security"),
+        distance_regions: bool = False,
     ):
         """`name_weights`: how often each object name is an answer (e.g. in how many scenes it is present).
         When given, the skills in `balanced_skills` draw their wrong options in proportion to it (Recognition:
         the distractors; Security: the absent object), so a name is offered as a wrong option about as often
         as it is the right one and the names alone stop telling the answer; None draws uniformly (the
-        benchmark's way)."""
+        benchmark's way).
+        `distance_regions`: Distance Judgment rows in the per-option region layout
+        (`deepsight.prompts.region_choice_content`: one depth-map copy per option, masked to that option's box)
+        instead of one image whose mask is the union of both boxes."""
         unknown = set(balanced_skills) - {"recognition", "security"}
         if unknown:
             raise ValueError(f"balanced_skills: only 'recognition' and 'security' draw names, got {sorted(unknown)}")
@@ -698,6 +702,7 @@ class OfflineInstructionGenerator:
         self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
         self.name_weights = dict(name_weights) if name_weights else None
         self.balanced_skills = tuple(balanced_skills) if self.name_weights else ()
+        self.distance_regions = distance_regions
 
     def fingerprint(self) -> dict:
         return {
@@ -706,6 +711,7 @@ class OfflineInstructionGenerator:
             "objects": self.object_vocabulary,
             "scenes": self.scene_vocabulary,
             **({"name_weights": self.name_weights, "balanced": list(self.balanced_skills)} if self.name_weights else {}),
+            **({"distance_regions": True} if self.distance_regions else {}),  # earlier caches stay valid
         }
 
     def describe(self) -> str:
@@ -777,10 +783,19 @@ class OfflineInstructionGenerator:
                 if made is None:
                     continue
                 question, options, answer_index, boxes = made
-                messages = single_turn(
-                    format_multiple_choice(question, options), answer_text(options, answer_index)
-                )
-                rows.append(make_row(scene, "conversation", key, messages, boxes))
+                if skill == "distance_judgment" and self.distance_regions:
+                    messages = [
+                        {"role": "user", "content": region_choice_content(question, options)},
+                        assistant(answer_text(options, answer_index)),
+                    ]
+                    row = make_row(scene, "conversation", key, messages, [])
+                    row["boxes"] = [[[float(v) for v in box]] for box in boxes]  # one image per option, its box
+                else:
+                    messages = single_turn(
+                        format_multiple_choice(question, options), answer_text(options, answer_index)
+                    )
+                    row = make_row(scene, "conversation", key, messages, boxes)
+                rows.append(row)
         return rows
 
     @staticmethod

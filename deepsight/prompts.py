@@ -24,6 +24,25 @@ def format_multiple_choice(question: str, options: list[str], instruction: str =
     return f"{question.strip()}\n{format_options(options)}\n{instruction}"
 
 
+def region_choice_content(question: str, options: list[str], instruction: str = ANSWER_INSTRUCTION) -> list[dict]:
+    """The user turn of a multiple-choice question in the per-option region layout, as chat content blocks.
+
+    Each option is followed by its own image block: the caller passes one copy of the depth map per option,
+    whose Bbox-Conv mask is that option's box alone. With the paper's single image the mask is the union of
+    both boxes of a Distance Judgment question, and which box is "the chair" is left to the model to work
+    out; here each name stands next to its region. Rendered by the default template as
+    'question\nA. chair <image>\nB. lamp <image>\ninstruction'.
+    """
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"options: at most {len(OPTION_LETTERS)} supported, got {len(options)}")
+    blocks: list[dict] = []
+    lead = f"{question.strip()}\n"
+    for i, option in enumerate(options):
+        blocks += [{"type": "text", "text": f"{lead}{OPTION_LETTERS[i]}. {option} "}, {"type": "image"}]
+        lead = ""
+    return blocks + [{"type": "text", "text": instruction}]
+
+
 def answer_text(options: list[str], answer_index: int) -> str:
     """The assistant turn a correct model gives: 'B. table'.
 

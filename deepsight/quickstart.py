@@ -89,6 +89,10 @@ class Setting:
     # the names' statistics. Security balanced too lost 6 points (43.0 vs 49.1) for +4 where the prior is
     # wrong, so it stays uniform.
     balance_names: tuple[str, ...] = ("recognition",)
+    # Distance Judgment in the per-option region layout (`--distance-regions`, training rows and evaluation alike):
+    # each option's name is followed by its own copy of the depth map, masked to that option's box. With the
+    # paper's one image masked to both boxes the model has to recognise which box is which name first.
+    distance_regions: bool = True
     mix: str | None = "conversation=0.6,complex_reasoning=0.2,detailed_description=0.2"
     # Recipe overrides per stage (learning rate etc.); anything the recipe's scripts accept.
     # Stage 0 turns 30% of the pairs into object pairs (one object's box, "a depth image of a {label}."): on the
@@ -261,6 +265,7 @@ class Pipeline:
                 "--seed", str(self.seed), "--output", str(self.data / "instructions"),
                 "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
                 "--mc-per-scene", str(s.mc_per_scene), "--balance-names", ",".join(s.balance_names),
+                *(["--distance-regions"] if s.distance_regions else []),
                 *(["--mix", s.mix] if s.mix else []))]),
         ]
 
@@ -366,6 +371,10 @@ class Pipeline:
                  after=lambda: remove_checkpoints(out / "model")),
         ]
 
+    def region_flags(self) -> list[str]:
+        """How evaluation asks Distance Judgment: in the layout the instruction rows were written in."""
+        return ["--distance-regions"] if self.setting.distance_regions else []
+
     def evaluation_steps(self, model: Path | None = None, name: str = "eval", benchmark: Path | None = None,
                          protocols: tuple[str, ...] = ("likelihood", "generate")) -> list[Step]:
         model = model or self.output / "model"
@@ -373,7 +382,8 @@ class Pipeline:
         return [
             Step(f"{name}: {protocol}", self.output / name / protocol, [deepsight_command(
                 "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.data / "benchmark"),
-                "--output", str(self.output / name / protocol), "--protocol", protocol, *limit)])
+                "--output", str(self.output / name / protocol), "--protocol", protocol, *limit,
+                *self.region_flags())])
             for protocol in protocols
         ]
 

@@ -160,7 +160,7 @@ class Ablations:
         output = self.folder / name
         self.run_step(Step(f"ablation eval: {name}", output, [deepsight_command(
             "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.benchmark),
-            "--output", str(output), "--protocol", "likelihood")]))
+            "--output", str(output), "--protocol", "likelihood", *self.pipeline.region_flags())]))
         return output / "predictions.jsonl"
 
     # The questions every ablation is scored on

@@ -31,6 +31,10 @@ class Question:
     answer_index: int
     depth: np.ndarray  # float32 metres, 0 = invalid
     boxes: list[list[float]] = field(default_factory=list)
+    # The user turn in the per-option region layout (`deepsight.prompts.region_choice_content`), when the run
+    # asks for it and the question has one box per option: models that read boxes then get one copy of the depth
+    # per option, masked to that option's box, instead of one image masked to all of `boxes`.
+    region_content: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -154,9 +158,24 @@ class VisionLanguageModel:
     # Prompts and inputs
     # ----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _messages(question: Question, answer: str | None = None) -> list[dict[str, Any]]:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question.prompt}]}]
+    def _in_regions(self, question: Question) -> bool:
+        """Whether `question` is asked in its per-option region layout: only models that read boxes get it."""
+        return self.is_deepsight and question.region_content is not None
+
+    def _images_and_boxes(self, question: Question) -> tuple[list[np.ndarray], list[list[list[float]]]]:
+        """The depth maps a question's prompt refers to, and per map its boxes."""
+        if self._in_regions(question):  # one box per option, or none at all (every mask all ones)
+            regions = [[box] for box in question.boxes] if question.boxes else [[] for _ in question.options]
+            return [question.depth] * len(regions), regions
+        return [question.depth], [question.boxes]
+
+    def _messages(self, question: Question, answer: str | None = None) -> list[dict[str, Any]]:
+        content = (
+            question.region_content
+            if self._in_regions(question)
+            else [{"type": "image"}, {"type": "text", "text": question.prompt}]
+        )
+        messages = [{"role": "user", "content": content}]
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
@@ -204,9 +223,13 @@ class VisionLanguageModel:
         expanded = [q for q, count in zip(questions, counts) for _ in range(count)]
         texts = [prompt for prompt, count in zip(prompts, counts) for _ in range(count)]
         if self.is_deepsight:
+            images, boxes = [], []
+            for question in expanded:
+                maps, regions = self._images_and_boxes(question)
+                images += maps
+                boxes += regions
             inputs = self.processor(
-                images=[q.depth for q in expanded], text=texts, boxes=[q.boxes for q in expanded],
-                depth_encoding="metres", padding=True, return_tensors="pt",
+                images=images, text=texts, boxes=boxes, depth_encoding="metres", padding=True, return_tensors="pt",
             )
         else:
             images = [depth_to_rgb(q.depth, self.depth_as) for q in expanded]
@@ -270,7 +293,8 @@ class VisionLanguageModel:
         row_question = torch.repeat_interleave(torch.arange(len(questions)), torch.tensor(option_counts)).to(self.device)
         prompts = [self.prompt_text(q) for q in questions]
         option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations, prompts))
-        if self.shares_prefix_cache:
+        # The cached path keeps one image input per question; prompts with several images take the one-pass path.
+        if self.shares_prefix_cache and not any(self._in_regions(q) for q in questions):
             token_logprobs = self._continuation_logprobs_cached(questions, row_question, option_ids, option_mask, prompts)
         else:
             token_logprobs = self._continuation_logprobs_full(questions, option_counts, option_ids, option_mask, prompts)

@@ -39,6 +39,10 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distance-regions", action="store_true",
+                        help="DeepSight: ask Distance Judgment with one depth copy per option, masked to that option's "
+                             "box (the layout of `deepsight data instructions --distance-regions`), instead of one "
+                             "image masked to both boxes (the paper's)")
     parser.set_defaults(handler=_run_benchmark)
 
 
@@ -56,7 +60,7 @@ def _run_benchmark(args) -> int:
     dataset = load_benchmark(args.benchmark, split=args.split, config=args.config)
     settings = RunSettings(
         protocol=args.protocol, batch_size=args.batch_size, limit=args.limit, tasks=args.tasks,
-        max_new_tokens=args.max_new_tokens, score=args.score,
+        max_new_tokens=args.max_new_tokens, score=args.score, distance_regions=args.distance_regions,
     )
     results = run_benchmark(model, dataset, args.output, settings, benchmark_name=str(args.benchmark))
     print(results_markdown(results))

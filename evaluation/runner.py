@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from deepsight.prompts import OPTION_LETTERS, answer_text, format_multiple_choice, letter_conflict, parse_option
+from deepsight.prompts import (
+    OPTION_LETTERS,
+    answer_text,
+    format_multiple_choice,
+    letter_conflict,
+    parse_option,
+    region_choice_content,
+)
 from evaluation.adapters import BenchmarkModel, Question
 
 PROTOCOLS = ("generate", "likelihood")
@@ -142,13 +149,17 @@ def group_rows_by_depth(dataset, indices: list[int], chunk_size: int = 256) -> l
     return [index for _, index in sorted(zip(order, indices), key=lambda pair: pair[0])]
 
 
-def question_from_row(row: dict[str, Any]) -> Question:
-    """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout."""
+def question_from_row(row: dict[str, Any], distance_regions: bool = False) -> Question:
+    """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout.
+
+    `distance_regions`: a Distance Judgment question (one box per option) also carries its per-option region
+    layout (`deepsight.prompts.region_choice_content`), which models that read boxes (DeepSight) are asked in.
+    """
     depth = depth_of_row(row)
     options = list(row["options"])
     if not 0 <= row["answer_index"] < len(options):
         raise ValueError(f"row {row['id']}: answer_index {row['answer_index']} outside its {len(options)} options")
-    return Question(
+    question = Question(
         id=str(row["id"]),
         task=row["task"],
         prompt=format_multiple_choice(row["question"], options),
@@ -157,6 +168,10 @@ def question_from_row(row: dict[str, Any]) -> Question:
         depth=depth,
         boxes=[list(box) for box in (row.get("boxes") or [])],
     )
+    # (a row whose boxes were removed keeps the layout, every copy then unmasked: the Bbox Conv ablation)
+    if distance_regions and question.task == "distance_judgment" and len(question.boxes) in (0, len(options)):
+        question.region_content = region_choice_content(row["question"], options)
+    return question
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,9 +252,10 @@ def _check_same_run(output_dir: Path, config: dict[str, Any]) -> None:
     path = output_dir / RUN_CONFIG_FILE
     if path.exists():
         previous = json.loads(path.read_text())
-        differing = sorted(key for key in config if previous.get(key) != config[key])
+        # a setting written only when it is on (distance_regions) counts when either run has it
+        differing = sorted(key for key in config.keys() | previous.keys() if previous.get(key) != config.get(key))
         if differing:
-            details = ", ".join(f"{key}: {previous.get(key)!r} there vs {config[key]!r} now" for key in differing)
+            details = ", ".join(f"{key}: {previous.get(key)!r} there vs {config.get(key)!r} now" for key in differing)
             raise ValueError(f"{output_dir} holds a run with other settings ({details}); use another --output folder")
     path.write_text(json.dumps(config, indent=2) + "\n")
 
@@ -262,6 +278,7 @@ class RunSettings:
     tasks: Sequence[str] | None = None
     max_new_tokens: int = 16
     score: str = "sum"
+    distance_regions: bool = False  # Distance Judgment in the per-option region layout (DeepSight)
 
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -279,6 +296,7 @@ class RunSettings:
             "protocol": self.protocol,
             "score": self.score if self.protocol == "likelihood" else None,
             "max_new_tokens": self.max_new_tokens if self.protocol == "generate" else None,
+            **({"distance_regions": True} if self.distance_regions else {}),  # earlier runs' configs stay valid
         }
 
 
@@ -343,7 +361,10 @@ def run_benchmark(
         unit="q", disable=not progress,
     ) as bar:
         for start in range(0, len(todo), settings.batch_size):
-            questions = [question_from_row(dataset[i]) for i in todo[start : start + settings.batch_size]]
+            questions = [
+                question_from_row(dataset[i], settings.distance_regions)
+                for i in todo[start : start + settings.batch_size]
+            ]
             if settings.protocol == "generate":
                 answers = answer_by_generation(model, questions, settings.max_new_tokens)
             else:

@@ -1,0 +1,157 @@
+"""The per-option region layout of Distance Judgment: one depth-map copy per option, masked to that option's
+box, in the training rows (`deepsight data instructions --distance-regions`) and in the evaluation harness
+(`deepsight eval benchmark --distance-regions`)."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from deepsight.prompts import answer_text, region_choice_content
+from evaluation.runner import load_benchmark, question_from_row
+from evaluation.testing import make_benchmark_rows, write_benchmark_folder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAR_BOX, NEAR_BOX = [0, 0, 10, 10], [16, 8, 30, 20]
+
+
+@pytest.fixture(scope="module")
+def two_box_benchmark(tmp_path_factory):
+    """The harness's test rows with every Distance Judgment question naming two boxes, one per option."""
+    rows = make_benchmark_rows(8, seed=0, size=(24, 32))
+    for row in rows:
+        if row["task"] == "distance_judgment":
+            row["boxes"] = [FAR_BOX, NEAR_BOX]
+    return load_benchmark(str(write_benchmark_folder(tmp_path_factory.mktemp("bench"), rows)))
+
+
+@pytest.fixture(scope="module")
+def deepsight_folder(tmp_path_factory):
+    from deepsight.tiny import build_tiny_deepsight
+
+    model, processor = build_tiny_deepsight(seed=0)
+    folder = tmp_path_factory.mktemp("deepsight")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_region_content_puts_an_image_after_each_option_in_the_rendered_prompt():
+    from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    content = region_choice_content("Which is farther, the bed or the lamp?", ["bed", "lamp"])
+    (rendered,), _ = render_jinja_template(
+        conversations=[[{"role": "user", "content": content}]], chat_template=DEFAULT_CHAT_TEMPLATE, eos_token="</s>"
+    )
+    assert "Which is farther, the bed or the lamp?\nA. bed <image>\nB. lamp <image>\nAnswer with" in rendered
+    assert rendered.count("<image>") == 2
+
+
+def test_only_distance_questions_with_one_box_per_option_get_the_region_layout(two_box_benchmark):
+    rows = list(two_box_benchmark)
+    plain = [question_from_row(row) for row in rows]
+    regions = [question_from_row(row, distance_regions=True) for row in rows]
+    assert all(q.region_content is None for q in plain)
+    assert [q.region_content is not None for q in regions] == [row["task"] == "distance_judgment" for row in rows]
+    one_box = dict(rows[2], boxes=[FAR_BOX])  # a distance row naming a single region: no per-option layout
+    assert question_from_row(one_box, distance_regions=True).region_content is None
+
+
+def test_deepsight_gets_one_depth_copy_per_option_masked_to_that_options_box(deepsight_folder, two_box_benchmark):
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(deepsight_folder))
+    question = question_from_row(two_box_benchmark[2], distance_regions=True)
+    union = question_from_row(two_box_benchmark[2])
+    assert model.prompt_text(question).count("<image>") == 2
+    masks = model._encode([question])["bbox_mask"]
+    assert masks.shape[0] == 2
+    expected = [
+        model.processor(images=[question.depth], text=["<image>"], boxes=[[box]], depth_encoding="metres",
+                        return_tensors="pt")["bbox_mask"][0]
+        for box in question.boxes
+    ]
+    for mask, alone in zip(masks, expected):
+        assert 0 < mask.mean() < 1
+        assert (mask == alone).all()
+    union_mask = model._encode([union])["bbox_mask"]
+    assert union_mask.shape[0] == 1 and (union_mask[0] == (masks[0] + masks[1]).clamp(max=1)).all()
+
+
+def test_models_without_boxes_keep_the_one_image_prompt(tmp_path, two_box_benchmark):
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.testing import build_tiny_llava
+
+    build_tiny_llava(tmp_path / "llava")
+    llava = VisionLanguageModel.from_pretrained(str(tmp_path / "llava"))
+    question = question_from_row(two_box_benchmark[2], distance_regions=True)
+    assert llava.prompt_text(question) == llava.prompt_text(question_from_row(two_box_benchmark[2]))
+
+
+def test_region_questions_score_the_same_alone_as_in_a_mixed_batch_and_differ_from_the_union_layout(
+    deepsight_folder, two_box_benchmark
+):
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(deepsight_folder))
+    questions = [question_from_row(row, distance_regions=True) for row in two_box_benchmark]
+    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    batched = model.score_options(questions, continuations)
+    for question, texts, scores in zip(questions, continuations, batched):
+        alone = model.score_options([question], [texts])[0]
+        np.testing.assert_allclose(scores.logprobs, alone.logprobs, atol=1e-4)
+    union = question_from_row(two_box_benchmark[2])
+    assert not np.allclose(model.score_options([union], [continuations[2]])[0].logprobs, batched[2].logprobs)
+    assert len(model.generate(questions[:4], max_new_tokens=3)) == 4
+
+
+def test_cli_runs_the_region_layout_and_refuses_to_resume_it_without_the_flag(tmp_path, deepsight_folder, two_box_benchmark):
+    from evaluation.cli import main
+
+    folder = write_benchmark_folder(tmp_path / "bench", list(two_box_benchmark))
+    output = tmp_path / "out"
+    argv = ["benchmark", "--model", str(deepsight_folder), "--benchmark", str(folder), "--output", str(output),
+            "--protocol", "likelihood", "--batch-size", "3", "--distance-regions"]
+    assert main(argv) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["n"] == 8 and results["tasks"]["distance_judgment"]["n"] == 2
+    with pytest.raises(ValueError):
+        main(argv[:-1])  # the same folder without --distance-regions: another run's settings
+
+
+def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train_on_the_answer_only(tmp_path):
+    from dataset_scripts.instructions import main
+    from deepsight.tiny import build_tiny_deepsight
+    from train.collators import IGNORE_INDEX, DepthConversationCollator
+
+    args = ["--num-scenes", "8", "--seed", "4", "--width", "96", "--height", "72", "--mc-per-scene", "2",
+            "--no-progress", "--rows-per-scene", "1"]
+    assert main(args + ["--output", str(tmp_path / "union")]) == 0
+    assert main(args + ["--output", str(tmp_path / "regions"), "--distance-regions"]) == 0
+    union, regions = (
+        {row["id"]: row for row in datasets.load_dataset(str(tmp_path / name), split="train")}
+        for name in ("union", "regions")
+    )
+    assert union.keys() == regions.keys()
+    changed = {row_id for row_id in union if union[row_id]["messages"] != regions[row_id]["messages"]}
+    assert changed == {row_id for row_id in union if "-mc-distance_judgment" in row_id} and changed
+
+    _, processor = build_tiny_deepsight(seed=0)
+    collator = DepthConversationCollator(processor)
+    for row_id in changed:
+        row, before = regions[row_id], union[row_id]
+        assert len(row["images"]) == 2 and [len(boxes) for boxes in row["boxes"]] == [1, 1]
+        assert sorted(map(tuple, before["boxes"][0])) == sorted(tuple(boxes[0]) for boxes in row["boxes"])
+        assert row["messages"][1] == before["messages"][1]  # the same answer
+        batch = collator([row])
+        assert batch["bbox_mask"].shape[0] == 2
+        labelled = batch["input_ids"][0][batch["labels"][0] != IGNORE_INDEX]
+        assert processor.tokenizer.decode(labelled, skip_special_tokens=True).strip() == (
+            row["messages"][1]["content"][0]["text"]
+        )
+        assert collator.estimated_length(row) == batch["input_ids"].shape[1]
