@@ -21,7 +21,8 @@ _OPTION_LINE = re.compile(r"^[A-H]\. (.+)$", flags=re.M)
 
 
 def _text_of(turn: dict[str, Any]) -> str:
-    return "".join(block.get("text") or "" for block in turn["content"] if block.get("type") == "text")
+    # an image block ends its line, as the chat template renders it (region-layout rows: "A. chair <image>")
+    return "".join(block.get("text") or "" if block.get("type") == "text" else "\n" for block in turn["content"])
 
 
 def option_statistics(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
@@ -33,7 +34,7 @@ def option_statistics(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, lis
             continue
         user = next(turn for turn in row["messages"] if turn["role"] == "user")
         answer = next(turn for turn in row["messages"] if turn["role"] == "assistant")
-        options = _OPTION_LINE.findall(_text_of(user))
+        options = [option.strip() for option in _OPTION_LINE.findall(_text_of(user))]
         chosen = parse_option(_text_of(answer), options)
         if chosen is None:
             raise ValueError(f"row {row.get('id')!r}: its answer names none of its options {options}")

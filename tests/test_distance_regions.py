@@ -127,6 +127,7 @@ def test_cli_runs_the_region_layout_and_refuses_to_resume_it_without_the_flag(tm
 def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train_on_the_answer_only(tmp_path):
     from dataset_scripts.instructions import main
     from deepsight.tiny import build_tiny_deepsight
+    from evaluation.priors import option_statistics
     from train.collators import IGNORE_INDEX, DepthConversationCollator
 
     args = ["--num-scenes", "8", "--seed", "4", "--width", "96", "--height", "72", "--mc-per-scene", "2",
@@ -140,6 +141,8 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
     assert union.keys() == regions.keys()
     changed = {row_id for row_id in union if union[row_id]["messages"] != regions[row_id]["messages"]}
     assert changed == {row_id for row_id in union if "-mc-distance_judgment" in row_id} and changed
+    # the blind option prior reads the options of either layout alike
+    assert option_statistics(union.values()) == option_statistics(regions.values())
 
     _, processor = build_tiny_deepsight(seed=0)
     collator = DepthConversationCollator(processor)
