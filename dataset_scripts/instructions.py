@@ -356,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         "that option's box (evaluate with `deepsight eval benchmark --distance-regions`)",
     )
     parser.add_argument(
+        "--unnamed-distance",
+        action="store_true",
+        help="with --distance-regions: each Distance Judgment row also gets a twin naming no object ('the first "
+        "region' / 'the second region'), answerable only by comparing the regions' depths",
+    )
+    parser.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
     )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
@@ -385,6 +391,7 @@ def make_generators(args, cache_root: Path, name_weights: dict[str, float] | Non
         name_weights=name_weights if balanced else None,
         balanced_skills=balanced,
         distance_regions=args.distance_regions,
+        unnamed_distance=args.unnamed_distance,
     )
     if args.generator == "offline":
         return ground_truth, ground_truth

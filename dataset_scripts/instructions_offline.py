@@ -119,6 +119,13 @@ FARTHER_QUESTIONS = (
     "Looking at the depth map, is the {a} or the {b} farther from the viewer?",
     "Which is more distant from the camera, the {a} or the {b}?",
 )
+# Distance rows without object names (`unnamed_distance`): only the two regions' depths tell the answer.
+UNNAMED_FARTHER_QUESTIONS = (
+    "Which of the two marked regions is farther from the camera?",
+    "Which marked region is at a greater distance from the viewpoint?",
+    "Of the two outlined regions, which one is farther away?",
+)
+UNNAMED_REGIONS = ("the first region", "the second region")
 ABSENT_QUESTIONS = (
     "Which of the following objects does not appear in this scene?",
     "Which object is absent from the depth image?",
@@ -685,6 +692,7 @@ class OfflineInstructionGenerator:
         name_weights: dict[str, float] | None = None,
         balanced_skills: tuple[str, ...] = ("recognition", "security"),
         distance_regions: bool = False,
+        unnamed_distance: bool = False,
     ):
         """`name_weights`: how often each object name is an answer (e.g. in how many scenes it is present).
         When given, the skills in `balanced_skills` draw their wrong options in proportion to it (Recognition:
@@ -693,7 +701,13 @@ class OfflineInstructionGenerator:
         benchmark's way).
         `distance_regions`: Distance Judgment rows in the per-option region layout
         (`deepsight.prompts.region_choice_content`: one depth-map copy per option, masked to that option's box)
-        instead of one image whose mask is the union of both boxes."""
+        instead of one image whose mask is the union of both boxes.
+        `unnamed_distance` (with `distance_regions`): each Distance Judgment row gets a twin that names no object
+        ("Which of the two marked regions is farther from the camera?" / "the first region", "the second
+        region"): option names carry a prior (windows stand at the walls), these rows carry none, so only
+        comparing the two regions' depths answers them."""
+        if unnamed_distance and not distance_regions:
+            raise ValueError("unnamed_distance: needs distance_regions (the regions are told apart by their images)")
         unknown = set(balanced_skills) - {"recognition", "security"}
         if unknown:
             raise ValueError(f"balanced_skills: only 'recognition' and 'security' draw names, got {sorted(unknown)}")
@@ -703,6 +717,7 @@ class OfflineInstructionGenerator:
         self.name_weights = dict(name_weights) if name_weights else None
         self.balanced_skills = tuple(balanced_skills) if self.name_weights else ()
         self.distance_regions = distance_regions
+        self.unnamed_distance = unnamed_distance
 
     def fingerprint(self) -> dict:
         return {
@@ -712,6 +727,7 @@ class OfflineInstructionGenerator:
             "scenes": self.scene_vocabulary,
             **({"name_weights": self.name_weights, "balanced": list(self.balanced_skills)} if self.name_weights else {}),
             **({"distance_regions": True} if self.distance_regions else {}),  # earlier caches stay valid
+            **({"unnamed_distance": True} if self.unnamed_distance else {}),
         }
 
     def describe(self) -> str:
@@ -784,19 +800,27 @@ class OfflineInstructionGenerator:
                     continue
                 question, options, answer_index, boxes = made
                 if skill == "distance_judgment" and self.distance_regions:
-                    messages = [
-                        {"role": "user", "content": region_choice_content(question, options)},
-                        assistant(answer_text(options, answer_index)),
-                    ]
-                    row = make_row(scene, "conversation", key, messages, [])
-                    row["boxes"] = [[[float(v) for v in box]] for box in boxes]  # one image per option, its box
-                else:
-                    messages = single_turn(
-                        format_multiple_choice(question, options), answer_text(options, answer_index)
-                    )
-                    row = make_row(scene, "conversation", key, messages, boxes)
-                rows.append(row)
+                    rows.append(self._region_row(scene, key, question, options, answer_index, boxes))
+                    if self.unnamed_distance:
+                        unnamed = str(scene_rng(self.seed, scene.id, f"{key}-unnamed").choice(UNNAMED_FARTHER_QUESTIONS))
+                        rows.append(self._region_row(
+                            scene, f"{key}-unnamed", unnamed, list(UNNAMED_REGIONS), answer_index, boxes
+                        ))
+                    continue
+                messages = single_turn(format_multiple_choice(question, options), answer_text(options, answer_index))
+                rows.append(make_row(scene, "conversation", key, messages, boxes))
         return rows
+
+    @staticmethod
+    def _region_row(scene: Scene, key: str, question: str, options: list[str], answer_index: int, boxes) -> dict:
+        """A multiple-choice row in the per-option region layout: one image per option, masked to its box."""
+        messages = [
+            {"role": "user", "content": region_choice_content(question, options)},
+            assistant(answer_text(options, answer_index)),
+        ]
+        row = make_row(scene, "conversation", key, messages, [])
+        row["boxes"] = [[[float(v) for v in box]] for box in boxes]
+        return row
 
     @staticmethod
     def _place_answer(answer: str, distractors: list[str], rng) -> tuple[list[str], int]:

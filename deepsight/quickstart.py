@@ -93,6 +93,9 @@ class Setting:
     # each option's name is followed by its own copy of the depth map, masked to that option's box. With the
     # paper's one image masked to both boxes the model has to recognise which box is which name first.
     distance_regions: bool = True
+    # With it, Distance rows naming no object ("the first region" / "the second region", `--unnamed-distance`):
+    # option names carry a prior the model can learn instead of the depth, these rows carry none.
+    unnamed_distance: bool = True
     mix: str | None = "conversation=0.6,complex_reasoning=0.2,detailed_description=0.2"
     # Recipe overrides per stage (learning rate etc.); anything the recipe's scripts accept.
     # Stage 0 turns 30% of the pairs into object pairs (one object's box, "a depth image of a {label}."): on the
@@ -266,6 +269,7 @@ class Pipeline:
                 "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
                 "--mc-per-scene", str(s.mc_per_scene), "--balance-names", ",".join(s.balance_names),
                 *(["--distance-regions"] if s.distance_regions else []),
+                *(["--unnamed-distance"] if s.distance_regions and s.unnamed_distance else []),
                 *(["--mix", s.mix] if s.mix else []))]),
         ]
 

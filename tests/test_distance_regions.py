@@ -158,3 +158,30 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
             row["messages"][1]["content"][0]["text"]
         )
         assert collator.estimated_length(row) == batch["input_ids"].shape[1]
+
+
+def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
+    from dataset_scripts.instructions_offline import UNNAMED_REGIONS, OfflineInstructionGenerator
+    from dataset_scripts.synthetic import generate_scenes
+
+    with pytest.raises(ValueError, match="unnamed_distance"):
+        OfflineInstructionGenerator(seed=1, unnamed_distance=True)
+    generator = OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance=True)
+    twins = 0
+    for scene in generate_scenes(6, 2, split="train", width=96, height=72, noise=False):
+        rows = {row["id"]: row for row in generator.multiple_choice(scene, per_skill=2)}
+        for row_id, row in rows.items():
+            if not row_id.endswith("-unnamed"):
+                continue
+            named = rows[row_id.removesuffix("-unnamed")]
+            user_text = "".join(block.get("text", "") for block in row["messages"][0]["content"])
+            named_options = [line.split(". ", 1)[1].strip() for line in
+                             "".join(b.get("text", "") + "\n" for b in named["messages"][0]["content"]).splitlines()
+                             if line[:2] in ("A.", "B.")]
+            assert not any(name in user_text for name in named_options)
+            assert all(region in user_text for region in UNNAMED_REGIONS)
+            assert row["boxes"] == named["boxes"]
+            letter = named["messages"][1]["content"][0]["text"][0]
+            assert row["messages"][1]["content"][0]["text"] == f"{letter}. {UNNAMED_REGIONS['AB'.index(letter)]}"
+            twins += 1
+    assert twins > 0
