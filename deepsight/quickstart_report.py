@@ -140,6 +140,17 @@ def step_timings(output: Path) -> list[str]:
     return lines
 
 
+DISTANCE_LAYOUT_NOTE = (
+    "Distance Judgment is asked in the per-option region layout (`--distance-regions`, in training and here): each "
+    "option's name is followed by its own copy of the depth map masked to that option's box, instead of the "
+    "paper's one image masked to both boxes (where the model must first recognise which box is which name)."
+)
+UNNAMED_NOTE = (
+    " The training data also holds each Distance row's twin that names no object (\"the first region\" / "
+    "\"the second region\", `--unnamed-distance`), answerable only by comparing the two regions' depths."
+)
+
+
 def write_report(pipeline, wall_seconds: float) -> Path:
     output: Path = pipeline.output
     likelihood = load_json(output / "eval" / "likelihood" / "results.json")
@@ -159,6 +170,8 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         "",
         "## Depth Template Benchmark (synthetic test scenes, disjoint seeds from training)",
         "",
+        *([DISTANCE_LAYOUT_NOTE + (UNNAMED_NOTE if setting.unnamed_distance else ""), ""]
+          if getattr(setting, "distance_regions", False) else []),
         results_table(likelihood, generate, prior),
         "",
         "\\* The paper's fine-tuned DeepSight-7B (Table 2b) on real NYU-D / SUN-D with a 7B LLM — a different "
