@@ -17,7 +17,10 @@ object in a box, which of two is farther, which object is absent), always from t
 repeated row draws another object, pair or set of options (an identical question is kept once).
 `--balance-names recognition[,security]` draws those skills' wrong options as often as each name is an
 answer (counted on the first `--balance-sample` training scenes), so option names alone stop telling the
-answer; the default draws uniformly, as the benchmark does.
+answer; the default draws uniformly, as the benchmark does. `--balance-names distance_judgment` cannot
+draw options (the pair is the question), so it thins the named Distance rows whose names point to the
+farther object (windows stand at the walls) until they are as many as those whose names point the other
+way; with `--unnamed-distance` every unnamed twin stays.
 
 Every scene's rows are cached in `<output>/.cache/rows/` as soon as they are made, so an interrupted
 run resumes where it stopped; a scene whose generation failed is counted and retried on the next run.
@@ -48,6 +51,7 @@ from dataset_scripts.instructions_offline import (
     INSTRUCTION_TYPES,
     OfflineInstructionGenerator,
     answer_name_counts,
+    farther_name_prior,
     scene_rng,
 )
 from dataset_scripts.scene import Scene
@@ -344,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--balance-names",
         default="",
-        help="skills (recognition,security) whose wrong options are drawn in proportion to how often each name "
-        "is an answer, counted over the first --balance-sample scenes, so option names alone stop telling the "
-        "answer ('' = uniform, the benchmark's way)",
+        help="skills (recognition,security,distance_judgment) whose option names stop telling the answer, from "
+        "statistics of the first --balance-sample scenes: recognition/security draw their wrong options in "
+        "proportion to how often each name is an answer; distance_judgment keeps the named rows whose names point "
+        "to the farther object only as often as those that point away ('' = uniform, the benchmark's way)",
     )
     parser.add_argument("--balance-sample", type=int, default=300, help="scenes counted for --balance-names")
     parser.add_argument(
@@ -382,7 +387,7 @@ def synthetic_vocabularies() -> dict:
     return {"object_vocabulary": objects, "scene_vocabulary": list(SCENE_TYPES)}
 
 
-def make_generators(args, cache_root: Path, name_weights: dict[str, float] | None = None):
+def make_generators(args, cache_root: Path, name_weights: dict[str, float] | None = None, farther_prior=None):
     """(free-form generator, ground-truth multiple-choice generator)."""
     balanced = tuple(s for s in args.balance_names.split(",") if s)
     ground_truth = OfflineInstructionGenerator(
@@ -390,6 +395,7 @@ def make_generators(args, cache_root: Path, name_weights: dict[str, float] | Non
         **(synthetic_vocabularies() if args.source == "synthetic" else {}),
         name_weights=name_weights if balanced else None,
         balanced_skills=balanced,
+        farther_prior=farther_prior,
         distance_regions=args.distance_regions,
         unnamed_distance=args.unnamed_distance,
     )
@@ -431,11 +437,17 @@ def main(argv: list[str] | None = None) -> int:
 
         total = None
     scenes = scene_stream(args.num_scenes if args.source == "synthetic" else None)  # pairs: every row
-    name_weights = None
-    if args.balance_names:
-        # counted on the training scenes themselves (their first ones), never on a benchmark
-        name_weights = dict(answer_name_counts(scene_stream(min(args.balance_sample, args.num_scenes))))
-    generator, ground_truth = make_generators(args, cache_root, name_weights)
+    name_weights = farther_prior = None
+    balanced = {s for s in args.balance_names.split(",") if s}
+    sample = min(args.balance_sample, args.num_scenes)
+    # counted on the training scenes themselves (their first ones), never on a benchmark
+    if balanced - {"distance_judgment"}:
+        name_weights = dict(answer_name_counts(scene_stream(sample)))
+    if "distance_judgment" in balanced:
+        farther_prior = farther_name_prior(scene_stream(sample))
+        print(f"distance_judgment: the names point to the farther object in {farther_prior.right_share:.0%} of the "
+              f"pairs of {sample} scenes; named rows they point right for are kept as often as the others")
+    generator, ground_truth = make_generators(args, cache_root, name_weights, farther_prior)
     from dataset_scripts.instructions_openai import EndpointConfigError
 
     try:

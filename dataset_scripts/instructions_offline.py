@@ -220,6 +220,43 @@ def answer_name_counts(scenes: Iterable[Scene]) -> Counter:
     return counts
 
 
+@dataclass(frozen=True)
+class FartherNamePrior:
+    """How often each object name is the farther one of a Distance Judgment pair, over some scenes.
+
+    `rates[name]` is that share (add-one smoothed); the prior "names" the object whose rate is higher.
+    `right_share` is how often that guess is right over the counted pairs (ties left out).
+    """
+
+    rates: dict[str, float]
+    right_share: float
+
+    def points_to(self, far: str, near: str) -> bool | None:
+        """Whether the names alone point to `far` (None: they do not tell)."""
+        a, b = self.rates.get(far, 0.5), self.rates.get(near, 0.5)
+        return None if a == b else a > b
+
+
+def farther_name_prior(scenes: Iterable[Scene]) -> FartherNamePrior:
+    """The names' prior on Distance Judgment, from every clearly-apart pair of `scenes` (as `mc_distance_judgment`
+    draws them)."""
+    far_counts, pair_counts, pairs = Counter(), Counter(), []
+    for scene in scenes:
+        facts = scene_facts(scene)
+        for i, a in enumerate(facts.unique):
+            for b in facts.unique[i + 1 :]:
+                if facts.clearly_apart(a, b) and not vocab.confusable(a.name, b.name):
+                    far, near = (a.name, b.name) if a.depth > b.depth else (b.name, a.name)
+                    far_counts[far] += 1
+                    pair_counts.update((far, near))
+                    pairs.append((far, near))
+    rates = {name: (far_counts[name] + 1) / (count + 2) for name, count in pair_counts.items()}
+    prior = FartherNamePrior(rates, 0.5)
+    told = [prior.points_to(far, near) for far, near in pairs]
+    told = [t for t in told if t is not None]
+    return FartherNamePrior(rates, sum(told) / len(told) if told else 0.5)
+
+
 def scene_facts(scene: Scene) -> SceneFacts:
     """The ground truth every generated sentence is computed from."""
     depth = scene.depth
@@ -693,6 +730,7 @@ class OfflineInstructionGenerator:
         balanced_skills: tuple[str, ...] = ("recognition", "security"),
         distance_regions: bool = False,
         unnamed_distance: bool = False,
+        farther_prior: FartherNamePrior | None = None,
     ):
         """`name_weights`: how often each object name is an answer (e.g. in how many scenes it is present).
         When given, the skills in `balanced_skills` draw their wrong options in proportion to it (Recognition:
@@ -705,17 +743,29 @@ class OfflineInstructionGenerator:
         `unnamed_distance` (with `distance_regions`): each Distance Judgment row gets a twin that names no object
         ("Which of the two marked regions is farther from the camera?" / "the first region", "the second
         region"): option names carry a prior (windows stand at the walls), these rows carry none, so only
-        comparing the two regions' depths answers them."""
+        comparing the two regions' depths answers them.
+        `farther_prior` (with "distance_judgment" in `balanced_skills`): the named Distance rows whose names
+        point to the answer (`FartherNamePrior.points_to`) are kept only as often as to make the names right
+        half of the time (their unnamed twins always stay), so the option names stop telling which is
+        farther and only the depth does."""
         if unnamed_distance and not distance_regions:
             raise ValueError("unnamed_distance: needs distance_regions (the regions are told apart by their images)")
-        unknown = set(balanced_skills) - {"recognition", "security"}
+        unknown = set(balanced_skills) - {"recognition", "security", "distance_judgment"}
         if unknown:
-            raise ValueError(f"balanced_skills: only 'recognition' and 'security' draw names, got {sorted(unknown)}")
+            raise ValueError(
+                f"balanced_skills: expected recognition, security or distance_judgment, got {sorted(unknown)}"
+            )
+        if "distance_judgment" in balanced_skills and farther_prior is None:
+            raise ValueError("balanced_skills: balancing distance_judgment needs `farther_prior` (farther_name_prior)")
         self.seed = seed
         self.object_vocabulary = sorted({vocab.normalize_object_name(n) for n in object_vocabulary})
         self.scene_vocabulary = sorted({vocab.normalize_scene_name(n) for n in scene_vocabulary})
         self.name_weights = dict(name_weights) if name_weights else None
-        self.balanced_skills = tuple(balanced_skills) if self.name_weights else ()
+        self.farther_prior = farther_prior if "distance_judgment" in balanced_skills else None
+        self.balanced_skills = tuple(
+            skill for skill in balanced_skills
+            if (self.farther_prior is not None if skill == "distance_judgment" else self.name_weights)
+        )
         self.distance_regions = distance_regions
         self.unnamed_distance = unnamed_distance
 
@@ -725,16 +775,22 @@ class OfflineInstructionGenerator:
             "seed": self.seed,
             "objects": self.object_vocabulary,
             "scenes": self.scene_vocabulary,
-            **({"name_weights": self.name_weights, "balanced": list(self.balanced_skills)} if self.name_weights else {}),
+            **({"name_weights": self.name_weights} if self.name_weights else {}),
+            **({"balanced": list(self.balanced_skills)} if self.balanced_skills else {}),
+            **({"farther_rates": self.farther_prior.rates} if self.farther_prior else {}),
             **({"distance_regions": True} if self.distance_regions else {}),  # earlier caches stay valid
             **({"unnamed_distance": True} if self.unnamed_distance else {}),
         }
 
     def describe(self) -> str:
         text = "offline, from the scene graph's ground truth (deterministic from the seed)"
-        if self.balanced_skills:
-            text += (f"; the wrong options of {', '.join(self.balanced_skills)} are drawn in proportion to how often "
+        drawn = [skill for skill in self.balanced_skills if skill != "distance_judgment"]
+        if drawn:
+            text += (f"; the wrong options of {', '.join(drawn)} are drawn in proportion to how often "
                      "each name is an answer, so option names alone do not tell the answer")
+        if self.farther_prior is not None:
+            text += ("; named distance_judgment rows are thinned until the names point to the farther object half "
+                     "of the time")
         return text
 
     def generate(self, scene: Scene, types: list[str]) -> tuple[list[dict], int]:
@@ -799,17 +855,32 @@ class OfflineInstructionGenerator:
                 if made is None:
                     continue
                 question, options, answer_index, boxes = made
+                named = skill != "distance_judgment" or self._keep_named_distance(scene, key, options, answer_index)
                 if skill == "distance_judgment" and self.distance_regions:
-                    rows.append(self._region_row(scene, key, question, options, answer_index, boxes))
+                    if named:
+                        rows.append(self._region_row(scene, key, question, options, answer_index, boxes))
                     if self.unnamed_distance:
                         unnamed = str(scene_rng(self.seed, scene.id, f"{key}-unnamed").choice(UNNAMED_FARTHER_QUESTIONS))
                         rows.append(self._region_row(
                             scene, f"{key}-unnamed", unnamed, list(UNNAMED_REGIONS), answer_index, boxes
                         ))
                     continue
+                if not named:
+                    continue
                 messages = single_turn(format_multiple_choice(question, options), answer_text(options, answer_index))
                 rows.append(make_row(scene, "conversation", key, messages, boxes))
         return rows
+
+    def _keep_named_distance(self, scene: Scene, key: str, options: list[str], answer_index: int) -> bool:
+        """Whether the named Distance row stays (always, unless the names are balanced and point to the answer)."""
+        if self.farther_prior is None:
+            return True
+        far, near = options[answer_index], options[1 - answer_index]
+        if not self.farther_prior.points_to(far, near):
+            return True
+        right = self.farther_prior.right_share
+        keep = (1 - right) / right if right > 0.5 else 1.0  # prior-right rows thinned to as many as prior-wrong
+        return bool(scene_rng(self.seed, scene.id, f"{key}-keep").random() < keep)
 
     @staticmethod
     def _region_row(scene: Scene, key: str, question: str, options: list[str], answer_index: int, boxes) -> dict:

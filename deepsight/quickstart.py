@@ -59,6 +59,9 @@ class Setting:
     text_hidden: int = 128
     text_layers: int = 4
     heads: int = 4
+    # The image tokens the LLM reads: "default" (LLaVA's: the patches, CLIP's class token dropped) or "full" (the
+    # class token too, stage 0's summary of the depth map and its box).
+    vision_features: str = "default"
     vocab_size: int = 1024
     encoder_steps: int = 300
     align_steps: int = 150

@@ -84,6 +84,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         vision_hidden_size=setting.vision_hidden, vision_layers=setting.vision_layers,
         text_hidden_size=setting.text_hidden, text_layers=setting.text_layers,
         num_attention_heads=setting.heads, seed=seed,
+        vision_feature_select_strategy=setting.vision_features,
     )
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
@@ -107,7 +108,8 @@ def build_tiny_llava_baseline(deepsight_folder: Path, folder: Path, setting, see
     """folder: a random tiny LLaVA (CLIP ViT + Llama) the size of the quickstart's DeepSight, same tokenizer.
 
     The ablation's 3-channel baseline: it sees depth as a gray image, with no Bbox Conv; the ViT and the LLM
-    have the quickstart DeepSight's widths, depths, image size and patch size, so image tokens match too.
+    have the quickstart DeepSight's widths, depths, image size, patch size and image features (class token or
+    not), so image tokens match too.
     """
     from transformers import AutoTokenizer
 
@@ -123,6 +125,7 @@ def build_tiny_llava_baseline(deepsight_folder: Path, folder: Path, setting, see
         text_config=dict(hidden_size=setting.text_hidden, intermediate_size=2 * setting.text_hidden,
                          num_hidden_layers=setting.text_layers, num_attention_heads=setting.heads,
                          num_key_value_heads=max(1, setting.heads // 2)),
+        vision_feature_select_strategy=setting.vision_features,
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

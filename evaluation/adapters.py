@@ -53,8 +53,14 @@ class BenchmarkModel(Protocol):
     def generate(self, questions: list[Question], max_new_tokens: int) -> list[str]:
         """Free-form answer per question (greedy)."""
 
-    def score_options(self, questions: list[Question], continuations: list[list[str]]) -> list[OptionScores]:
-        """Log-probability of each continuation (the assistant turn naming an option) per question."""
+    def score_options(
+        self, questions: list[Question], continuations: list[list[str]], end_turn: bool = True
+    ) -> list[OptionScores]:
+        """Log-probability of each continuation (the assistant turn naming an option) per question.
+
+        `end_turn=False` scores the continuation's own tokens only, not the end-of-turn marker after it
+        (a letter that begins the answer, not an answer that is only a letter).
+        """
 
 
 def depth_to_rgb(depth: np.ndarray, mode: str = "gray") -> Image.Image:
@@ -201,16 +207,22 @@ class VisionLanguageModel:
 
     _SLOT = "\ue000"  # a private-use character: no answer or template contains it
 
-    def _continuations_after(self, prompt: str, question: Question, answers: list[str]) -> list[str]:
+    def _continuations_after(
+        self, prompt: str, question: Question, answers: list[str], end_turn: bool = True
+    ) -> list[str]:
         """`_continuation_after` for every answer of a question, rendering the template once.
 
         The answer turn is rendered around a placeholder that each answer then replaces; a template that does
         anything else with the answer than copying it (the placeholder not found exactly once) is rendered
-        per answer instead.
+        per answer instead. `end_turn=False` stops right after the answer (the end-of-turn marker left out).
         """
         slotted = self._continuation_after(prompt, question, self._SLOT)
         if slotted.count(self._SLOT) != 1:
+            if not end_turn:
+                return answers
             return [self._continuation_after(prompt, question, answer) for answer in answers]
+        if not end_turn:
+            slotted = slotted[: slotted.index(self._SLOT) + len(self._SLOT)]
         return [slotted.replace(self._SLOT, answer).rstrip() for answer in answers]
 
     def _encode(self, questions: list[Question], repeats: int | list[int] = 1, prompts: list[str] | None = None):
@@ -255,13 +267,13 @@ class VisionLanguageModel:
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def _continuation_ids(
-        self, questions: list[Question], continuations: list[list[str]], prompts: list[str]
+        self, questions: list[Question], continuations: list[list[str]], prompts: list[str], end_turn: bool = True
     ) -> list[list[int]]:
         # one answer-turn rendering per question and one tokenizer call for the whole batch
         labelled, strings = [], []
         for question, texts, prompt in zip(questions, continuations, prompts):
             labelled += [(question, text) for text in texts]
-            strings += self._continuations_after(prompt, question, texts)
+            strings += self._continuations_after(prompt, question, texts, end_turn)
         rows = self.tokenizer(strings, add_special_tokens=False)["input_ids"] if strings else []
         for (question, text), ids in zip(labelled, rows):
             if not ids:
@@ -280,8 +292,11 @@ class VisionLanguageModel:
         return ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
-    def score_options(self, questions: list[Question], continuations: list[list[str]]) -> list[OptionScores]:
-        """Summed log-probability of each continuation given image + prompt.
+    def score_options(
+        self, questions: list[Question], continuations: list[list[str]], end_turn: bool = True
+    ) -> list[OptionScores]:
+        """Summed log-probability of each continuation given image + prompt (and the end-of-turn marker
+        after it unless `end_turn=False`).
 
         Nothing is encoded twice: the image part of the prompt once per distinct image (shared by the
         questions about it), the rest of the prompt once per question, then every option in one batched
@@ -292,7 +307,7 @@ class VisionLanguageModel:
         option_counts = [len(texts) for texts in continuations]
         row_question = torch.repeat_interleave(torch.arange(len(questions)), torch.tensor(option_counts)).to(self.device)
         prompts = [self.prompt_text(q) for q in questions]
-        option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations, prompts))
+        option_ids, option_mask = self._pad(self._continuation_ids(questions, continuations, prompts, end_turn))
         # The cached path keeps one image input per question; prompts with several images take the one-pass path.
         if self.shares_prefix_cache and not any(self._in_regions(q) for q in questions):
             token_logprobs = self._continuation_logprobs_cached(questions, row_question, option_ids, option_mask, prompts)
@@ -313,7 +328,8 @@ class VisionLanguageModel:
            (questions about the same depth map with the same boxes share it);
         2. the rest of each question's prompt (its text and the assistant's generation prompt);
         3. every option's answer text: side by side in its question's row (`_option_logprobs_packed`), or
-           in a copy of that row per option.
+           in a copy of that row per option. One-token options (`--score letter`) need no third pass: stage 2's
+           last logits score them.
 
         Segments of different lengths are padded inside the sequence (masked out, with position ids
         counting only real tokens), so each row sees exactly its own unpadded sequence.
@@ -350,6 +366,8 @@ class VisionLanguageModel:
         text_ids, text_mask = self._pad([text_part[i] for i in range(len(questions))], left=True)
         out, cache, mask = self._extend(cache, mask, group_of_question, text_ids, text_mask, last_only=True)
         first_logprobs = out.logits[:, -1].float().log_softmax(-1)  # [questions, V]
+        if option_ids.shape[1] == 1:  # one-token options (letters): the prompt's next-token distribution is all
+            return first_logprobs[row_question].gather(-1, option_ids)
         # 3. options; token t is predicted at position t-1, token 0 by the prompt's end
         if self.packs_options:
             return self._option_logprobs_packed(cache, mask, first_logprobs, row_question, option_ids, option_mask)

@@ -35,7 +35,8 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--config", default=None, help="benchmark config, e.g. one source (default: the card's default)")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="generate protocol: answer length limit")
     parser.add_argument("--score", choices=SCORE_REDUCTIONS, default="sum",
-                        help="likelihood protocol: rank options by summed or per-token mean log-probability")
+                        help="likelihood protocol: rank options by the summed or per-token mean log-probability of "
+                             "the answer turn ('B. table'), or by the option's letter alone ('letter', MMLU-style)")
     parser.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0)

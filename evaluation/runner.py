@@ -32,7 +32,10 @@ from deepsight.prompts import (
 from evaluation.adapters import BenchmarkModel, Question
 
 PROTOCOLS = ("generate", "likelihood")
-SCORE_REDUCTIONS = ("sum", "mean")
+# How the likelihood protocol ranks options: "sum" / "mean" of the answer turn's token log-probabilities
+# ("B. table</s>"), or "letter": the option's letter alone ("B"), MMLU-style -- what the prompt asks for
+# ("Answer with the option's letter"), without the option text's own probability.
+SCORE_REDUCTIONS = ("sum", "mean", "letter")
 # The paper's column order; tasks the data adds are reported after these.
 PAPER_TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 TASK_TITLES = {
@@ -193,9 +196,13 @@ def answer_by_generation(model: BenchmarkModel, questions: list[Question], max_n
 
 
 def answer_by_likelihood(model: BenchmarkModel, questions: list[Question], score: str) -> list[dict[str, Any]]:
-    continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]
+    continuations = [
+        [OPTION_LETTERS[i] if score == "letter" else answer_text(q.options, i) for i in range(len(q.options))]
+        for q in questions
+    ]
     records = []
-    for question, texts, scores in zip(questions, continuations, model.score_options(questions, continuations)):
+    scored = model.score_options(questions, continuations, end_turn=score != "letter")
+    for question, texts, scores in zip(questions, continuations, scored):
         values = np.asarray(scores.logprobs, dtype=np.float64)
         if score == "mean":
             values = values / np.asarray(scores.num_tokens, dtype=np.float64)

@@ -185,3 +185,44 @@ def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
             assert row["messages"][1]["content"][0]["text"] == f"{letter}. {UNNAMED_REGIONS['AB'.index(letter)]}"
             twins += 1
     assert twins > 0
+
+
+def _named_distance_rows(generator, scenes):
+    rows = [row for scene in scenes for row in generator.multiple_choice(scene, skills=("distance_judgment",), per_skill=3)]
+    named = [row for row in rows if not row["id"].endswith("-unnamed")]
+    return named, len(rows) - len(named)
+
+
+def _far_and_near(row):
+    text = "".join((block.get("text") or "") + "\n" for block in row["messages"][0]["content"])
+    options = [line.split(". ", 1)[1].strip() for line in text.splitlines() if line[:2] in ("A.", "B.")]
+    letter = row["messages"][1]["content"][0]["text"][0]
+    index = "AB".index(letter)
+    return options[index], options[1 - index]
+
+
+def test_balanced_distance_names_point_to_the_answer_half_the_time_and_every_unnamed_twin_stays():
+    from dataset_scripts.instructions_offline import OfflineInstructionGenerator, farther_name_prior
+    from dataset_scripts.synthetic import generate_scenes
+
+    scenes = list(generate_scenes(80, 5, split="train", width=96, height=72, noise=False))
+    prior = farther_name_prior(scenes)
+    assert prior.right_share > 0.6  # the renderer's rooms do give names a prior (windows stand at the walls)
+    with pytest.raises(ValueError, match="farther_prior"):
+        OfflineInstructionGenerator(seed=1, balanced_skills=("distance_judgment",))
+
+    def share_pointing_right(named):
+        told = [prior.points_to(*_far_and_near(row)) for row in named]
+        told = [t for t in told if t is not None]
+        return sum(told) / len(told)
+
+    uniform = OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance=True)
+    balanced = OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance=True,
+                                           balanced_skills=("distance_judgment",), farther_prior=prior)
+    uniform_named, uniform_twins = _named_distance_rows(uniform, scenes)
+    balanced_named, balanced_twins = _named_distance_rows(balanced, scenes)
+    assert share_pointing_right(uniform_named) > 0.6
+    assert abs(share_pointing_right(balanced_named) - 0.5) < 0.1
+    assert len(balanced_named) < len(uniform_named)
+    assert balanced_twins == uniform_twins  # only named rows are thinned: the depth-only rows all stay
+    assert {row["id"] for row in balanced_named} <= {row["id"] for row in uniform_named}

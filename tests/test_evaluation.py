@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -33,7 +34,7 @@ class AlwaysA:
         self.asked += [q.id for q in questions]
         return ["A" for _ in questions]
 
-    def score_options(self, questions, continuations):
+    def score_options(self, questions, continuations, end_turn=True):
         self.asked += [q.id for q in questions]
         return [OptionScores([0.0] + [-5.0] * (len(texts) - 1), [1] * len(texts)) for texts in continuations]
 
@@ -53,7 +54,7 @@ class Oracle:
             outputs.append([f"{OPTION_LETTERS[index]}.", f"It is the {q.options[index]}.", f"{index + 1}"][i % 3])
         return outputs
 
-    def score_options(self, questions, continuations):
+    def score_options(self, questions, continuations, end_turn=True):
         return [
             OptionScores([-1.0 if i == self.answers[q.id] else -9.0 for i in range(len(texts))], [3] * len(texts))
             for q, texts in zip(questions, continuations)
@@ -68,7 +69,7 @@ class Mumbler:
     def generate(self, questions, max_new_tokens):
         return ["hmm, hard to say" for _ in questions]
 
-    def score_options(self, questions, continuations):  # pragma: no cover - generate-only stub
+    def score_options(self, questions, continuations, end_turn=True):  # pragma: no cover - generate-only stub
         raise NotImplementedError
 
 
@@ -548,3 +549,45 @@ def test_rows_about_one_depth_map_are_batched_together_in_benchmark_order(tmp_pa
     assert sorted(order) == list(range(len(dataset)))
     ids = [dataset[i]["id"] for i in order]
     assert ids == [f"q{i:04d}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)]
+
+
+def test_letter_score_is_the_next_token_probability_of_each_letter_after_the_prompt(tiny_deepsight, grouped_benchmark):
+    from deepsight.prompts import OPTION_LETTERS
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.runner import answer_by_likelihood
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_deepsight))
+    questions = _questions(grouped_benchmark, 6)
+    letters = [[OPTION_LETTERS[i] for i in range(len(q.options))] for q in questions]
+    scores = model.score_options(questions, letters, end_turn=False)
+    with torch.inference_mode():
+        logits = model.model(**model._encode(questions)).logits[:, -1].float().log_softmax(-1)
+    for row, (question, texts, score) in enumerate(zip(questions, letters, scores)):
+        ids = [model.tokenizer(text, add_special_tokens=False)["input_ids"][0] for text in texts]
+        np.testing.assert_allclose(score.logprobs, logits[row, ids].tolist(), atol=1e-4)
+        assert score.num_tokens == [1] * len(texts)
+    # the runner's `letter` ranking picks the most probable letter; `sum` scores the whole answer turn instead
+    records = answer_by_likelihood(model, questions, "letter")
+    assert [r["prediction"] for r in records] == [int(np.argmax(s.logprobs)) for s in scores]
+    assert all(r["option_num_tokens"] == [1] * len(q.options) for r, q in zip(records, questions))
+    summed = answer_by_likelihood(model, questions, "sum")
+    assert all(min(r["option_num_tokens"]) > 1 for r in summed)
+
+
+def test_one_token_options_are_scored_from_the_prompt_pass_alone_like_the_full_path(tiny_llava, grouped_benchmark):
+    from deepsight.prompts import OPTION_LETTERS
+    from evaluation.adapters import VisionLanguageModel
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
+    questions = _questions(grouped_benchmark, 8)
+    letters = [[OPTION_LETTERS[i] for i in range(len(q.options))] for q in questions]
+    packed_calls = []
+    packed = model._option_logprobs_packed
+    model._option_logprobs_packed = lambda *args: packed_calls.append(args) or packed(*args)
+    cached = model.score_options(questions, letters, end_turn=False)
+    assert not packed_calls  # no option pass ran
+    model.shares_prefix_cache = False
+    full = model.score_options(questions, letters, end_turn=False)
+    for a, b in zip(cached, full):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        assert a.num_tokens == b.num_tokens == [1] * len(a.num_tokens)

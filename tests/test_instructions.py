@@ -531,8 +531,15 @@ def test_cli_balance_names_changes_only_the_balanced_skills_rows(tmp_path):
     assert uniform.keys() == balanced.keys()
     changed = {row_id for row_id in uniform if uniform[row_id] != balanced[row_id]}
     assert changed and all("-mc-recognition" in row_id for row_id in changed)
+    # distance_judgment is balanced by leaving out named rows (the names point to the answer), never by rewriting
+    assert main(args + ["--output", str(tmp_path / "distance"), "--balance-names", "distance_judgment"]) == 0
+    thinned = {row["id"]: row["messages"] for row in datasets.load_dataset(str(tmp_path / "distance"), split="train")}
+    dropped = uniform.keys() - thinned.keys()
+    assert thinned.keys() <= uniform.keys() and dropped
+    assert all("-mc-distance_judgment" in row_id for row_id in dropped)
+    assert all(thinned[row_id] == uniform[row_id] for row_id in thinned)
     with pytest.raises(ValueError, match="balanced_skills"):
-        main(args + ["--output", str(tmp_path / "bad"), "--balance-names", "distance_judgment"])
+        main(args + ["--output", str(tmp_path / "bad"), "--balance-names", "scene_classification"])
 
 
 def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_server, tmp_path, monkeypatch):

@@ -50,11 +50,13 @@ def build_tiny_llava(
     text_config: dict[str, Any] | None = None,
     projector_hidden_act: str = "gelu",
     vision_feature_layer: int = -2,
+    vision_feature_select_strategy: str = "default",
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A random LLaVA (CLIP ViT + Llama) and its processor, deterministic from `seed`.
 
     `tokenizer` defaults to `deepsight.tiny.train_tiny_tokenizer()` (with `<image>` and a chat template);
-    `vision_config` / `text_config` override the tiny sizes (keys of CLIPVisionConfig / LlamaConfig).
+    `vision_config` / `text_config` override the tiny sizes (keys of CLIPVisionConfig / LlamaConfig);
+    `vision_feature_select_strategy`: "default" drops CLIP's class token, "full" keeps it as an image token.
     """
     if tokenizer is None:
         from deepsight.tiny import train_tiny_tokenizer
@@ -77,7 +79,7 @@ def build_tiny_llava(
         image_token_id=image_token_id,
         tie_word_embeddings=False,
         vision_feature_layer=vision_feature_layer,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=vision_feature_select_strategy,
         projector_hidden_act=projector_hidden_act,
     )
     torch.manual_seed(seed)
@@ -94,7 +96,7 @@ def build_tiny_llava(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=vision["patch_size"],
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=vision_feature_select_strategy,
         num_additional_image_tokens=1,  # CLIP's class token, dropped again by the "default" strategy
         chat_template=tokenizer.chat_template,
     )
