@@ -27,7 +27,13 @@ import numpy as np
 from dataset_scripts import vocab
 from dataset_scripts.benchmark_questions import TASKS as BENCHMARK_SKILLS
 from dataset_scripts.scene import Scene
-from deepsight.prompts import answer_text, format_multiple_choice, region_choice_content
+from deepsight.prompts import (  # noqa: F401 (the unnamed templates are re-exported: the generator's vocabulary)
+    UNNAMED_FARTHER_QUESTIONS,
+    UNNAMED_REGIONS,
+    answer_text,
+    format_multiple_choice,
+    region_choice_content,
+)
 
 INSTRUCTION_TYPES = ("complex_reasoning", "conversation", "detailed_description")
 
@@ -119,13 +125,6 @@ FARTHER_QUESTIONS = (
     "Looking at the depth map, is the {a} or the {b} farther from the viewer?",
     "Which is more distant from the camera, the {a} or the {b}?",
 )
-# Distance rows without object names (`unnamed_distance`): only the two regions' depths tell the answer.
-UNNAMED_FARTHER_QUESTIONS = (
-    "Which of the two marked regions is farther from the camera?",
-    "Which marked region is at a greater distance from the viewpoint?",
-    "Of the two outlined regions, which one is farther away?",
-)
-UNNAMED_REGIONS = ("the first region", "the second region")
 ABSENT_QUESTIONS = (
     "Which of the following objects does not appear in this scene?",
     "Which object is absent from the depth image?",

@@ -24,6 +24,16 @@ def format_multiple_choice(question: str, options: list[str], instruction: str =
     return f"{question.strip()}\n{format_options(options)}\n{instruction}"
 
 
+# Distance Judgment without object names (training twins, `--unnamed-distance`, and the evaluation's depth-only
+# probe): only the two regions' depths tell the answer.
+UNNAMED_FARTHER_QUESTIONS = (
+    "Which of the two marked regions is farther from the camera?",
+    "Which marked region is at a greater distance from the viewpoint?",
+    "Of the two outlined regions, which one is farther away?",
+)
+UNNAMED_REGIONS = ("the first region", "the second region")
+
+
 def region_choice_content(question: str, options: list[str], instruction: str = ANSWER_INSTRUCTION) -> list[dict]:
     """The user turn of a multiple-choice question in the per-option region layout, as chat content blocks.
 

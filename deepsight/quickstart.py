@@ -62,6 +62,8 @@ class Setting:
     # The image tokens the LLM reads: "default" (LLaVA's: the patches, CLIP's class token dropped) or "full" (the
     # class token too, stage 0's summary of the depth map and its box).
     vision_features: str = "default"
+    # The ViT layer(s) whose patch features the projector reads (several: concatenated per patch).
+    vision_feature_layer: int | tuple[int, ...] = -2
     vocab_size: int = 1024
     encoder_steps: int = 300
     align_steps: int = 150
@@ -323,6 +325,8 @@ class Pipeline:
             for step in self.evaluation_steps(name="eval_sun_layout", benchmark=self.data / "benchmark_sun_layout",
                                               protocols=("likelihood",)):
                 run_step(step, self.log_file)
+        if self.setting.distance_regions:
+            run_step(self.unnamed_distance_step(), self.log_file)
         from deepsight.quickstart_report import write_report
 
         if ablations:
@@ -381,6 +385,16 @@ class Pipeline:
     def region_flags(self) -> list[str]:
         """How evaluation asks Distance Judgment: in the layout the instruction rows were written in."""
         return ["--distance-regions"] if self.setting.distance_regions else []
+
+    def unnamed_distance_step(self) -> Step:
+        """The test split's Distance Judgment questions asked without object names (likelihood): the same regions
+        and answers, with nothing but the depths to tell them -- does the model compare depths?"""
+        folder = self.output / "eval_distance_unnamed"
+        limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
+        return Step("eval: Distance Judgment without names", folder, [deepsight_command(
+            "eval", "benchmark", "--model", str(self.output / "model"), "--benchmark", str(self.data / "benchmark"),
+            "--output", str(folder), "--protocol", "likelihood", "--tasks", "distance_judgment", *limit,
+            "--distance-regions", "--unnamed-distance")])
 
     def evaluation_steps(self, model: Path | None = None, name: str = "eval", benchmark: Path | None = None,
                          protocols: tuple[str, ...] = ("likelihood", "generate")) -> list[Step]:

@@ -85,6 +85,8 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         text_hidden_size=setting.text_hidden, text_layers=setting.text_layers,
         num_attention_heads=setting.heads, seed=seed,
         vision_feature_select_strategy=setting.vision_features,
+        vision_feature_layer=(list(setting.vision_feature_layer) if isinstance(setting.vision_feature_layer, (tuple, list))
+                              else setting.vision_feature_layer),
     )
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")

@@ -151,6 +151,23 @@ UNNAMED_NOTE = (
 )
 
 
+def unnamed_distance_lines(unnamed: dict[str, Any] | None, likelihood: dict[str, Any] | None) -> list[str]:
+    """The depth-only probe: the same Distance Judgment questions asked without object names."""
+    task = (unnamed or {}).get("tasks", {}).get("distance_judgment")
+    if not task:
+        return []
+    named = ((likelihood or {}).get("tasks", {}).get("distance_judgment") or {}).get("accuracy")
+    low, high = task["ci95"]
+    return [
+        f"The test split's {task['n']} Distance Judgment questions asked again without the object names (\"Which of "
+        f"the two marked regions is farther...?\", options \"the first region\" / \"the second region\"; the same "
+        f"boxes and answers, `deepsight eval benchmark --distance-regions --unnamed-distance`), where only the depths "
+        f"tell the answer: **{_pct(task['accuracy'])}** [{_pct(low)}–{_pct(high)}] (chance 50.0; with the names: "
+        f"{_pct(named)}).",
+        "",
+    ]
+
+
 def write_report(pipeline, wall_seconds: float) -> Path:
     output: Path = pipeline.output
     likelihood = load_json(output / "eval" / "likelihood" / "results.json")
@@ -183,6 +200,7 @@ def write_report(pipeline, wall_seconds: float) -> Path:
            "The same questions split by whether the blind prior answers them right. Where it is wrong, only the "
            "depth can lead to the answer; a model that learned the names' statistics alone falls to chance or "
            "below there.", "", prior_split_table(split), ""] if split else []),
+        *unnamed_distance_lines(load_json(output / "eval_distance_unnamed" / "results.json"), likelihood),
         "### Targets (likelihood protocol)",
         "",
         *targets_check(likelihood),

@@ -44,6 +44,10 @@ def _add_benchmark_parser(sub) -> None:
                         help="DeepSight: ask Distance Judgment with one depth copy per option, masked to that option's "
                              "box (the layout of `deepsight data instructions --distance-regions`), instead of one "
                              "image masked to both boxes (the paper's)")
+    parser.add_argument("--unnamed-distance", action="store_true",
+                        help="with --distance-regions: ask Distance Judgment without object names ('Which of the two "
+                             "marked regions is farther...?', 'the first region' / 'the second region'; same boxes and "
+                             "answers), so only the depths tell the answer")
     parser.set_defaults(handler=_run_benchmark)
 
 
@@ -62,6 +66,7 @@ def _run_benchmark(args) -> int:
     settings = RunSettings(
         protocol=args.protocol, batch_size=args.batch_size, limit=args.limit, tasks=args.tasks,
         max_new_tokens=args.max_new_tokens, score=args.score, distance_regions=args.distance_regions,
+        unnamed_distance=args.unnamed_distance,
     )
     results = run_benchmark(model, dataset, args.output, settings, benchmark_name=str(args.benchmark))
     print(results_markdown(results))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ import numpy as np
 
 from deepsight.prompts import (
     OPTION_LETTERS,
+    UNNAMED_FARTHER_QUESTIONS,
+    UNNAMED_REGIONS,
     answer_text,
     format_multiple_choice,
     letter_conflict,
@@ -152,28 +155,37 @@ def group_rows_by_depth(dataset, indices: list[int], chunk_size: int = 256) -> l
     return [index for _, index in sorted(zip(order, indices), key=lambda pair: pair[0])]
 
 
-def question_from_row(row: dict[str, Any], distance_regions: bool = False) -> Question:
+def question_from_row(row: dict[str, Any], distance_regions: bool = False, unnamed_distance: bool = False) -> Question:
     """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout.
 
     `distance_regions`: a Distance Judgment question (one box per option) also carries its per-option region
     layout (`deepsight.prompts.region_choice_content`), which models that read boxes (DeepSight) are asked in.
+    `unnamed_distance` (with it): such a question names no object -- "Which of the two marked regions is
+    farther...?", options "the first region" / "the second region" -- the same boxes and answer, so only the
+    depths tell it (a probe of depth comparison without the names' statistics).
     """
     depth = depth_of_row(row)
-    options = list(row["options"])
+    options, text = list(row["options"]), row["question"]
     if not 0 <= row["answer_index"] < len(options):
         raise ValueError(f"row {row['id']}: answer_index {row['answer_index']} outside its {len(options)} options")
+    in_regions = distance_regions and row["task"] == "distance_judgment" and len(row.get("boxes") or []) in (
+        0, len(options))
+    if unnamed_distance and in_regions:
+        # the template by a stable hash of the id: the same question on every run
+        text = UNNAMED_FARTHER_QUESTIONS[zlib.crc32(str(row["id"]).encode()) % len(UNNAMED_FARTHER_QUESTIONS)]
+        options = list(UNNAMED_REGIONS)
     question = Question(
         id=str(row["id"]),
         task=row["task"],
-        prompt=format_multiple_choice(row["question"], options),
+        prompt=format_multiple_choice(text, options),
         options=options,
         answer_index=int(row["answer_index"]),
         depth=depth,
         boxes=[list(box) for box in (row.get("boxes") or [])],
     )
     # (a row whose boxes were removed keeps the layout, every copy then unmasked: the Bbox Conv ablation)
-    if distance_regions and question.task == "distance_judgment" and len(question.boxes) in (0, len(options)):
-        question.region_content = region_choice_content(row["question"], options)
+    if in_regions:
+        question.region_content = region_choice_content(text, options)
     return question
 
 
@@ -286,6 +298,7 @@ class RunSettings:
     max_new_tokens: int = 16
     score: str = "sum"
     distance_regions: bool = False  # Distance Judgment in the per-option region layout (DeepSight)
+    unnamed_distance: bool = False  # with it: Distance Judgment asked without object names (depth-only probe)
 
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -296,6 +309,8 @@ class RunSettings:
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size}")
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens}")
+        if self.unnamed_distance and not self.distance_regions:
+            raise ValueError("unnamed_distance: needs distance_regions (the regions are told apart by their images)")
 
     def protocol_fields(self) -> dict[str, Any]:
         """The settings that change answers (each protocol ignores the other's option), as results report them."""
@@ -304,6 +319,7 @@ class RunSettings:
             "score": self.score if self.protocol == "likelihood" else None,
             "max_new_tokens": self.max_new_tokens if self.protocol == "generate" else None,
             **({"distance_regions": True} if self.distance_regions else {}),  # earlier runs' configs stay valid
+            **({"unnamed_distance": True} if self.unnamed_distance else {}),
         }
 
 
@@ -369,7 +385,7 @@ def run_benchmark(
     ) as bar:
         for start in range(0, len(todo), settings.batch_size):
             questions = [
-                question_from_row(dataset[i], settings.distance_regions)
+                question_from_row(dataset[i], settings.distance_regions, settings.unnamed_distance)
                 for i in todo[start : start + settings.batch_size]
             ]
             if settings.protocol == "generate":

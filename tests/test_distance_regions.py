@@ -62,6 +62,28 @@ def test_only_distance_questions_with_one_box_per_option_get_the_region_layout(t
     assert question_from_row(one_box, distance_regions=True).region_content is None
 
 
+def test_unnamed_distance_asks_the_same_regions_and_answer_without_the_object_names(two_box_benchmark):
+    from deepsight.prompts import UNNAMED_FARTHER_QUESTIONS, UNNAMED_REGIONS
+    from evaluation.runner import RunSettings
+
+    for row in two_box_benchmark:
+        named = question_from_row(row, distance_regions=True)
+        unnamed = question_from_row(row, distance_regions=True, unnamed_distance=True)
+        if row["task"] != "distance_judgment":
+            fields = ("prompt", "options", "answer_index", "boxes", "region_content")
+            assert [getattr(unnamed, f) for f in fields] == [getattr(named, f) for f in fields]  # untouched
+            continue
+        assert unnamed.options == list(UNNAMED_REGIONS)
+        assert (unnamed.answer_index, unnamed.boxes) == (named.answer_index, named.boxes)
+        assert unnamed.prompt.split("\n")[0] in UNNAMED_FARTHER_QUESTIONS
+        text = "".join(block.get("text") or "" for block in unnamed.region_content)
+        assert not any(name in text or name in unnamed.prompt for name in row["options"])
+        assert [block["type"] for block in unnamed.region_content].count("image") == 2
+        assert question_from_row(row, distance_regions=True, unnamed_distance=True).prompt == unnamed.prompt
+    with pytest.raises(ValueError, match="unnamed_distance"):
+        RunSettings(protocol="likelihood", unnamed_distance=True).validate()
+
+
 def test_deepsight_gets_one_depth_copy_per_option_masked_to_that_options_box(deepsight_folder, two_box_benchmark):
     from evaluation.adapters import VisionLanguageModel
 
