@@ -19,14 +19,17 @@ depth map (4 by default: one per task, as the paper's templates do; 1 is the wor
 The goal: likelihood >= 5x the naive loop. The last line says how much of the likelihood run is spent in
 the model's forward passes, and so how far the ratio could go if everything around them cost nothing.
 
-Measured on this 2-core CPU (likelihood / naive 16-token loop): 3.2x with 1 thread and batch 16; 4.5x with
-2 threads, 4.8x with 2 threads and batch 48; 4.1x for an 8-layer 768-wide LLaVA (1 thread). The goal (5x) is
-not met: the likelihood run is 75-98% model forward passes, dominated by each question's own text, which no
-question shares with another.
+Measured on this 2-core CPU (2026-12-05, idle machine; likelihood / naive 16-token loop, `sum` scoring and
+`--score letter`): with both cores (`--threads 2`) 5.3x / 6.7x at batch 16, 5.1-5.3x / 6.1-6.2x at batch 48,
+4.9x / 6.0x at batch 32, 4.9x / 5.9x at batch 8 (run-to-run spread about 0.3x); with one thread 3.4x / 4.0x
+at batch 16 and 4.0x / 4.8x at batch 48. The naive loop does not get faster with a second thread (~30 q/s
+either way: one question's decoding steps are too small to split), the batched passes do. 70-85% of the
+likelihood run is model forward passes; the rest is decoding the depth PNGs, image preprocessing and
+tokenizing.
 
     .venv/bin/python bench/bench_eval.py [--model llava|deepsight] [--questions 48] [--batch-size 16] \
         [--max-new-tokens 16] [--short-tokens 5] [--questions-per-image 4] [--image-size 112] \
-        [--hidden-size 256] [--layers 4] [--rounds 3] [--threads 1]
+        [--hidden-size 256] [--layers 4] [--rounds 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -116,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden-size", type=int, default=256, help="llava: width of the language model")
     parser.add_argument("--layers", type=int, default=4, help="llava: layers of the language model")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own, all cores, as `deepsight eval` runs)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     torch.manual_seed(0)
 
     with tempfile.TemporaryDirectory() as workdir:

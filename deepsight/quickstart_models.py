@@ -76,6 +76,12 @@ def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_d
     return DeepSightDualEncoder(config), tokenizer
 
 
+def feature_layers(setting) -> int | list[int]:
+    """The setting's vision feature layer(s) as the configs take them (a list when several)."""
+    layers = setting.vision_feature_layer
+    return list(layers) if isinstance(layers, (tuple, list)) else layers
+
+
 def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> None:
     """Write folder/model (DeepSight + processor) and folder/dual_encoder (stage 0 start)."""
     tokenizer = train_tiny_tokenizer(training_corpus(data_dir), vocab_size=setting.vocab_size)
@@ -85,8 +91,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         text_hidden_size=setting.text_hidden, text_layers=setting.text_layers,
         num_attention_heads=setting.heads, seed=seed,
         vision_feature_select_strategy=setting.vision_features,
-        vision_feature_layer=(list(setting.vision_feature_layer) if isinstance(setting.vision_feature_layer, (tuple, list))
-                              else setting.vision_feature_layer),
+        vision_feature_layer=feature_layers(setting),
     )
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
@@ -128,6 +133,7 @@ def build_tiny_llava_baseline(deepsight_folder: Path, folder: Path, setting, see
                          num_hidden_layers=setting.text_layers, num_attention_heads=setting.heads,
                          num_key_value_heads=max(1, setting.heads // 2)),
         vision_feature_select_strategy=setting.vision_features,
+        vision_feature_layer=feature_layers(setting),
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

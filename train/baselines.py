@@ -49,7 +49,7 @@ def build_tiny_llava(
     vision_config: dict[str, Any] | None = None,
     text_config: dict[str, Any] | None = None,
     projector_hidden_act: str = "gelu",
-    vision_feature_layer: int = -2,
+    vision_feature_layer: int | list[int] = -2,
     vision_feature_select_strategy: str = "default",
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A random LLaVA (CLIP ViT + Llama) and its processor, deterministic from `seed`.
