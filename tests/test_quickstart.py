@@ -66,6 +66,26 @@ def test_smoke_run_writes_results_per_protocol(smoke_run, folder):
 
 
 @pytest.mark.slow
+def test_smoke_run_asks_distance_without_names_on_the_same_questions_and_reports_it(smoke_run):
+    from deepsight.prompts import UNNAMED_REGIONS
+
+    import datasets
+
+    output, _, _ = smoke_run
+    unnamed = [json.loads(line) for line in (output / "eval_distance_unnamed" / "predictions.jsonl").read_text().splitlines()]
+    benchmark = datasets.load_dataset(str(output / "data" / "benchmark"), split="test")
+    rows = {row_id: (options, answer) for row_id, options, answer in
+            zip(benchmark["id"], benchmark["options"], benchmark["answer_index"])}
+    assert unnamed and all(r["task"] == "distance_judgment" for r in unnamed)
+    for record in unnamed:
+        options, answer = rows[record["id"]]
+        assert record["answer_index"] == answer
+        assert all(region in record["prompt"] for region in UNNAMED_REGIONS)
+        assert not any(name in record["prompt"] for name in options)
+    assert "asked again without the object names" in (output / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_smoke_run_gives_stage0_a_held_out_split_and_scores_it(smoke_run):
     import datasets
 
