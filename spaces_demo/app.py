@@ -25,7 +25,7 @@ if __package__ in (None, "") and not (Path(__file__).resolve().parent / "spaces_
 
 import gradio as gr  # noqa: E402
 
-from deepsight.prompts import format_multiple_choice  # noqa: E402
+from deepsight.prompts import format_multiple_choice, region_choice_content  # noqa: E402
 from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import (  # noqa: E402
     ENCODING_CHOICES,
@@ -175,7 +175,9 @@ class DemoBackend:
         """Streams (chat history, status) while the model answers `question` about the uploaded depth map.
 
         With answer options the question is laid out exactly like the benchmark's multiple-choice
-        questions (`deepsight.prompts.format_multiple_choice`), the format the model is evaluated on.
+        questions (`deepsight.prompts.format_multiple_choice`), the format the model is evaluated on; with one
+        box per option the model gets one depth copy per option, masked to that option's box (the region
+        layout of `deepsight eval benchmark --distance-regions`).
         """
         history = list(history or [])
         question = (question or "").strip()
@@ -192,14 +194,17 @@ class DemoBackend:
         except ValueError as error:
             yield history, self.report_error(error)
             return
+        # One box per option: each option gets its own copy of the depth masked to its box (the region layout
+        # Distance Judgment is trained and evaluated in); the chat shows the usual lettered question.
+        extra = {"regions": region_choice_content(question, options)} if options and len(boxes) == len(options) else {}
         if options:
             question = format_multiple_choice(question, options)
-        status = self.ok_status(loaded, boxes)
+        status = self.ok_status(loaded, boxes) + ("; one masked copy per option" if extra else "")
         previous = list(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, status
         try:
-            for text in self.responder.stream(loaded.metres, boxes, question, previous):
+            for text in self.responder.stream(loaded.metres, boxes, question, previous, **extra):
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, status
         except Exception as error:  # keep serving: the failure is shown, the next question works

@@ -33,9 +33,12 @@ class Responder(Protocol):
     name: str
 
     def stream(
-        self, depth: np.ndarray, boxes: list[list[float]], question: str, history: Sequence[dict[str, Any]]
+        self, depth: np.ndarray, boxes: list[list[float]], question: str, history: Sequence[dict[str, Any]],
+        regions: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
-        """Yields the answer so far (each value extends the previous one)."""
+        """Yields the answer so far (each value extends the previous one). `regions`: the question as the
+        per-option region layout's content blocks (`deepsight.prompts.region_choice_content`), one image per
+        box; passed only for such questions."""
         ...
 
 
@@ -55,8 +58,14 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def build_messages(history: Sequence[dict[str, Any]], question: str) -> list[dict[str, Any]]:
-    """TRL-style messages for the model: the depth image in the first user turn, then text turns."""
+def build_messages(
+    history: Sequence[dict[str, Any]], question: str, regions: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """TRL-style messages for the model: the depth image in the first user turn, then text turns.
+
+    With `regions` (content blocks holding their own images) the last user turn is those blocks and the earlier
+    turns stay text only, so the images are exactly the regions'.
+    """
     turns = [
         {"role": message["role"], "text": message_text(message)}
         for message in history
@@ -69,7 +78,9 @@ def build_messages(history: Sequence[dict[str, Any]], question: str) -> list[dic
     messages = []
     for index, turn in enumerate(turns):
         content: list[dict[str, Any]] = [{"type": "text", "text": turn["text"]}]
-        if index == 0:
+        if regions is not None and index == len(turns) - 1:
+            content = list(regions)
+        elif index == 0 and regions is None:
             content.insert(0, {"type": "image"})
         messages.append({"role": turn["role"], "content": content})
     return messages
@@ -87,11 +98,22 @@ class DeepSightResponder:
         self.notice = notice
         self.max_new_tokens = max_new_tokens
 
-    def prepare_inputs(self, depth: np.ndarray, boxes: list[list[float]], question: str, history=()) -> Any:
-        messages = build_messages(history, question)
+    def prepare_inputs(
+        self, depth: np.ndarray, boxes: list[list[float]], question: str, history=(), regions=None
+    ) -> Any:
+        """Model inputs: one depth image masked to all `boxes`, or with `regions` one copy per box, each masked
+        to its own box (the layout the quickstart model learned Distance Judgment in)."""
+        messages = build_messages(history, question, regions)
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if regions is not None:
+            images = sum(block.get("type") == "image" for block in regions)
+            if images != len(boxes):
+                raise ValueError(f"regions: {images} images for {len(boxes)} boxes; expected one image per box")
+            images, boxes_per_image = [depth] * images, [[box] for box in boxes]
+        else:
+            images, boxes_per_image = [depth], [boxes]
         inputs = self.processor(
-            images=[depth], text=[prompt], boxes=[boxes], depth_encoding="metres", return_tensors="pt"
+            images=images, text=[prompt], boxes=boxes_per_image, depth_encoding="metres", return_tensors="pt"
         )
         return inputs.to(self.model.device)
 
@@ -104,21 +126,21 @@ class DeepSightResponder:
             "pad_token_id": pad_token_id,
         }
 
-    def answer(self, depth: np.ndarray, boxes: list[list[float]], question: str, history=()) -> str:
+    def answer(self, depth: np.ndarray, boxes: list[list[float]], question: str, history=(), regions=None) -> str:
         """The full answer without streaming (same greedy decoding as `stream`)."""
         import torch
 
-        inputs = self.prepare_inputs(depth, boxes, question, history)
+        inputs = self.prepare_inputs(depth, boxes, question, history, regions)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **self.generation_kwargs())
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         return self.processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
-    def stream(self, depth, boxes, question, history=()) -> Iterator[str]:
+    def stream(self, depth, boxes, question, history=(), regions=None) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
-        inputs = self.prepare_inputs(depth, boxes, question, history)
+        inputs = self.prepare_inputs(depth, boxes, question, history, regions)
         streamer = TextIteratorStreamer(
             self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300.0
         )

@@ -243,3 +243,25 @@ def test_an_unmerged_lora_checkpoint_is_loaded_on_its_base_and_merged(app, tmp_p
     question = "What kind of room is this?"
     assert served.answer(metres, [], question) == merged.answer(metres, [], question)
     assert served.answer(metres, [], question) != app.reference.answer(metres, [], question)
+
+
+def test_one_box_per_option_is_asked_with_one_masked_depth_copy_per_option(app):
+    from deepsight.prompts import region_choice_content
+
+    a, b = app.scene.objects[:2]
+    boxes = [list(a.box), list(b.box)]
+    question, options = "Which is closer to the camera?", ["the first region", "the second region"]
+    history, status = app.client.predict(
+        handle_file(str(app.depth_png)), "auto", format_boxes(boxes), question, "; ".join(options), [],
+        api_name="/ask",
+    )
+    prompt = format_multiple_choice(question, options)
+    assert history[0]["content"][0]["text"] == prompt and "one masked copy per option" in status
+    metres, _ = load_depth(app.depth_png)
+    regions = region_choice_content(question, options)
+    inputs = app.reference.prepare_inputs(metres, boxes, prompt, regions=regions)
+    union = app.reference.prepare_inputs(metres, boxes, prompt)
+    assert inputs["bbox_mask"].shape[0] == 2 and union["bbox_mask"].shape[0] == 1
+    alone = [app.reference.prepare_inputs(metres, [box], prompt)["bbox_mask"][0] for box in boxes]
+    assert all((mask == single).all() for mask, single in zip(inputs["bbox_mask"], alone))
+    assert last_answer(history).strip() == app.reference.answer(metres, boxes, prompt, regions=regions).strip()
