@@ -399,25 +399,26 @@ class Pipeline:
         """How evaluation asks Distance Judgment: in the layout the instruction rows were written in."""
         return ["--distance-regions"] if self.setting.distance_regions else []
 
+    def eval_command(self, model: Path, benchmark: Path, output: Path, protocol: str, *extra: str) -> list[str]:
+        """`deepsight eval benchmark` with the run's question limit and Distance layout."""
+        limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
+        return deepsight_command("eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark),
+                                 "--output", str(output), "--protocol", protocol, *limit, *self.region_flags(), *extra)
+
     def unnamed_distance_step(self) -> Step:
         """The test split's Distance Judgment questions asked without object names (likelihood): the same regions
         and answers, with nothing but the depths to tell them -- does the model compare depths?"""
         folder = self.output / "eval_distance_unnamed"
-        limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
-        return Step("eval: Distance Judgment without names", folder, [deepsight_command(
-            "eval", "benchmark", "--model", str(self.output / "model"), "--benchmark", str(self.data / "benchmark"),
-            "--output", str(folder), "--protocol", "likelihood", "--tasks", "distance_judgment", *limit,
-            "--distance-regions", "--unnamed-distance")])
+        return Step("eval: Distance Judgment without names", folder, [self.eval_command(
+            self.output / "model", self.data / "benchmark", folder, "likelihood",
+            "--tasks", "distance_judgment", "--unnamed-distance")])
 
     def evaluation_steps(self, model: Path | None = None, name: str = "eval", benchmark: Path | None = None,
                          protocols: tuple[str, ...] = ("likelihood", "generate")) -> list[Step]:
-        model = model or self.output / "model"
-        limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
+        model, benchmark = model or self.output / "model", benchmark or self.data / "benchmark"
         return [
-            Step(f"{name}: {protocol}", self.output / name / protocol, [deepsight_command(
-                "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.data / "benchmark"),
-                "--output", str(self.output / name / protocol), "--protocol", protocol, *limit,
-                *self.region_flags())])
+            Step(f"{name}: {protocol}", self.output / name / protocol,
+                 [self.eval_command(model, benchmark, self.output / name / protocol, protocol)])
             for protocol in protocols
         ]
 
