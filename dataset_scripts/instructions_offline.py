@@ -32,6 +32,7 @@ from deepsight.prompts import (  # noqa: F401 (the unnamed templates are re-expo
     UNNAMED_REGIONS,
     answer_text,
     format_multiple_choice,
+    region_answer_text,
     region_choice_content,
 )
 
@@ -777,7 +778,8 @@ class OfflineInstructionGenerator:
             **({"name_weights": self.name_weights} if self.name_weights else {}),
             **({"balanced": list(self.balanced_skills)} if self.balanced_skills else {}),
             **({"farther_rates": self.farther_prior.rates} if self.farther_prior else {}),
-            **({"distance_regions": True} if self.distance_regions else {}),  # earlier caches stay valid
+            # earlier caches stay valid; region rows answer with the letter alone since 2026-12-05
+            **({"distance_regions": "letter"} if self.distance_regions else {}),
             **({"unnamed_distance": True} if self.unnamed_distance else {}),
         }
 
@@ -886,7 +888,7 @@ class OfflineInstructionGenerator:
         """A multiple-choice row in the per-option region layout: one image per option, masked to its box."""
         messages = [
             {"role": "user", "content": region_choice_content(question, options)},
-            assistant(answer_text(options, answer_index)),
+            assistant(region_answer_text(options, answer_index)),
         ]
         row = make_row(scene, "conversation", key, messages, [])
         row["boxes"] = [[[float(v) for v in box]] for box in boxes]

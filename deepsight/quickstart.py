@@ -69,6 +69,10 @@ class Setting:
     # raw depth-and-mask embeddings beside layer -2) measured 64.3: Distance 78.8 vs 76.0 but Recognition 56.8
     # vs 64.6, and Distance without names 80.1 vs 82.7.
     vision_feature_layer: int | tuple[int, ...] = -2
+    # One more image token per image: the patch features' mean over the Bbox-Conv box (`DeepSightConfig.region_token`).
+    # Measured (same stage 0/1 and stage-2 data, 2400 steps): 67.0 vs 67.6 average -- Recognition 62.1 vs 65.7,
+    # Distance 84.0 vs 85.4, Distance without names 86.0 vs 84.8: the patches already carry the box.
+    region_token: bool = False
     vocab_size: int = 1024
     encoder_steps: int = 300
     align_steps: int = 150
@@ -111,6 +115,8 @@ class Setting:
     # option names carry a prior the model can learn instead of the depth, these rows carry none. Measured (same
     # stage 0/1): union layout 64.3 (Distance 71.7), regions 66.0 (75.6), regions + unnamed twins 66.0 (76.0;
     # where the names point wrong 34.6 vs 23.6, and 82.7 on the Distance questions asked without names).
+    # Region rows answer with the letter alone ('B', `region_answer_text`; was 'B. door'): 67.6 vs 66.0 average,
+    # Distance 85.4 vs 76.0, 84.8 without names -- the name after the letter had carried the names' prior.
     unnamed_distance: bool = True
     mix: str | None = "conversation=0.6,complex_reasoning=0.2,detailed_description=0.2"
     # Recipe overrides per stage (learning rate etc.); anything the recipe's scripts accept.

@@ -92,6 +92,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         num_attention_heads=setting.heads, seed=seed,
         vision_feature_select_strategy=setting.vision_features,
         vision_feature_layer=feature_layers(setting),
+        region_token=setting.region_token,
     )
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")

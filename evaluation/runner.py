@@ -30,6 +30,7 @@ from deepsight.prompts import (
     format_multiple_choice,
     letter_conflict,
     parse_option,
+    region_answer_text,
     region_choice_content,
 )
 from evaluation.adapters import BenchmarkModel, Question
@@ -207,11 +208,16 @@ def answer_by_generation(model: BenchmarkModel, questions: list[Question], max_n
     return records
 
 
+def option_continuation(question: Question, index: int, score: str) -> str:
+    """The answer option `index` is scored by: the answer a trained model gives ('B. table'; for a question with a
+    region layout, the letter alone, `region_answer_text`), or with `score="letter"` the letter alone."""
+    if question.region_content is not None:
+        return region_answer_text(question.options, index)
+    return OPTION_LETTERS[index] if score == "letter" else answer_text(question.options, index)
+
+
 def answer_by_likelihood(model: BenchmarkModel, questions: list[Question], score: str) -> list[dict[str, Any]]:
-    continuations = [
-        [OPTION_LETTERS[i] if score == "letter" else answer_text(q.options, i) for i in range(len(q.options))]
-        for q in questions
-    ]
+    continuations = [[option_continuation(q, i, score) for i in range(len(q.options))] for q in questions]
     records = []
     scored = model.score_options(questions, continuations, end_turn=score != "letter")
     for question, texts, scores in zip(questions, continuations, scored):

@@ -100,12 +100,17 @@ class DeepSightConfig(PreTrainedConfig):
             Id of the ``<image>`` placeholder token; the processor repeats it ``image_seq_length`` times per image.
         image_seq_length (`int`, *optional*):
             Image tokens per image. Derived from the vision config and the feature selection when not given
-            (``(image_size / patch_size) ** 2``, plus one for the CLS token with ``"full"``); a given value must
+            (``(image_size / patch_size) ** 2``, plus one for the CLS token with ``"full"``, plus one with
+            ``region_token``); a given value must
             agree with it.
         vision_feature_layer (`int` or `list[int]`, *optional*, defaults to -2):
             Hidden state(s) of the vision tower fed to the projector (a list is concatenated on features).
         vision_feature_select_strategy (`str`, *optional*, defaults to `"default"`):
             ``"default"`` drops the CLS token, ``"full"`` keeps it.
+        region_token (`bool`, *optional*, defaults to `False`):
+            Append one image token per image: the mean of the selected patch features over the Bbox-Conv mask
+            (each patch weighted by the share of its pixels inside the box; the whole image without a box). The
+            LLM then reads the marked region's features in one place instead of finding them among the patches.
         projector_type (`str`, *optional*, defaults to `"mlp"`):
             ``"mlp"`` (LLaVA-1.5: Linear, act, Linear, ... with ``projector_depth`` linears) or ``"linear"``
             (LLaVA-1: one Linear).
@@ -147,6 +152,7 @@ class DeepSightConfig(PreTrainedConfig):
     image_seq_length: int | None = None
     vision_feature_layer: int | list[int] = -2
     vision_feature_select_strategy: Literal["default", "full"] = "default"
+    region_token: bool = False
     projector_type: Literal["mlp", "linear"] = "mlp"
     projector_depth: int = 2
     projector_hidden_act: str = "gelu"
@@ -165,7 +171,7 @@ class DeepSightConfig(PreTrainedConfig):
             raise ValueError(
                 f"`image_seq_length` is {self.image_seq_length} but the vision tower gives {expected} features per "
                 f"image (image_size {self.vision_config.image_size}, patch_size {self.vision_config.patch_size}, "
-                f"vision_feature_select_strategy {self.vision_feature_select_strategy!r})."
+                f"vision_feature_select_strategy {self.vision_feature_select_strategy!r}, region_token {self.region_token})."
             )
 
     def validate_architecture(self):
@@ -195,7 +201,7 @@ class DeepSightConfig(PreTrainedConfig):
     def expected_image_seq_length(self) -> int:
         """Image tokens the vision tower gives per image with this feature selection."""
         num_patches = (self.vision_config.image_size // self.vision_config.patch_size) ** 2
-        return num_patches + (1 if self.vision_feature_select_strategy == "full" else 0)
+        return num_patches + (1 if self.vision_feature_select_strategy == "full" else 0) + int(self.region_token)
 
 
 @strict

@@ -282,6 +282,23 @@ class DeepSightCausalLMOutputWithPast(ModelOutput):
     image_hidden_states: torch.FloatTensor | None = None
 
 
+def region_mean(patch_features: torch.Tensor, bbox_mask: torch.Tensor | None, patch_size: int) -> torch.Tensor:
+    """[B, D]: the mean of `patch_features` [B, N, D] over the box mask [B, 1, H, W], each patch weighted by the
+    share of its pixels inside the box (a mask without any box pixel, or none at all: every patch alike)."""
+    if bbox_mask is None:
+        return patch_features.mean(dim=1)
+    share = nn.functional.avg_pool2d(bbox_mask.to(patch_features.dtype), patch_size).flatten(1)  # [B, N]
+    if share.shape[1] != patch_features.shape[1]:
+        raise ValueError(
+            f"`bbox_mask` gives {share.shape[1]} patches of {patch_size} pixels but the vision tower gave "
+            f"{patch_features.shape[1]} patch features."
+        )
+    empty = share.sum(dim=1, keepdim=True) == 0
+    weights = torch.where(empty, torch.ones_like(share), share)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return torch.einsum("bn,bnd->bd", weights, patch_features)
+
+
 class DeepSightMultiModalProjector(nn.Module):
     """Vision features -> LM embeddings: LLaVA-1.5's Linear-GELU-Linear by default, any depth, or one Linear."""
 
@@ -365,10 +382,13 @@ class DeepSightModel(DeepSightPreTrainedModel):
         # Keep only the hidden states the projector reads (the others come back as None), unless all were asked.
         kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layers
         vision_outputs = self.vision_tower(pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
-        selected = [vision_outputs.hidden_states[layer] for layer in layers]
+        selected_features = torch.cat([vision_outputs.hidden_states[layer] for layer in layers], dim=-1)
+        patch_features = selected_features[:, 1:]
         if strategy == "default":
-            selected = [features[:, 1:] for features in selected]  # drop CLS
-        selected_features = torch.cat(selected, dim=-1)
+            selected_features = patch_features  # drop CLS
+        if self.config.region_token:
+            region = region_mean(patch_features, bbox_mask, self.config.vision_config.patch_size)
+            selected_features = torch.cat([selected_features, region.unsqueeze(1)], dim=1)
         image_features = self.multi_modal_projector(selected_features)
         return BaseModelOutputWithPooling(last_hidden_state=selected_features, pooler_output=image_features)
 

@@ -38,6 +38,7 @@ from spaces_demo.inputs import (  # noqa: E402
     parse_boxes,
     parse_options,
     read_depth_upload,
+    spell_out_letter,
 )
 from spaces_demo.rendering import render_depth_view, summarize_depth, to_depth_pixels  # noqa: E402
 from spaces_demo.responder import Responder, load_responder  # noqa: E402
@@ -212,6 +213,10 @@ class DemoBackend:
             history[-1] = {"role": "assistant", "content": "_(no answer: generation failed)_"}
             yield history, self.report_error(error)
             return
+        spelled = spell_out_letter(str(history[-1]["content"]), options) if extra else history[-1]["content"]
+        if spelled != history[-1]["content"]:  # the region layout's bare letter, shown with its option
+            history[-1] = {"role": "assistant", "content": spelled}
+            yield history, status
         if not str(history[-1]["content"]).strip():
             history[-1] = {"role": "assistant", "content": "_(the model returned an empty answer)_"}
             yield history, status

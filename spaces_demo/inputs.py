@@ -252,6 +252,15 @@ def parse_options(text: str | None) -> list[str]:
     return options
 
 
+def spell_out_letter(answer: str, options: list[str]) -> str:
+    """'B' -> 'B. lamp': in the region layout the model answers with the region's letter alone, the chat shows
+    which option that is. Any other answer is kept as it is."""
+    letter = answer.strip().rstrip(".")
+    if len(letter) == 1 and letter in OPTION_LETTERS[: len(options)]:
+        return f"{letter}. {options[OPTION_LETTERS.index(letter)]}"
+    return answer
+
+
 def format_boxes(boxes: list[list[float]]) -> str:
     """The text form `parse_boxes` reads back."""
     return "; ".join(",".join(f"{value:g}" for value in box) for box in boxes)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from modeling_deepsight.image_processing_deepsight import encode_depth
 from spaces_demo import inputs
-from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload
+from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload, spell_out_letter
 from spaces_demo.rendering import display_scale, render_depth_view, to_depth_pixels
 from spaces_demo.responder import QUICKSTART_MODEL, build_messages, message_text, resolve_model_source
 from spaces_demo.testing import write_huge_png
@@ -156,6 +156,15 @@ def test_parse_options_splits_on_semicolons_or_lines_and_needs_two_to_eight():
         parse_options("chair")
     with pytest.raises(ValueError, match="at most 8"):
         parse_options(";".join(f"option {i}" for i in range(9)))
+
+
+def test_a_bare_letter_answer_is_shown_with_its_option_and_other_answers_are_kept():
+    options = ["the chair", "the lamp"]
+    assert spell_out_letter("B", options) == "B. the lamp"
+    assert spell_out_letter(" A. ", options) == "A. the chair"
+    assert spell_out_letter("C", options) == "C"  # no third option: nothing to spell out
+    assert spell_out_letter("B. the lamp", options) == "B. the lamp"
+    assert spell_out_letter("the lamp is farther", options) == "the lamp is farther"
 
 
 @pytest.mark.parametrize(

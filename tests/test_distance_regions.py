@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import pytest
 
-from deepsight.prompts import answer_text, region_choice_content
+from deepsight.prompts import answer_text, region_answer_text, region_choice_content
 from evaluation.runner import load_benchmark, question_from_row
 from evaluation.testing import make_benchmark_rows, write_benchmark_folder
 
@@ -132,6 +132,22 @@ def test_region_questions_score_the_same_alone_as_in_a_mixed_batch_and_differ_fr
     assert len(model.generate(questions[:4], max_new_tokens=3)) == 4
 
 
+def test_likelihood_scores_region_questions_by_the_regions_letter_as_the_rows_train_it(deepsight_folder, two_box_benchmark):
+    from evaluation.adapters import VisionLanguageModel
+    from evaluation.runner import answer_by_likelihood
+
+    model = VisionLanguageModel.from_pretrained(str(deepsight_folder))
+    questions = [question_from_row(row, distance_regions=True) for row in two_box_benchmark]
+    records = answer_by_likelihood(model, questions, "sum")
+    assert any(q.region_content is not None for q in questions)
+    for question, record in zip(questions, records):
+        answer = region_answer_text if question.region_content is not None else answer_text
+        expected = [answer(question.options, i) for i in range(len(question.options))]
+        np.testing.assert_allclose(record["option_logprobs"], model.score_options([question], [expected])[0].logprobs,
+                                   atol=1e-4)
+        assert record["output"] == expected[record["prediction"]]
+
+
 def test_cli_runs_the_region_layout_and_refuses_to_resume_it_without_the_flag(tmp_path, deepsight_folder, two_box_benchmark):
     from evaluation.cli import main
 
@@ -172,7 +188,10 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
         row, before = regions[row_id], union[row_id]
         assert len(row["images"]) == 2 and [len(boxes) for boxes in row["boxes"]] == [1, 1]
         assert sorted(map(tuple, before["boxes"][0])) == sorted(tuple(boxes[0]) for boxes in row["boxes"])
-        assert row["messages"][1] == before["messages"][1]  # the same answer
+        # the same answer, by the region's letter alone ('B' for 'B. lamp')
+        answer = before["messages"][1]["content"][0]["text"]
+        assert row["messages"][1]["content"][0]["text"] == answer.split(".")[0] and answer.startswith(
+            row["messages"][1]["content"][0]["text"] + ". ")
         batch = collator([row])
         assert batch["bbox_mask"].shape[0] == 2
         labelled = batch["input_ids"][0][batch["labels"][0] != IGNORE_INDEX]
@@ -203,8 +222,7 @@ def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
             assert not any(name in user_text for name in named_options)
             assert all(region in user_text for region in UNNAMED_REGIONS)
             assert row["boxes"] == named["boxes"]
-            letter = named["messages"][1]["content"][0]["text"][0]
-            assert row["messages"][1]["content"][0]["text"] == f"{letter}. {UNNAMED_REGIONS['AB'.index(letter)]}"
+            assert row["messages"][1] == named["messages"][1]  # the same region's letter
             twins += 1
     assert twins > 0
 

@@ -139,6 +139,8 @@ def test_config_derives_and_checks_image_seq_length():
     assert config.image_seq_length == 16
     full = DeepSightConfig(vision_config=tiny_vision_config().to_dict(), vision_feature_select_strategy="full")
     assert full.image_seq_length == 17
+    region = DeepSightConfig(vision_config=tiny_vision_config().to_dict(), region_token=True)
+    assert region.image_seq_length == config.image_seq_length + 1
     with pytest.raises(ValueError, match="image_seq_length"):
         DeepSightConfig(vision_config=tiny_vision_config().to_dict(), image_seq_length=10)
 
@@ -272,6 +274,7 @@ def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, dep
         ({"projector_depth": 3, "projector_hidden_act": "relu"}, 3),
         ({"vision_feature_layer": [-2, -1]}, 2),
         ({"vision_feature_select_strategy": "full"}, 2),
+        ({"region_token": True}, 2),
     ],
 )
 @torch.no_grad()
@@ -285,6 +288,27 @@ def test_projector_and_feature_selection_are_configurable(tiny_tokenizer, depth_
     outputs = model(**inputs)
     assert outputs.image_hidden_states.shape == (1, model.config.image_seq_length, 64)
     assert outputs.logits.shape[:2] == inputs["input_ids"].shape
+
+
+@torch.no_grad()
+def test_region_token_is_the_patch_features_mean_over_the_box(tiny_tokenizer, depth_maps):
+    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, region_token=True)
+    model.model.vision_tower = _with_random_bbox_conv(model.model.vision_tower)
+    patch = model.config.vision_config.patch_size
+    inputs = processor(images=[depth_maps[0]] * 2, text=["<image>", "<image>"], return_tensors="pt")
+    bbox_mask = torch.zeros_like(inputs["pixel_values"])
+    bbox_mask[0, :, :patch, : 2 * patch] = 1  # image 0: exactly the first two patches
+    bbox_mask[1, :, : patch // 2, :patch] = 1  # image 1: a quarter of the first patch only
+    features = model.model.get_image_features(inputs["pixel_values"], bbox_mask=bbox_mask).last_hidden_state
+    patches, region = features[:, :-1], features[:, -1]
+    assert features.shape[1] == model.config.image_seq_length
+    torch.testing.assert_close(region[0], patches[0, :2].mean(dim=0))
+    torch.testing.assert_close(region[1], patches[1, 0])  # a box inside one patch: that patch's features
+
+    unmasked = model.model.get_image_features(inputs["pixel_values"]).last_hidden_state
+    torch.testing.assert_close(unmasked[:, -1], unmasked[:, :-1].mean(dim=1))  # no box: the whole image
+    empty = model.model.get_image_features(inputs["pixel_values"], bbox_mask=torch.zeros_like(bbox_mask))
+    torch.testing.assert_close(empty.last_hidden_state[:, -1], empty.last_hidden_state[:, :-1].mean(dim=1))
 
 
 @pytest.mark.parametrize("text_model_type", ["qwen2", "mistral"])

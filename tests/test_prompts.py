@@ -2,13 +2,26 @@
 
 import pytest
 
-from deepsight.prompts import answer_text, format_multiple_choice, letter_conflict, parse_option
+from deepsight.prompts import (
+    answer_text,
+    format_multiple_choice,
+    letter_conflict,
+    parse_option,
+    region_answer_text,
+)
 
 
 def test_answer_text_is_the_letter_and_option_and_rejects_an_index_outside_the_options():
     assert answer_text(["chair", "table"], 1) == "B. table"
     with pytest.raises(ValueError, match="answer_index"):
         answer_text(["chair", "table"], -1)
+
+
+def test_region_answer_is_the_letter_alone_and_parses_back_to_its_option():
+    assert region_answer_text(["bed", "lamp"], 1) == "B"
+    assert parse_option(region_answer_text(["bed", "lamp"], 0), ["bed", "lamp"]) == 0
+    with pytest.raises(ValueError, match="answer_index"):
+        region_answer_text(["bed", "lamp"], 2)
 
 
 def test_format_multiple_choice_letters_every_option_in_order():
