@@ -143,7 +143,8 @@ def step_timings(output: Path) -> list[str]:
 DISTANCE_LAYOUT_NOTE = (
     "Distance Judgment is asked in the per-option region layout (`--distance-regions`, in training and here): each "
     "option's name is followed by its own copy of the depth map masked to that option's box, instead of the "
-    "paper's one image masked to both boxes (where the model must first recognise which box is which name)."
+    "paper's one image masked to both boxes (where the model must first recognise which box is which name). "
+    "The answer there is the region's letter alone (`B`), and the likelihood protocol scores it so."
 )
 UNNAMED_NOTE = (
     " The training data also holds each Distance row's twin that names no object (\"the first region\" / "
