@@ -59,9 +59,7 @@ def answer_text(options: list[str], answer_index: int) -> str:
     (Tried: the option name alone. At quickstart scale the model then answered with names that were not
     among the options — generate accuracy 16% vs 32% with letters, likelihood unchanged — so letters stay.)
     """
-    if not 0 <= answer_index < len(options):
-        raise ValueError(f"answer_index: expected 0..{len(options) - 1} for {len(options)} options, got {answer_index}")
-    return f"{OPTION_LETTERS[answer_index]}. {options[answer_index]}"
+    return f"{_option_letter(options, answer_index)}. {options[answer_index]}"
 
 
 def region_answer_text(options: list[str], answer_index: int) -> str:
@@ -72,6 +70,10 @@ def region_answer_text(options: list[str], answer_index: int) -> str:
     answers: scoring the letter alone gave 82.5% on Distance Judgment, the whole answer 76.0% -- where the
     names' prior points the wrong way 70.1% vs 34.6%.)
     """
+    return _option_letter(options, answer_index)
+
+
+def _option_letter(options: list[str], answer_index: int) -> str:
     if not 0 <= answer_index < len(options):
         raise ValueError(f"answer_index: expected 0..{len(options) - 1} for {len(options)} options, got {answer_index}")
     return OPTION_LETTERS[answer_index]

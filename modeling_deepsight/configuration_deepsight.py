@@ -101,8 +101,7 @@ class DeepSightConfig(PreTrainedConfig):
         image_seq_length (`int`, *optional*):
             Image tokens per image. Derived from the vision config and the feature selection when not given
             (``(image_size / patch_size) ** 2``, plus one for the CLS token with ``"full"``, plus one with
-            ``region_token``); a given value must
-            agree with it.
+            ``region_token``); a given value must agree with it.
         vision_feature_layer (`int` or `list[int]`, *optional*, defaults to -2):
             Hidden state(s) of the vision tower fed to the projector (a list is concatenated on features).
         vision_feature_select_strategy (`str`, *optional*, defaults to `"default"`):

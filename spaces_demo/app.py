@@ -213,10 +213,11 @@ class DemoBackend:
             history[-1] = {"role": "assistant", "content": "_(no answer: generation failed)_"}
             yield history, self.report_error(error)
             return
-        spelled = spell_out_letter(str(history[-1]["content"]), options) if extra else history[-1]["content"]
-        if spelled != history[-1]["content"]:  # the region layout's bare letter, shown with its option
-            history[-1] = {"role": "assistant", "content": spelled}
-            yield history, status
+        if extra:  # the region layout's answer is a bare letter: show it with its option
+            spelled = spell_out_letter(str(history[-1]["content"]), options)
+            if spelled != history[-1]["content"]:
+                history[-1] = {"role": "assistant", "content": spelled}
+                yield history, status
         if not str(history[-1]["content"]).strip():
             history[-1] = {"role": "assistant", "content": "_(the model returned an empty answer)_"}
             yield history, status

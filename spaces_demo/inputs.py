@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deepsight.prompts import OPTION_LETTERS
+from deepsight.prompts import OPTION_LETTERS, answer_text
 from modeling_deepsight.image_processing_deepsight import DEPTH_ENCODINGS, load_depth
 
 # Limits that keep one upload from taking the (shared, CPU) Space down. A depth sensor frame is
@@ -257,7 +257,7 @@ def spell_out_letter(answer: str, options: list[str]) -> str:
     which option that is. Any other answer is kept as it is."""
     letter = answer.strip().rstrip(".")
     if len(letter) == 1 and letter in OPTION_LETTERS[: len(options)]:
-        return f"{letter}. {options[OPTION_LETTERS.index(letter)]}"
+        return answer_text(options, OPTION_LETTERS.index(letter))
     return answer
 
 
