@@ -110,6 +110,10 @@ class DeepSightConfig(PreTrainedConfig):
             Append one image token per image: the mean of the selected patch features over the Bbox-Conv mask
             (each patch weighted by the share of its pixels inside the box; the whole image without a box). The
             LLM then reads the marked region's features in one place instead of finding them among the patches.
+        spatial_pool_stride (`int`, *optional*, defaults to 1):
+            Average-pool the patch features on their grid with this stride before the projector (LLaVA-NeXT-Video's
+            spatial pooling): ``stride ** 2`` times fewer image tokens, so a cheaper LLM step for a coarser
+            picture. The region token, when asked, is still the mean of the unpooled patches over the box.
         projector_type (`str`, *optional*, defaults to `"mlp"`):
             ``"mlp"`` (LLaVA-1.5: Linear, act, Linear, ... with ``projector_depth`` linears) or ``"linear"``
             (LLaVA-1: one Linear).
@@ -152,6 +156,7 @@ class DeepSightConfig(PreTrainedConfig):
     vision_feature_layer: int | list[int] = -2
     vision_feature_select_strategy: Literal["default", "full"] = "default"
     region_token: bool = False
+    spatial_pool_stride: int = 1
     projector_type: Literal["mlp", "linear"] = "mlp"
     projector_depth: int = 2
     projector_hidden_act: str = "gelu"
@@ -170,7 +175,8 @@ class DeepSightConfig(PreTrainedConfig):
             raise ValueError(
                 f"`image_seq_length` is {self.image_seq_length} but the vision tower gives {expected} features per "
                 f"image (image_size {self.vision_config.image_size}, patch_size {self.vision_config.patch_size}, "
-                f"vision_feature_select_strategy {self.vision_feature_select_strategy!r}, region_token {self.region_token})."
+                f"vision_feature_select_strategy {self.vision_feature_select_strategy!r}, region_token {self.region_token}, "
+                f"spatial_pool_stride {self.spatial_pool_stride})."
             )
 
     def validate_architecture(self):
@@ -180,6 +186,11 @@ class DeepSightConfig(PreTrainedConfig):
             raise ValueError(
                 f"`vision_feature_select_strategy` must be one of {FEATURE_SELECT_STRATEGIES}; got "
                 f"{self.vision_feature_select_strategy!r}."
+            )
+        grid = self.vision_config.image_size // self.vision_config.patch_size
+        if self.spatial_pool_stride < 1 or grid % self.spatial_pool_stride:
+            raise ValueError(
+                f"`spatial_pool_stride` must be >= 1 and divide the {grid}x{grid} patch grid; got {self.spatial_pool_stride}."
             )
         if self.projector_depth < 1:
             raise ValueError(f"`projector_depth` must be >= 1; got {self.projector_depth}.")
@@ -199,7 +210,7 @@ class DeepSightConfig(PreTrainedConfig):
 
     def expected_image_seq_length(self) -> int:
         """Image tokens the vision tower gives per image with this feature selection."""
-        num_patches = (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+        num_patches = (self.vision_config.image_size // self.vision_config.patch_size // self.spatial_pool_stride) ** 2
         return num_patches + (1 if self.vision_feature_select_strategy == "full" else 0) + int(self.region_token)
 
 

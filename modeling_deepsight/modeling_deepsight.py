@@ -299,6 +299,16 @@ def region_mean(patch_features: torch.Tensor, bbox_mask: torch.Tensor | None, pa
     return torch.einsum("bn,bnd->bd", weights, patch_features)
 
 
+def pool_patch_grid(patch_features: torch.Tensor, stride: int) -> torch.Tensor:
+    """[B, N / stride**2, D]: `patch_features` [B, N, D] (a square grid, row by row) average-pooled by `stride`."""
+    if stride == 1:
+        return patch_features
+    batch, num_patches, dim = patch_features.shape
+    side = int(round(num_patches**0.5))
+    grid = patch_features.transpose(1, 2).reshape(batch, dim, side, side)
+    return nn.functional.avg_pool2d(grid, stride).flatten(2).transpose(1, 2)
+
+
 class DeepSightMultiModalProjector(nn.Module):
     """Vision features -> LM embeddings: LLaVA-1.5's Linear-GELU-Linear by default, any depth, or one Linear."""
 
@@ -384,8 +394,9 @@ class DeepSightModel(DeepSightPreTrainedModel):
         vision_outputs = self.vision_tower(pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
         selected_features = torch.cat([vision_outputs.hidden_states[layer] for layer in layers], dim=-1)
         patch_features = selected_features[:, 1:]
-        if strategy == "default":
-            selected_features = patch_features  # drop CLS
+        pooled = pool_patch_grid(patch_features, self.config.spatial_pool_stride)
+        # "default" drops CLS
+        selected_features = pooled if strategy == "default" else torch.cat([selected_features[:, :1], pooled], 1)
         if self.config.region_token:
             region = region_mean(patch_features, bbox_mask, self.config.vision_config.patch_size)
             selected_features = torch.cat([selected_features, region.unsqueeze(1)], dim=1)

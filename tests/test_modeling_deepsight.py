@@ -152,6 +152,7 @@ def test_config_derives_and_checks_image_seq_length():
         ({"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy"),
         ({"vision_feature_layer": 7}, "vision_feature_layer"),
         ({"projector_depth": 0}, "projector_depth"),
+        ({"spatial_pool_stride": 3}, "spatial_pool_stride"),  # the tiny tower's grid is 4x4
     ],
 )
 def test_config_rejects_invalid_fields_naming_them(kwargs, message):
@@ -309,6 +310,28 @@ def test_region_token_is_the_patch_features_mean_over_the_box(tiny_tokenizer, de
     torch.testing.assert_close(unmasked[:, -1], unmasked[:, :-1].mean(dim=1))  # no box: the whole image
     empty = model.model.get_image_features(inputs["pixel_values"], bbox_mask=torch.zeros_like(bbox_mask))
     torch.testing.assert_close(empty.last_hidden_state[:, -1], empty.last_hidden_state[:, :-1].mean(dim=1))
+
+
+@torch.no_grad()
+def test_spatial_pool_stride_averages_each_block_of_patches_into_one_image_token(tiny_tokenizer, depth_maps):
+    pooled_model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, spatial_pool_stride=2)
+    grid = pooled_model.config.vision_config.image_size // pooled_model.config.vision_config.patch_size
+    assert pooled_model.config.image_seq_length == processor.image_seq_length == (grid // 2) ** 2
+    inputs = processor(images=[depth_maps[0]], text=["<image>"], boxes=[[[0, 0, 20, 20]]], return_tensors="pt")
+    pooled = pooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).last_hidden_state
+    full_config = pooled_model.config.to_dict() | {"spatial_pool_stride": 1, "image_seq_length": None}
+    unpooled_model = DeepSightForConditionalGeneration(DeepSightConfig(**full_config)).eval()
+    unpooled_model.load_state_dict(pooled_model.state_dict())
+    patches = unpooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).last_hidden_state
+    patches = patches.reshape(grid, grid, -1)
+    top_left = patches[:2, :2].reshape(4, -1).mean(dim=0)  # the first pooled token covers the first 2x2 block
+    bottom_right = patches[-2:, -2:].reshape(4, -1).mean(dim=0)
+    torch.testing.assert_close(pooled[0, 0], top_left)
+    torch.testing.assert_close(pooled[0, -1], bottom_right)
+
+    prompt = _prompt_inputs(processor, [depth_maps[0]], ["<image>\nHow far?"])
+    generated = pooled_model.generate(**prompt, max_new_tokens=2, do_sample=False)
+    assert generated.shape == (1, prompt["input_ids"].shape[1] + 2)
 
 
 @pytest.mark.parametrize("text_model_type", ["qwen2", "mistral"])

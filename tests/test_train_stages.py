@@ -211,6 +211,45 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
         )
 
 
+def test_row_normalized_loss_weighs_every_row_alike_whatever_its_answer_length(data, tmp_path):
+    from deepsight.tiny import build_tiny_deepsight
+    from trl import SFTConfig
+    from train.collators import DepthConversationCollator
+    from train.utils import DepthSFTTrainer, load_split
+
+    model, processor = build_tiny_deepsight(seed=0)
+    collator = DepthConversationCollator(processor)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        bf16=False,
+        report_to="none",
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        activation_checkpointing=False,
+    )
+    trainer = DepthSFTTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        processing_class=processor,
+        train_dataset=load_split(data["instructions"], None, "train"),
+        loss_normalization="rows",
+    )
+    assert trainer.loss_is_scaled_for_ga is False  # a per-batch mean: the Trainer divides by accumulation itself
+    rows = make_instruction_rows(4, seed=9)
+    batch = collator(rows)
+    answer_tokens = (batch["labels"] != -100).sum(dim=1)
+    assert len(set(answer_tokens.tolist())) > 1  # rows of different answer lengths, or the test proves nothing
+    with torch.no_grad():
+        by_rows = trainer.compute_loss(trainer.model, dict(batch))
+        trainer.loss_normalization = "tokens"
+        by_tokens = trainer.compute_loss(trainer.model, dict(batch))
+        one_at_a_time = [trainer.compute_loss(trainer.model, dict(collator([row]))) for row in rows]
+    assert float(by_rows) == pytest.approx(float(torch.stack(one_at_a_time).mean()), rel=1e-4)
+    token_weighted = (torch.stack(one_at_a_time) * answer_tokens).sum() / answer_tokens.sum()
+    assert float(by_tokens) == pytest.approx(float(token_weighted), rel=1e-4)
+
+
 def test_lora_run_saves_adapters_and_merged_weights(data, tmp_path):
     from modeling_deepsight import DeepSightForConditionalGeneration
     from deepsight.tiny import build_tiny_deepsight
@@ -401,6 +440,11 @@ def test_bad_arguments_are_rejected_with_the_field_named(data, tmp_path):
                 "--bf16",
                 "false",
             ]
+        )
+    with pytest.raises(ValueError, match="--loss_normalization rows: needs --loss_implementation model"):
+        sft.main(
+            ["--tiny", "deepsight", "--dataset_name", data["instructions"], "--output_dir", str(tmp_path),
+             "--loss_normalization", "rows", "--loss_implementation", "fused", "--bf16", "false"]
         )
     with pytest.raises(ValueError, match="--model_name_or_path"):
         sft.main(["--dataset_name", data["instructions"], "--output_dir", str(tmp_path), "--bf16", "false"])

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 TRAIN_PARTS = ("projector", "llm", "both", "all")
 LOSS_IMPLEMENTATIONS = ("model", "fused")
+LOSS_NORMALIZATIONS = ("tokens", "rows")
 TINY_MODELS = ("deepsight", "llava")
 
 # Parameter-name fragments of the three parts of a LLaVA-style model. The projector is checked first
@@ -84,6 +85,15 @@ class DeepSightTrainingArguments:
             "choices": list(LOSS_IMPLEMENTATIONS),
         },
     )
+    loss_normalization: str = field(
+        default="tokens",
+        metadata={
+            "help": "'tokens': the cross-entropy averaged over all target tokens of the batch (transformers' "
+            "way: a row weighs as much as it has answer tokens); 'rows': averaged over each row's own target "
+            "tokens, then over the rows, so a one-letter multiple-choice answer weighs as much as a paragraph.",
+            "choices": list(LOSS_NORMALIZATIONS),
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N training rows."}
     )
@@ -125,6 +135,12 @@ def check_arguments(args: DeepSightTrainingArguments, model_args: Any) -> None:
         raise ValueError(
             f"--loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {args.loss_implementation!r}"
         )
+    if args.loss_normalization not in LOSS_NORMALIZATIONS:
+        raise ValueError(
+            f"--loss_normalization: expected one of {LOSS_NORMALIZATIONS}, got {args.loss_normalization!r}"
+        )
+    if args.loss_normalization == "rows" and args.loss_implementation != "model":
+        raise ValueError("--loss_normalization rows: needs --loss_implementation model (the fused head averages tokens)")
     if args.tiny is not None and args.tiny not in TINY_MODELS:
         raise ValueError(f"--tiny: expected one of {TINY_MODELS}, got {args.tiny!r}")
     if args.tiny is None and not model_args.model_name_or_path:
@@ -297,6 +313,20 @@ def build_lora_config(model_args: Any, train_parts: str):
 # --------------------------------------------------------------------------------------------------
 
 
+def row_mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each row's target tokens, then over the rows that have any."""
+    shifted_labels = labels[:, 1:]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), shifted_labels, ignore_index=-100, reduction="none"
+    )
+    targets = shifted_labels != -100
+    per_row = (token_loss * targets).sum(dim=1) / targets.sum(dim=1).clamp(min=1)
+    has_targets = targets.any(dim=1)
+    if not has_targets.any():
+        return token_loss.sum() * 0.0  # a batch with nothing to learn: zero, still attached to the graph
+    return per_row[has_targets].mean()
+
+
 class DepthSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss is either the model's own cross-entropy or TRL's fused LM head.
 
@@ -306,24 +336,42 @@ class DepthSFTTrainer(SFTTrainer):
     is the model's `ForCausalLMLoss` -- the same value (tested) and faster on CPU (train/README.md).
     """
 
-    def __init__(self, *args, loss_implementation: str = "model", **kwargs):
+    def __init__(
+        self, *args, loss_implementation: str = "model", loss_normalization: str = "tokens", **kwargs
+    ):
         if loss_implementation not in LOSS_IMPLEMENTATIONS:
             raise ValueError(
                 f"loss_implementation: expected one of {LOSS_IMPLEMENTATIONS}, got {loss_implementation!r}"
             )
+        if loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(f"loss_normalization: expected one of {LOSS_NORMALIZATIONS}, got {loss_normalization!r}")
         self.loss_implementation = loss_implementation
+        self.loss_normalization = loss_normalization
         super().__init__(*args, **kwargs)
+        if loss_normalization == "rows":
+            # A per-micro-batch mean, not a sum over num_items_in_batch: the Trainer must divide it by the
+            # gradient accumulation steps itself.
+            self.loss_is_scaled_for_ga = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_implementation == "fused":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         inputs["use_cache"] = False
-        loss, outputs = Trainer.compute_loss(
-            self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
+        if self.loss_normalization == "rows":
+            loss, outputs = self._row_normalized_loss(model, inputs)
+        else:
+            loss, outputs = Trainer.compute_loss(
+                self, model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
         self._log_token_metrics(mode, outputs.logits.detach(), inputs)
         return (loss, outputs) if return_outputs else loss
+
+    def _row_normalized_loss(self, model, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        inputs["labels"] = labels  # the token metrics read them
+        return row_mean_cross_entropy(outputs.logits, labels), outputs
 
     def _log_token_metrics(self, mode: str, logits: torch.Tensor, inputs: dict[str, torch.Tensor]) -> None:
         """The same `mean_token_accuracy` / `num_tokens` logs that SFTTrainer writes on the fused path."""
@@ -509,6 +557,7 @@ def run_sft_stage(
         peft_config=peft_config,
         callbacks=all_callbacks,
         loss_implementation=args.loss_implementation,
+        loss_normalization=args.loss_normalization,
     )
     trainer.label_masking = masking
     if peft_config is not None and trainer.accelerator.is_main_process:
