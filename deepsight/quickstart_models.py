@@ -93,6 +93,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         vision_feature_select_strategy=setting.vision_features,
         vision_feature_layer=feature_layers(setting),
         region_token=setting.region_token,
+        spatial_pool_stride=setting.spatial_pool_stride,
     )
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
