@@ -170,7 +170,8 @@ def test_train_parts_freeze_exactly_the_parts_left_out():
         apply_train_parts(model, "vision")
 
 
-def test_model_loss_and_fused_loss_agree(data, tmp_path):
+def _tiny_trainer(data, tmp_path, **trainer_kwargs):
+    """A DepthSFTTrainer around a tiny DeepSight, its collator and the smoke instructions."""
     from deepsight.tiny import build_tiny_deepsight
     from trl import SFTConfig
     from train.collators import DepthConversationCollator
@@ -192,7 +193,13 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
         data_collator=collator,
         processing_class=processor,
         train_dataset=load_split(data["instructions"], None, "train"),
+        **trainer_kwargs,
     )
+    return trainer, collator
+
+
+def test_model_loss_and_fused_loss_agree(data, tmp_path):
+    trainer, collator = _tiny_trainer(data, tmp_path)
     batch = collator(make_instruction_rows(4, seed=9))
     with torch.no_grad():
         trainer.loss_implementation = "model"
@@ -201,40 +208,11 @@ def test_model_loss_and_fused_loss_agree(data, tmp_path):
         fused = trainer.compute_loss(trainer.model, dict(batch))
     assert float(own) == pytest.approx(float(fused), rel=1e-5)
     with pytest.raises(ValueError, match="loss_implementation"):
-        DepthSFTTrainer(
-            model=model,
-            args=args,
-            data_collator=collator,
-            processing_class=processor,
-            train_dataset=load_split(data["instructions"], None, "train"),
-            loss_implementation="mine",
-        )
+        _tiny_trainer(data, tmp_path, loss_implementation="mine")
 
 
 def test_row_normalized_loss_weighs_every_row_alike_whatever_its_answer_length(data, tmp_path):
-    from deepsight.tiny import build_tiny_deepsight
-    from trl import SFTConfig
-    from train.collators import DepthConversationCollator
-    from train.utils import DepthSFTTrainer, load_split
-
-    model, processor = build_tiny_deepsight(seed=0)
-    collator = DepthConversationCollator(processor)
-    args = SFTConfig(
-        output_dir=str(tmp_path),
-        bf16=False,
-        report_to="none",
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
-        activation_checkpointing=False,
-    )
-    trainer = DepthSFTTrainer(
-        model=model,
-        args=args,
-        data_collator=collator,
-        processing_class=processor,
-        train_dataset=load_split(data["instructions"], None, "train"),
-        loss_normalization="rows",
-    )
+    trainer, collator = _tiny_trainer(data, tmp_path, loss_normalization="rows")
     assert trainer.loss_is_scaled_for_ga is False  # a per-batch mean: the Trainer divides by accumulation itself
     rows = make_instruction_rows(4, seed=9)
     batch = collator(rows)
