@@ -334,6 +334,8 @@ class DepthSFTTrainer(SFTTrainer):
     per-token log-probabilities. With ``loss_implementation="model"`` the step calls the model's own
     forward (the patched forward falls through to it when ``fused_lm_head`` is not passed), so the loss
     is the model's `ForCausalLMLoss` -- the same value (tested) and faster on CPU (train/README.md).
+    ``loss_normalization="rows"`` (model path only) averages each row's answer tokens first, then the rows
+    (`row_mean_cross_entropy`).
     """
 
     def __init__(
@@ -345,6 +347,8 @@ class DepthSFTTrainer(SFTTrainer):
             )
         if loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(f"loss_normalization: expected one of {LOSS_NORMALIZATIONS}, got {loss_normalization!r}")
+        if loss_normalization == "rows" and loss_implementation != "model":
+            raise ValueError("loss_normalization='rows' needs loss_implementation='model' (the fused head averages tokens)")
         self.loss_implementation = loss_implementation
         self.loss_normalization = loss_normalization
         super().__init__(*args, **kwargs)
