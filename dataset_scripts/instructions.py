@@ -37,7 +37,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +101,34 @@ def parse_mix(text: str | None) -> dict[str, float]:
     if total <= 0:
         raise ValueError(f"--mix: at least one weight must be positive, got {text!r}")
     return {name: weights.get(name, 0.0) / total for name in INSTRUCTION_TYPES}
+
+
+def parse_mc_per_scene(text: str) -> int | dict[str, int]:
+    """'3' -> 3 rows for every skill; '3,distance_judgment=6' -> {skill: 3, ..., 'distance_judgment': 6}."""
+    default, *overrides = [part.strip() for part in str(text).split(",")]
+    counts = {}
+    try:
+        uniform = int(default)
+        for part in overrides:
+            skill, sep, value = part.partition("=")
+            if not sep or skill.strip() not in BENCHMARK_SKILLS:
+                raise argparse.ArgumentTypeError(
+                    f"--mc-per-scene: expected N or N,SKILL=M,... with SKILL in {BENCHMARK_SKILLS}, got {part!r}"
+                )
+            counts[skill.strip()] = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mc-per-scene: counts must be whole numbers, got {text!r}") from None
+    if uniform < 0 or any(count < 0 for count in counts.values()):
+        raise argparse.ArgumentTypeError(f"--mc-per-scene: counts must be >= 0, got {text!r}")
+    return {skill: counts.get(skill, uniform) for skill in BENCHMARK_SKILLS} if counts else uniform
+
+
+def mc_per_scene_setting(counts: Mapping[str, int], skills: Iterable[str]) -> int | dict[str, int]:
+    """What the row cache keys on: one number when every selected skill has the same count (as before per-skill
+    counts existed, so those caches stay valid), else the count of each selected skill."""
+    selected = {skill: counts.get(skill, 0) for skill in skills}
+    values = set(selected.values())
+    return values.pop() if len(values) == 1 else selected
 
 
 def plan_types(scene_id: str, mix: dict[str, float], rows_per_scene: int, seed: int) -> list[str]:
@@ -168,7 +196,7 @@ def build_instruction_rows(
     total: int | None = None,
     progress: bool = True,
     ground_truth: OfflineInstructionGenerator | None = None,
-    mc_per_scene: int = 1,
+    mc_per_scene: int | Mapping[str, int] = 1,
 ) -> tuple[list[dict], BuildReport]:
     """Rows (with `images`) for every scene, cached per scene, deduplicated within a scene.
 
@@ -176,8 +204,9 @@ def build_instruction_rows(
     """
     if rows_per_scene < 0:
         raise ValueError(f"rows_per_scene must be >= 0, got {rows_per_scene}")
-    if mc_per_scene < 0:
-        raise ValueError(f"mc_per_scene must be >= 0, got {mc_per_scene}")
+    counts = mc_per_scene if isinstance(mc_per_scene, Mapping) else dict.fromkeys(mc_skills, mc_per_scene)
+    if any(count < 0 for count in counts.values()):
+        raise ValueError(f"mc_per_scene must be >= 0 for every skill, got {mc_per_scene}")
     unknown = set(mc_skills) - set(BENCHMARK_SKILLS)
     if unknown:
         raise ValueError(f"mc skills must be among {BENCHMARK_SKILLS}, got {sorted(unknown)}")
@@ -193,7 +222,8 @@ def build_instruction_rows(
         "mix": mix,
         "rows_per_scene": rows_per_scene,
         "mc": list(mc_skills),
-        **({"mc_per_scene": mc_per_scene} if mc_per_scene != 1 else {}),  # caches of earlier builds stay valid
+        **({"mc_per_scene": mc_per_scene_setting(counts, mc_skills)}
+           if any(counts.get(skill, 0) != 1 for skill in mc_skills) else {}),  # caches of earlier builds stay valid
         "seed": seed,
         "ground_truth": ground_truth.fingerprint(),
     }
@@ -343,7 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark skills to write multiple-choice rows for ('' = none)",
     )
     parser.add_argument(
-        "--mc-per-scene", type=int, default=1, help="multiple-choice rows per skill and scene (at most)"
+        "--mc-per-scene",
+        type=parse_mc_per_scene,
+        default=1,
+        help="multiple-choice rows per skill and scene (at most): N for every skill, or N,SKILL=M,... to give "
+        "some skills their own count (e.g. 3,distance_judgment=6)",
     )
     parser.add_argument(
         "--balance-names",

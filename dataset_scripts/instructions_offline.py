@@ -20,7 +20,7 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -842,15 +842,20 @@ class OfflineInstructionGenerator:
 
     # ---------------------------------------------------------------- benchmark-skill multiple choice
 
-    def multiple_choice(self, scene: Scene, skills=BENCHMARK_SKILLS, per_skill: int = 1) -> list[dict]:
-        """Up to `per_skill` multiple-choice rows per skill; the k-th (k >= 1) draws its own object, pair or
-        options and has the id suffix `mc-<skill>-<k+1>` (the first keeps `mc-<skill>`)."""
-        if per_skill < 0:
-            raise ValueError(f"per_skill: expected a count >= 0, got {per_skill}")
+    def multiple_choice(
+        self, scene: Scene, skills=BENCHMARK_SKILLS, per_skill: int | Mapping[str, int] = 1
+    ) -> list[dict]:
+        """Up to `per_skill` multiple-choice rows per skill (one count for all, or a count per skill: a skill the
+        mapping leaves out gets none). The k-th (k >= 1) draws its own object, pair or options and has the id
+        suffix `mc-<skill>-<k+1>` (the first keeps `mc-<skill>`)."""
+        counts = per_skill if isinstance(per_skill, Mapping) else dict.fromkeys(skills, per_skill)
+        negative = {skill: count for skill, count in counts.items() if count < 0}
+        if negative:
+            raise ValueError(f"per_skill: expected counts >= 0, got {negative}")
         facts = scene_facts(scene)
         rows = []
         for skill in skills:
-            for k in range(per_skill):
+            for k in range(counts.get(skill, 0)):
                 key = f"mc-{skill}" if k == 0 else f"mc-{skill}-{k + 1}"
                 made = getattr(self, f"mc_{skill}")(facts, scene_rng(self.seed, scene.id, key))
                 if made is None:

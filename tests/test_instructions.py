@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import threading
@@ -18,6 +19,8 @@ from dataset_scripts.instructions import (
     build_instruction_rows,
     instruction_card,
     instruction_statistics,
+    mc_per_scene_setting,
+    parse_mc_per_scene,
     parse_mix,
     plan_types,
     rows_to_dataset,
@@ -117,6 +120,35 @@ def test_more_multiple_choice_rows_per_scene_draw_other_questions_and_count_unde
     assert set(stats["skills"]) <= {"scene_classification", "recognition", "distance_judgment", "security"}
     with pytest.raises(ValueError, match="per_skill"):
         generator.multiple_choice(scenes[0], per_skill=-1)
+
+
+def test_per_skill_counts_give_one_skill_more_rows_and_leave_the_others_as_a_uniform_count_does():
+    generator = OfflineInstructionGenerator(seed=3)
+    scenes = [make_scene(seed) for seed in range(6)]
+
+    def rows_by_skill(per_skill) -> Counter:
+        rows = [row for scene in scenes for row in generator.multiple_choice(scene, per_skill=per_skill)]
+        return Counter(row["id"].split("-mc-")[1].split("-")[0] for row in rows), rows
+
+    uniform, uniform_rows = rows_by_skill(2)
+    skewed, skewed_rows = rows_by_skill(parse_mc_per_scene("2,distance_judgment=5"))
+    assert skewed["distance_judgment"] > uniform["distance_judgment"]
+    others = [row for row in skewed_rows if "-mc-distance_judgment" not in row["id"]]
+    assert others == [row for row in uniform_rows if "-mc-distance_judgment" not in row["id"]]
+    # a skill a mapping leaves out gets no rows
+    assert rows_by_skill({"recognition": 1})[0].keys() == {"recognition"}
+
+
+@pytest.mark.parametrize("text", ["x", "2,distance=3", "2,security", "-1", "2,security=-2"])
+def test_bad_mc_per_scene_is_refused_with_the_expected_form(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="--mc-per-scene"):
+        parse_mc_per_scene(text)
+
+
+def test_uniform_mc_per_scene_keys_the_row_cache_as_a_plain_count_so_earlier_caches_stay_valid():
+    skills = ("recognition", "security")
+    assert mc_per_scene_setting(parse_mc_per_scene("3,distance_judgment=6"), skills) == 3
+    assert mc_per_scene_setting({"recognition": 3, "security": 1}, skills) == {"recognition": 3, "security": 1}
 
 
 def test_name_weights_offer_frequent_answers_as_distractors_too_so_names_alone_stop_telling_the_answer():
