@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.align import PairsToConversation
+from train.align import REGION_PROMPTS, PairsToConversation
 from train.collators import IGNORE_INDEX, DepthConversationCollator, depth_to_rgb, label_statistics
 from train.smoke_data import make_instruction_rows, make_pairs_rows
 
@@ -64,6 +64,35 @@ def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tin
     )
     assert 0.0 < stats["masked_fraction"] < 1.0
     assert stats["image_token_fraction"] == pytest.approx(int((input_ids == image_token_id).sum()) / n_real)
+
+
+def _two_image_row(row: dict) -> dict:
+    """A two-turn conversation whose first question shows the depth twice, each copy masked to one box."""
+    first, second = [[0.0, 0.0, 20.0, 16.0]], [[30.0, 20.0, 60.0, 44.0]]
+    content = [{"type": "text", "text": "Which is farther?\nA. the first"}, {"type": "image"},
+               {"type": "text", "text": "\nB. the second"}, {"type": "image"}]
+    messages = [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": "B"}]},
+                {"role": "user", "content": [{"type": "text", "text": "And the nearer?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "A"}]}]
+    return {**row, "id": "two-images", "messages": messages, "images": row["images"] * 2, "boxes": [first, second]}
+
+
+def test_answer_spans_are_located_from_the_text_alone_exactly_as_by_re_encoding_the_images(tiny_deepsight):
+    _, processor = tiny_deepsight
+    rows = make_instruction_rows(6, seed=4)
+    rows.append(_two_image_row(rows[0]))
+    fast = DepthConversationCollator(processor)
+    encodings = []
+    fast._encode = lambda *args, _encode=fast._encode: encodings.append(1) or _encode(*args)
+    batch = fast(rows)
+    assert len(encodings) == len(rows)  # the images are processed once per row, not once per answer turn too
+    slow = DepthConversationCollator(processor)
+    slow._tokens_per_image = lambda *args: None  # every prefix re-encoded with its images
+    reference = slow(rows)
+    assert batch.keys() == reference.keys()
+    for key in batch:
+        assert torch.equal(batch[key], reference[key]), key
+    assert (batch["labels"][-1] != IGNORE_INDEX).sum() == 2 * 2  # "B" and "A", each with its end-of-turn token
 
 
 def test_depth_collator_passes_boxes_as_bbox_mask(tiny_deepsight):
@@ -132,6 +161,46 @@ def test_alignment_rows_train_on_the_caption_only(tiny_deepsight):
         trained = processor.tokenizer.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
         assert trained.replace(processor.tokenizer.eos_token, "").strip() == row["caption"]
     assert float(batch["bbox_mask"].min()) == 1.0  # stage 1: all-ones mask, as at inference
+
+
+def _pairs_row_with_a_near_object(row_id: str, predicted: bool = False) -> dict:
+    """A 4 m wall with a 1.5 m object filling the left 40% of its box [16, 8, 36, 28] (the rest is wall)."""
+    from PIL import Image
+
+    depth = np.full((32, 48), 4.0, dtype=np.float32)
+    depth[8:28, 16:24] = 1.5
+    png = Image.fromarray((depth * 1000).astype(np.uint16))
+    return {"id": row_id, "depth": png, "caption": "a depth image of an office.", "boxes": [[16.0, 8.0, 36.0, 28.0]],
+            "labels": ["chair"], "depth_is_predicted": predicted}
+
+
+def test_alignment_region_rows_mask_one_box_and_answer_its_label_and_surface_distance(tiny_deepsight):
+    _, processor = tiny_deepsight
+    converter = PairsToConversation(seed=0, region_ratio=1.0)
+    rows = [_pairs_row_with_a_near_object("metric"), _pairs_row_with_a_near_object("estimated", predicted=True)]
+    batch = DepthConversationCollator(processor, row_to_conversation=converter)(rows)
+    answers = [
+        processor.tokenizer.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
+        .replace(processor.tokenizer.eos_token, "").strip()
+        for i in range(2)
+    ]
+    # the object's surface (1.5 m), not the box's median, which the 4 m wall behind it fills
+    assert answers == ["A chair, about 1.5 metres away.", "A chair."]  # no metres from an estimated depth
+    assert all(0.0 < float(mask.mean()) < 1.0 for mask in batch["bbox_mask"])  # the box, not the whole map
+    assert converter(rows[0])["messages"][0]["content"][1]["text"] in REGION_PROMPTS
+
+
+def test_alignment_region_ratio_picks_a_stable_share_of_rows():
+    row = _pairs_row_with_a_near_object("x")
+    half = PairsToConversation(seed=0, region_ratio=0.5)
+    chosen = [half.region_for({**row, "id": f"row-{i}"}) is not None for i in range(400)]
+    assert 0.4 < np.mean(chosen) < 0.6
+    assert chosen == [PairsToConversation(seed=0, region_ratio=0.5).region_for({**row, "id": f"row-{i}"}) is not None
+                      for i in range(400)]  # the same rows in every process and run
+    assert PairsToConversation(seed=0, region_ratio=0.0).region_for(row) is None
+    assert PairsToConversation(seed=0, region_ratio=1.0).region_for({**row, "labels": []}) is None  # nothing to ask
+    with pytest.raises(ValueError, match="region_ratio"):
+        PairsToConversation(region_ratio=1.5)
 
 
 def test_encoder_collator_replaces_a_sample_ratio_share_of_box_masks_by_ones():

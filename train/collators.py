@@ -21,6 +21,7 @@ Depth reaches the model in one of two forms (``image_mode``):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -185,9 +186,27 @@ class DepthConversationCollator:
                     kwargs["depth_encoding"] = self.depth_encoding
         return self.processor(**kwargs)
 
-    def _num_tokens(self, text: str, images: list[Any], boxes: list[Any]) -> int:
+    def _num_tokens(self, text: str, images: list[Any], boxes: list[Any], per_image: int | None = None) -> int:
+        """Tokens of `text` (a rendering prefix) as the processor encodes it with its images. With `per_image`
+        (see `_tokens_per_image`) from the text alone: no image is processed again."""
         n = text.count(self.image_token)
+        if per_image is not None:
+            return len(self.tokenizer(text)["input_ids"]) + n * (per_image - 1)
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
+
+    def _tokens_per_image(self, full_text: str, input_ids: torch.Tensor, num_images: int) -> int | None:
+        """The tokens each image placeholder became in `input_ids` (the encoding of `full_text`), when every image
+        became one run of the same length and the text alone then gives the encoded length; else None.
+
+        The image token is a special token, so the text around it tokenises alike whether it is expanded or
+        not; checking that on the full text makes the shortcut exact for its prefixes, whatever the processor.
+        """
+        runs = [len(list(run)) for is_image, run in groupby((input_ids == self.image_token_id).tolist()) if is_image]
+        if num_images == 0 or len(runs) != num_images or len(set(runs)) != 1:
+            return None
+        per_image = runs[0]
+        encoded_alike = self._num_tokens(full_text, [], [], per_image) == int(input_ids.shape[0])
+        return per_image if encoded_alike else None
 
     def estimated_length(self, example: dict[str, Any]) -> int:
         """Tokens `encode_example` will give this row, from its text alone (no image is decoded).
@@ -237,6 +256,7 @@ class DepthConversationCollator:
         known_lengths = (
             {full_text: int(input_ids.shape[0])} if full_text.count(self.image_token) == len(images) else {}
         )
+        per_image = self._tokens_per_image(full_text, input_ids, len(images))
         for index, turn in enumerate(messages):
             if turn["role"] != "assistant":
                 continue
@@ -248,10 +268,10 @@ class DepthConversationCollator:
                     "prefix of the full rendering), so assistant tokens cannot be located; example "
                     f"{example_id!r}"
                 )
-            start = self._num_tokens(prompt_text, images, boxes)
+            start = self._num_tokens(prompt_text, images, boxes, per_image)
             through_length = known_lengths.get(through_text)
             if through_length is None:
-                through_length = self._num_tokens(through_text, images, boxes)
+                through_length = self._num_tokens(through_text, images, boxes, per_image)
             end = self._end_of_answer(input_ids, start, through_length)
             labels[start:end] = input_ids[start:end]
         labels[input_ids == self.image_token_id] = IGNORE_INDEX
