@@ -361,6 +361,8 @@ def test_stage_chain_encoder_then_align_with_its_tower_then_sft_from_the_align_f
                 str(align_dir),
                 "--vision_tower",
                 str(enc_dir / "vision_tower"),
+                "--region_ratio",  # half the pairs asked about one object's box
+                "0.5",
                 *FAST,
                 "--max_steps",
                 "1",

@@ -4,7 +4,8 @@ The vision tower (optionally the stage-0 one, `--vision_tower OUTPUT_DIR/vision_
 are frozen. Rows are depth-text pairs (docs/CONTRACTS.md "Pairs row"); each becomes a one-turn
 conversation "<image> + a request to describe the depth image -> the caption", the request drawn from
 `ALIGN_PROMPTS` deterministically from the row id. The depth goes in with an all-ones box mask, as at
-inference. The loss is on the caption only.
+inference. The loss is on the caption only. With `--region_ratio` a share of the rows instead asks about one
+labelled object's box (the box as the mask; answer "A chair, about 2.3 metres away.").
 
 # One process (CPU or one GPU)
 ```bash
@@ -32,7 +33,10 @@ from __future__ import annotations
 
 import sys
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from train.utils import DeepSightTrainingArguments, run_sft_stage, with_cpu_ddp_flag
 
@@ -49,18 +53,65 @@ ALIGN_PROMPTS = (
 )
 
 
-class PairsToConversation:
-    """A pairs row -> a one-turn conversation row the conversation collator takes."""
+# The requests about one object's box (`--region_ratio`).
+REGION_PROMPTS = (
+    "What is in the marked region, and how far away is it?",
+    "Describe the marked region of the depth image.",
+    "Name the object in the marked box and its distance.",
+    "What object does the box mark, and how far is it from the camera?",
+)
 
-    def __init__(self, prompts: tuple[str, ...] = ALIGN_PROMPTS, seed: int = 0) -> None:
+
+def region_distance(depth: Any, box: list[float], name: str = "depth") -> float:
+    """Metres to the near quartile of the valid depths inside `box` ([x0, y0, x1, y1] pixels): an object's
+    surface rather than the background its box also covers (0.0 when the box holds no valid depth)."""
+    from modeling_deepsight.image_processing_deepsight import load_depth
+
+    metres, _ = load_depth(depth, encoding="mm", name=name)  # the pairs contract: a 16-bit PNG in millimetres
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    inside = metres[max(y0, 0) : max(y1, y0 + 1), max(x0, 0) : max(x1, x0 + 1)]
+    valid = inside[inside > 0]
+    return float(np.quantile(valid, 0.25)) if valid.size else 0.0
+
+
+class PairsToConversation:
+    """A pairs row -> a one-turn conversation row the conversation collator takes.
+
+    By default the caption of the whole depth map (all-ones box mask). A `region_ratio` share of the rows
+    (chosen by a stable hash of the id) instead asks about one labelled object's box -- the box as the Bbox-Conv
+    mask, the answer its label and distance ("A chair, about 2.3 metres away."; the label alone when the depth is
+    an estimate, not metric) -- so the projector and the LLM learn to read what is in a box and how far it is.
+    """
+
+    def __init__(self, prompts: tuple[str, ...] = ALIGN_PROMPTS, seed: int = 0, region_ratio: float = 0.0) -> None:
         if not prompts:
             raise ValueError("prompts: expected at least one alignment prompt")
+        if not 0.0 <= region_ratio <= 1.0:
+            raise ValueError(f"region_ratio: expected a fraction in [0, 1], got {region_ratio}")
         self.prompts = prompts
         self.seed = seed
+        self.region_ratio = region_ratio
+
+    def _hash(self, *parts: Any) -> int:
+        # crc32 rather than hash(): stable across processes and runs (PYTHONHASHSEED).
+        return zlib.crc32(":".join(map(str, (self.seed, *parts))).encode())
 
     def prompt_for(self, row_id: Any) -> str:
-        # crc32 rather than hash(): stable across processes and runs (PYTHONHASHSEED).
-        return self.prompts[zlib.crc32(f"{self.seed}:{row_id}".encode()) % len(self.prompts)]
+        return self.prompts[self._hash(row_id) % len(self.prompts)]
+
+    def region_for(self, row: dict[str, Any]) -> int | None:
+        """Index of the labelled box this row asks about, or None for the caption of the whole map."""
+        labelled = [i for i, label in enumerate((row.get("labels") or [])[: len(row.get("boxes") or [])]) if label]
+        if not labelled or self._hash("region", row.get("id")) / 2**32 >= self.region_ratio:
+            return None
+        return labelled[self._hash("object", row.get("id")) % len(labelled)]
+
+    def region_answer(self, row: dict[str, Any], index: int) -> str:
+        label = row["labels"][index]
+        if row.get("depth_is_predicted"):
+            return f"A {label}."
+        distance = region_distance(row["depth"], row["boxes"][index], name=f"depth of pairs row {row.get('id')!r}")
+        return f"A {label}, about {distance:.1f} metres away."
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         for key in ("depth", "caption"):
@@ -68,24 +119,40 @@ class PairsToConversation:
                 raise ValueError(
                     f"pairs row {row.get('id')!r}: missing {key!r} (expected the pairs dataset schema)"
                 )
+        region = self.region_for(row)
+        if region is None:
+            prompt, answer, boxes = self.prompt_for(row.get("id")), row["caption"], []
+        else:
+            prompt = REGION_PROMPTS[self._hash("prompt", row.get("id")) % len(REGION_PROMPTS)]
+            answer, boxes = self.region_answer(row, region), [list(row["boxes"][region])]
         return {
             "id": row.get("id"),
             "messages": [
-                {
-                    "role": "user",
-                    "content": [{"type": "image"}, {"type": "text", "text": self.prompt_for(row.get("id"))}],
-                },
-                {"role": "assistant", "content": [{"type": "text", "text": row["caption"]}]},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
             ],
             "images": [row["depth"]],
-            "boxes": [[]],
+            "boxes": [boxes],
         }
+
+
+@dataclass
+class AlignArguments:
+    """Stage 1's own arguments."""
+
+    region_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the pairs asked about one labelled object's box instead of captioned whole: the "
+            "box as the mask, the answer its label and distance ('A chair, about 2.3 metres away.')."
+        },
+    )
 
 
 def make_parser(prog: str | None = "deepsight train align"):
     from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-    return TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeepSightTrainingArguments), prog=prog)
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeepSightTrainingArguments, AlignArguments), prog=prog)
 
 
 def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> int:
@@ -93,7 +160,7 @@ def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> i
     parser = make_parser()
     # Stage 1 trains the projector only, unless the command line or the recipe says otherwise.
     parser.set_defaults(train_parts="projector")
-    script_args, training_args, model_args, args = parser.parse_args_and_config(
+    script_args, training_args, model_args, args, align_args = parser.parse_args_and_config(
         with_cpu_ddp_flag(list(sys.argv[1:] if argv is None else argv))
     )
     trainer = run_sft_stage(
@@ -101,7 +168,7 @@ def main(argv: list[str] | None = None, callbacks: list[Any] | None = None) -> i
         training_args,
         model_args,
         args,
-        row_to_conversation=PairsToConversation(seed=training_args.seed),
+        row_to_conversation=PairsToConversation(seed=training_args.seed, region_ratio=align_args.region_ratio),
         callbacks=callbacks,
     )
     trainer.end()
