@@ -158,7 +158,7 @@ class Setting:
     ablation_questions_per_task: int = 150
     eval_limit: int | None = None
     num_processes: int = 1
-    data_workers: int = 2  # data steps run this many at a time
+    data_workers: int = 2  # data steps, and then the evaluations, run this many at a time
     threads_per_process: int = 1  # torch threads of each training process
     dataloader_workers: int = 1  # batches prepared in a worker process while the trainer computes
 
@@ -294,7 +294,16 @@ class Pipeline:
     # -- data ------------------------------------------------------------------------------------
     def data_steps(self) -> list[Step]:
         s = self.setting
+        # The longest step first: with two at a time the others run beside it (data 180 s -> ~150 s).
         return [
+            Step("depth instructions (train scenes)", self.data / "instructions", [deepsight_command(
+                "data", "instructions", "--source", "synthetic", "--num-scenes", str(s.train_scenes),
+                "--seed", str(self.seed), "--output", str(self.data / "instructions"),
+                "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
+                "--mc-per-scene", str(s.mc_per_scene), "--balance-names", ",".join(s.balance_names),
+                *(["--distance-regions"] if s.distance_regions else []),
+                *(["--unnamed-distance"] if s.distance_regions and s.unnamed_distance else []),
+                *(["--mix", s.mix] if s.mix else []))]),
             Step("benchmark (test scenes)", self.data / "benchmark", [deepsight_command(
                 "data", "benchmark", "--source", "synthetic", "--split", "test", "--seed", str(self.seed + 1),
                 "--num-scenes", str(s.test_scenes), "--output", str(self.data / "benchmark"),
@@ -306,14 +315,6 @@ class Pipeline:
             Step("depth-text-bbox pairs (held-out scenes)", self.data / "pairs_heldout", [deepsight_command(
                 "data", "pairs", "--source", "synthetic", "--num-scenes", str(s.heldout_scenes),
                 "--seed", str(self.seed + HELDOUT_SEED_OFFSET), "--output", str(self.data / "pairs_heldout"))]),
-            Step("depth instructions (train scenes)", self.data / "instructions", [deepsight_command(
-                "data", "instructions", "--source", "synthetic", "--num-scenes", str(s.train_scenes),
-                "--seed", str(self.seed), "--output", str(self.data / "instructions"),
-                "--rows-per-scene", str(s.rows_per_scene), "--mc-skills", ",".join(s.mc_skills),
-                "--mc-per-scene", str(s.mc_per_scene), "--balance-names", ",".join(s.balance_names),
-                *(["--distance-regions"] if s.distance_regions else []),
-                *(["--unnamed-distance"] if s.distance_regions and s.unnamed_distance else []),
-                *(["--mix", s.mix] if s.mix else []))]),
         ]
 
     def merge_pairs(self) -> None:
@@ -357,14 +358,14 @@ class Pipeline:
         run_step(Step("initial models", self.output / "init"), self.log_file, self.build_initial_models)
         for step in self.training_steps():
             run_step(step, self.log_file)
-        for step in self.evaluation_steps():
-            run_step(step, self.log_file)
+        evaluations = self.evaluation_steps()
         if self.setting.sun_layout_scenes:
-            for step in self.evaluation_steps(name="eval_sun_layout", benchmark=self.data / "benchmark_sun_layout",
-                                              protocols=("likelihood",)):
-                run_step(step, self.log_file)
+            evaluations += self.evaluation_steps(name="eval_sun_layout", benchmark=self.data / "benchmark_sun_layout",
+                                                 protocols=("likelihood",))
         if self.setting.distance_regions:
-            run_step(self.unnamed_distance_step(), self.log_file)
+            evaluations.append(self.unnamed_distance_step())
+        # single-threaded processes that only read the model: two at a time use both cores (96 s -> ~55 s)
+        run_steps_concurrently(evaluations, self.log_file, self.setting.data_workers)
         from deepsight.quickstart_report import write_report
 
         if ablations:
