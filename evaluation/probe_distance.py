@@ -30,13 +30,14 @@ TASK = "distance_judgment"
 
 def load_encoder(path: str):
     """(vision model, image processor) of a stage-0 dual encoder folder or a DeepSight checkpoint."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    from transformers import AutoImageProcessor, AutoModel
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
     vision = getattr(model, "vision_model", None) or getattr(model, "vision_tower", None)
     if vision is None:
-        raise ValueError(f"--encoder {path}: a {config.model_type} model has neither `vision_model` nor `vision_tower`")
+        raise ValueError(
+            f"--encoder {path}: a {model.config.model_type} model has neither `vision_model` nor `vision_tower`"
+        )
     return vision, AutoImageProcessor.from_pretrained(path, trust_remote_code=True)
 
 

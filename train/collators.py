@@ -190,7 +190,7 @@ class DepthConversationCollator:
         """Tokens of `text` (a rendering prefix) as the processor encodes it with its images. With `per_image`
         (see `_tokens_per_image`) from the text alone: no image is processed again."""
         n = text.count(self.image_token)
-        if per_image is not None:
+        if per_image is not None:  # special tokens added as the processor adds them
             return len(self.tokenizer(text)["input_ids"]) + n * (per_image - 1)
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
 
@@ -218,9 +218,7 @@ class DepthConversationCollator:
             example = self.row_to_conversation(example)
         messages = _drop_none_blocks(_check_messages(example.get("messages"), example.get("id")))
         text = self._render(messages, add_generation_prompt=False)
-        per_image = int(getattr(self.processor, "image_seq_length", 1) or 1)
-        text_tokens = len(self.tokenizer(text)["input_ids"])  # special tokens added as the processor adds them
-        return text_tokens + text.count(self.image_token) * (per_image - 1)
+        return self._num_tokens(text, [], [], per_image=int(getattr(self.processor, "image_seq_length", 1) or 1))
 
     def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
         """End the answer at its end-of-turn token: a newline the template adds is not answer."""
