@@ -396,9 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--unnamed-distance",
-        action="store_true",
-        help="with --distance-regions: each Distance Judgment row also gets a twin naming no object ('the first "
-        "region' / 'the second region'), answerable only by comparing the regions' depths",
+        nargs="?",
+        const="twin",
+        choices=["twin", "own"],
+        help="with --distance-regions: each Distance Judgment row also gets a row naming no object ('the first "
+        "region' / 'the second region'), answerable only by comparing the regions' depths; 'twin' (the flag "
+        "alone) asks it about the named row's pair, 'own' about a pair drawn for it",
     )
     parser.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"

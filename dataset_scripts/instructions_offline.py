@@ -729,7 +729,7 @@ class OfflineInstructionGenerator:
         name_weights: dict[str, float] | None = None,
         balanced_skills: tuple[str, ...] = ("recognition", "security"),
         distance_regions: bool = False,
-        unnamed_distance: bool = False,
+        unnamed_distance: bool | str | None = False,
         farther_prior: FartherNamePrior | None = None,
     ):
         """`name_weights`: how often each object name is an answer (e.g. in how many scenes it is present).
@@ -743,11 +743,15 @@ class OfflineInstructionGenerator:
         `unnamed_distance` (with `distance_regions`): each Distance Judgment row gets a twin that names no object
         ("Which of the two marked regions is farther from the camera?" / "the first region", "the second
         region"): option names carry a prior (windows stand at the walls), these rows carry none, so only
-        comparing the two regions' depths answers them.
+        comparing the two regions' depths answers them. True or "twin": the twin asks about the named row's pair;
+        "own": it draws a pair of its own, so the scene's unnamed rows compare other regions than its named ones
+        (the same number of rows, twice the depth comparisons).
         `farther_prior` (with "distance_judgment" in `balanced_skills`): the named Distance rows whose names
         point to the answer (`FartherNamePrior.points_to`) are kept only as often as to make the names right
         half of the time (their unnamed twins always stay), so the option names stop telling which is
         farther and only the depth does."""
+        if unnamed_distance not in (None, False, True, "twin", "own"):
+            raise ValueError(f"unnamed_distance: expected False, True, 'twin' or 'own', got {unnamed_distance!r}")
         if unnamed_distance and not distance_regions:
             raise ValueError("unnamed_distance: needs distance_regions (the regions are told apart by their images)")
         unknown = set(balanced_skills) - {"recognition", "security", "distance_judgment"}
@@ -767,7 +771,7 @@ class OfflineInstructionGenerator:
             if (self.farther_prior is not None if skill == "distance_judgment" else self.name_weights)
         )
         self.distance_regions = distance_regions
-        self.unnamed_distance = unnamed_distance
+        self.unnamed_distance = {True: "twin"}.get(unnamed_distance, unnamed_distance)
 
     def fingerprint(self) -> dict:
         return {
@@ -780,7 +784,9 @@ class OfflineInstructionGenerator:
             **({"farther_rates": self.farther_prior.rates} if self.farther_prior else {}),
             # earlier caches stay valid; region rows answer with the letter alone since 2026-12-05
             **({"distance_regions": "letter"} if self.distance_regions else {}),
-            **({"unnamed_distance": True} if self.unnamed_distance else {}),
+            # "twin" keeps its earlier fingerprint (True), so existing caches stay valid
+            **({"unnamed_distance": {"twin": True}.get(self.unnamed_distance, self.unnamed_distance)}
+               if self.unnamed_distance else {}),
         }
 
     def describe(self) -> str:
@@ -866,16 +872,23 @@ class OfflineInstructionGenerator:
                     if named:
                         rows.append(self._region_row(scene, key, question, options, answer_index, boxes))
                     if self.unnamed_distance:
-                        unnamed = str(scene_rng(self.seed, scene.id, f"{key}-unnamed").choice(UNNAMED_FARTHER_QUESTIONS))
-                        rows.append(self._region_row(
-                            scene, f"{key}-unnamed", unnamed, list(UNNAMED_REGIONS), answer_index, boxes
-                        ))
+                        rows += self._unnamed_region_rows(scene, facts, key, answer_index, boxes)
                     continue
                 if not named:
                     continue
                 messages = single_turn(format_multiple_choice(question, options), answer_text(options, answer_index))
                 rows.append(make_row(scene, "conversation", key, messages, boxes))
         return rows
+
+    def _unnamed_region_rows(self, scene: Scene, facts: SceneFacts, key: str, answer_index: int, boxes) -> list[dict]:
+        """The Distance row naming no object: about the named row's pair ("twin"), or a pair of its own ("own")."""
+        if self.unnamed_distance == "own":
+            made = self.mc_distance_judgment(facts, scene_rng(self.seed, scene.id, f"{key}-unnamed-pair"))
+            if made is None:
+                return []
+            _, _, answer_index, boxes = made
+        question = str(scene_rng(self.seed, scene.id, f"{key}-unnamed").choice(UNNAMED_FARTHER_QUESTIONS))
+        return [self._region_row(scene, f"{key}-unnamed", question, list(UNNAMED_REGIONS), answer_index, boxes)]
 
     def _keep_named_distance(self, scene: Scene, key: str, options: list[str], answer_index: int) -> bool:
         """Whether the named Distance row stays (always, unless the names are balanced and point to the answer)."""

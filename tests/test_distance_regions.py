@@ -227,6 +227,35 @@ def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
     assert twins > 0
 
 
+
+def test_unnamed_distance_rows_of_their_own_compare_other_pairs_and_answer_with_the_farther_region():
+    from dataset_scripts.instructions_offline import UNNAMED_REGIONS, OfflineInstructionGenerator, scene_facts
+    from dataset_scripts.synthetic import generate_scenes
+
+    with pytest.raises(ValueError, match="unnamed_distance"):
+        OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance="both")
+    twin = OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance=True)
+    own = OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance="own")
+    assert own.fingerprint()["unnamed_distance"] == "own" and twin.fingerprint()["unnamed_distance"] is True
+    other_pairs = checked = 0
+    for scene in generate_scenes(8, 2, split="train", width=96, height=72, noise=False):
+        depth_of_box = {tuple(o.box): o.depth for o in scene_facts(scene).unique}
+        rows = {row["id"]: row for row in own.multiple_choice(scene, skills=("distance_judgment",), per_skill=3)}
+        twin_rows = {row["id"]: row for row in twin.multiple_choice(scene, skills=("distance_judgment",), per_skill=3)}
+        assert sorted(rows) == sorted(twin_rows)  # as many rows, the same ids
+        for row_id, row in rows.items():
+            assert row_id.endswith("-unnamed") or row == twin_rows[row_id]  # the named rows are untouched
+            if not row_id.endswith("-unnamed"):
+                continue
+            user_text = "".join(block.get("text") or "" for block in row["messages"][0]["content"])
+            assert all(region in user_text for region in UNNAMED_REGIONS)
+            boxes = [tuple(box[0]) for box in row["boxes"]]
+            answer = "AB".index(row["messages"][1]["content"][0]["text"])
+            assert depth_of_box[boxes[answer]] > depth_of_box[boxes[1 - answer]]  # the farther region's letter
+            checked += 1
+            other_pairs += sorted(boxes) != sorted(tuple(b[0]) for b in rows[row_id.removesuffix("-unnamed")]["boxes"])
+    assert checked > 0 and other_pairs > 0
+
 def _named_distance_rows(generator, scenes):
     rows = [row for scene in scenes for row in generator.multiple_choice(scene, skills=("distance_judgment",), per_skill=3)]
     named = [row for row in rows if not row["id"].endswith("-unnamed")]
