@@ -15,9 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 
-DEPTH_AS_CHOICES = ("gray", "colormap")
+from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
 
 
 @dataclass
@@ -61,35 +60,6 @@ class BenchmarkModel(Protocol):
         `end_turn=False` scores the continuation's own tokens only, not the end-of-turn marker after it
         (a letter that begins the answer, not an answer that is only a letter).
         """
-
-
-def depth_to_rgb(depth: np.ndarray, mode: str = "gray") -> Image.Image:
-    """Render metric depth as an 8-bit RGB image for models that only read photos.
-
-    Brighter (or, for the colormap, warmer) = closer, normalised per image over the valid pixels; the
-    invalid pixels are black. `gray` repeats one channel three times; `colormap` uses matplotlib's
-    `turbo`, which keeps more depth levels distinguishable than 256 gray values.
-    """
-    if mode not in DEPTH_AS_CHOICES:
-        raise ValueError(f"depth_as: expected one of {DEPTH_AS_CHOICES}, got {mode!r}")
-    depth = np.asarray(depth, dtype=np.float32)
-    if depth.ndim != 2:
-        raise ValueError(f"depth: expected an HxW array of metres, got shape {depth.shape}")
-    valid = depth > 0
-    closeness = np.zeros_like(depth)
-    if valid.any():
-        near, far = float(depth[valid].min()), float(depth[valid].max())
-        span = max(far - near, 1e-6)
-        closeness[valid] = 1.0 - (depth[valid] - near) / span
-    if mode == "gray":
-        # valid pixels map to 1..255 so that the farthest point stays distinguishable from invalid (0).
-        levels = np.where(valid, 1 + np.round(closeness * 254), 0).astype(np.uint8)
-        return Image.fromarray(np.repeat(levels[..., None], 3, axis=-1), mode="RGB")
-    from matplotlib import colormaps
-
-    rgb = (colormaps["turbo"](closeness)[..., :3] * 255).round().astype(np.uint8)
-    rgb[~valid] = 0
-    return Image.fromarray(rgb, mode="RGB")
 
 
 def _accepts(function: Any, argument: str) -> bool:
@@ -244,7 +214,7 @@ class VisionLanguageModel:
                 images=images, text=texts, boxes=boxes, depth_encoding="metres", padding=True, return_tensors="pt",
             )
         else:
-            images = [depth_to_rgb(q.depth, self.depth_as) for q in expanded]
+            images = [metres_to_rgb(q.depth, self.depth_as) for q in expanded]
             inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
         dtype = next(self.model.parameters()).dtype
         return {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def _add_benchmark_parser(sub) -> None:
-    from evaluation.adapters import DEPTH_AS_CHOICES
+    from deepsight.depth_rendering import DEPTH_AS_CHOICES
     from evaluation.runner import PROTOCOLS, SCORE_REDUCTIONS
 
     parser = sub.add_parser("benchmark", help="score a model on the Depth Template Benchmark")

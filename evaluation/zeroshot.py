@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from evaluation.adapters import DEPTH_AS_CHOICES, depth_to_rgb
+from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
 
 CLASS_LISTS_PATH = Path(__file__).resolve().parent / "zero_shot_scene_classes.json"
 DATASET_CHOICES = ("nyu", "sun", "auto")
@@ -111,7 +111,7 @@ class DualEncoderModel:
         if self.takes_depth:
             inputs = self.processor.image_processor(depths, depth_encoding="metres", return_tensors="pt")
             return _embedding(self.model.get_image_features(inputs["pixel_values"], inputs.get("bbox_mask")))
-        images = [depth_to_rgb(depth, self.depth_as) for depth in depths]
+        images = [metres_to_rgb(depth, self.depth_as) for depth in depths]
         inputs = self.processor.image_processor(images=images, return_tensors="pt")
         return _embedding(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
 

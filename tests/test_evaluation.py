@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from deepsight.prompts import OPTION_LETTERS
-from evaluation.adapters import OptionScores, depth_to_rgb
+from deepsight.depth_rendering import metres_to_rgb
+from evaluation.adapters import OptionScores
 from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark
 from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder
 
@@ -232,16 +233,16 @@ def test_benchmark_missing_schema_columns_is_rejected(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_depth_to_rgb_gray_is_brighter_when_closer_and_black_when_invalid():
+def test_metres_to_rgb_gray_is_brighter_when_closer_and_black_when_invalid():
     depth = np.array([[0.0, 1.0], [2.0, 4.0]], dtype=np.float32)
-    rgb = np.asarray(depth_to_rgb(depth, "gray"))
+    rgb = np.asarray(metres_to_rgb(depth, "gray"))
     assert rgb.shape == (2, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
     assert rgb[0, 0, 0] == 0
     assert rgb[0, 1, 0] > rgb[1, 0, 0] > rgb[1, 1, 0] > 0
-    colour = np.asarray(depth_to_rgb(depth, "colormap"))
+    colour = np.asarray(metres_to_rgb(depth, "colormap"))
     assert colour.shape == (2, 2, 3) and (colour[0, 0] == 0).all() and not (colour[0, 1] == colour[0, 1, 0]).all()
-    with pytest.raises(ValueError, match="depth_as"):
-        depth_to_rgb(depth, "jet")
+    with pytest.raises(ValueError, match="gray"):
+        metres_to_rgb(depth, "jet")
 
 
 # --------------------------------------------------------------------------------------------------

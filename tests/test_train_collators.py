@@ -131,6 +131,23 @@ def test_depth_to_rgb_makes_near_bright_and_invalid_black():
         depth_to_rgb(depth, "rgb")
 
 
+@pytest.mark.parametrize("mode", ["gray", "colormap"])
+def test_a_baseline_is_trained_on_the_images_the_evaluation_shows_it(mode):
+    """Training decodes the datasets' 16-bit millimetre PNGs; the evaluation harness renders the benchmark's metres
+    with `metres_to_rgb`: the same pixels either way."""
+    from PIL import Image
+
+    from deepsight.depth_rendering import metres_to_rgb
+
+    rng = np.random.default_rng(0)
+    millimetres = rng.integers(400, 9000, size=(24, 32)).astype(np.uint16)
+    millimetres[:3, :5] = 0  # invalid
+    trained_on = np.asarray(depth_to_rgb(Image.fromarray(millimetres), mode, depth_encoding="mm"))
+    evaluated_on = np.asarray(metres_to_rgb(millimetres.astype(np.float32) / 1000.0, mode))
+    np.testing.assert_array_equal(trained_on, evaluated_on)
+    assert len(np.unique(trained_on.reshape(-1, 3), axis=0)) > 100  # a real image, not a constant
+
+
 def test_collator_refuses_max_length_that_cuts_image_tokens(tiny_deepsight):
     _, processor = tiny_deepsight
     rows = make_instruction_rows(1)

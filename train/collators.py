@@ -24,13 +24,13 @@ from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
+from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
+
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
-DEPTH_COLORMAP = "turbo"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -39,30 +39,17 @@ DEPTH_COLORMAP = "turbo"
 
 
 def depth_to_rgb(depth: Any, mode: str = "gray", depth_encoding: str | None = None) -> Image.Image:
-    """Render a depth map as an 8-bit RGB image for RGB vision-language models.
+    """Decode a depth map in any encoding (`load_depth`) and render it as an 8-bit RGB image for RGB
+    vision-language models: brighter (``"gray"``) or warmer (``"colormap"``) = closer, invalid pixels black.
 
-    Valid depth is min-max normalised per image with near = 255 (the convention of 8-bit relative depth
-    images, brighter = closer); invalid pixels (0) stay black. ``"gray"`` repeats the gray level on the
-    three channels, ``"colormap"`` maps it through matplotlib's turbo colormap.
+    The rendering is `deepsight.depth_rendering.metres_to_rgb`, the one the evaluation harness uses.
     """
     from modeling_deepsight.image_processing_deepsight import load_depth
 
-    if mode not in ("gray", "colormap"):
-        raise ValueError(f"mode: expected 'gray' or 'colormap', got {mode!r}")
+    if mode not in DEPTH_AS_CHOICES:  # checked before decoding: a wrong mode is the caller's first error
+        raise ValueError(f"mode (depth as an image): expected one of {DEPTH_AS_CHOICES}, got {mode!r}")
     metres, _ = load_depth(depth, encoding=depth_encoding)
-    valid = metres > 0
-    near, far = float(metres[valid].min()), float(metres[valid].max())
-    closeness = np.zeros_like(metres, dtype=np.float32)
-    closeness[valid] = 1.0 if far == near else (far - metres[valid]) / (far - near)
-    # 1..255 for valid pixels so that black keeps meaning "no depth".
-    levels = np.where(valid, 1 + np.round(closeness * 254), 0).astype(np.uint8)
-    if mode == "gray":
-        return Image.fromarray(np.repeat(levels[..., None], 3, axis=-1), mode="RGB")
-    from matplotlib import colormaps
-
-    rgb = (colormaps[DEPTH_COLORMAP](levels / 255.0)[..., :3] * 255).round().astype(np.uint8)
-    rgb[~valid] = 0
-    return Image.fromarray(rgb, mode="RGB")
+    return metres_to_rgb(metres, mode)
 
 
 def resolve_image_mode(processor: Any, image_mode: str = "auto") -> str:
