@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from deepsight.depth_rendering import metres_to_rgb
 from train.align import REGION_PROMPTS, PairsToConversation
 from train.collators import IGNORE_INDEX, DepthConversationCollator, depth_to_rgb, label_statistics
 from train.smoke_data import make_instruction_rows, make_pairs_rows
@@ -135,10 +137,6 @@ def test_depth_to_rgb_makes_near_bright_and_invalid_black():
 def test_a_baseline_is_trained_on_the_images_the_evaluation_shows_it(mode):
     """Training decodes the datasets' 16-bit millimetre PNGs; the evaluation harness renders the benchmark's metres
     with `metres_to_rgb`: the same pixels either way."""
-    from PIL import Image
-
-    from deepsight.depth_rendering import metres_to_rgb
-
     rng = np.random.default_rng(0)
     millimetres = rng.integers(400, 9000, size=(24, 32)).astype(np.uint16)
     millimetres[:3, :5] = 0  # invalid

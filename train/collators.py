@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
+from deepsight.depth_rendering import metres_to_rgb
 
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
@@ -46,8 +46,6 @@ def depth_to_rgb(depth: Any, mode: str = "gray", depth_encoding: str | None = No
     """
     from modeling_deepsight.image_processing_deepsight import load_depth
 
-    if mode not in DEPTH_AS_CHOICES:  # checked before decoding: a wrong mode is the caller's first error
-        raise ValueError(f"mode (depth as an image): expected one of {DEPTH_AS_CHOICES}, got {mode!r}")
     metres, _ = load_depth(depth, encoding=depth_encoding)
     return metres_to_rgb(metres, mode)
 
