@@ -254,7 +254,7 @@ def test_length_column_orders_rows_for_length_grouped_batches(tiny_deepsight):
     collator = DepthConversationCollator(processor)
     rows = make_instruction_rows(5, seed=1)
     dataset = datasets.Dataset.from_list([{k: v for k, v in row.items() if k != "images"} for row in rows])
-    with_lengths = add_length_column(dataset, collator, "length")
+    with_lengths = add_length_column(dataset, collator, "length", batch_size=2)  # batches of 2, 2 and 1 rows
     assert with_lengths["length"] == [collator.estimated_length(row) for row in rows]
     assert len(set(with_lengths["length"])) > 1  # the rows differ, so grouping has something to sort
     assert add_length_column(with_lengths, collator, "length") is with_lengths  # an existing column is kept

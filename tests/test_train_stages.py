@@ -198,6 +198,20 @@ def _tiny_trainer(data, tmp_path, **trainer_kwargs):
     return trainer, collator
 
 
+def test_length_grouped_sampler_gets_the_length_column_as_a_list(data, tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    from train.utils import add_length_column
+
+    trainer, collator = _tiny_trainer(data, tmp_path)
+    trainer.args.train_sampling_strategy = "group_by_length"
+    dataset = add_length_column(trainer.train_dataset, collator, trainer.args.length_column_name)
+    sampler = trainer._get_train_sampler(dataset)
+    assert isinstance(sampler, LengthGroupedSampler)
+    # a list, not the lazy column the sampler would read one row at a time every epoch
+    assert sampler.lengths == list(dataset[trainer.args.length_column_name]) and isinstance(sampler.lengths, list)
+    assert sorted(sampler) == list(range(len(dataset)))
+
+
 def test_model_loss_and_fused_loss_agree(data, tmp_path):
     trainer, collator = _tiny_trainer(data, tmp_path)
     batch = collator(make_instruction_rows(4, seed=9))

@@ -199,11 +199,21 @@ class DepthConversationCollator:
         Each image placeholder counts as the processor's `image_seq_length` tokens (1 when it has none). It is
         what length-grouped sampling needs: rows of similar length batched together waste less padding.
         """
-        if self.row_to_conversation is not None:
-            example = self.row_to_conversation(example)
-        messages = _drop_none_blocks(_check_messages(example.get("messages"), example.get("id")))
-        text = self._render(messages, add_generation_prompt=False)
-        return self._num_tokens(text, [], [], per_image=int(getattr(self.processor, "image_seq_length", 1) or 1))
+        return self.estimated_lengths([example])[0]
+
+    def estimated_lengths(self, examples: list[dict[str, Any]]) -> list[int]:
+        """`estimated_length` of each row, tokenized in one call (the fast tokenizer's batch path)."""
+        texts = []
+        for example in examples:
+            if self.row_to_conversation is not None:
+                example = self.row_to_conversation(example)
+            messages = _drop_none_blocks(_check_messages(example.get("messages"), example.get("id")))
+            texts.append(self._render(messages, add_generation_prompt=False))
+        if not texts:
+            return []
+        per_image = int(getattr(self.processor, "image_seq_length", 1) or 1)
+        token_ids = self.tokenizer(texts)["input_ids"]  # special tokens added as the processor adds them
+        return [len(ids) + text.count(self.image_token) * (per_image - 1) for ids, text in zip(token_ids, texts)]
 
     def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
         """End the answer at its end-of-turn token: a newline the template adds is not answer."""

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, Trainer
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTTrainer
 
 from train.collators import DepthConversationCollator, label_statistics
@@ -357,6 +358,14 @@ class DepthSFTTrainer(SFTTrainer):
             # gradient accumulation steps itself.
             self.loss_is_scaled_for_ga = False
 
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and not isinstance(sampler.lengths, list):
+            # The Trainer hands over the length column as `datasets`' lazy Column, and the sampler reads it one
+            # row at a time to sort each epoch's mega-batches: ~3.5 s an epoch on 40k rows, ~0.01 s as a list.
+            sampler.lengths = list(sampler.lengths)
+        return sampler
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_implementation == "fused":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -457,13 +466,16 @@ def report_label_masking(collator: DepthConversationCollator, dataset, n_example
     return stats
 
 
-def add_length_column(dataset, collator: DepthConversationCollator, column: str):
+def add_length_column(dataset, collator: DepthConversationCollator, column: str, batch_size: int = 1024):
     """`dataset` with a `column` of estimated token counts (kept when present), which the Trainer's
     length-grouped sampler reads instead of tokenizing every row itself (it would look for `input_ids`)."""
     if column in dataset.column_names:
         return dataset
     text_only = dataset.remove_columns([name for name in ("images",) if name in dataset.column_names])
-    lengths = [collator.estimated_length(row) for row in text_only]
+    lengths: list[int] = []
+    for batch in text_only.iter(batch_size=batch_size):  # column batches: far cheaper than row by row
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        lengths.extend(collator.estimated_lengths(rows))
     logger.info("Length-grouped sampling: %d rows, %d-%d tokens", len(lengths), min(lengths), max(lengths))
     return dataset.add_column(column, lengths)
 
