@@ -2,18 +2,23 @@
 
 One renderer for training (`train.collators`, `image_mode="gray"|"colormap"`) and evaluation
 (`evaluation.adapters`, `evaluation.zeroshot`, `--depth-as`): a baseline is scored on exactly the images it was
-trained on.
+trained on. The boxes DeepSight reads through its Bbox Conv mask reach these models as outlines drawn on the
+image (`outline_boxes`, `box_prompt="outline"`), the usual visual prompt of RGB models.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 DEPTH_AS_CHOICES = ("gray", "colormap")
 DEPTH_COLORMAP = "turbo"  # keeps more depth levels distinguishable than 256 gray values
+BOX_PROMPTS = ("outline", "none")
+# Magenta: never a gray level, and not on turbo's blue-green-yellow-red path either.
+BOX_OUTLINE_COLOR = (255, 0, 255)
 
 
 def metres_to_rgb(metres: Any, mode: str = "gray") -> Image.Image:
@@ -42,3 +47,26 @@ def metres_to_rgb(metres: Any, mode: str = "gray") -> Image.Image:
     rgb = (colormaps[DEPTH_COLORMAP](closeness)[..., :3] * 255).round().astype(np.uint8)
     rgb[~valid] = 0
     return Image.fromarray(rgb, mode="RGB")
+
+
+def outline_boxes(image: Image.Image, boxes: Any, width: int | None = None) -> Image.Image:
+    """A copy of `image` with each ``[x0, y0, x1, y1]`` box (original pixels) outlined in `BOX_OUTLINE_COLOR`.
+
+    `width` defaults to 2% of the image's longer side (at least 1 px), so the outline stays about a pixel wide
+    after a baseline's processor shrinks the image to its input size. No boxes (``None`` / ``[]``, the whole
+    image): the image itself, unchanged.
+    """
+    boxes = [box for box in (boxes or []) if box is not None and len(box)]
+    if not boxes:
+        return image
+    width = width if width is not None else max(1, round(0.02 * max(image.size)))
+    outlined = image.copy()
+    draw = ImageDraw.Draw(outlined)
+    for box in boxes:
+        if len(box) != 4:
+            raise ValueError(f"boxes: expected [x0, y0, x1, y1] boxes, got {list(box)!r}")
+        # Every pixel the box touches (clipped to the image); PIL's rectangle includes its end pixel.
+        x0, y0 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
+        x1, y1 = min(math.ceil(box[2]), image.width), min(math.ceil(box[3]), image.height)
+        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=BOX_OUTLINE_COLOR, width=width)
+    return outlined

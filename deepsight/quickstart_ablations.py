@@ -12,10 +12,11 @@ with a 95% interval from the per-question paired differences (normal approximati
    with equal, shorter budgets (`Setting.ablation_sft_steps`).
 3. Stage 0 sample ratio 0 / 0.1 / 0.3 (paper Fig. 5): zero-shot scene accuracy of the depth encoder on
    the held-out scenes through `deepsight eval zeroshot`, equal budgets (`Setting.ablation_encoder_steps`).
-4. A baseline without Bbox Conv that sees the depth as a 3-channel gray image: a tiny LLaVA with the
-   quickstart's tokenizer and sizes, trained stage 1 + stage 2 with the ablation budgets (its vision
-   tower stays random: there is no depth-pretrained 3-channel tower at this scale), against DeepSight
-   trained with the same stage-2 budget.
+4. A baseline without Bbox Conv that sees the depth as a 3-channel gray image with the question's boxes
+   outlined on it (the visual prompt RGB models get; Distance Judgment in the same per-option region layout,
+   one outlined copy per option): a tiny LLaVA with the quickstart's tokenizer and sizes, trained stage 1 +
+   stage 2 with the ablation budgets (its vision tower stays random: there is no depth-pretrained 3-channel
+   tower at this scale), against DeepSight trained with the same stage-2 budget.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ class Ablations:
         if not (deepsight / ".done").exists():
             deepsight = self.train_sft("sft_both", p.output / "stage1", "both", s.ablation_sft_steps)
         variants = {"DeepSight (depth + Bbox Conv)": self.evaluate(deepsight, "sft_both_eval"),
-                    "tiny LLaVA, depth as gray RGB": self.evaluate(llava, "llava_sft_eval")}
+                    "tiny LLaVA, gray RGB + box outlines": self.evaluate(llava, "llava_sft_eval")}
         return task_rows(f"3-channel baseline ({s.ablation_sft_steps} stage-2 steps each)", variants,
                          reference="DeepSight (depth + Bbox Conv)")
 

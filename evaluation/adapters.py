@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
+from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES, metres_to_rgb, outline_boxes
 
 
 @dataclass
@@ -80,12 +80,19 @@ class VisionLanguageModel:
         model: a causal vision-language model (`forward`/`generate` with the processor's outputs).
         processor: its processor, with a chat template.
         depth_as: how non-DeepSight models see depth: `gray` (one channel repeated) or `colormap`.
+        box_prompt: how non-DeepSight models see a question's boxes: `outline` (drawn on the image, and
+            Distance Judgment in the per-option region layout with one outlined copy per option, like DeepSight's
+            masked copies) or `none` (no box information; one image per question).
         name: how results name the model.
     """
 
-    def __init__(self, model, processor, depth_as: str = "gray", name: str | None = None):
+    def __init__(
+        self, model, processor, depth_as: str = "gray", name: str | None = None, box_prompt: str = "outline"
+    ):
         if depth_as not in DEPTH_AS_CHOICES:
             raise ValueError(f"depth_as: expected one of {DEPTH_AS_CHOICES}, got {depth_as!r}")
+        if box_prompt not in BOX_PROMPTS:
+            raise ValueError(f"box_prompt: expected one of {BOX_PROMPTS}, got {box_prompt!r}")
         if getattr(processor, "chat_template", None) is None:
             raise ValueError(
                 f"processor: {type(processor).__name__} has no chat template; the harness builds prompts with "
@@ -102,6 +109,8 @@ class VisionLanguageModel:
         self.depth_as = depth_as
         self.name = name or getattr(model, "name_or_path", None) or type(model).__name__
         self.is_deepsight = getattr(model.config, "model_type", None) == "deepsight"
+        # DeepSight reads boxes through its Bbox Conv mask: no box prompt (None, and none in the run's identity).
+        self.box_prompt = None if self.is_deepsight else box_prompt
         # Extending a cache with padded segments needs explicit position ids. Multimodal-RoPE models
         # (Qwen2-VL family) keep per-batch rope offsets between calls that a re-indexed cache would not
         # match: they (and models without `position_ids`) score prompt + option in one pass instead.
@@ -115,7 +124,10 @@ class VisionLanguageModel:
         self._keeps_last_logits = _accepts(model.forward, "logits_to_keep")
 
     @classmethod
-    def from_pretrained(cls, path: str, depth_as: str = "gray", dtype: str | torch.dtype = "float32", **kwargs):
+    def from_pretrained(
+        cls, path: str, depth_as: str = "gray", dtype: str | torch.dtype = "float32", box_prompt: str = "outline",
+        **kwargs,
+    ):
         """Load a checkpoint folder or Hub id with `AutoModelForImageTextToText` + `AutoProcessor`.
 
         `trust_remote_code=True` lets DeepSight checkpoints bring their own modeling code.
@@ -124,7 +136,7 @@ class VisionLanguageModel:
 
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
         model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True, dtype=dtype, **kwargs)
-        return cls(model, processor, depth_as=depth_as, name=str(path))
+        return cls(model, processor, depth_as=depth_as, name=str(path), box_prompt=box_prompt)
 
     @property
     def device(self) -> torch.device:
@@ -135,8 +147,9 @@ class VisionLanguageModel:
     # ----------------------------------------------------------------------------------------------
 
     def _in_regions(self, question: Question) -> bool:
-        """Whether `question` is asked in its per-option region layout: only models that read boxes get it."""
-        return self.is_deepsight and question.region_content is not None
+        """Whether `question` is asked in its per-option region layout: only models that see boxes get it."""
+        sees_boxes = self.is_deepsight or self.box_prompt == "outline"
+        return sees_boxes and question.region_content is not None
 
     def _images_and_boxes(self, question: Question) -> tuple[list[np.ndarray], list[list[list[float]]]]:
         """The depth maps a question's prompt refers to, and per map its boxes."""
@@ -214,7 +227,11 @@ class VisionLanguageModel:
                 images=images, text=texts, boxes=boxes, depth_encoding="metres", padding=True, return_tensors="pt",
             )
         else:
-            images = [metres_to_rgb(q.depth, self.depth_as) for q in expanded]
+            images = [
+                self._as_rgb(depth, depth_boxes)
+                for question in expanded
+                for depth, depth_boxes in zip(*self._images_and_boxes(question))
+            ]
             inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
         dtype = next(self.model.parameters()).dtype
         return {
@@ -222,6 +239,11 @@ class VisionLanguageModel:
             for key, value in inputs.items()
             if isinstance(value, torch.Tensor)
         }
+
+    def _as_rgb(self, depth: np.ndarray, boxes: list[list[float]]):
+        """A depth map as the 3-channel image a non-DeepSight model reads, its boxes outlined (`box_prompt`)."""
+        image = metres_to_rgb(depth, self.depth_as)
+        return outline_boxes(image, boxes) if self.box_prompt == "outline" else image
 
     # ----------------------------------------------------------------------------------------------
     # The two protocols

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def _add_benchmark_parser(sub) -> None:
-    from deepsight.depth_rendering import DEPTH_AS_CHOICES
+    from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES
     from evaluation.runner import PROTOCOLS, SCORE_REDUCTIONS
 
     parser = sub.add_parser("benchmark", help="score a model on the Depth Template Benchmark")
@@ -30,6 +30,9 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--depth-as", choices=DEPTH_AS_CHOICES, default="gray",
                         help="how a non-DeepSight model sees depth: gray repeated to 3 channels, or a colormap")
+    parser.add_argument("--box-prompt", choices=BOX_PROMPTS, default="outline",
+                        help="how a non-DeepSight model sees a question's boxes: outlined on the image (Distance "
+                             "Judgment with --distance-regions: one outlined copy per option), or none at all")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: all)")
     parser.add_argument("--split", default=None, help="benchmark split (default: test, or the only split)")
     parser.add_argument("--config", default=None, help="benchmark config, e.g. one source (default: the card's default)")
@@ -41,8 +44,9 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--distance-regions", action="store_true",
-                        help="DeepSight: ask Distance Judgment with one depth copy per option, masked to that option's "
-                             "box (the layout of `deepsight data instructions --distance-regions`), instead of one "
+                        help="ask Distance Judgment with one depth copy per option, masked to that option's box "
+                             "(DeepSight) or with it outlined (other models, --box-prompt outline; the layout of "
+                             "`deepsight data instructions --distance-regions`), instead of one "
                              "image masked to both boxes (the paper's)")
     parser.add_argument("--unnamed-distance", action="store_true",
                         help="with --distance-regions: ask Distance Judgment without object names ('Which of the two "
@@ -60,7 +64,9 @@ def _run_benchmark(args) -> int:
 
     set_seed(args.seed)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = VisionLanguageModel.from_pretrained(args.model, depth_as=args.depth_as, dtype=args.dtype)
+    model = VisionLanguageModel.from_pretrained(
+        args.model, depth_as=args.depth_as, dtype=args.dtype, box_prompt=args.box_prompt
+    )
     model.model.to(device)
     dataset = load_benchmark(args.benchmark, split=args.split, config=args.config)
     settings = RunSettings(

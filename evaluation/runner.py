@@ -330,7 +330,7 @@ class RunSettings:
 
 
 def _open_run(
-    output_dir: Path, model_name: str, depth_as: str | None, settings: RunSettings
+    output_dir: Path, model_name: str, depth_as: str | None, settings: RunSettings, box_prompt: str | None = None
 ) -> tuple[Path, dict[str, dict[str, Any]]]:
     """The predictions file of `output_dir` and the records already in it, once they are known to belong to
     this same run (model and protocol); a line torn by an interrupted write is dropped from the file."""
@@ -338,7 +338,10 @@ def _open_run(
     predictions_path = output_dir / PREDICTIONS_FILE
     records = read_predictions(predictions_path)
     _check_resumable(records, settings.protocol, predictions_path)
-    _check_same_run(output_dir, {"model": model_name, "depth_as": depth_as, **settings.protocol_fields()})
+    identity = {"model": model_name, "depth_as": depth_as, **settings.protocol_fields()}
+    if box_prompt is not None:  # models that read boxes themselves (DeepSight) have none
+        identity["box_prompt"] = box_prompt
+    _check_same_run(output_dir, identity)
     _rewrite_without_torn_line(predictions_path, records)
     return predictions_path, records
 
@@ -378,7 +381,9 @@ def run_benchmark(
     settings.validate()
     output_dir = Path(output_dir)
     model_name = getattr(model, "name", type(model).__name__)
-    predictions_path, records = _open_run(output_dir, model_name, getattr(model, "depth_as", None), settings)
+    predictions_path, records = _open_run(
+        output_dir, model_name, getattr(model, "depth_as", None), settings, getattr(model, "box_prompt", None)
+    )
 
     indices = select_rows(dataset, settings.tasks, settings.limit)
     ids = [str(i) for i in dataset.select(indices)["id"]] if indices else []

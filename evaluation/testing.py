@@ -245,3 +245,35 @@ def build_tiny_qwen2_vl(seed: int = 0):
         min_pixels=28 * 28 * 4, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     return model, ImageOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
+
+
+class ImageRecordingProcessor:
+    """Wraps a processor and keeps the images of each call (`calls`): what a model was actually shown."""
+
+    def __init__(self, processor):
+        self._processor = processor
+        self.calls: list[list[np.ndarray]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._processor, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append([np.asarray(image) for image in kwargs.get("images") or []])
+        return self._processor(*args, **kwargs)
+
+
+def outlined_pixels(image: np.ndarray) -> np.ndarray:
+    """HxW bool: the pixels of an RGB image in the box outline colour (`deepsight.depth_rendering`)."""
+    from deepsight.depth_rendering import BOX_OUTLINE_COLOR
+
+    return (np.asarray(image)[..., :3] == np.array(BOX_OUTLINE_COLOR)).all(axis=-1)
+
+
+def box_border(shape: tuple[int, int], box: list[float], width: int = 1) -> np.ndarray:
+    """HxW bool: the `width`-pixel border inside the pixels an ``[x0, y0, x1, y1]`` box touches."""
+    x0, y0, x1, y1 = int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3]))
+    inside = np.zeros(shape, dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    core = np.zeros(shape, dtype=bool)
+    core[y0 + width : y1 - width, x0 + width : x1 - width] = True
+    return inside & ~core

@@ -105,14 +105,36 @@ def test_deepsight_gets_one_depth_copy_per_option_masked_to_that_options_box(dee
     assert union_mask.shape[0] == 1 and (union_mask[0] == (masks[0] + masks[1]).clamp(max=1)).all()
 
 
-def test_models_without_boxes_keep_the_one_image_prompt(tmp_path, two_box_benchmark):
+def test_a_baseline_sees_each_options_box_outlined_on_its_own_copy_or_one_plain_image_without_box_prompt(
+    tmp_path, two_box_benchmark
+):
+    from deepsight.depth_rendering import metres_to_rgb
     from evaluation.adapters import VisionLanguageModel
-    from evaluation.testing import build_tiny_llava
+    from evaluation.testing import ImageRecordingProcessor, box_border, build_tiny_llava, outlined_pixels
 
     build_tiny_llava(tmp_path / "llava")
-    llava = VisionLanguageModel.from_pretrained(str(tmp_path / "llava"))
     question = question_from_row(two_box_benchmark[2], distance_regions=True)
-    assert llava.prompt_text(question) == llava.prompt_text(question_from_row(two_box_benchmark[2]))
+    union = question_from_row(two_box_benchmark[2])
+
+    outlined = VisionLanguageModel.from_pretrained(str(tmp_path / "llava"))  # box_prompt="outline"
+    outlined.processor = recorder = ImageRecordingProcessor(outlined.processor)
+    outlined._encode([question])
+    assert outlined.prompt_text(question).count("<image>") == 2
+    (shown,) = recorder.calls
+    assert len(shown) == 2
+    for image, box in zip(shown, question.boxes):
+        np.testing.assert_array_equal(outlined_pixels(image), box_border(image.shape[:2], box))
+        untouched = ~outlined_pixels(image)
+        np.testing.assert_array_equal(image[untouched], np.asarray(metres_to_rgb(question.depth))[untouched])
+
+    blind = VisionLanguageModel.from_pretrained(str(tmp_path / "llava"), box_prompt="none")
+    assert blind.prompt_text(question) == blind.prompt_text(union)  # no boxes seen: the one-image prompt
+    blind.processor = recorder = ImageRecordingProcessor(blind.processor)
+    blind._encode([question])
+    (shown,) = recorder.calls
+    assert len(shown) == 1 and not outlined_pixels(shown[0]).any()
+    with pytest.raises(ValueError, match="box_prompt"):
+        VisionLanguageModel.from_pretrained(str(tmp_path / "llava"), box_prompt="red")
 
 
 def test_region_questions_score_the_same_alone_as_in_a_mixed_batch_and_differ_from_the_union_layout(

@@ -260,9 +260,14 @@ def test_shared_prefix_cache_scores_equal_full_sequence_scores_on_tiny_llava(tin
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
 
-    model = VisionLanguageModel.from_pretrained(str(tiny_llava))
-    assert model.shares_prefix_cache
+    outlined = VisionLanguageModel.from_pretrained(str(tiny_llava))
     questions = _questions(grouped_benchmark, 10)
+    groups, _, _ = outlined._split_at_images(outlined._encode(questions))
+    # with the boxes outlined, one image prefix per depth map and box
+    assert len(groups) == len({(q.depth.tobytes(), str(q.boxes)) for q in questions}) < len(questions)
+
+    model = VisionLanguageModel.from_pretrained(str(tiny_llava), box_prompt="none")
+    assert model.shares_prefix_cache
     groups, _, _ = model._split_at_images(model._encode(questions))
     assert [len(members) for members in groups] == [4, 4, 2]  # one image prefix per depth map
     continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]

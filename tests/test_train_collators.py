@@ -119,6 +119,45 @@ def test_baseline_collator_feeds_depth_as_three_channel_image(tiny_llava):
     assert (batch["labels"][batch["input_ids"] == collator.image_token_id] == IGNORE_INDEX).all()
 
 
+@pytest.mark.parametrize("box_prompt", ["outline", "none"])
+def test_baseline_collator_outlines_each_images_boxes_unless_told_not_to(tiny_llava, box_prompt):
+    from evaluation.testing import ImageRecordingProcessor, box_border, outlined_pixels
+
+    _, processor = tiny_llava
+    boxed, whole = make_instruction_rows(2, seed=4)  # the first row has boxes, the second none (whole image)
+    assert boxed["boxes"][0] and not whole["boxes"][0]
+    recorder = ImageRecordingProcessor(processor)
+    collator = DepthConversationCollator(recorder, box_prompt=box_prompt)
+    for row in (boxed, whole):
+        recorder.calls.clear()
+        collator([row])
+        image = recorder.calls[-1][0]
+        expected = np.zeros(image.shape[:2], dtype=bool)
+        if box_prompt == "outline":
+            width = max(1, round(0.02 * max(image.shape[:2])))
+            for box in row["boxes"][0]:
+                expected |= box_border(image.shape[:2], box, width)
+        np.testing.assert_array_equal(outlined_pixels(image), expected)
+    with pytest.raises(ValueError, match="box_prompt"):
+        DepthConversationCollator(processor, box_prompt="red")
+
+
+def test_outline_boxes_draws_only_the_box_borders_and_leaves_an_image_without_boxes_alone():
+    from deepsight.depth_rendering import outline_boxes
+    from evaluation.testing import box_border, outlined_pixels
+
+    image = metres_to_rgb(np.linspace(1, 5, 40 * 60, dtype=np.float32).reshape(40, 60))
+    boxes = [[2, 3, 20, 15], [30.4, 10, 59.6, 40]]
+    drawn = np.asarray(outline_boxes(image, boxes, width=2))
+    expected = box_border((40, 60), boxes[0], 2) | box_border((40, 60), boxes[1], 2)
+    np.testing.assert_array_equal(outlined_pixels(drawn), expected)
+    np.testing.assert_array_equal(drawn[~expected], np.asarray(image)[~expected])
+    assert not outlined_pixels(np.asarray(image)).any()  # the input is not drawn on
+    assert outline_boxes(image, []) is image and outline_boxes(image, None) is image
+    with pytest.raises(ValueError, match="x0, y0, x1, y1"):
+        outline_boxes(image, [[1, 2, 3]])
+
+
 def test_depth_to_rgb_makes_near_bright_and_invalid_black():
     depth = np.array([[1000, 2000], [3000, 0]], dtype=np.uint16)  # millimetres; 0 = invalid
     gray = np.asarray(depth_to_rgb(depth, "gray", depth_encoding="mm"))

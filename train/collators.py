@@ -15,7 +15,8 @@ LLaVA / Qwen2.5-VL baselines.
 Depth reaches the model in one of two forms (``image_mode``):
 - ``"depth"``: the raw depth map and its boxes go to the DeepSight processor (metric depth + Bbox mask);
 - ``"gray"`` / ``"colormap"``: the depth is rendered as a 3-channel 8-bit image (brighter / warmer =
-  closer) for RGB vision-language models, as the paper did for its Table 6 baselines.
+  closer) for RGB vision-language models, as the paper did for its Table 6 baselines; the row's boxes are
+  drawn on it as outlines (``box_prompt="outline"``; ``"none"``: no box information at all).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from deepsight.depth_rendering import metres_to_rgb
+from deepsight.depth_rendering import BOX_PROMPTS, metres_to_rgb, outline_boxes
 
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
@@ -110,6 +111,8 @@ class DepthConversationCollator:
         depth_encoding: passed to the depth decoder; ``None`` detects it (16-bit PNG rows are millimetres).
         row_to_conversation: optional converter applied to each row first (stage 1 turns pairs rows into
             one-turn conversations this way, without rewriting the dataset's images).
+        box_prompt: how the 3-channel image modes show a row's boxes: ``"outline"`` drawn on the image (what the
+            prompts' "outlined region" promises) or ``"none"``. The depth mode always passes them to the processor.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class DepthConversationCollator:
         max_length: int | None = None,
         depth_encoding: str | None = None,
         row_to_conversation: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        box_prompt: str = "outline",
     ) -> None:
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
@@ -130,6 +134,8 @@ class DepthConversationCollator:
             and getattr(tokenizer, "chat_template", None) is None
         ):
             raise ValueError("processor: has no chat template; conversations cannot be rendered")
+        if box_prompt not in BOX_PROMPTS:
+            raise ValueError(f"box_prompt: expected one of {BOX_PROMPTS}, got {box_prompt!r}")
         if max_length is not None and max_length <= 0:
             raise ValueError(f"max_length: expected a positive int or None, got {max_length}")
         self.processor = processor
@@ -138,6 +144,7 @@ class DepthConversationCollator:
         self.max_length = max_length
         self.depth_encoding = depth_encoding
         self.row_to_conversation = row_to_conversation
+        self.box_prompt = box_prompt
         self.image_token = getattr(processor, "image_token", None) or "<image>"
         self.image_token_id = getattr(processor, "image_token_id", None)
         if self.image_token_id is None:
@@ -155,10 +162,13 @@ class DepthConversationCollator:
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
-    def _images_for_model(self, images: list[Any]) -> list[Any]:
+    def _images_for_model(self, images: list[Any], boxes: list[list[Any]]) -> list[Any]:
         if self.image_mode == "depth":
             return list(images)
-        return [depth_to_rgb(image, self.image_mode, self.depth_encoding) for image in images]
+        rendered = [depth_to_rgb(image, self.image_mode, self.depth_encoding) for image in images]
+        if self.box_prompt == "outline":
+            rendered = [outline_boxes(image, image_boxes) for image, image_boxes in zip(rendered, boxes)]
+        return rendered
 
     def _encode(self, text: str, images: list[Any], boxes: list[Any]) -> dict[str, torch.Tensor]:
         """Tokenize one text through the processor, with the images its placeholders refer to."""
@@ -238,7 +248,7 @@ class DepthConversationCollator:
             raise ValueError(
                 f"example {example_id!r}: `boxes` must hold one list per image, got {len(boxes)}"
             )
-        images = self._images_for_model(raw_images)
+        images = self._images_for_model(raw_images, boxes)
 
         full_text = self._render(messages, add_generation_prompt=False)
         encoding = self._encode(full_text, images, boxes)

@@ -74,6 +74,14 @@ class DeepSightTrainingArguments:
             "choices": ["auto", "depth", "gray", "colormap"],
         },
     )
+    box_prompt: str = field(
+        default="outline",
+        metadata={
+            "help": "How the 3-channel image modes show a row's boxes: 'outline' (drawn on the image, as the "
+            "evaluation harness draws them) or 'none' (no box information).",
+            "choices": ["outline", "none"],
+        },
+    )
     depth_encoding: str | None = field(
         default=None,
         metadata={"help": "Encoding of the stored depth (mm, metres, sun, gray8); None detects it."},
@@ -553,6 +561,7 @@ def run_sft_stage(
         max_length=training_args.max_length,
         depth_encoding=args.depth_encoding,
         row_to_conversation=row_to_conversation,
+        box_prompt=args.box_prompt,
     )
     masking = report_label_masking(collator, train_dataset, args.masking_report_examples)
     if training_args.train_sampling_strategy == "group_by_length":  # the Trainer groups evaluation batches too
