@@ -16,7 +16,8 @@ with a 95% interval from the per-question paired differences (normal approximati
    outlined on it (the visual prompt RGB models get; Distance Judgment in the same per-option region layout,
    one outlined copy per option): a tiny LLaVA with the quickstart's tokenizer and sizes, trained stage 1 +
    stage 2 with the ablation budgets (its vision tower stays random: there is no depth-pretrained 3-channel
-   tower at this scale), against DeepSight trained with the same stage-2 budget.
+   tower at this scale), against DeepSight trained with the same stage-2 budget -- and, like for like, against
+   DeepSight trained from its random tower too (stage 1 + 2 without stage 0).
 """
 
 from __future__ import annotations
@@ -266,25 +267,44 @@ class Ablations:
         build_tiny_llava_baseline(self.pipeline.output / "init" / "model", self.folder / "llava_init",
                                   self.setting, self.pipeline.seed)
 
+    def train_align(self, name: str, model: Path, **overrides) -> Path:
+        """Stage 1 of an ablation model on the pairs, with the main run's budget."""
+        s, p = self.setting, self.pipeline
+        output = self.folder / name
+        recipe = p.recipe("align", saved_as=name, model_name_or_path=str(model), dataset_name=str(p.data / "pairs"),
+                          output_dir=str(output), max_steps=s.align_steps, per_device_train_batch_size=s.batch_size,
+                          **{**dict(s.align_overrides), **overrides})
+        self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
+            "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
+            threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
+        return output
+
     def baseline(self) -> list[Row]:
         s, p = self.setting, self.pipeline
+        steps = s.ablation_sft_steps
         self.run_step(Step("ablation model: tiny LLaVA baseline", self.folder / "llava_init"), self.build_baseline)
-        align_output = self.folder / "llava_align"
-        recipe = p.recipe("align", saved_as="llava_align", model_name_or_path=str(self.folder / "llava_init"), trust_remote_code=False,
-                          dataset_name=str(p.data / "pairs"), output_dir=str(align_output), max_steps=s.align_steps,
-                          per_device_train_batch_size=s.batch_size, image_mode="gray", **dict(s.align_overrides))
-        self.run_step(Step("ablation train: llava_align", align_output, [accelerate_command(
-            "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
-            threads=s.threads_per_process)], after=lambda: remove_checkpoints(align_output)))
-        llava = self.train_sft("llava_sft", align_output, "both", s.ablation_sft_steps, image_mode="gray",
-                               trust_remote_code=False)
+        llava_align = self.train_align("llava_align", self.folder / "llava_init", trust_remote_code=False,
+                                       image_mode="gray")
+        llava = self.train_sft("llava_sft", llava_align, "both", steps, image_mode="gray", trust_remote_code=False)
         deepsight = self.folder / "sft_both"
         if not (deepsight / ".done").exists():
-            deepsight = self.train_sft("sft_both", p.output / "stage1", "both", s.ablation_sft_steps)
-        variants = {"DeepSight (depth + Bbox Conv)": self.evaluate(deepsight, "sft_both_eval"),
-                    "tiny LLaVA, gray RGB + box outlines": self.evaluate(llava, "llava_sft_eval")}
-        return task_rows(f"3-channel baseline ({s.ablation_sft_steps} stage-2 steps each)", variants,
-                         reference="DeepSight (depth + Bbox Conv)")
+            deepsight = self.train_sft("sft_both", p.output / "stage1", "both", steps)
+        # The LLaVA's vision tower starts random (no depth-pretrained 3-channel tower exists at this scale), so
+        # DeepSight is also trained from its random tower, without stage 0: that pair differs only in what the
+        # tower reads (metric depth + Bbox-Conv mask vs a gray image with the boxes outlined).
+        random_align = self.train_align("no_stage0_align", p.output / "init" / "model", trust_remote_code=True)
+        random_tower = self.train_sft("no_stage0_sft", random_align, "both", steps)
+        llava_predictions = self.evaluate(llava, "llava_sft_eval")
+        return [
+            *task_rows(f"3-channel baseline ({steps} stage-2 steps each)",
+                       {"DeepSight (depth + Bbox Conv)": self.evaluate(deepsight, "sft_both_eval"),
+                        "tiny LLaVA, gray RGB + box outlines": llava_predictions},
+                       reference="DeepSight (depth + Bbox Conv)"),
+            *task_rows(f"3-channel baseline, both towers random ({steps} stage-2 steps each)",
+                       {"DeepSight without stage 0": self.evaluate(random_tower, "no_stage0_sft_eval"),
+                        "tiny LLaVA, gray RGB + box outlines": llava_predictions},
+                       reference="DeepSight without stage 0"),
+        ]
 
 
 def zero_shot_scene_accuracy(model: Path, pairs: Path, output: Path) -> None:

@@ -117,6 +117,32 @@ def test_rerun_skips_every_finished_step(smoke_run):
     assert {path: path.stat().st_mtime for path in output.rglob(".done")} == done_times
 
 
+@pytest.mark.slow
+def test_ablations_on_a_finished_run_train_every_variant_and_report_each_ablation(smoke_run, tmp_path):
+    """`--ablations` over a finished run (a copy: the other tests read the original) adds only its own steps."""
+    import shutil
+
+    from deepsight.quickstart import main
+
+    output = tmp_path / "run"
+    shutil.copytree(smoke_run[0], output)
+    assert main(["--setting", "smoke", "--output", str(output), "--ablations"]) == 0
+    rows = json.loads((output / "ablations" / "ablations.json").read_text())
+    ablations = {row["ablation"].split(" (")[0] for row in rows}
+    assert ablations == {"Bbox Conv at inference", "Stage 2 trains", "Stage-0 sample ratio", "3-channel baseline",
+                         "3-channel baseline, both towers random"}
+    for ablation in ablations:  # exactly one reference per ablation and metric; every other row has a difference
+        for metric in {row["metric"] for row in rows if row["ablation"].startswith(ablation + " (")}:
+            same = [row for row in rows if row["ablation"].startswith(ablation + " (") and row["metric"] == metric]
+            assert sum("difference" not in row for row in same) == 1 and len(same) >= 2
+    variants = {row["variant"] for row in rows}
+    assert {"DeepSight without stage 0", "tiny LLaVA, gray RGB + box outlines", "projector", "llm"} <= variants
+    llava_config = json.loads((output / "ablations" / "llava_sft_eval" / "run_config.json").read_text())
+    assert llava_config["box_prompt"] == "outline"  # the baseline is scored on the outlines it was trained on
+    assert "## Ablations" in (output / "report.md").read_text()
+    assert not (smoke_run[0] / "ablations").exists()
+
+
 def test_wilson_interval_contains_the_proportion_and_narrows_with_n():
     low, high = wilson_interval(30, 40)
     assert low < 0.75 < high
