@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -77,7 +78,7 @@ def test_two_processes_on_cpu_train_each_stage_with_ddp(stage, data, tmp_path):
         "no",
         *TINY,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=str(REPO), timeout=300)
+    result = run_process_group(command, env=ENV, cwd=str(REPO))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "unused parameters" not in result.stderr.lower()
     history = log_history(output_dir)
@@ -85,6 +86,20 @@ def test_two_processes_on_cpu_train_each_stage_with_ddp(stage, data, tmp_path):
     # One step consumed 2 processes x 2 rows: a single process would be at 2 / N_TRAIN of the epoch.
     assert first["epoch"] == pytest.approx(4 / N_TRAIN, abs=1e-3)
     assert (output_dir / "model.safetensors").exists()
+
+
+def run_process_group(command: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run` in a session of its own, whose timeout kills the whole process group: the DDP workers that
+    `accelerate launch` forks must not outlive a hung test (subprocess.run's timeout kills the direct child only)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, **kwargs)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:3])} did not finish in {timeout} s (process group killed):\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 KILLED_RUN = textwrap.dedent(
