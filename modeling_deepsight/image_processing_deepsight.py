@@ -357,7 +357,7 @@ def load_depth(
 # The image processor
 # --------------------------------------------------------------------------------------------------
 
-DEPTH_TRANSFORMS = ("inverse", "linear")
+DEPTH_TRANSFORMS = ("inverse", "linear", "relative")
 RESIZE_MODES = ("pad", "stretch")
 # A resized pixel is valid when at least this fraction of its footprint was valid.
 _VALID_FRACTION = 0.5
@@ -499,7 +499,9 @@ class DeepSightImageProcessor(BaseImageProcessor):
     2. **Intensity**: depth is clipped to ``max_depth`` and mapped to ``[0, 1]``.
        ``depth_transform="inverse"`` gives ``1 - d / max_depth`` (brighter = closer, the paper's grayscale
        convention; a ``gray8`` level ``v`` becomes ``(v - 1) / 255``, i.e. the paper's image as CLIP would
-       read it); ``"linear"`` gives ``d / max_depth``.
+       read it); ``"linear"`` gives ``d / max_depth``; ``"relative"`` min-max normalises each map over its
+       valid pixels (the nearest 1, the farthest 0, as 8-bit relative depth images): the depth order and
+       contrast, not the metres.
     3. **Geometry** (the whole map is kept, never centre-cropped, so no named object can be cut away):
        ``resize_mode="pad"`` (default, LLaVA-1.5's ``expand2square``) scales the longer side to ``size``
        and centres the map in the square, the margins being invalid; ``"stretch"`` resizes to ``size``
@@ -524,7 +526,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
         size (`int` or `dict`, defaults to 224): output side, or ``{"height": h, "width": w}``.
         max_depth (`float`, defaults to 10.0): metres mapped to intensity 0 (inverse) / 1 (linear);
             farther is clipped.
-        depth_transform (`str`, defaults to ``"inverse"``): ``"inverse"`` or ``"linear"`` (see above).
+        depth_transform (`str`, defaults to ``"inverse"``): ``"inverse"``, ``"linear"`` or ``"relative"`` (see
+            above).
         depth_mean (`float`), depth_std (`float`): normalisation of the intensity.
         invalid_value (`float`, *optional*): value of invalid pixels after normalisation.
         resize_mode (`str`, defaults to ``"pad"``): ``"pad"`` or ``"stretch"``.
@@ -733,8 +736,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
 
         depth = torch.from_numpy(metres)
         valid = depth > 0
-        depth = depth.clamp(max=settings["max_depth"]) / settings["max_depth"]
-        intensity = 1.0 - depth if settings["depth_transform"] == "inverse" else depth
+        intensity = self._intensity(depth, valid, settings)
         # Resize intensity * validity and validity together, then divide: a mean over valid pixels only.
         stacked = torch.stack([intensity * valid, valid.to(torch.float32)])[None]
         if (new_h, new_w) != (height, width):
@@ -761,6 +763,17 @@ class DeepSightImageProcessor(BaseImageProcessor):
             name,
         )
         return pixel_values, mask
+
+    @staticmethod
+    def _intensity(depth: torch.Tensor, valid: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+        """Depth in metres -> intensity in [0, 1] (`depth_transform`); invalid pixels are masked later."""
+        if settings["depth_transform"] == "relative":
+            if not valid.any():
+                return torch.zeros_like(depth)
+            near, far = depth[valid].min(), depth[valid].max()
+            return (1.0 - (depth - near) / (far - near).clamp(min=1e-6)) * valid
+        depth = depth.clamp(max=settings["max_depth"]) / settings["max_depth"]
+        return 1.0 - depth if settings["depth_transform"] == "inverse" else depth
 
     @staticmethod
     def _boxes_to_mask(

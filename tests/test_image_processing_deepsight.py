@@ -342,6 +342,20 @@ def test_inverse_transform_is_brighter_closer_and_linear_is_the_opposite():
     assert linear[10, 2] < linear[10, 17]
 
 
+def test_relative_transform_spans_the_whole_range_per_map_whatever_its_metres():
+    processor = DeepSightImageProcessor(size=20, depth_transform="relative", depth_mean=0.0, depth_std=1.0)
+    near_room = np.linspace(2.0, 3.0, 400, dtype=np.float32).reshape(20, 20)
+    near_room[0, :5] = 0.0  # invalid pixels do not count as the nearest
+    far_room = near_room * 4  # the same room four times as deep: the same relative image
+    values = processor([near_room, far_room], resize_mode="stretch")["pixel_values"][:, 0]
+    valid = torch.from_numpy(near_room > 0)
+    assert float(values[0][valid].max()) == pytest.approx(1.0) and float(values[0][valid].min()) == pytest.approx(0.0)
+    torch.testing.assert_close(values[0][valid], values[1][valid])
+    assert values[0][0, 0] == pytest.approx(processor.invalid_value)
+    flat = processor(np.full((20, 20), 3.0, dtype=np.float32), resize_mode="stretch")["pixel_values"][0, 0]
+    assert torch.isfinite(flat).all()  # one depth everywhere: no division by zero
+
+
 @pytest.mark.parametrize("max_depth", [10.0, 4.0])
 def test_gray8_level_maps_to_the_papers_intensity_under_inverse(max_depth):
     processor = DeepSightImageProcessor(size=16, depth_mean=0.0, depth_std=1.0, max_depth=max_depth)
