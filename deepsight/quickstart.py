@@ -59,6 +59,9 @@ class Setting:
     # average, fresh stage 0/1/2 on the same data): Security 43.6 vs 47.2, the rest within a point or two.
     image_size: int = 64
     patch_size: int = 8
+    # How the image processor turns metres into the tower's input (`DeepSightImageProcessor.depth_transform`):
+    # "inverse" (1 - d / 10 m, metric) or "relative" (each map min-max normalised: contrast, no metres).
+    depth_transform: str = "inverse"
     vision_hidden: int = 128
     vision_layers: int = 4
     # The LLM is built from scratch at text_hidden x text_layers: the offline SmolLM2-135M-Instruct trains 120x slower

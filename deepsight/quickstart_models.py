@@ -95,6 +95,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         region_token=setting.region_token,
         spatial_pool_stride=setting.spatial_pool_stride,
     )
+    processor.image_processor.depth_transform = setting.depth_transform  # stage 0, 1, 2 and inference alike
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
 
