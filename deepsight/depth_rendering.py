@@ -70,3 +70,12 @@ def outline_boxes(image: Image.Image, boxes: Any, width: int | None = None) -> I
         x1, y1 = min(math.ceil(box[2]), image.width), min(math.ceil(box[3]), image.height)
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=BOX_OUTLINE_COLOR, width=width)
     return outlined
+
+
+def rgb_model_image(metres: Any, mode: str, boxes: Any, box_prompt: str) -> Image.Image:
+    """What a 3-channel model is shown of a depth map, in training and evaluation alike: `metres_to_rgb`, with the
+    boxes outlined when `box_prompt` is ``"outline"``."""
+    if box_prompt not in BOX_PROMPTS:
+        raise ValueError(f"box_prompt: expected one of {BOX_PROMPTS}, got {box_prompt!r}")
+    image = metres_to_rgb(metres, mode)
+    return outline_boxes(image, boxes) if box_prompt == "outline" else image

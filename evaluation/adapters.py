@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES, metres_to_rgb, outline_boxes
+from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES, rgb_model_image
 
 
 @dataclass
@@ -228,7 +228,7 @@ class VisionLanguageModel:
             )
         else:
             images = [
-                self._as_rgb(depth, depth_boxes)
+                rgb_model_image(depth, self.depth_as, depth_boxes, self.box_prompt)
                 for question in expanded
                 for depth, depth_boxes in zip(*self._images_and_boxes(question))
             ]
@@ -239,11 +239,6 @@ class VisionLanguageModel:
             for key, value in inputs.items()
             if isinstance(value, torch.Tensor)
         }
-
-    def _as_rgb(self, depth: np.ndarray, boxes: list[list[float]]):
-        """A depth map as the 3-channel image a non-DeepSight model reads, its boxes outlined (`box_prompt`)."""
-        image = metres_to_rgb(depth, self.depth_as)
-        return outline_boxes(image, boxes) if self.box_prompt == "outline" else image
 
     # ----------------------------------------------------------------------------------------------
     # The two protocols

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from deepsight.depth_rendering import BOX_PROMPTS, metres_to_rgb, outline_boxes
+from deepsight.depth_rendering import BOX_PROMPTS, metres_to_rgb, rgb_model_image
 
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
@@ -165,10 +165,13 @@ class DepthConversationCollator:
     def _images_for_model(self, images: list[Any], boxes: list[list[Any]]) -> list[Any]:
         if self.image_mode == "depth":
             return list(images)
-        rendered = [depth_to_rgb(image, self.image_mode, self.depth_encoding) for image in images]
-        if self.box_prompt == "outline":
-            rendered = [outline_boxes(image, image_boxes) for image, image_boxes in zip(rendered, boxes)]
-        return rendered
+        from modeling_deepsight.image_processing_deepsight import load_depth
+
+        return [
+            rgb_model_image(load_depth(image, encoding=self.depth_encoding)[0], self.image_mode, image_boxes,
+                            self.box_prompt)
+            for image, image_boxes in zip(images, boxes)
+        ]
 
     def _encode(self, text: str, images: list[Any], boxes: list[Any]) -> dict[str, torch.Tensor]:
         """Tokenize one text through the processor, with the images its placeholders refer to."""
@@ -186,8 +189,12 @@ class DepthConversationCollator:
         (see `_tokens_per_image`) from the text alone: no image is processed again."""
         n = text.count(self.image_token)
         if per_image is not None:  # special tokens added as the processor adds them
-            return len(self.tokenizer(text)["input_ids"]) + n * (per_image - 1)
+            return self._expanded_length(text, len(self.tokenizer(text)["input_ids"]), per_image)
         return int(self._encode(text, images[:n], boxes[:n])["input_ids"].shape[-1])
+
+    def _expanded_length(self, text: str, num_text_tokens: int, per_image: int) -> int:
+        """Tokens of `text` once each image placeholder became `per_image` image tokens."""
+        return num_text_tokens + text.count(self.image_token) * (per_image - 1)
 
     def _tokens_per_image(self, full_text: str, input_ids: torch.Tensor, num_images: int) -> int | None:
         """The tokens each image placeholder became in `input_ids` (the encoding of `full_text`), when every image
@@ -223,7 +230,7 @@ class DepthConversationCollator:
             return []
         per_image = int(getattr(self.processor, "image_seq_length", 1) or 1)
         token_ids = self.tokenizer(texts)["input_ids"]  # special tokens added as the processor adds them
-        return [len(ids) + text.count(self.image_token) * (per_image - 1) for ids, text in zip(token_ids, texts)]
+        return [self._expanded_length(text, len(ids), per_image) for ids, text in zip(token_ids, texts)]
 
     def _end_of_answer(self, input_ids: torch.Tensor, start: int, end: int) -> int:
         """End the answer at its end-of-turn token: a newline the template adds is not answer."""

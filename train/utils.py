@@ -22,6 +22,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTTrainer
 
+from deepsight.depth_rendering import BOX_PROMPTS
 from train.collators import DepthConversationCollator, label_statistics
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class DeepSightTrainingArguments:
         metadata={
             "help": "How the 3-channel image modes show a row's boxes: 'outline' (drawn on the image, as the "
             "evaluation harness draws them) or 'none' (no box information).",
-            "choices": ["outline", "none"],
+            "choices": list(BOX_PROMPTS),
         },
     )
     depth_encoding: str | None = field(
