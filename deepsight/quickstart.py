@@ -65,7 +65,7 @@ class Setting:
     # SUN layout 96.4) vs 85.4, Recognition 61.1, Security 52.4 -- but Scene 34.0 (chance) vs 72.3 and stage 0's
     # zero-shot scene 6.5%: the room type lives in the metres (room size), the distance order in the contrast.
     # Average 61.0 vs 68.8, so "inverse" stays; both as two input channels is the next thing to measure.
-    depth_transform: str = "inverse"
+    depth_transform: str | tuple[str, ...] = "inverse"
     vision_hidden: int = 128
     vision_layers: int = 4
     # The LLM is built from scratch at text_hidden x text_layers: the offline SmolLM2-135M-Instruct trains 120x slower

@@ -94,13 +94,14 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
         vision_feature_layer=feature_layers(setting),
         region_token=setting.region_token,
         spatial_pool_stride=setting.spatial_pool_stride,
+        depth_transform=setting.depth_transform,  # stage 0, 1, 2 and inference alike
     )
-    processor.image_processor.depth_transform = setting.depth_transform  # stage 0, 1, 2 and inference alike
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
 
     vision_config = tiny_vision_config(setting.image_size, setting.patch_size, setting.vision_hidden,
-                                       setting.vision_layers, setting.heads)
+                                       setting.vision_layers, setting.heads,
+                                       num_channels=model.config.vision_config.num_channels)
     dual, dual_tokenizer = build_dual_encoder(vision_config, setting.text_encoder, tokenizer,
                                               projection_dim=setting.vision_hidden, seed=seed,
                                               minilm_layers=setting.minilm_layers)

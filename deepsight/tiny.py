@@ -12,7 +12,7 @@ Everything is deterministic from ``seed``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from modeling_deepsight import (
     DeepSightImageProcessor,
     DeepSightProcessor,
     DeepSightVisionConfig,
+    depth_channels,
 )
 from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 
@@ -165,10 +166,11 @@ def tiny_text_config(
 
 def tiny_vision_config(
     image_size: int = 32, patch_size: int = 8, hidden_size: int = 64, num_hidden_layers: int = 2,
-    num_attention_heads: int = 4,
+    num_attention_heads: int = 4, num_channels: int = 1,
 ) -> DeepSightVisionConfig:
-    """A tiny depth ViT config (``(image_size / patch_size) ** 2`` patches)."""
+    """A tiny depth ViT config (``(image_size / patch_size) ** 2`` patches, `num_channels` depth channels)."""
     return DeepSightVisionConfig(
+        num_channels=num_channels,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         projection_dim=hidden_size,
@@ -201,17 +203,22 @@ def build_tiny_deepsight(
     num_attention_heads: int = 4,
     text_model_type: str = "llama",
     seed: int = 0,
+    depth_transform: str | Sequence[str] = "inverse",
     **config_kwargs,
 ) -> tuple[DeepSightForConditionalGeneration, DeepSightProcessor]:
     """A randomly initialised DeepSight and its processor, in eval mode, deterministic from `seed`.
 
     Defaults: 32x32 depth, 8-pixel patches (16 image tokens), 2-layer 64-wide ViT and LM, Llama LM.
     ``text_model_type`` is any causal-LM model type (``"llama"``, ``"qwen2"``, ``"mistral"``...);
+    ``depth_transform`` is the image processor's (a list: one depth channel each, and the tower reads that many);
     ``config_kwargs`` go to `DeepSightConfig` (``vision_feature_layer``, ``projector_type``...).
     """
     tokenizer = tokenizer if tokenizer is not None else train_tiny_tokenizer()
+    num_channels = len(depth_channels(depth_transform))
     config = DeepSightConfig(
-        vision_config=tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_layers, num_attention_heads),
+        vision_config=tiny_vision_config(
+            image_size, patch_size, vision_hidden_size, vision_layers, num_attention_heads, num_channels
+        ),
         text_config=tiny_text_config(tokenizer, text_model_type, text_hidden_size, text_layers, num_attention_heads),
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         **config_kwargs,
@@ -219,7 +226,7 @@ def build_tiny_deepsight(
     torch.manual_seed(seed)
     model = DeepSightForConditionalGeneration(config).eval()
     model.generation_config.update(**_special_token_ids(tokenizer))
-    return model, build_processor(tokenizer, config)
+    return model, build_processor(tokenizer, config, depth_transform=depth_transform)
 
 
 def build_tiny_dual_encoder(

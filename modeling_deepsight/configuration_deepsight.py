@@ -1,8 +1,8 @@
 # Copyright 2026 The DeepSight authors. Licensed under the Apache License, Version 2.0.
 """DeepSight configurations.
 
-* `DeepSightVisionConfig`: a CLIP ViT configuration whose input is a 1-channel depth map (plus the
-  1-channel Bbox Conv mask). Every CLIP field keeps its meaning, so a CLIP checkpoint's vision config
+* `DeepSightVisionConfig`: a CLIP ViT configuration whose input is a depth map (1 channel, or one per depth
+  transform) plus the 1-channel Bbox Conv mask. Every CLIP field keeps its meaning, so a CLIP checkpoint's vision config
   converts field for field (see `DeepSightVisionConfig.from_clip_vision_config`).
 * `DeepSightConfig`: the LLaVA-style vision-language model (vision tower + projector + any causal LM).
 * `DeepSightDualEncoderConfig`: the stage-0 contrastive model (vision tower + frozen text encoder).
@@ -30,9 +30,11 @@ class DeepSightVisionConfig(CLIPVisionConfig):
     r"""
     Configuration of `DeepSightVisionModel`: CLIP's vision configuration with a depth input.
 
-    The patch embedding is the paper's *Depth Conv* (``num_channels`` = 1) and a second convolution of the same
-    shape, the *Bbox Conv*, embeds the binary object mask; their outputs are summed before CLS and position
-    embeddings. All other fields are `CLIPVisionConfig`'s.
+    The patch embedding is the paper's *Depth Conv* and a second convolution of the same kernel size and stride,
+    the *Bbox Conv*, embeds the 1-channel binary object mask; their outputs are summed before CLS and position
+    embeddings. ``num_channels`` is the depth map's channels: 1 in the paper (a grayscale depth image); one per
+    transform when the image processor's ``depth_transform`` is a list (e.g. metric and relative depth, 2).
+    All other fields are `CLIPVisionConfig`'s.
 
     Example:
 
@@ -50,8 +52,11 @@ class DeepSightVisionConfig(CLIPVisionConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.num_channels != 1:
-            raise ValueError(f"`num_channels` must be 1 (a depth map); got {self.num_channels}.")
+        if not 1 <= self.num_channels <= 3:
+            raise ValueError(
+                f"`num_channels` must be 1 to 3 (one per depth transform of the image processor); got "
+                f"{self.num_channels}."
+            )
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"`image_size` ({self.image_size}) must be a multiple of `patch_size` ({self.patch_size})."

@@ -386,13 +386,35 @@ class DeepSightImagesKwargs(ImagesKwargs, total=False):
     boxes: Any
     depth_encoding: str | list[str | None] | None
     max_depth: float | None
-    depth_transform: str | None
+    depth_transform: str | list[str] | None
     depth_mean: float | None
     depth_std: float | None
     invalid_value: float | None
     resize_mode: str | None
     max_pixels: int | None
     box_tolerance: float | None
+
+
+def _validate_depth_transform(depth_transform: Any) -> str | list[str]:
+    """A transform name (one channel) or a list of distinct names (one channel each, in order)."""
+    if isinstance(depth_transform, str) and depth_transform in DEPTH_TRANSFORMS:
+        return depth_transform
+    if (
+        isinstance(depth_transform, (list, tuple))
+        and len(depth_transform) > 0
+        and all(isinstance(name, str) and name in DEPTH_TRANSFORMS for name in depth_transform)
+        and len(set(depth_transform)) == len(depth_transform)
+    ):
+        return list(depth_transform)  # a list, so that it saves to JSON and compares equal after loading
+    raise ValueError(
+        f"`depth_transform` must be one of {DEPTH_TRANSFORMS} or a list of distinct ones (one input channel "
+        f"each); got {depth_transform!r}."
+    )
+
+
+def depth_channels(depth_transform: str | Sequence[str]) -> tuple[str, ...]:
+    """The transform of each input channel: ``"inverse"`` -> ``("inverse",)``, a list -> a tuple of it."""
+    return (depth_transform,) if isinstance(depth_transform, str) else tuple(depth_transform)
 
 
 def _is_image_like(obj: Any) -> bool:
@@ -501,7 +523,9 @@ class DeepSightImageProcessor(BaseImageProcessor):
        convention; a ``gray8`` level ``v`` becomes ``(v - 1) / 255``, i.e. the paper's image as CLIP would
        read it); ``"linear"`` gives ``d / max_depth``; ``"relative"`` min-max normalises each map over its
        valid pixels (the nearest 1, the farthest 0, as 8-bit relative depth images): the depth order and
-       contrast, not the metres.
+       contrast, not the metres. A list of transforms gives one channel each, in order (e.g.
+       ``["inverse", "relative"]``: the metres and the contrast side by side, for a tower with
+       ``num_channels=2``).
     3. **Geometry** (the whole map is kept, never centre-cropped, so no named object can be cut away):
        ``resize_mode="pad"`` (default, LLaVA-1.5's ``expand2square``) scales the longer side to ``size``
        and centres the map in the square, the margins being invalid; ``"stretch"`` resizes to ``size``
@@ -526,8 +550,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
         size (`int` or `dict`, defaults to 224): output side, or ``{"height": h, "width": w}``.
         max_depth (`float`, defaults to 10.0): metres mapped to intensity 0 (inverse) / 1 (linear);
             farther is clipped.
-        depth_transform (`str`, defaults to ``"inverse"``): ``"inverse"``, ``"linear"`` or ``"relative"`` (see
-            above).
+        depth_transform (`str` or `list[str]`, defaults to ``"inverse"``): ``"inverse"``, ``"linear"`` or
+            ``"relative"``, or a list of them, one per channel (see above; `num_channels` is their number).
         depth_mean (`float`), depth_std (`float`): normalisation of the intensity.
         invalid_value (`float`, *optional*): value of invalid pixels after normalisation.
         resize_mode (`str`, defaults to ``"pad"``): ``"pad"`` or ``"stretch"``.
@@ -543,7 +567,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
         self,
         size: int | dict[str, int] = 224,
         max_depth: float = 10.0,
-        depth_transform: str = "inverse",
+        depth_transform: str | list[str] = "inverse",
         depth_mean: float = 0.4492,
         depth_std: float = 0.2686,
         invalid_value: float | None = None,
@@ -583,10 +607,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
         settings["size"] = size
         if not settings["max_depth"] > 0:
             raise ValueError(f"`max_depth` must be > 0 metres; got {settings['max_depth']}.")
-        if settings["depth_transform"] not in DEPTH_TRANSFORMS:
-            raise ValueError(
-                f"`depth_transform` must be one of {DEPTH_TRANSFORMS}; got {settings['depth_transform']!r}."
-            )
+        settings["depth_transform"] = _validate_depth_transform(settings["depth_transform"])
         if settings["resize_mode"] not in RESIZE_MODES:
             raise ValueError(f"`resize_mode` must be one of {RESIZE_MODES}; got {settings['resize_mode']!r}.")
         if not settings["depth_std"] > 0:
@@ -602,6 +623,11 @@ class DeepSightImageProcessor(BaseImageProcessor):
             settings["invalid_value"] = -settings["depth_mean"] / settings["depth_std"]
         settings["invalid_value"] = float(settings["invalid_value"])
         return settings
+
+    @property
+    def num_channels(self) -> int:
+        """Channels of ``pixel_values``: one per `depth_transform` (the vision config's ``num_channels``)."""
+        return len(depth_channels(self.depth_transform))
 
     def fetch_images(self, image_url_or_urls: Any) -> Any:
         # The base class opens paths as RGB, which would destroy 16-bit depth; paths are read by `load_depth`.
@@ -628,7 +654,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
                 image-processor keyword arguments that a generic processor forwards are ignored when ``None``.
 
         Returns:
-            `BatchFeature` with ``pixel_values`` (B, 1, H, W) float32, ``bbox_mask`` (B, 1, H, W) float32 in
+            `BatchFeature` with ``pixel_values`` (B, C, H, W) float32 (C = `num_channels`, one per
+            `depth_transform`), ``bbox_mask`` (B, 1, H, W) float32 in
             {0, 1} and ``depth_encoding`` (list of str, the encoding assumed for each image; not a tensor, and
             `DeepSightProcessor` drops it (``unused_input_names``) before the model sees the inputs).
         """
@@ -736,19 +763,23 @@ class DeepSightImageProcessor(BaseImageProcessor):
 
         depth = torch.from_numpy(metres)
         valid = depth > 0
-        intensity = self._intensity(depth, valid, settings)
+        intensities = [
+            self._intensity(depth, valid, transform, settings["max_depth"]) * valid
+            for transform in depth_channels(settings["depth_transform"])
+        ]
         # Resize intensity * validity and validity together, then divide: a mean over valid pixels only.
-        stacked = torch.stack([intensity * valid, valid.to(torch.float32)])[None]
+        stacked = torch.stack([*intensities, valid.to(torch.float32)])[None]
         if (new_h, new_w) != (height, width):
             stacked = F.interpolate(
                 stacked, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
             )
-        weighted, coverage = stacked[0, 0], stacked[0, 1]
+        weighted, coverage = stacked[0, :-1], stacked[0, -1]
         resized_valid = coverage >= _VALID_FRACTION
         normalised = (weighted / coverage.clamp(min=1e-6) - settings["depth_mean"]) / settings["depth_std"]
 
-        pixel_values = torch.full((1, out_h, out_w), settings["invalid_value"], dtype=torch.float32)
-        pixel_values[0, top : top + new_h, left : left + new_w] = torch.where(
+        num_channels = len(intensities)
+        pixel_values = torch.full((num_channels, out_h, out_w), settings["invalid_value"], dtype=torch.float32)
+        pixel_values[:, top : top + new_h, left : left + new_w] = torch.where(
             resized_valid, normalised, torch.tensor(settings["invalid_value"], dtype=torch.float32)
         )
         scale_x, scale_y = new_w / width, new_h / height
@@ -765,15 +796,15 @@ class DeepSightImageProcessor(BaseImageProcessor):
         return pixel_values, mask
 
     @staticmethod
-    def _intensity(depth: torch.Tensor, valid: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
-        """Depth in metres -> intensity in [0, 1] (`depth_transform`); invalid pixels are masked later."""
-        if settings["depth_transform"] == "relative":
+    def _intensity(depth: torch.Tensor, valid: torch.Tensor, transform: str, max_depth: float) -> torch.Tensor:
+        """Depth in metres -> intensity in [0, 1] by one `depth_transform`; invalid pixels are masked later."""
+        if transform == "relative":
             if not valid.any():
                 return torch.zeros_like(depth)
             near, far = depth[valid].min(), depth[valid].max()
-            return (1.0 - (depth - near) / (far - near).clamp(min=1e-6)) * valid
-        depth = depth.clamp(max=settings["max_depth"]) / settings["max_depth"]
-        return 1.0 - depth if settings["depth_transform"] == "inverse" else depth
+            return 1.0 - (depth - near) / (far - near).clamp(min=1e-6)
+        depth = depth.clamp(max=max_depth) / max_depth
+        return 1.0 - depth if transform == "inverse" else depth
 
     @staticmethod
     def _boxes_to_mask(
@@ -838,6 +869,7 @@ __all__ = [
     "DEPTH_ENCODINGS",
     "DeepSightImageProcessor",
     "decode_depth",
+    "depth_channels",
     "depth_to_png_mm",
     "detect_depth_encoding",
     "encode_depth",

@@ -52,23 +52,28 @@ logger = logging.get_logger(__name__)
 # --------------------------------------------------------------------------------------------------
 
 
-def check_depth_inputs(pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None) -> None:
-    """`pixel_values` must be [B, 1, H, W]; `bbox_mask`, when given, the same shape."""
+def check_depth_inputs(pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None, num_channels: int = 1) -> None:
+    """`pixel_values` must be [B, num_channels, H, W]; `bbox_mask`, when given, [B, 1, H, W]."""
     if not isinstance(pixel_values, torch.Tensor):
-        raise ValueError(f"`pixel_values` must be a torch.Tensor of shape [B, 1, H, W]; got {type(pixel_values)}.")
-    if pixel_values.ndim != 4 or pixel_values.shape[1] != 1:
         raise ValueError(
-            f"`pixel_values` must have shape [batch, 1, height, width] (one depth channel); got "
-            f"{tuple(pixel_values.shape)}. Use DeepSightImageProcessor to turn depth maps into model inputs."
+            f"`pixel_values` must be a torch.Tensor of shape [B, {num_channels}, H, W]; got {type(pixel_values)}."
+        )
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
+        what = "one depth channel" if num_channels == 1 else f"{num_channels} depth channels"
+        raise ValueError(
+            f"`pixel_values` must have shape [batch, {num_channels}, height, width] ({what}, the vision config's "
+            f"`num_channels`); got {tuple(pixel_values.shape)}. Use DeepSightImageProcessor to turn depth maps "
+            "into model inputs, with one `depth_transform` per channel."
         )
     if bbox_mask is None:
         return
+    expected = (pixel_values.shape[0], 1, *pixel_values.shape[2:])
     if not isinstance(bbox_mask, torch.Tensor):
-        raise ValueError(f"`bbox_mask` must be a torch.Tensor of shape [B, 1, H, W]; got {type(bbox_mask)}.")
-    if bbox_mask.shape != pixel_values.shape:
+        raise ValueError(f"`bbox_mask` must be a torch.Tensor of shape {expected}; got {type(bbox_mask)}.")
+    if tuple(bbox_mask.shape) != expected:
         raise ValueError(
-            f"`bbox_mask` must have the shape of `pixel_values` {tuple(pixel_values.shape)}; got "
-            f"{tuple(bbox_mask.shape)}."
+            f"`bbox_mask` must have shape {expected} (one mask channel, the size of `pixel_values` "
+            f"{tuple(pixel_values.shape)}); got {tuple(bbox_mask.shape)}."
         )
 
 
@@ -80,7 +85,7 @@ def check_depth_inputs(pixel_values: torch.Tensor, bbox_mask: torch.Tensor | Non
 class DeepSightVisionEmbeddings(CLIPVisionEmbeddings):
     """CLIP's vision embeddings where the patch embedding reads depth and a Bbox Conv adds the object mask.
 
-    ``patch_embedding`` is the paper's *Depth Conv* (1 input channel; the name is CLIP's so that the conversion and
+    ``patch_embedding`` is the paper's *Depth Conv* (``num_channels`` inputs, 1 in the paper; the name is CLIP's so that the conversion and
     `get_input_embeddings` stay CLIP's), ``bbox_embedding`` the *Bbox Conv*.
     """
 
@@ -146,7 +151,7 @@ class DeepSightVisionPreTrainedModel(CLIPPreTrainedModel):
 class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
     """The DeepSight depth encoder: CLIP's ViT (encoder and layer norms reused) on Depth Conv + Bbox Conv embeddings.
 
-    ``forward(pixel_values [B, 1, H, W], bbox_mask [B, 1, H, W] | None)`` returns CLIP's
+    ``forward(pixel_values [B, C, H, W], bbox_mask [B, 1, H, W] | None)`` (C = ``config.num_channels``) returns CLIP's
     `BaseModelOutputWithPooling` (``pooler_output`` = post-layernorm CLS). ``bbox_mask`` is 1 inside the object
     boxes and 0 elsewhere; ``None`` means all ones (the whole image is the region).
     """
@@ -172,7 +177,7 @@ class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
         interpolate_pos_encoding: bool | None = False,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        check_depth_inputs(pixel_values, bbox_mask)
+        check_depth_inputs(pixel_values, bbox_mask, self.config.num_channels)
         hidden_states = self.embeddings(pixel_values, bbox_mask, interpolate_pos_encoding=interpolate_pos_encoding)
         hidden_states = self.pre_layrnorm(hidden_states)
         encoder_outputs = self.encoder(inputs_embeds=hidden_states, **kwargs)
@@ -186,10 +191,11 @@ class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
     ) -> "DeepSightVisionModel":
         """Build the depth tower from a CLIP checkpoint (a `CLIPModel` or `CLIPVisionModel`, name, path or instance).
 
-        The Depth Conv kernel is CLIP's RGB patch kernel summed over the three colour channels and the Bbox Conv is
-        zero, so on a depth map ``d`` with the default all-ones mask the output equals CLIP's on
-        ``d.repeat(1, 3, 1, 1)``. Every other weight is CLIP's, unchanged. ``config_kwargs`` override fields of the
-        converted `DeepSightVisionConfig` that do not change weight shapes (e.g. ``attention_dropout``).
+        The Depth Conv kernel is CLIP's RGB patch kernel summed over the three colour channels (and shared equally
+        by the ``num_channels`` depth channels) and the Bbox Conv is zero, so on a depth map ``d`` with the default
+        all-ones mask the output equals CLIP's on ``d.repeat(1, 3, 1, 1)``; with several channels, when they all
+        hold ``d``. Every other weight is CLIP's, unchanged. ``config_kwargs`` override fields of the converted
+        `DeepSightVisionConfig` that keep CLIP's weight shapes (e.g. ``attention_dropout``), and ``num_channels``.
         """
         clip = _load_clip_vision(clip_vision)
         config = DeepSightVisionConfig.from_clip_vision_config(clip.config, **config_kwargs)
@@ -237,13 +243,16 @@ def _load_clip_vision(clip_vision) -> CLIPVisionModel:
 
 
 def depth_state_dict_from_clip_vision(clip_state: dict, depth_state: dict) -> dict:
-    """CLIP vision weights -> DeepSight vision weights (Depth Conv = RGB kernels summed, Bbox Conv = 0)."""
+    """CLIP vision weights -> DeepSight vision weights (Depth Conv = RGB kernels summed and shared by the depth
+    channels, Bbox Conv = 0)."""
     converted = {}
     for key, target in depth_state.items():
         if key == "embeddings.bbox_embedding.weight":
             converted[key] = torch.zeros_like(target)
         elif key == "embeddings.patch_embedding.weight":
-            converted[key] = clip_state[key].sum(dim=1, keepdim=True)
+            num_channels = target.shape[1]
+            gray_kernel = clip_state[key].sum(dim=1, keepdim=True)
+            converted[key] = gray_kernel.repeat(1, num_channels, 1, 1) / num_channels
         else:
             converted[key] = clip_state[key]
     return converted

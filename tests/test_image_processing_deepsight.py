@@ -356,6 +356,26 @@ def test_relative_transform_spans_the_whole_range_per_map_whatever_its_metres():
     assert torch.isfinite(flat).all()  # one depth everywhere: no division by zero
 
 
+def test_a_list_of_transforms_gives_one_channel_each_in_order_with_one_box_mask():
+    metres = synthetic_scene()
+    box = [[4, 6, 20, 18]]
+    both = DeepSightImageProcessor(size=24, depth_transform=["inverse", "relative"])
+    assert both.num_channels == 2
+    inputs = both(metres, boxes=box)
+    assert inputs["pixel_values"].shape == (1, 2, 24, 24) and inputs["bbox_mask"].shape == (1, 1, 24, 24)
+    for channel, transform in enumerate(["inverse", "relative"]):
+        alone = DeepSightImageProcessor(size=24, depth_transform=transform)(metres, boxes=box)
+        assert alone["pixel_values"].shape[1] == 1
+        torch.testing.assert_close(inputs["pixel_values"][:, channel], alone["pixel_values"][:, 0])
+        assert torch.equal(inputs["bbox_mask"], alone["bbox_mask"])
+
+
+@pytest.mark.parametrize("depth_transform", [[], ["inverse", "inverse"], ["inverse", "log"], 3])
+def test_a_bad_list_of_transforms_is_refused_naming_it(depth_transform):
+    with pytest.raises(ValueError, match="`depth_transform` must be one of .* or a list of distinct ones"):
+        DeepSightImageProcessor(depth_transform=depth_transform)
+
+
 @pytest.mark.parametrize("max_depth", [10.0, 4.0])
 def test_gray8_level_maps_to_the_papers_intensity_under_inverse(max_depth):
     processor = DeepSightImageProcessor(size=16, depth_mean=0.0, depth_std=1.0, max_depth=max_depth)
@@ -459,6 +479,9 @@ def test_processor_config_round_trips_through_save_pretrained(tmp_path):
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert saved["auto_map"]["AutoImageProcessor"].endswith("DeepSightImageProcessor")
     reloaded = DeepSightImageProcessor.from_pretrained(tmp_path)
+    two_channels = DeepSightImageProcessor(depth_transform=("relative", "inverse"))
+    two_channels.save_pretrained(tmp_path / "two_channels")
+    assert DeepSightImageProcessor.from_pretrained(tmp_path / "two_channels").depth_transform == ["relative", "inverse"]
     for key in (
         "size",
         "max_depth",

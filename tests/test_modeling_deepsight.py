@@ -73,6 +73,29 @@ def test_vision_model_from_clip_vision_checkpoint_folder(tiny_clip_dir, tmp_path
 
 
 @torch.no_grad()
+def test_two_channel_tower_from_clip_equals_clip_when_both_channels_hold_the_depth(tiny_clip_dir):
+    two = DeepSightVisionModel.from_clip_vision(tiny_clip_dir, num_channels=2).eval()
+    assert two.config.num_channels == 2 and two.embeddings.patch_embedding.weight.shape[1] == 2
+    clip = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
+    depth = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    reference = clip(depth.repeat(1, 3, 1, 1)).last_hidden_state
+    torch.testing.assert_close(two(depth.repeat(1, 2, 1, 1)).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
+    # the channels are read apart: a second channel that differs changes the output
+    other = torch.cat([depth, torch.randn_like(depth)], dim=1)
+    assert not torch.allclose(two(other).last_hidden_state, reference, atol=1e-3)
+    with pytest.raises(ValueError, match=r"\[batch, 2, height, width\] \(2 depth channels"):
+        two(depth)
+
+
+@pytest.mark.parametrize("num_channels", [0, 4])
+def test_vision_config_refuses_a_channel_count_no_depth_transform_list_gives(num_channels):
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    with pytest.raises((ValueError, StrictDataclassClassValidationError), match="`num_channels` must be 1 to 3"):
+        tiny_vision_config(num_channels=num_channels)
+
+
+@torch.no_grad()
 def test_default_mask_equals_explicit_all_ones_mask_with_nonzero_bbox_conv():
     model = _with_random_bbox_conv(DeepSightVisionModel(tiny_vision_config()).eval())
     depth = torch.randn(2, 1, 32, 32)
@@ -241,6 +264,32 @@ def test_image_feature_and_token_count_mismatch_raises(tiny_deepsight, depth_map
         model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"], bbox_mask=torch.ones(1, 1, 8, 8))
     with pytest.raises(ValueError, match="one depth channel"):
         model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"].repeat(1, 3, 1, 1))
+
+
+@torch.no_grad()
+def test_two_channel_deepsight_reads_metric_and_relative_depth_through_its_saved_processor(
+    tiny_tokenizer, depth_maps, tmp_path
+):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from deepsight.tiny import build_tiny_deepsight
+
+    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, depth_transform=("inverse", "relative"))
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoModelForImageTextToText.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    reloaded_processor = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert reloaded.config.vision_config.num_channels == reloaded_processor.image_processor.num_channels == 2
+
+    inputs = _prompt_inputs(reloaded_processor, depth_maps[:1], ["<image>\nWhich is nearer?"], [[[4, 2, 30, 30]]])
+    assert inputs["pixel_values"].shape[1] == 2
+    torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits)
+    # the same map four times as deep changes only the metric channel, and the model sees the difference
+    deeper = _prompt_inputs(reloaded_processor, [depth_maps[0] * 4], ["<image>\nWhich is nearer?"], [[[4, 2, 30, 30]]])
+    relative = slice(1, 2)
+    torch.testing.assert_close(deeper["pixel_values"][:, relative], inputs["pixel_values"][:, relative])
+    assert not torch.allclose(deeper["pixel_values"][:, :1], inputs["pixel_values"][:, :1])
+    assert not torch.allclose(reloaded(**deeper).logits, reloaded(**inputs).logits)
 
 
 def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, depth_maps):
