@@ -59,13 +59,15 @@ class Setting:
     # average, fresh stage 0/1/2 on the same data): Security 43.6 vs 47.2, the rest within a point or two.
     image_size: int = 64
     patch_size: int = 8
-    # How the image processor turns metres into the tower's input (`DeepSightImageProcessor.depth_transform`):
-    # "inverse" (1 - d / 10 m, metric) or "relative" (each map min-max normalised: contrast, no metres).
-    # "relative" measured (2026-12-07, stages 0-2 on the same data, 13.3 min): Distance 96.5 (without names 96.3,
-    # SUN layout 96.4) vs 85.4, Recognition 61.1, Security 52.4 -- but Scene 34.0 (chance) vs 72.3 and stage 0's
-    # zero-shot scene 6.5%: the room type lives in the metres (room size), the distance order in the contrast.
-    # Average 61.0 vs 68.8, so "inverse" stays; both as two input channels is the next thing to measure.
-    depth_transform: str | tuple[str, ...] = "inverse"
+    # How the image processor turns metres into the tower's input (`DeepSightImageProcessor.depth_transform`), one
+    # input channel per transform: "inverse" (1 - d / 10 m, metric) and "relative" (each map min-max normalised:
+    # the contrast without the metres). Measured 2026-12-07 (stages 0-2 on the same data, likelihood):
+    #   "inverse" alone:  Scene 72.3, Recognition 62.5, Distance 85.4, Security 55.1 -- average 68.8
+    #   "relative" alone: Scene 34.0 (chance; stage 0's zero-shot scene 6.5%), 61.1, 96.5, 52.4 -- 61.0
+    #   both:             Scene 73.0, Recognition 61.0, Distance 96.3, Security 50.9 -- 70.3
+    # The room type lives in the metres (room size), the distance order in the contrast; with both channels the
+    # model keeps each task's better one.
+    depth_transform: str | tuple[str, ...] = ("inverse", "relative")
     vision_hidden: int = 128
     vision_layers: int = 4
     # The LLM is built from scratch at text_hidden x text_layers: the offline SmolLM2-135M-Instruct trains 120x slower

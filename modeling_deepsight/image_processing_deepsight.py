@@ -799,9 +799,10 @@ class DeepSightImageProcessor(BaseImageProcessor):
     def _intensity(depth: torch.Tensor, valid: torch.Tensor, transform: str, max_depth: float) -> torch.Tensor:
         """Depth in metres -> intensity in [0, 1] by one `depth_transform`; invalid pixels are masked later."""
         if transform == "relative":
-            if not valid.any():
-                return torch.zeros_like(depth)
-            near, far = depth[valid].min(), depth[valid].max()
+            # invalid pixels are 0 m (finite) here: the farthest is the plain max, the nearest the min with
+            # them set to the farthest (cheaper than indexing the valid pixels out)
+            far = depth.max()
+            near = torch.where(valid, depth, far).min()
             return 1.0 - (depth - near) / (far - near).clamp(min=1e-6)
         depth = depth.clamp(max=max_depth) / max_depth
         return 1.0 - depth if transform == "inverse" else depth
