@@ -104,8 +104,10 @@ class Setting:
     # ~1.8x the steps per second of mixed batches, so 2400 steps fit where 1500 did. Measured on the same
     # stage 0/1 (likelihood average, test split): 1500 steps 60.5 (mixed batches); 2400 grouped steps with three
     # multiple-choice rows per skill and scene 61.4, Security 49.9 vs 43.4. 3800 with 16 pooled image tokens (above);
-    # 4400 measured 69.8 vs 70.4 (Distance 88.7 vs 87.3, Security 53.9 vs 56.6) at 1.16x the time.
-    sft_steps: int = 3800
+    # 4400 measured 69.8 vs 70.4 (Distance 88.7 vs 87.3, Security 53.9 vs 56.6) at 1.16x the time. With two depth
+    # channels (2026-12-07, same stage 0/1): 3800 steps 70.3 (Recognition 61.0), 3400 steps 72.2 (Recognition 67.8,
+    # Distance 96.7, Security 50.5) in 89% of the time -- a draw's spread, so the cheaper one (the 15-min budget).
+    sft_steps: int = 3400
     batch_size: int = 16
     encoder_batch_size: int = 64
     # Stage-0 text encoder (frozen): "tiny" (random, mean-pooled), "minilm" (all-MiniLM-L6-v2, needs its
