@@ -229,7 +229,7 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         f"- data: `{output / 'data'}` (benchmark, pairs, instructions: parquet + README.md cards)",
         f"- training: loss curves in `{output}/stage0|stage1|model/loss_curve.png`, TensorBoard logs beside them",
         "",
-        "Talk to the model: `make demo` (or `deepsight demo --model outputs/quickstart/model`).",
+        f"Talk to the model: `make demo` (or `deepsight demo --model {output / 'model'}`).",
         "",
         "## Step timings",
         "",
@@ -242,6 +242,11 @@ def write_report(pipeline, wall_seconds: float) -> Path:
     ]
     report = output / "report.md"
     report.write_text("\n".join(parts))
+    runs = [results for results in (likelihood, generate) if results is not None]
+    if runs and (output / "model" / "README.md").exists():  # the results on the model's own card, as on the Hub
+        from evaluation.model_card import write_results_to_model_card
+
+        write_results_to_model_card(output / "model", runs)
     print("\n" + results_table(likelihood, generate, prior) + "\n")
     print("\n".join(targets_check(likelihood)))
     return report

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from train.smoke_data import make_instruction_rows, save_smoke_dataset
@@ -287,6 +289,25 @@ def test_lora_run_saves_adapters_and_merged_weights(data, tmp_path):
     assert not any("vision_tower" in key for key in changed), "the vision tower must stay frozen"
 
 
+def test_stage2_model_card_describes_the_depth_model_and_its_quick_start_runs(sft_run, tmp_path):
+    card = (sft_run / "README.md").read_text()
+    assert "pipeline_tag: image-text-to-text" in card and "text-generation" not in card
+    assert "| depth input | 1 channel (inverse), max depth 10 m" in card
+    quick_start = card.split("```python\n", 1)[1].split("```", 1)[0]
+    depth_png = tmp_path / "depth.png"
+    Image.fromarray(np.full((480, 640), 2500, dtype=np.uint16)).save(depth_png)  # NYU-sized, 2.5 m, in mm
+    quick_start = quick_start.replace('"depth.png"', repr(str(depth_png)))
+    result = subprocess.run(
+        [sys.executable, "-c", quick_start],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_baseline_llava_fine_tunes_on_depth_rendered_as_gray(data, tmp_path):
     from train.sft import main
 
@@ -306,6 +327,7 @@ def test_baseline_llava_fine_tunes_on_depth_rendered_as_gray(data, tmp_path):
         == 0
     )
     assert json.loads((tmp_path / "llava" / "config.json").read_text())["model_type"] == "llava"
+    assert "A llava vision-language baseline trained on depth maps" in (tmp_path / "llava" / "README.md").read_text()
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in losses(tmp_path / "llava"))
 
 

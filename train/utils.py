@@ -28,6 +28,12 @@ from train.collators import DepthConversationCollator, label_statistics
 logger = logging.getLogger(__name__)
 
 TRAIN_PARTS = ("projector", "llm", "both", "all")
+TRAIN_PARTS_DESCRIPTIONS = {  # for the model card
+    "projector": "the projector trained",
+    "llm": "the language model trained",
+    "both": "the projector and the language model trained",
+    "all": "every part trained, the vision tower too",
+}
 LOSS_IMPLEMENTATIONS = ("model", "fused")
 LOSS_NORMALIZATIONS = ("tokens", "rows")
 TINY_MODELS = ("deepsight", "llava")
@@ -367,6 +373,31 @@ class DepthSFTTrainer(SFTTrainer):
             # gradient accumulation steps itself.
             self.loss_is_scaled_for_ga = False
 
+    # What the model card names (set by `train_and_save`): the training dataset and the trained parts.
+    card_dataset: str | None = None
+    card_train_parts: str = TRAIN_PARTS_DESCRIPTIONS["both"]
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """Write DeepSight's card (train/model_card.py) instead of TRL's text-only chat card."""
+        if not self.is_world_process_zero():
+            return
+        from train.model_card import deepsight_model_card
+
+        model = self.accelerator.unwrap_model(self.model)
+        name_or_path = getattr(model.config, "_name_or_path", "") or ""
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        card = deepsight_model_card(
+            model,
+            getattr(self.processing_class, "image_processor", None),
+            model_id=self.hub_model_id or self.args.output_dir,
+            base_model=name_or_path if name_or_path and not os.path.isdir(name_or_path) else None,
+            dataset_name=dataset_name or self.card_dataset,
+            tags=[*self._tag_names, *tags],
+            trainer_name=self._name,
+            train_parts=self.card_train_parts,
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
+
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler) and not isinstance(sampler.lengths, list):
@@ -586,6 +617,8 @@ def run_sft_stage(
         loss_normalization=args.loss_normalization,
     )
     trainer.label_masking = masking
+    trainer.card_dataset = script_args.dataset_name
+    trainer.card_train_parts = TRAIN_PARTS_DESCRIPTIONS[args.train_parts]
     if peft_config is not None and trainer.accelerator.is_main_process:
         trainer.model.print_trainable_parameters()
 
@@ -609,5 +642,6 @@ def save_final_model(trainer: DepthSFTTrainer, processor: Any, save_merged: bool
             merged = model.merge_and_unload()
             merged.save_pretrained(output_dir, safe_serialization=True)
             processor.save_pretrained(output_dir)
-        return
-    trainer.save_model(output_dir)
+    else:
+        trainer.save_model(output_dir)
+    trainer.create_model_card()  # the Trainer writes one only with checkpoints or push_to_hub
