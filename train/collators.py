@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from deepsight.depth_rendering import BOX_PROMPTS, metres_to_rgb, rgb_model_image
+from deepsight.depth_rendering import BOX_PROMPTS, rgb_model_image
 
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
@@ -39,16 +39,19 @@ IMAGE_MODES = ("auto", "depth", "gray", "colormap")
 # --------------------------------------------------------------------------------------------------
 
 
-def depth_to_rgb(depth: Any, mode: str = "gray", depth_encoding: str | None = None) -> Image.Image:
+def depth_to_rgb(
+    depth: Any, mode: str = "gray", depth_encoding: str | None = None, boxes: Any = None, box_prompt: str = "none"
+) -> Image.Image:
     """Decode a depth map in any encoding (`load_depth`) and render it as an 8-bit RGB image for RGB
-    vision-language models: brighter (``"gray"``) or warmer (``"colormap"``) = closer, invalid pixels black.
+    vision-language models: brighter (``"gray"``) or warmer (``"colormap"``) = closer, invalid pixels black;
+    with ``box_prompt="outline"`` the `boxes` are outlined.
 
-    The rendering is `deepsight.depth_rendering.metres_to_rgb`, the one the evaluation harness uses.
+    The rendering is `deepsight.depth_rendering.rgb_model_image`, the one the evaluation harness uses.
     """
     from modeling_deepsight.image_processing_deepsight import load_depth
 
     metres, _ = load_depth(depth, encoding=depth_encoding)
-    return metres_to_rgb(metres, mode)
+    return rgb_model_image(metres, mode, boxes, box_prompt)
 
 
 def resolve_image_mode(processor: Any, image_mode: str = "auto") -> str:
@@ -165,11 +168,8 @@ class DepthConversationCollator:
     def _images_for_model(self, images: list[Any], boxes: list[list[Any]]) -> list[Any]:
         if self.image_mode == "depth":
             return list(images)
-        from modeling_deepsight.image_processing_deepsight import load_depth
-
         return [
-            rgb_model_image(load_depth(image, encoding=self.depth_encoding)[0], self.image_mode, image_boxes,
-                            self.box_prompt)
+            depth_to_rgb(image, self.image_mode, self.depth_encoding, image_boxes, self.box_prompt)
             for image, image_boxes in zip(images, boxes)
         ]
 
