@@ -34,7 +34,7 @@ from train.collators import DepthConversationCollator  # noqa: E402
 
 def load_rows(dataset: str | None, count: int, seed: int) -> list[dict]:
     if dataset is None:
-        from train.smoke_data import make_instruction_rows
+        from tests.fixtures.smoke_data import make_instruction_rows
 
         return make_instruction_rows(count, seed=seed)
     from datasets import load_dataset

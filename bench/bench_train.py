@@ -55,7 +55,7 @@ from trl import SFTConfig  # noqa: E402
 from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer  # noqa: E402
 from train.baselines import build_tiny_llava  # noqa: E402
 from train.collators import DepthConversationCollator  # noqa: E402
-from train.smoke_data import make_instruction_rows  # noqa: E402
+from tests.fixtures.smoke_data import make_instruction_rows  # noqa: E402
 from train.utils import DepthSFTTrainer, apply_train_parts  # noqa: E402
 
 

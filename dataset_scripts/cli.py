@@ -6,10 +6,10 @@ import argparse
 import importlib
 
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
-    "synthetic": ("dataset_scripts.synthetic", "render synthetic indoor depth scenes (optionally in SUN RGB-D layout)"),
-    "benchmark": ("dataset_scripts.benchmark", "build the Depth Template Benchmark from nyu / sunrgbd / synthetic"),
-    "pairs": ("dataset_scripts.pairs", "build depth-text-bbox pairs (COCO + depth estimator, or synthetic)"),
-    "instructions": ("dataset_scripts.instructions", "build the Depth Instruction Dataset (LLaVA / TRL format)"),
+    "synthetic": ("dataset_scripts.synthetic.world", "render synthetic indoor depth scenes (optionally in SUN RGB-D layout)"),
+    "benchmark": ("dataset_scripts.builders.benchmark", "build the Depth Template Benchmark from nyu / sunrgbd / synthetic"),
+    "pairs": ("dataset_scripts.builders.pairs", "build depth-text-bbox pairs (COCO + depth estimator, or synthetic)"),
+    "instructions": ("dataset_scripts.builders.instructions.builder", "build the Depth Instruction Dataset (LLaVA / TRL format)"),
     "publish": ("dataset_scripts.publish", "push a dataset folder (parquet + card) to the Hub"),
 }
 

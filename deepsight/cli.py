@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train.cli", "stage 0 encoder / stage 1 align / stage 2 sft (TRL + Accelerate)"),
     "eval": ("evaluation.cli", "score the Depth Template Benchmark, zero-shot scenes, compare results"),
     "demo": ("spaces_demo.cli", "start the Gradio demo locally"),
-    "quickstart": ("deepsight.quickstart", "the whole pipeline end to end on this CPU"),
+    "quickstart": ("quickstart.pipeline", "the whole pipeline end to end on this CPU"),
 }
 
 

@@ -74,7 +74,7 @@ def load_depth_estimator(depth_model: str | None) -> tuple[Any, str | None, str 
     if not depth_model or depth_model.lower() == "none":
         return None, None, f"no depth-estimation model configured (--depth-model PATH or ${DEPTH_MODEL_ENV})"
     try:
-        from dataset_scripts.depth_estimation import DepthEstimator
+        from dataset_scripts.sources.depth_estimation import DepthEstimator
 
         estimator = DepthEstimator(depth_model, device="cpu", batch_size=1)
     except Exception as error:  # offline without the weights, a wrong path...: the RGB option says so

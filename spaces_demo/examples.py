@@ -54,9 +54,9 @@ def _questions_for(scene, scene_types: list[str]) -> list[tuple[str, str, str]]:
 def write_examples(directory: str | Path, seeds: tuple[int, ...] = EXAMPLE_SEEDS) -> list[Example]:
     """Render one synthetic scene per seed into `directory`; [] (logged) if the renderer is unavailable."""
     try:
-        from dataset_scripts.synthetic import SCENE_TYPES, render_scene
+        from dataset_scripts.synthetic.world import SCENE_TYPES, render_scene
     except ImportError as error:
-        logger.warning("no synthetic examples: dataset_scripts.synthetic unavailable (%s)", error)
+        logger.warning("no synthetic examples: dataset_scripts.synthetic.world unavailable (%s)", error)
         return []
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 
 import datasets
-from dataset_scripts import benchmark, synthetic
-from dataset_scripts.benchmark import DepthTemplateBenchmark, benchmark_card, load_build_stats
-from dataset_scripts.benchmark_fixtures import (
+from dataset_scripts.builders import benchmark
+from dataset_scripts.synthetic import world as synthetic
+from dataset_scripts.builders.benchmark import DepthTemplateBenchmark, benchmark_card, load_build_stats
+from tests.fixtures.real_formats import (
     FixtureObject,
     write_nyu_labeled_mat,
     write_nyu_splits_mat,
     write_sun_frame,
     write_votenet_frame,
 )
-from dataset_scripts.benchmark_questions import NUM_OPTIONS, PAPER_TARGET_COUNTS, QuestionSettings
+from dataset_scripts.builders.benchmark_questions import NUM_OPTIONS, PAPER_TARGET_COUNTS, QuestionSettings
 from dataset_scripts.export import export_dataset, image_value_to_depth
-from dataset_scripts.readers_sunrgbd import read_sunrgbd_original
+from dataset_scripts.sources.sunrgbd import read_sunrgbd_original
 from dataset_scripts.vocab import NYU10_CLASSES, confusable, scenes_confusable
 
 NAMES = [
@@ -396,7 +397,7 @@ REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 @pytest.mark.realdata
 @pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata is absent")
 def test_realdata_votenet_frames_give_recognition_questions_on_their_labelled_boxes(tmp_path):
-    from dataset_scripts.readers_sunrgbd import read_sunrgbd_votenet
+    from dataset_scripts.sources.sunrgbd import read_sunrgbd_votenet
 
     root = REALDATA / "sunrgbd" / "votenet_format_mmdet3d"
     ds, stats, _ = _build(tmp_path / "cache", "sunrgbd", root, split_name="all")

@@ -20,7 +20,7 @@ from modeling_deepsight.image_processing_deepsight import encode_depth, load_dep
 from spaces_demo.app import build_demo  # noqa: E402
 from spaces_demo.inputs import format_boxes  # noqa: E402
 from spaces_demo.responder import DeepSightResponder, load_responder  # noqa: E402
-from spaces_demo.testing import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
+from tests.fixtures.demo import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
 
 MAX_NEW_TOKENS = 12
 
@@ -187,7 +187,7 @@ def test_deepsight_demo_command_serves_the_app(tmp_path, app):
     import sys
     import time
 
-    from spaces_demo.testing import free_port
+    from tests.fixtures.demo import free_port
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}

@@ -46,7 +46,7 @@ from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import parse_boxes  # noqa: E402
 from spaces_demo.rendering import summarize_depth  # noqa: E402
 from spaces_demo.responder import DeepSightResponder, build_tiny_model_and_processor  # noqa: E402
-from spaces_demo.testing import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
+from tests.fixtures.demo import serve, write_huge_png, write_synthetic_depth_png  # noqa: E402
 
 MAX_NEW_TOKENS = 12
 

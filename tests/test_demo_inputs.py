@@ -13,7 +13,7 @@ from spaces_demo import inputs
 from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload, spell_out_letter
 from spaces_demo.rendering import display_scale, render_depth_view, to_depth_pixels
 from spaces_demo.responder import QUICKSTART_MODEL, build_messages, message_text, resolve_model_source
-from spaces_demo.testing import write_huge_png
+from tests.fixtures.demo import write_huge_png
 
 
 def ramp_metres(height: int = 48, width: int = 64) -> np.ndarray:
@@ -80,7 +80,7 @@ def test_colour_photo_without_estimator_names_the_missing_depth_model(tmp_path):
 
 
 def test_colour_photo_with_a_local_depth_model_gives_depth_of_the_photo_size(tmp_path):
-    from dataset_scripts.depth_estimation import save_tiny_random_glpn
+    from dataset_scripts.sources.depth_estimation import save_tiny_random_glpn
     from spaces_demo.app import load_depth_estimator
 
     model_dir = save_tiny_random_glpn(tmp_path / "glpn")
@@ -281,7 +281,7 @@ def test_exported_space_has_the_yaml_header_and_runs_its_own_copy_of_the_code(tm
     probe = (
         "import importlib.util as u, sys; sys.path.insert(0, '.');"
         "print(*[u.find_spec(m).origin for m in ('spaces_demo.app', 'modeling_deepsight', 'deepsight.tiny',"
-        " 'dataset_scripts.synthetic')], sep='\\n')"
+        " 'dataset_scripts.synthetic.world')], sep='\\n')"
     )
     origins = subprocess.run(
         [sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True

@@ -12,7 +12,7 @@ import pytest
 
 from deepsight.prompts import answer_text, region_answer_text, region_choice_content
 from evaluation.runner import load_benchmark, question_from_row
-from evaluation.testing import make_benchmark_rows, write_benchmark_folder
+from tests.fixtures.evaluation import make_benchmark_rows, write_benchmark_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -110,7 +110,7 @@ def test_a_baseline_sees_each_options_box_outlined_on_its_own_copy_or_one_plain_
 ):
     from deepsight.depth_rendering import metres_to_rgb
     from evaluation.adapters import VisionLanguageModel
-    from evaluation.testing import ImageRecordingProcessor, box_border, build_tiny_llava, outlined_pixels
+    from tests.fixtures.evaluation import ImageRecordingProcessor, box_border, build_tiny_llava, outlined_pixels
 
     build_tiny_llava(tmp_path / "llava")
     question = question_from_row(two_box_benchmark[2], distance_regions=True)
@@ -185,7 +185,7 @@ def test_cli_runs_the_region_layout_and_refuses_to_resume_it_without_the_flag(tm
 
 
 def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train_on_the_answer_only(tmp_path):
-    from dataset_scripts.instructions import main
+    from dataset_scripts.builders.instructions.builder import main
     from deepsight.tiny import build_tiny_deepsight
     from evaluation.priors import option_statistics
     from train.collators import IGNORE_INDEX, DepthConversationCollator
@@ -224,8 +224,8 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
 
 
 def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
-    from dataset_scripts.instructions_offline import UNNAMED_REGIONS, OfflineInstructionGenerator
-    from dataset_scripts.synthetic import generate_scenes
+    from dataset_scripts.builders.instructions.offline import UNNAMED_REGIONS, OfflineInstructionGenerator
+    from dataset_scripts.synthetic.world import generate_scenes
 
     with pytest.raises(ValueError, match="unnamed_distance"):
         OfflineInstructionGenerator(seed=1, unnamed_distance=True)
@@ -251,8 +251,8 @@ def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():
 
 
 def test_unnamed_distance_rows_of_their_own_compare_other_pairs_and_answer_with_the_farther_region():
-    from dataset_scripts.instructions_offline import UNNAMED_REGIONS, OfflineInstructionGenerator, scene_facts
-    from dataset_scripts.synthetic import generate_scenes
+    from dataset_scripts.builders.instructions.offline import UNNAMED_REGIONS, OfflineInstructionGenerator, scene_facts
+    from dataset_scripts.synthetic.world import generate_scenes
 
     with pytest.raises(ValueError, match="unnamed_distance"):
         OfflineInstructionGenerator(seed=1, distance_regions=True, unnamed_distance="both")
@@ -293,8 +293,8 @@ def _far_and_near(row):
 
 
 def test_balanced_distance_names_point_to_the_answer_half_the_time_and_every_unnamed_twin_stays():
-    from dataset_scripts.instructions_offline import OfflineInstructionGenerator, farther_name_prior
-    from dataset_scripts.synthetic import generate_scenes
+    from dataset_scripts.builders.instructions.offline import OfflineInstructionGenerator, farther_name_prior
+    from dataset_scripts.synthetic.world import generate_scenes
 
     scenes = list(generate_scenes(80, 5, split="train", width=96, height=72, noise=False))
     prior = farther_name_prior(scenes)

@@ -14,7 +14,7 @@ from deepsight.prompts import OPTION_LETTERS
 from deepsight.depth_rendering import metres_to_rgb
 from evaluation.adapters import OptionScores
 from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark
-from evaluation.testing import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder
+from tests.fixtures.evaluation import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -536,7 +536,7 @@ def test_multimodal_rope_model_scores_prompt_plus_option_rows_and_batching_chang
     """Qwen2-VL (multimodal RoPE) takes the one-pass path; batched and one-question scores agree."""
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
-    from evaluation.testing import build_tiny_qwen2_vl
+    from tests.fixtures.evaluation import build_tiny_qwen2_vl
 
     model = VisionLanguageModel(*build_tiny_qwen2_vl(), name="tiny-qwen2-vl")
     assert not model.shares_prefix_cache

@@ -10,7 +10,7 @@ import torch
 
 from dataset_scripts.export import png_bytes_from_mm
 from evaluation.runner import load_benchmark
-from evaluation.testing import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder
+from tests.fixtures.evaluation import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder
 from evaluation.zeroshot import class_lists, label_of, run_zeroshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -15,7 +15,7 @@ import pytest
 
 import datasets
 from dataset_scripts.export import export_dataset, image_value_to_depth
-from dataset_scripts.instructions import (
+from dataset_scripts.builders.instructions.builder import (
     build_instruction_rows,
     instruction_card,
     instruction_statistics,
@@ -25,8 +25,8 @@ from dataset_scripts.instructions import (
     plan_types,
     rows_to_dataset,
 )
-from dataset_scripts.instructions_offline import OfflineInstructionGenerator, scene_facts
-from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
+from dataset_scripts.builders.instructions.offline import OfflineInstructionGenerator, scene_facts
+from dataset_scripts.builders.instructions.openai_endpoint import OpenAIChatClient, OpenAIInstructionGenerator
 from dataset_scripts.scene import Scene, SceneObject
 from deepsight.prompts import parse_option
 
@@ -522,7 +522,7 @@ def test_dataset_round_trips_through_parquet_and_load_dataset(tmp_path):
 
 
 def test_cli_offline_synthetic_is_deterministic_and_loads_back(tmp_path):
-    from dataset_scripts.instructions import main
+    from dataset_scripts.builders.instructions.builder import main
 
     args = [
         "--source",
@@ -550,7 +550,7 @@ def test_cli_offline_synthetic_is_deterministic_and_loads_back(tmp_path):
 
 
 def test_cli_balance_names_changes_only_the_balanced_skills_rows(tmp_path):
-    from dataset_scripts.instructions import main
+    from dataset_scripts.builders.instructions.builder import main
 
     args = ["--num-scenes", "12", "--seed", "4", "--width", "96", "--height", "72", "--mc-per-scene", "2",
             "--no-progress", "--rows-per-scene", "1"]
@@ -575,7 +575,7 @@ def test_cli_balance_names_changes_only_the_balanced_skills_rows(tmp_path):
 
 
 def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_server, tmp_path, monkeypatch):
-    from dataset_scripts.instructions import main
+    from dataset_scripts.builders.instructions.builder import main
 
     seen = []
     original = fake_server.reply
@@ -616,8 +616,8 @@ def test_cli_openai_generator_reads_endpoint_and_key_from_the_environment(fake_s
 
 
 def test_instructions_from_a_pairs_folder_use_box_mean_depths(tmp_path):
-    from dataset_scripts import pairs
-    from dataset_scripts.instructions import main, scenes_from_pairs
+    from dataset_scripts.builders import pairs
+    from dataset_scripts.builders.instructions.builder import main, scenes_from_pairs
 
     common = ["--num-scenes", "2", "--seed", "2", "--width", "96", "--height", "72", "--no-progress"]
     assert pairs.main(["--source", "synthetic", "--output", str(tmp_path / "pairs")] + common) == 0
@@ -641,7 +641,7 @@ def test_instructions_from_a_pairs_folder_use_box_mean_depths(tmp_path):
 
 
 def test_reply_validator_rejects_invented_objects_and_boxes_outside_the_image():
-    from dataset_scripts.instructions_openai import InvalidReply, ReplyValidator, parse_reply
+    from dataset_scripts.builders.instructions.openai_endpoint import InvalidReply, ReplyValidator, parse_reply
 
     scene = make_scene(0)
     name = scene.objects[0].name
@@ -668,7 +668,7 @@ def test_reply_validator_rejects_invented_objects_and_boxes_outside_the_image():
 
 @pytest.mark.parametrize("fake_server", [{"mode": "unauthorized"}], indirect=True)
 def test_cli_stops_with_a_clear_message_when_the_endpoint_rejects_the_key(fake_server, tmp_path, capsys):
-    from dataset_scripts.instructions import main
+    from dataset_scripts.builders.instructions.builder import main
 
     args = [
         "--source",

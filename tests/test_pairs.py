@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 import datasets
-from dataset_scripts import pairs
-from dataset_scripts.coco import decode_rle, decode_segmentation, read_coco
-from dataset_scripts.depth_estimation import (
+from dataset_scripts.builders import pairs
+from dataset_scripts.sources.coco import decode_rle, decode_segmentation, read_coco
+from dataset_scripts.sources.depth_estimation import (
     DepthCache,
     DepthEstimator,
     estimate_depths,
@@ -442,7 +442,7 @@ def test_label_overlap_scorer_prefers_captions_naming_the_objects():
 
 
 def test_synthetic_pairs_carry_true_depth_boxes_and_captions_and_shard_alike(tmp_path, monkeypatch):
-    from dataset_scripts.synthetic import generate_scenes
+    from dataset_scripts.synthetic.world import generate_scenes
 
     common = ["--source", "synthetic", "--num-scenes", "3", "--seed", "7", "--width", "96", "--height", "72"]
     run_pairs(common + ["--output", str(tmp_path / "single")])

@@ -1,11 +1,11 @@
-"""evaluation/probe_distance.py: a linear read-out of the tower's box features for "which box is farther"."""
+"""bench/probe_distance.py: a linear read-out of the tower's box features for "which box is farther"."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evaluation.testing import write_benchmark_folder
+from tests.fixtures.evaluation import write_benchmark_folder
 
 BACKGROUND_M = 4.0
 
@@ -46,7 +46,7 @@ def encoder_folder(tmp_path_factory):
 
 
 def test_layer_zero_features_tell_the_farther_box_and_shuffled_answers_stay_near_chance(encoder_folder, tmp_path):
-    from evaluation.probe_distance import probe
+    from bench.probe_distance import probe
 
     fit = write_benchmark_folder(tmp_path / "fit", _two_box_rows(80, seed=1))
     test = write_benchmark_folder(tmp_path / "test", _two_box_rows(60, seed=2))
@@ -61,8 +61,8 @@ def test_layer_zero_features_tell_the_farther_box_and_shuffled_answers_stay_near
 
 
 def test_probe_refuses_a_benchmark_without_two_box_distance_questions(encoder_folder, tmp_path):
-    from evaluation.probe_distance import probe
-    from evaluation.testing import make_benchmark_rows
+    from bench.probe_distance import probe
+    from tests.fixtures.evaluation import make_benchmark_rows
 
     one_box = write_benchmark_folder(tmp_path / "one_box", make_benchmark_rows(8, seed=0))
     with pytest.raises(ValueError, match="one box per option"):

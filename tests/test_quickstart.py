@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deepsight.quickstart_ablations import Row, paired_difference, unpaired_difference, wilson_interval
+from quickstart.ablations import Row, paired_difference, unpaired_difference, wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
@@ -23,7 +23,7 @@ TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """(output folder, console output of a second run over the finished folder)."""
-    from deepsight.quickstart import main
+    from quickstart.pipeline import main
 
     output = tmp_path_factory.mktemp("quickstart") / "run"
     assert main(["--setting", "smoke", "--output", str(output)]) == 0
@@ -125,7 +125,7 @@ def test_ablations_on_a_finished_run_train_every_variant_and_report_each_ablatio
     """`--ablations` over a finished run (a copy: the other tests read the original) adds only its own steps."""
     import shutil
 
-    from deepsight.quickstart import main
+    from quickstart.pipeline import main
 
     output = tmp_path / "run"
     shutil.copytree(smoke_run[0], output)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset_scripts import synthetic
-from dataset_scripts.benchmark_fixtures import (
+from dataset_scripts.synthetic import world as synthetic
+from tests.fixtures.real_formats import (
     FixtureObject,
     visible_mask,
     write_nyu_labeled_mat,
@@ -18,8 +18,8 @@ from dataset_scripts.benchmark_fixtures import (
     write_sun_frame,
     write_votenet_frame,
 )
-from dataset_scripts.benchmark_io import ReadReport
-from dataset_scripts.readers_nyu import (
+from dataset_scripts.sources.files import ReadReport
+from dataset_scripts.sources.nyu import (
     kinect_disparity_to_metres,
     load_nyu_split,
     read_kinect_disparity_pgm,
@@ -27,7 +27,7 @@ from dataset_scripts.readers_nyu import (
     read_nyu_raw_frame,
     read_nyu_sync,
 )
-from dataset_scripts.readers_sunrgbd import (
+from dataset_scripts.sources.sunrgbd import (
     polygon_mask,
     read_sun_frame,
     read_sunrgbd_original,

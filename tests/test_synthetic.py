@@ -13,8 +13,8 @@ from matplotlib.path import Path as PolygonPath
 from PIL import Image
 from scipy import ndimage
 
-from dataset_scripts import synthetic
-from dataset_scripts.synthetic import (
+from dataset_scripts.synthetic import world as synthetic
+from dataset_scripts.synthetic.world import (
     OBJECT_CATEGORIES,
     SCENE_TYPES,
     apply_sensor_noise,
@@ -24,7 +24,7 @@ from dataset_scripts.synthetic import (
     scene_object_vocabulary,
     write_sunrgbd_layout,
 )
-from dataset_scripts.synthetic_geometry import (
+from dataset_scripts.synthetic.geometry import (
     NUM_ROOM_SURFACES,
     Camera,
     Primitive,
@@ -468,7 +468,7 @@ def test_bad_input_raises_value_error_naming_it(call, message):
 
 
 def test_sun_reader_reads_written_frames_back(tmp_path):
-    readers = pytest.importorskip("dataset_scripts.readers_sunrgbd")
+    readers = pytest.importorskip("dataset_scripts.sources.sunrgbd")
     scenes = [render_scene(seed, width=160, height=120) for seed in (6, 7)]
     write_sunrgbd_layout(scenes, tmp_path)
     read = sorted(readers.read_sunrgbd_original(tmp_path), key=lambda s: s.meta["folder"])

@@ -10,7 +10,7 @@ from PIL import Image
 from deepsight.depth_rendering import metres_to_rgb
 from train.align import REGION_PROMPTS, PairsToConversation
 from train.collators import IGNORE_INDEX, DepthConversationCollator, depth_to_rgb, label_statistics
-from train.smoke_data import make_instruction_rows, make_pairs_rows
+from tests.fixtures.smoke_data import make_instruction_rows, make_pairs_rows
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_baseline_collator_feeds_depth_as_three_channel_image(tiny_llava):
 
 @pytest.mark.parametrize("box_prompt", ["outline", "none"])
 def test_baseline_collator_outlines_each_images_boxes_unless_told_not_to(tiny_llava, box_prompt):
-    from evaluation.testing import ImageRecordingProcessor, box_border, outlined_pixels
+    from tests.fixtures.evaluation import ImageRecordingProcessor, box_border, outlined_pixels
 
     _, processor = tiny_llava
     boxed, whole = make_instruction_rows(2, seed=4)  # the first row has boxes, the second none (whole image)
@@ -144,7 +144,7 @@ def test_baseline_collator_outlines_each_images_boxes_unless_told_not_to(tiny_ll
 
 def test_outline_boxes_draws_only_the_box_borders_and_leaves_an_image_without_boxes_alone():
     from deepsight.depth_rendering import outline_boxes
-    from evaluation.testing import box_border, outlined_pixels
+    from tests.fixtures.evaluation import box_border, outlined_pixels
 
     image = metres_to_rgb(np.linspace(1, 5, 40 * 60, dtype=np.float32).reshape(40, 60))
     boxes = [[2, 3, 20, 15], [30.4, 10, 59.6, 40]]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from train.smoke_data import save_smoke_dataset
+from tests.fixtures.smoke_data import save_smoke_dataset
 
 pytestmark = pytest.mark.slow
 

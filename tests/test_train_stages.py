@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from train.smoke_data import make_instruction_rows, save_smoke_dataset
+from tests.fixtures.smoke_data import make_instruction_rows, save_smoke_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "train" / "recipes"

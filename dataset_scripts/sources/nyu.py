@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark_io import (
+from dataset_scripts.sources.files import (
     FrameError,
     ReadReport,
     box_of_mask,
@@ -28,8 +28,8 @@ from .benchmark_io import (
     read_mat_variables,
     require_dir,
 )
-from .scene import Scene, SceneObject
-from .vocab import normalize_object_name, normalize_scene_name, nyu10_scene_class
+from dataset_scripts.scene import Scene, SceneObject
+from dataset_scripts.vocab import normalize_object_name, normalize_scene_name, nyu10_scene_class
 
 # NYU toolbox camera_params.m: the RGB camera, to which the labeled and sync depth are registered (640x480)
 NYU_INTRINSICS_640x480 = np.array(

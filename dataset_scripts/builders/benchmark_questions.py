@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .scene import Scene
-from .vocab import confusable, is_question_worthy, scenes_confusable
+from dataset_scripts.scene import Scene
+from dataset_scripts.vocab import confusable, is_question_worthy, scenes_confusable
 
 TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 NUM_OPTIONS = {"scene_classification": 3, "recognition": 4, "distance_judgment": 2, "security": 4}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepsight.quickstart import TASKS, Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
+from quickstart.pipeline import TASKS, Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
 
 TASK_TITLES = {"scene_classification": "Scene", "recognition": "Recognition",
                "distance_judgment": "Distance", "security": "Security"}
@@ -262,7 +262,7 @@ class Ablations:
 
     # 4. A 3-channel baseline without Bbox Conv
     def build_baseline(self) -> None:
-        from deepsight.quickstart_models import build_tiny_llava_baseline
+        from quickstart.models import build_tiny_llava_baseline
 
         build_tiny_llava_baseline(self.pipeline.output / "init" / "model", self.folder / "llava_init",
                                   self.setting, self.pipeline.seed)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .synthetic_geometry import BOX, CYLINDER, ELLIPSOID
+from dataset_scripts.synthetic.geometry import BOX, CYLINDER, ELLIPSOID
 
 Part = tuple[str, tuple[float, float, float], tuple[float, float, float], float]  # kind, centre, half, yaw
 

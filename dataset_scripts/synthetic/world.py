@@ -1,7 +1,7 @@
 """The synthetic indoor depth world: furnished rooms ray-cast into metric depth with exact annotations.
 
 `render_scene(seed)` samples a room of one of `SCENE_TYPES`, furnishes it from the scene type's
-probability table of `OBJECT_CATEGORIES` (`dataset_scripts/synthetic_layout.py`), places a
+probability table of `OBJECT_CATEGORIES` (`dataset_scripts/synthetic/layout.py`), places a
 Kinect-like pinhole camera at a random height and attitude, ray-casts depth, instance ids and normals
 (`synthetic_geometry.py`), and returns a `Scene` with metric depth, masks and boxes of the visible
 objects, a shaded pseudo-RGB, captions from the scene graph and the scene graph itself in `meta`.
@@ -28,9 +28,9 @@ import numpy as np
 
 from modeling_deepsight.image_processing_deepsight import encode_depth
 
-from .scene import Scene, SceneObject
-from .synthetic_captions import CaptionObject, describe_scene
-from .synthetic_geometry import (
+from dataset_scripts.scene import Scene, SceneObject
+from dataset_scripts.synthetic.captions import CaptionObject, describe_scene
+from dataset_scripts.synthetic.geometry import (
     NUM_ROOM_SURFACES,
     ROOM_SURFACES,
     Camera,
@@ -40,8 +40,8 @@ from .synthetic_geometry import (
     render_primitives,
     yaw_matrix,
 )
-from .synthetic_layout import SCENE_SPECS, PlacedObject, furnish
-from .synthetic_objects import CATEGORIES
+from dataset_scripts.synthetic.layout import SCENE_SPECS, PlacedObject, furnish
+from dataset_scripts.synthetic.objects import CATEGORIES
 
 SCENE_TYPES: list[str] = list(SCENE_SPECS)
 OBJECT_CATEGORIES: list[str] = list(CATEGORIES)

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from dataset_scripts import vocab
-from dataset_scripts.benchmark_questions import TASKS as BENCHMARK_SKILLS
+from dataset_scripts.builders.benchmark_questions import TASKS as BENCHMARK_SKILLS
 from dataset_scripts.scene import Scene
 from deepsight.prompts import (  # noqa: F401 (the unnamed templates are re-exported: the generator's vocabulary)
     UNNAMED_FARTHER_QUESTIONS,
@@ -135,7 +135,7 @@ ABSENT_QUESTIONS = (
 )
 
 try:  # the benchmark's own wordings are part of the pool, so training sees exactly what evaluation asks
-    from dataset_scripts.benchmark_questions import TEMPLATES as _BENCHMARK_TEMPLATES
+    from dataset_scripts.builders.benchmark_questions import TEMPLATES as _BENCHMARK_TEMPLATES
 except ImportError:  # pragma: no cover - the benchmark module is optional for this generator
     _BENCHMARK_TEMPLATES = {}
 

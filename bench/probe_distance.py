@@ -7,7 +7,7 @@ the projector). A logistic regression on the difference of the two features, fit
 from training scenes) and scored on another (the test split), says how much of the comparison a linear read-out
 of the tower already gets -- a ceiling to compare the whole model's Distance accuracy with.
 
-    python -m evaluation.probe_distance --encoder outputs/quickstart/stage0 \\
+    python -m bench.probe_distance --encoder outputs/quickstart/stage0 \\
         --fit-benchmark outputs/probe/bench_train --benchmark outputs/quickstart/data/benchmark [--layers 0 -2 -1]
 
 The fit benchmark comes from `deepsight data benchmark --source synthetic --split train --seed 0 ...` (training

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark_io import (
+from dataset_scripts.sources.files import (
     FrameError,
     ReadReport,
     box_of_mask,
@@ -34,8 +34,8 @@ from .benchmark_io import (
     read_mat_variables,
     require_dir,
 )
-from .scene import Scene, SceneObject
-from .vocab import normalize_object_name, normalize_scene_name
+from dataset_scripts.scene import Scene, SceneObject
+from dataset_scripts.vocab import normalize_object_name, normalize_scene_name
 
 DEPTH_FOLDERS = ("depth", "depth_bfx")
 UNKNOWN_SCENES = {"", "idk", "unknown"}  # SUN RGB-D labels undecided frames "idk"

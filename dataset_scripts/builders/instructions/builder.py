@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 import datasets
 from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
-from dataset_scripts.instructions_offline import (
+from dataset_scripts.builders.instructions.offline import (
     BENCHMARK_SKILLS,
     INSTRUCTION_TYPES,
     OfflineInstructionGenerator,
@@ -338,7 +338,7 @@ def instruction_card(stats: dict, generator_description: str, mix: dict[str, flo
 
 def scenes_from_pairs(folder: str | Path) -> Iterable[Scene]:
     """Scenes rebuilt from a depth-text-bbox pairs folder (boxes only: object depth is the box mean)."""
-    from dataset_scripts.depth_estimation import pil_to_depth
+    from dataset_scripts.sources.depth_estimation import pil_to_depth
     from dataset_scripts.scene import SceneObject
 
     pairs = datasets.load_dataset(str(folder), split="train")
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def synthetic_vocabularies() -> dict:
     """The synthetic world's scene types and object categories: the distractor pools its benchmark uses."""
-    from dataset_scripts.synthetic import SCENE_TYPES, scene_object_vocabulary
+    from dataset_scripts.synthetic.world import SCENE_TYPES, scene_object_vocabulary
 
     objects = sorted({name for scene_type in SCENE_TYPES for name in scene_object_vocabulary(scene_type)})
     return {"object_vocabulary": objects, "scene_vocabulary": list(SCENE_TYPES)}
@@ -438,7 +438,7 @@ def make_generators(args, cache_root: Path, name_weights: dict[str, float] | Non
     )
     if args.generator == "offline":
         return ground_truth, ground_truth
-    from dataset_scripts.instructions_openai import OpenAIChatClient, OpenAIInstructionGenerator
+    from dataset_scripts.builders.instructions.openai_endpoint import OpenAIChatClient, OpenAIInstructionGenerator
 
     client = OpenAIChatClient(
         base_url=args.base_url,
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     cache_root = output / ".cache"
     if args.source == "synthetic":
-        from dataset_scripts.synthetic import generate_scenes
+        from dataset_scripts.synthetic.world import generate_scenes
 
         def scene_stream(count: int):
             return generate_scenes(count, args.seed, split="train", width=args.width, height=args.height, noise=False)
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distance_judgment: the names point to the farther object in {farther_prior.right_share:.0%} of the "
               f"pairs of {sample} scenes; named rows they point right for are kept as often as the others")
     generator, ground_truth = make_generators(args, cache_root, name_weights, farther_prior)
-    from dataset_scripts.instructions_openai import EndpointConfigError
+    from dataset_scripts.builders.instructions.openai_endpoint import EndpointConfigError
 
     try:
         rows, report = build_instruction_rows(

@@ -352,7 +352,7 @@ class Pipeline:
         import datasets
 
         from dataset_scripts.export import export_dataset
-        from dataset_scripts.pairs import pairs_card
+        from dataset_scripts.builders.pairs import pairs_card
 
         splits = datasets.DatasetDict({
             "train": datasets.load_dataset(str(self.data / "pairs_train"), split="train"),
@@ -363,7 +363,7 @@ class Pipeline:
 
     # -- models ----------------------------------------------------------------------------------
     def build_initial_models(self) -> None:
-        from deepsight.quickstart_models import build_initial_models
+        from quickstart.models import build_initial_models
 
         build_initial_models(self.output / "init", self.data, self.setting, self.seed)
 
@@ -396,10 +396,10 @@ class Pipeline:
             evaluations.append(self.unnamed_distance_step())
         # single-threaded processes that only read the model: two at a time use both cores (measured 96 s -> 49 s)
         run_steps_concurrently(evaluations, self.log_file, self.setting.data_workers)
-        from deepsight.quickstart_report import write_report
+        from quickstart.report import write_report
 
         if ablations:
-            from deepsight.quickstart_ablations import run_ablations
+            from quickstart.ablations import run_ablations
 
             run_ablations(self)
         report = write_report(self, wall_seconds=time.time() - started)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataset_scripts import vocab
-from dataset_scripts.instructions_offline import (
+from dataset_scripts.builders.instructions.offline import (
     DEFAULT_OBJECT_VOCABULARY,
     DESCRIPTION_REQUESTS,
     assistant,
@@ -288,7 +288,7 @@ NOT_OBJECT_MENTIONS = frozenset({"person", "orange", "tie", "box"})
 
 
 def _coco_names() -> set[str]:
-    from dataset_scripts.coco import COCO_CATEGORY_NAMES
+    from dataset_scripts.sources.coco import COCO_CATEGORY_NAMES
 
     return {vocab.normalize_object_name(n) for n in COCO_CATEGORY_NAMES}
 

@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 import datasets
 
-from .benchmark_io import ReadReport
-from .benchmark_questions import (
+from dataset_scripts.sources.files import ReadReport
+from dataset_scripts.builders.benchmark_questions import (
     NUM_OPTIONS,
     PAPER_TARGET_COUNTS,
     SUN19_CLASSES,
@@ -59,8 +59,8 @@ from .benchmark_questions import (
     select_round_robin,
     summarize_scene,
 )
-from .scene import Scene
-from .vocab import NYU10_CLASSES
+from dataset_scripts.scene import Scene
+from dataset_scripts.vocab import NYU10_CLASSES
 
 SOURCES = ("nyu", "sunrgbd", "synthetic")
 STATS_FILE = "benchmark_stats.json"
@@ -93,7 +93,7 @@ SOURCE_NOTES = {
         "use; cite the four source datasets); see https://rgbd.cs.princeton.edu/."
     ),
     "synthetic": (
-        "DeepSight's synthetic indoor depth world (dataset_scripts/synthetic.py): exact metric depth, "
+        "DeepSight's synthetic indoor depth world (dataset_scripts/synthetic/world.py): exact metric depth, "
         "instance masks and scene labels rendered from a seed. Licence: Apache-2.0."
     ),
 }
@@ -170,11 +170,11 @@ def _split_matches(scene: Scene, split: str) -> bool:
 
 def scene_reader(config: DepthBenchmarkConfig, report: ReadReport) -> Callable[[], Iterator[Scene]]:
     """A function that (re)starts the configured scene stream; the builder reads it twice."""
-    from . import readers_sunrgbd
+    from dataset_scripts.sources import sunrgbd as readers_sunrgbd
 
     data_dir = Path(config.data_dir) if config.data_dir else None
     if config.source == "synthetic" and data_dir is None:
-        from .synthetic import generate_scenes
+        from dataset_scripts.synthetic.world import generate_scenes
 
         return lambda: generate_scenes(
             config.num_scenes,
@@ -213,7 +213,7 @@ def _nyu_reader(
     """The labeled .mat (a file, or the v7.3 .mat in a folder), else a "sync" layout folder."""
     import h5py
 
-    from . import readers_nyu
+    from dataset_scripts.sources import nyu as readers_nyu
 
     if data_dir.is_file():
         if not h5py.is_hdf5(data_dir):
@@ -247,8 +247,8 @@ def _as_source(scene: Scene, source: str) -> Scene:
 
 def synthetic_type_vocabulary() -> dict[str, set[str]]:
     """Per scene type, the object names the synthetic world furnishes it with (normalised)."""
-    from .synthetic import SCENE_TYPES, scene_object_vocabulary
-    from .vocab import normalize_object_name, normalize_scene_name
+    from dataset_scripts.synthetic.world import SCENE_TYPES, scene_object_vocabulary
+    from dataset_scripts.vocab import normalize_object_name, normalize_scene_name
 
     return {
         normalize_scene_name(t): {normalize_object_name(n) for n in scene_object_vocabulary(t)}
@@ -262,7 +262,7 @@ def known_scene_classes(source: str) -> tuple[str, ...]:
     if source == "sunrgbd":
         return SUN19_CLASSES
     try:
-        from .synthetic import SCENE_TYPES
+        from dataset_scripts.synthetic.world import SCENE_TYPES
     except ImportError:
         return ()
     return tuple(SCENE_TYPES)
@@ -296,7 +296,7 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=self.config.output_split, gen_kwargs={})]
 
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        from .export import depth_to_image_value
+        from dataset_scripts.export import depth_to_image_value
 
         config: DepthBenchmarkConfig = self.config
         report = ReadReport()
@@ -429,7 +429,7 @@ def load_build_stats(builder: DepthTemplateBenchmark) -> dict[str, Any]:
 
 
 def summary_table(stats: dict[str, Any]) -> str:
-    from .export import markdown_table
+    from dataset_scripts.export import markdown_table
 
     rows = []
     task_stats = stats.get("tasks", {})
@@ -478,7 +478,7 @@ def _source_statistics(stats: dict[str, Any]) -> str:
 
 def benchmark_card(stats_by_source: dict[str, dict[str, Any]]):
     """The card of a benchmark folder holding the given sources (one config each, plus `all`)."""
-    from .export import CardInfo
+    from dataset_scripts.export import CardInfo
 
     sources = [s for s in SOURCES if s in stats_by_source]
     sections = {"Sources and licences": "\n\n".join(f"- **{s}**: {SOURCE_NOTES[s]}" for s in sources)}
@@ -638,7 +638,7 @@ def as_dataset_or_empty(builder: DepthTemplateBenchmark) -> datasets.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .export import export_dataset
+    from dataset_scripts.export import export_dataset
 
     args = build_parser().parse_args(argv)
     dataset, stats, config = build_benchmark(args)

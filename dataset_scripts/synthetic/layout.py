@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .synthetic_geometry import Primitive, yaw_matrix
-from .synthetic_objects import CATEGORIES, Shape
+from dataset_scripts.synthetic.geometry import Primitive, yaw_matrix
+from dataset_scripts.synthetic.objects import CATEGORIES, Shape
 
 # placement modes
 WALL, FREE, ON, BESIDE, FRONT, AROUND, ROWS, MOUNT, CENTER = (

@@ -13,8 +13,8 @@ annotated object names they mention (`label-overlap`). All scores are stored.
 
 Scale: `--shard-index I --num-shards N` makes a process handle the images whose position in the id-sorted
 list is I mod N (the defaults come from `RANK` / `WORLD_SIZE`, which `torchrun` and `accelerate launch`
-set, so `accelerate launch --multi_gpu --num_processes N -m dataset_scripts.pairs ...` or `torchrun
---nproc_per_node N -m dataset_scripts.pairs ...` splits COCO over N GPUs, each on `cuda:$LOCAL_RANK`; both
+set, so `accelerate launch --multi_gpu --num_processes N -m dataset_scripts.builders.pairs ...` or `torchrun
+--nproc_per_node N -m dataset_scripts.builders.pairs ...` splits COCO over N GPUs, each on `cuda:$LOCAL_RANK`; both
 also work on CPU, checked here). Each shard writes `<output>/parts/part-I-of-N/` (parquet chunks, so
 memory stays flat); the process that finds all N parts complete merges them into the published folder.
 Depth maps are cached per estimator and image id in `<output>/.cache/depth/`, so a rerun (after a crash,
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 import datasets
-from dataset_scripts.depth_estimation import (
+from dataset_scripts.sources.depth_estimation import (
     DEFAULT_ESTIMATOR,
     DepthCache,
     DepthEstimator,
@@ -120,7 +120,7 @@ class DualEncoderScorer:
     def __init__(self, model_name_or_path: str, device: str | None = None):
         from transformers import AutoConfig, AutoModel
 
-        from dataset_scripts.depth_estimation import pick_device
+        from dataset_scripts.sources.depth_estimation import pick_device
 
         self.name = str(model_name_or_path)
         self.device = pick_device(device)
@@ -206,7 +206,7 @@ def scene_captions(scene: Scene) -> list[str]:
     """The scene's captions; for a scene without any, one written from its scene graph."""
     if scene.captions:
         return list(scene.captions)
-    from dataset_scripts.instructions_offline import object_list, scene_facts, scene_phrase
+    from dataset_scripts.builders.instructions.offline import object_list, scene_facts, scene_phrase
 
     facts = scene_facts(scene)
     room = scene_phrase(facts.scene_type)
@@ -256,7 +256,7 @@ def coco_scenes(
     progress: bool = True,
 ) -> Iterator[Scene]:
     """COCO images of this shard as Scenes with estimated depth (estimated once, then read from the cache)."""
-    from dataset_scripts.coco import load_rgb, read_coco
+    from dataset_scripts.sources.coco import load_rgb, read_coco
 
     annotations = read_coco(coco_dir, split)
     stats.update({f"skipped: {k}": v for k, v in annotations.skipped.items()})
@@ -308,7 +308,7 @@ def synthetic_scenes(
     Pairs and instructions built with the same seed therefore describe the same rooms. A shard renders
     only its own indices (`synthetic.scene_at`).
     """
-    from dataset_scripts import synthetic
+    from dataset_scripts.synthetic import world as synthetic
 
     if num_shards == 1:
         yield from synthetic.generate_scenes(
