@@ -30,7 +30,9 @@ quickstart: $(STAMP)
 browser:
 	-@bash .ci/install_browser.sh
 
+# The layering contract (setup.cfg [importlinter]) first: a broken layer or an import cycle fails the run.
 test: $(STAMP) browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
