@@ -48,9 +48,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from deepsight.tiny import build_tiny_deepsight  # noqa: E402
 from evaluation.adapters import VisionLanguageModel  # noqa: E402
 from evaluation.runner import RunSettings, load_benchmark, run_benchmark  # noqa: E402
-from tests.fixtures.evaluation import build_tiny_llava, make_benchmark_rows, write_benchmark_folder  # noqa: E402
+from tests.fixtures.evaluation import make_benchmark_rows, save_tiny_llava, write_benchmark_folder  # noqa: E402
 
 
 DEEPSIGHT_IMAGE_SIZE = 64  # 8-pixel patches: 64 image tokens, as many as the LLaVA default
@@ -61,10 +62,8 @@ def build_model(kind: str, folder: Path, image_size: int = 112, hidden_size: int
     if kind == "llava":
         # 112 px / 14 px patches = 64 image tokens (224 px: 256, as CLIP ViT-L/14 gives DeepSight-7B),
         # a `layers`-layer `hidden_size`-wide Llama (4 x 256 by default: small, compute-bound on a CPU).
-        build_tiny_llava(folder, image_size=image_size, hidden_size=hidden_size, num_layers=layers)
+        save_tiny_llava(folder, image_size=image_size, hidden_size=hidden_size, num_layers=layers)
     else:
-        from deepsight.tiny import build_tiny_deepsight
-
         model, processor = build_tiny_deepsight(
             image_size=DEEPSIGHT_IMAGE_SIZE, patch_size=8, vision_hidden_size=128, text_hidden_size=256, text_layers=4
         )

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import CLIPImageProcessorPil  # noqa: E402
 
-from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor, encode_depth  # noqa: E402
+from modeling_deepsight.depth_codec_deepsight import encode_depth  # noqa: E402
+from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor  # noqa: E402
 
 
 def make_depth_maps(count: int, height: int, width: int, seed: int) -> list[np.ndarray]:

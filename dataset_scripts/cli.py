@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from deepsight.cli import HelpFormatter
+
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "synthetic": ("dataset_scripts.synthetic.world", "render synthetic indoor depth scenes (optionally in SUN RGB-D layout)"),
     "benchmark": ("dataset_scripts.builders.benchmark", "build the Depth Template Benchmark from nyu / sunrgbd / synthetic"),
@@ -15,7 +17,9 @@ DATA_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="deepsight data", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="deepsight data", description=__doc__, formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in DATA_COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

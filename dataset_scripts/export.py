@@ -52,7 +52,8 @@ def png_bytes_from_mm(depth_mm: np.ndarray) -> bytes:
 
 def depth_to_image_value(depth_metres: np.ndarray) -> dict[str, Any]:
     """Metric depth (float metres, 0 = invalid) -> a `datasets.Image()` value (16-bit PNG, mm)."""
-    from modeling_deepsight.image_processing_deepsight import depth_to_png_mm
+    # modeling_deepsight loads torch + transformers (~4 s): `deepsight data` imports it only to encode depth
+    from modeling_deepsight.depth_codec_deepsight import depth_to_png_mm
 
     return {"bytes": png_bytes_from_mm(depth_to_png_mm(np.asarray(depth_metres))), "path": None}
 
@@ -84,7 +85,7 @@ def mm_from_image_value(value: Any) -> np.ndarray:
 
 def image_value_to_depth(value: Any) -> np.ndarray:
     """A depth column value -> float32 metres (0 = invalid); the inverse of `depth_to_image_value`."""
-    from modeling_deepsight.image_processing_deepsight import decode_depth
+    from modeling_deepsight.depth_codec_deepsight import decode_depth
 
     return decode_depth(mm_from_image_value(value), "mm")
 

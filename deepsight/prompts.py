@@ -56,12 +56,8 @@ def region_choice_content(question: str, options: list[str], instruction: str = 
 def answer_text(options: list[str], answer_index: int) -> str:
     """The assistant turn a correct model gives: 'B. table'.
 
-    (Tried: the option name alone. At quickstart scale the model then answered with names that were not
-    among the options — generate accuracy 16% vs 32% with letters, likelihood unchanged — so letters stay.
-    And the letter alone, LLaVA's answer to this prompt, for every skill (2026-12-07, same stage 0/1 and data,
-    scored by the letter): Scene 33.3, Recognition 30.8, Security 37.2 -- chance; the quickstart's 4-layer LLM
-    does not learn to bind a letter to one of 3-4 options, it answers by naming one. Distance, whose two options
-    are regions answered by letter (`region_answer_text`), kept 87.1.)
+    Letter and name together: with the name alone a small model answers names that are not among the options,
+    and with the letter alone it does not learn to bind a letter to one of 3-4 options (docs/experiments.md).
     """
     return f"{_option_letter(options, answer_index)}. {options[answer_index]}"
 
@@ -70,9 +66,7 @@ def region_answer_text(options: list[str], answer_index: int) -> str:
     """The assistant turn in the per-option region layout: the region's letter alone, 'B'.
 
     There the options are regions, each told by its letter and its own image; a name after the letter is a
-    second answer the model can draw from the names' statistics instead of the depths. (Measured with 'B. door'
-    answers: scoring the letter alone gave 82.5% on Distance Judgment, the whole answer 76.0% -- where the
-    names' prior points the wrong way 70.1% vs 34.6%.)
+    second answer the model can draw from the names' statistics instead of the depths (docs/experiments.md).
     """
     return _option_letter(options, answer_index)
 

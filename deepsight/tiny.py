@@ -1,4 +1,5 @@
-"""Tiny DeepSight models and tokenizers, built in-process in about a second (no Hub access needed).
+"""Tiny models and tokenizers, built in-process in about a second (no Hub access needed): DeepSight, its stage-0
+dual encoder, and the RGB baselines it is compared with (LLaVA, Qwen2-VL).
 
 Shared by the tests, the benches, the CPU training recipes and the quickstart::
 
@@ -14,11 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from typing import Any
+
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import CLIPTextConfig, PreTrainedTokenizerFast
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPTextConfig,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
+)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
 
 from modeling_deepsight import (
     DeepSightConfig,
@@ -36,6 +53,30 @@ from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 IMAGE_TOKEN = "<image>"
 # Order fixes the ids: <unk>=0, <pad>=1, <s>=2, </s>=3, <image>=4, then the chat role markers.
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>"]
+# The tokenizer roles a special token takes by its name; any other special token but <image> is an extra one.
+_TOKEN_ROLES = {"unk_token": "<unk>", "pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>"}
+
+# A LLaVA-1.5-style chat template ("USER: <image>\n... ASSISTANT: answer</s>").
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}</s>{% endif %}{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT: {% endif %}"
+)
+# Qwen2-VL's turn layout with its vision markers around one image pad token per image.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "</s>{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant{{ '\\n' }}{% endif %}"
+)
+QWEN2_VL_VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 _OBJECTS = (
     "chair table sofa bed lamp desk door window shelf cabinet monitor television pillow sink toilet bathtub "
@@ -90,44 +131,56 @@ def default_corpus() -> list[str]:
     return lines
 
 
-def train_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def train_tiny_tokenizer(
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 512,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    chat_template: str = DEFAULT_CHAT_TEMPLATE,
+    prepend_bos: bool = True,
+    model_max_length: int | None = 2048,
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer in-process (well under a second).
 
     Args:
         corpus: training sentences; `default_corpus()` when None.
         vocab_size: target vocabulary size (byte-level: 256 bytes + merges + the special tokens).
+        special_tokens: the first ids, in this order; ``<unk>``, ``<pad>``, ``<s>``, ``</s>`` take those roles,
+            ``<image>`` is ``tokenizer.image_token``, any other is an additional special token.
+        chat_template: DeepSight's by default; `LLAVA_CHAT_TEMPLATE` for a LLaVA-1.5-style one.
+        prepend_bos: ``<s>`` before every encoded text.
+        model_max_length: None leaves the transformers default.
 
     Returns:
-        A `PreTrainedTokenizerFast` with ``<s>`` (bos, prepended), ``</s>`` (eos), ``<pad>``, ``<unk>``, ``<image>``
-        (``tokenizer.image_token`` / ``image_token_id``), the role markers ``<|system|>``, ``<|user|>``,
+        A `PreTrainedTokenizerFast`; by default with ``<s>`` (bos, prepended), ``</s>`` (eos), ``<pad>``, ``<unk>``,
+        ``<image>`` (``tokenizer.image_token`` / ``image_token_id``), the role markers ``<|system|>``, ``<|user|>``,
         ``<|assistant|>`` and DeepSight's default chat template. Any byte sequence encodes (no unknown tokens).
     """
-    if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"`vocab_size` must be at least {256 + len(SPECIAL_TOKENS)} for a byte-level BPE.")
+    if vocab_size < 256 + len(special_tokens):
+        raise ValueError(f"`vocab_size` must be at least {256 + len(special_tokens)} for a byte-level BPE.")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(list(corpus) if corpus is not None else default_corpus(), trainer=trainer)
-    bos_id = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
-    )
+    if prepend_bos:
+        bos_id = tokenizer.token_to_id("<s>")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+        )
+    roles = {role: token for role, token in _TOKEN_ROLES.items() if token in special_tokens}
+    extra = [token for token in special_tokens if token not in roles.values() and token != IMAGE_TOKEN]
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
+        **roles,
         extra_special_tokens={"image_token": IMAGE_TOKEN},
-        additional_special_tokens=SPECIAL_TOKENS[5:],
-        chat_template=DEFAULT_CHAT_TEMPLATE,
-        model_max_length=2048,
+        **({"additional_special_tokens": extra} if extra else {}),
+        chat_template=chat_template,
+        **({"model_max_length": model_max_length} if model_max_length is not None else {}),
     )
 
 
@@ -240,6 +293,7 @@ def build_tiny_dual_encoder(
     projection_dim: int = 32,
     tokenizer: PreTrainedTokenizerFast | None = None,
     seed: int = 0,
+    num_channels: int = 1,
     **config_kwargs,
 ) -> tuple[DeepSightDualEncoder, DeepSightProcessor]:
     """A randomly initialised stage-0 dual encoder (depth ViT + tiny CLIP text encoder) and a processor for it.
@@ -264,7 +318,9 @@ def build_tiny_dual_encoder(
     # pooled at position 0 every caption would embed alike. Mean pooling reads the whole caption.
     config_kwargs.setdefault("text_pooling", "mean")
     config = DeepSightDualEncoderConfig(
-        vision_config=tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_layers, num_attention_heads),
+        vision_config=tiny_vision_config(
+            image_size, patch_size, vision_hidden_size, vision_layers, num_attention_heads, num_channels
+        ),
         text_config=text_config,
         projection_dim=projection_dim,
         **config_kwargs,
@@ -273,6 +329,129 @@ def build_tiny_dual_encoder(
     model = DeepSightDualEncoder(config).eval()
     image_processor = DeepSightImageProcessor(size=image_size)
     processor = DeepSightProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=0)
+    return model, processor
+
+
+# The tiny LLaVA's defaults are those of `build_tiny_deepsight`: a 32 px image in 8 px patches (16 image tokens),
+# a 2-layer 64-wide ViT and a 2-layer 64-wide Llama, untied LM head.
+TINY_LLAVA_VISION = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    projection_dim=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+)
+TINY_LLAVA_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    tie_word_embeddings=False,
+)
+
+
+def build_tiny_llava(
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    vision_config: dict[str, Any] | None = None,
+    text_config: dict[str, Any] | None = None,
+    projector_hidden_act: str = "gelu",
+    vision_feature_layer: int | list[int] = -2,
+    vision_feature_select_strategy: str = "default",
+    image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+    image_std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A random LLaVA (CLIP ViT + Llama) and its processor, in eval mode, deterministic from `seed`.
+
+    The RGB baseline DeepSight is compared with (paper Table 6) at tiny size: depth reaches it as a 3-channel image.
+    `tokenizer` defaults to `train_tiny_tokenizer()` (it needs `<image>`; its chat template becomes the
+    processor's); `vision_config` / `text_config` override the tiny sizes (keys of CLIPVisionConfig /
+    LlamaConfig); `vision_feature_select_strategy`: "default" drops CLIP's class token, "full" keeps it.
+    """
+    tokenizer = tokenizer if tokenizer is not None else train_tiny_tokenizer()
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_token_id is None or image_token_id == tokenizer.unk_token_id:
+        raise ValueError("tokenizer: needs an '<image>' token for LLaVA")
+    vision = {**TINY_LLAVA_VISION, **(vision_config or {})}
+    text = {**TINY_LLAVA_TEXT, **(text_config or {})}
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), **_special_token_ids(tokenizer), **text),
+        image_token_id=image_token_id,
+        tie_word_embeddings=False,
+        vision_feature_layer=vision_feature_layer,
+        vision_feature_select_strategy=vision_feature_select_strategy,
+        projector_hidden_act=projector_hidden_act,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    size = vision["image_size"]
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_mean=list(image_mean),
+        image_std=list(image_std),
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision["patch_size"],
+        vision_feature_select_strategy=vision_feature_select_strategy,
+        num_additional_image_tokens=1,  # CLIP's class token, dropped again by the "default" strategy
+        chat_template=tokenizer.chat_template,
+    )
+    return model, processor
+
+
+class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    """Qwen2-VL's processor without its video processor (which needs torchvision): images and text only."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+def build_tiny_qwen2_vl(
+    seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None
+) -> tuple[Qwen2VLForConditionalGeneration, ImageOnlyQwen2VLProcessor]:
+    """A random tiny `Qwen2VLForConditionalGeneration` and an image-only processor for it, in eval mode.
+
+    Qwen2-VL is the multimodal-RoPE family (per-batch rope offsets). `tokenizer` (default `train_tiny_tokenizer()`)
+    gets Qwen2-VL's vision tokens added in place; it needs ``</s>``, which ends each turn of the chat template.
+    """
+    tokenizer = tokenizer if tokenizer is not None else train_tiny_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN2_VL_VISION_TOKENS})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN2_VL_VISION_TOKENS}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=2, max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        ),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=56 * 56, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    processor = ImageOnlyQwen2VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
+    )
     return model, processor
 
 
@@ -288,4 +467,8 @@ __all__ = [
     "build_processor",
     "build_tiny_deepsight",
     "build_tiny_dual_encoder",
+    "LLAVA_CHAT_TEMPLATE",
+    "QWEN2_VL_CHAT_TEMPLATE",
+    "build_tiny_llava",
+    "build_tiny_qwen2_vl",
 ]

@@ -9,6 +9,7 @@ other models receive the depth rendered as a 3-channel image, as the paper did f
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from deepsight.checkpoints import load_checkpoint
 from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES, rgb_model_image
+from deepsight.regions import RegionLayout
 
 
 @dataclass
@@ -30,10 +33,15 @@ class Question:
     answer_index: int
     depth: np.ndarray  # float32 metres, 0 = invalid
     boxes: list[list[float]] = field(default_factory=list)
-    # The user turn in the per-option region layout (`deepsight.prompts.region_choice_content`), when the run
-    # asks for it and the question has one box per option: models that read boxes then get one copy of the depth
-    # per option, masked to that option's box, instead of one image masked to all of `boxes`.
-    region_content: list[dict[str, Any]] | None = None
+    # The question in the per-option region layout (`deepsight.regions`), when the run asks for it and the
+    # question has one box per option: models that see boxes then get one copy of the depth per option, masked
+    # to that option's box, instead of one image masked to all of `boxes`.
+    regions: RegionLayout | None = None
+
+    @property
+    def region_content(self) -> list[dict[str, Any]] | None:
+        """The user turn in the region layout, None for a question asked on one image."""
+        return None if self.regions is None else self.regions.content
 
 
 @dataclass
@@ -128,14 +136,11 @@ class VisionLanguageModel:
         cls, path: str, depth_as: str = "gray", dtype: str | torch.dtype = "float32", box_prompt: str = "outline",
         **kwargs,
     ):
-        """Load a checkpoint folder or Hub id with `AutoModelForImageTextToText` + `AutoProcessor`.
+        """Load a checkpoint folder, LoRA adapter folder or Hub id through `deepsight.checkpoints.load_checkpoint`.
 
         `trust_remote_code=True` lets DeepSight checkpoints bring their own modeling code.
         """
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
-        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True, dtype=dtype, **kwargs)
+        model, processor = load_checkpoint(path, trust_remote_code=True, dtype=dtype, **kwargs)
         return cls(model, processor, depth_as=depth_as, name=str(path), box_prompt=box_prompt)
 
     @property
@@ -149,18 +154,17 @@ class VisionLanguageModel:
     def _in_regions(self, question: Question) -> bool:
         """Whether `question` is asked in its per-option region layout: only models that see boxes get it."""
         sees_boxes = self.is_deepsight or self.box_prompt == "outline"
-        return sees_boxes and question.region_content is not None
+        return sees_boxes and question.regions is not None
 
     def _images_and_boxes(self, question: Question) -> tuple[list[np.ndarray], list[list[list[float]]]]:
         """The depth maps a question's prompt refers to, and per map its boxes."""
-        if self._in_regions(question):  # one box per option, or none at all (every mask all ones)
-            regions = [[box] for box in question.boxes] if question.boxes else [[] for _ in question.options]
-            return [question.depth] * len(regions), regions
+        if self._in_regions(question):
+            return question.regions.images(question.depth), question.regions.boxes
         return [question.depth], [question.boxes]
 
     def _messages(self, question: Question, answer: str | None = None) -> list[dict[str, Any]]:
         content = (
-            question.region_content
+            question.regions.content
             if self._in_regions(question)
             else [{"type": "image"}, {"type": "text", "text": question.prompt}]
         )
@@ -426,8 +430,6 @@ class VisionLanguageModel:
         Two questions share an image prefix when those ids and every per-question image input
         (pixel values, DeepSight's box mask, ...) are equal.
         """
-        import hashlib
-
         image_token_id = getattr(self.processor, "image_token_id", None)
         if image_token_id is None:
             image_token_id = getattr(self.model.config, "image_token_id", None)

@@ -14,14 +14,33 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+from transformers import set_seed
+
+from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
+from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES
+from evaluation.adapters import VisionLanguageModel
+from evaluation.compare import comparison_markdown, is_zeroshot, load_results, zeroshot_comparison_markdown
+from evaluation.model_card import write_results_to_model_card
+from evaluation.runner import (
+    PROTOCOLS,
+    SCORE_REDUCTIONS,
+    RunSettings,
+    load_benchmark,
+    results_markdown,
+    run_benchmark,
+)
+from evaluation.zeroshot import run_zeroshot, zeroshot_markdown
+
 
 def _add_benchmark_parser(sub) -> None:
-    from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES
-    from evaluation.runner import PROTOCOLS, SCORE_REDUCTIONS
-
-    parser = sub.add_parser("benchmark", help="score a model on the Depth Template Benchmark")
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id (DeepSight or any image-text-to-text model)")
-    parser.add_argument("--benchmark", required=True, help="benchmark folder (parquet + README.md) or Hub id")
+    parser = sub.add_parser(
+        "benchmark", help="score a model on the Depth Template Benchmark", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--model", required=True, type=existing_path_or_hub_id,
+                        help="checkpoint folder or Hub id (DeepSight or any image-text-to-text model)")
+    parser.add_argument("--benchmark", required=True, type=existing_path_or_hub_id,
+                        help="benchmark folder (parquet + README.md) or Hub id")
     parser.add_argument("--output", required=True, help="results folder; an existing predictions.jsonl there is resumed")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="generate",
                         help="generate: free answer parsed to an option (the paper's protocol); "
@@ -56,12 +75,6 @@ def _add_benchmark_parser(sub) -> None:
 
 
 def _run_benchmark(args) -> int:
-    import torch
-    from transformers import set_seed
-
-    from evaluation.adapters import VisionLanguageModel
-    from evaluation.runner import RunSettings, load_benchmark, results_markdown, run_benchmark
-
     set_seed(args.seed)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = VisionLanguageModel.from_pretrained(
@@ -81,9 +94,15 @@ def _run_benchmark(args) -> int:
 
 
 def _add_zeroshot_parser(sub) -> None:
-    parser = sub.add_parser("zeroshot", help="zero-shot scene classification of a depth encoder (Table 3)")
-    parser.add_argument("--model", required=True, help="DeepSightDualEncoder folder or a CLIP-like model folder")
-    parser.add_argument("--benchmark", required=True, help="dataset folder or Hub id with depth and scene columns")
+    parser = sub.add_parser(
+        "zeroshot",
+        help="zero-shot scene classification of a depth encoder (Table 3)",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--model", required=True, type=existing_path_or_hub_id,
+                        help="DeepSightDualEncoder folder or a CLIP-like model folder")
+    parser.add_argument("--benchmark", required=True, type=existing_path_or_hub_id,
+                        help="dataset folder or Hub id with depth and scene columns")
     parser.add_argument("--dataset", choices=("nyu", "sun", "auto"), default="nyu",
                         help="class list: the 10 NYU-D or 19 SUN-D classes, or the scenes found in the data")
     parser.add_argument("--split", default=None)
@@ -97,8 +116,6 @@ def _add_zeroshot_parser(sub) -> None:
 
 
 def _run_zeroshot(args) -> int:
-    from evaluation.zeroshot import run_zeroshot, zeroshot_markdown
-
     results = run_zeroshot(
         args.model, args.benchmark, dataset=args.dataset, split=args.split, config=args.config, limit=args.limit,
         batch_size=args.batch_size, depth_as=args.depth_as, seed=args.seed, output_dir=args.output,
@@ -108,8 +125,13 @@ def _run_zeroshot(args) -> int:
 
 
 def _add_compare_parser(sub) -> None:
-    parser = sub.add_parser("compare", help="Table-2-style comparison of results.json files (Table 3 for zeroshot.json)")
-    parser.add_argument("results", nargs="+", help="results.json / zeroshot.json files (or folders holding one)")
+    parser = sub.add_parser(
+        "compare",
+        help="Table-2-style comparison of results.json files (Table 3 for zeroshot.json)",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("results", nargs="+", type=existing_path,
+                        help="results.json / zeroshot.json files (or folders holding one)")
     parser.add_argument("--paper", action="store_true", help="add the paper's Table 2 / 6 (or Table 3) rows as reference")
     parser.add_argument("--ci", action="store_true", help="show the 95%% interval next to each accuracy")
     parser.add_argument("--output", default=None, help="also write the markdown table to this file")
@@ -117,8 +139,6 @@ def _add_compare_parser(sub) -> None:
 
 
 def _run_compare(args) -> int:
-    from evaluation.compare import comparison_markdown, is_zeroshot, load_results, zeroshot_comparison_markdown
-
     runs = [load_results(path) for path in args.results]
     tables = []
     benchmark_runs = [run for run in runs if not is_zeroshot(run)]
@@ -135,18 +155,22 @@ def _run_compare(args) -> int:
 
 
 def _add_card_parser(sub) -> None:
-    parser = sub.add_parser("card", help="write results into a model folder's README.md (model-index)")
-    parser.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
-    parser.add_argument("--model-dir", required=True, help="model folder whose README.md gets the results")
+    parser = sub.add_parser(
+        "card",
+        help="write results into a model folder's README.md (model-index)",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "results", nargs="+", type=existing_path, help="results.json files (or folders holding one)"
+    )
+    parser.add_argument("--model-dir", required=True, type=existing_path,
+                        help="model folder whose README.md gets the results")
     parser.add_argument("--model-name", default=None, help="name in model-index (default: the folder name)")
     parser.add_argument("--dataset-id", default=None, help="benchmark Hub id to cite (default: results' benchmark)")
     parser.set_defaults(handler=_run_card)
 
 
 def _run_card(args) -> int:
-    from evaluation.compare import is_zeroshot, load_results
-    from evaluation.model_card import write_results_to_model_card
-
     runs = [load_results(p) for p in args.results]
     if any(is_zeroshot(run) for run in runs):
         raise ValueError("card: only benchmark results.json files go into the model card, not zeroshot.json")
@@ -156,7 +180,9 @@ def _run_card(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="deepsight eval", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_benchmark_parser(sub)
     _add_zeroshot_parser(sub)

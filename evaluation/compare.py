@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evaluation.runner import PAPER_TASKS, TASK_TITLES, ordered_tasks
+from deepsight.tasks import TASK_TITLES, TASKS, ordered_tasks
 
 PAPER_RESULTS_PATH = Path(__file__).resolve().parent / "paper_results.json"
 
@@ -66,12 +66,12 @@ def comparison_markdown(runs: list[dict[str, Any]], include_paper: bool = False,
     """
     if not runs and not include_paper:
         raise ValueError("runs: expected at least one results.json (or --paper)")
-    tasks = ordered_tasks([t for run in runs for t in run["tasks"]] or PAPER_TASKS)
+    tasks = ordered_tasks([t for run in runs for t in run["tasks"]] or TASKS)
     header = ["Model", "Source"] + [TASK_TITLES.get(t, t) for t in tasks] + ["Avg.", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(tasks) + 2)]
     if include_paper:
         for row in load_paper_rows():
-            by_task = dict(zip(PAPER_TASKS, row["values"][:-1]))
+            by_task = dict(zip(TASKS, row["values"][:-1]))
             cells = [f"{by_task[t]:.2f}" if t in by_task else "-" for t in tasks]
             lines.append(f"| {row['model']} | paper, {row['group']} | " + " | ".join(cells) + f" | {row['values'][-1]:.2f} | |")
     for run in runs:

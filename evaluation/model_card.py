@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deepsight.tasks import TASK_TITLES
 from evaluation.compare import comparison_markdown
-from evaluation.runner import TASK_TITLES
 
 BENCHMARK_NAME = "Depth Template Benchmark"
 SECTION_START = "<!-- deepsight-eval:start -->"

@@ -11,6 +11,7 @@ Metrics come from the `evaluate` module in `evaluation/depth_template_accuracy/`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zlib
@@ -20,8 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+from tqdm.auto import tqdm
 
+from dataset_scripts.export import image_value_to_depth
 from deepsight.prompts import (
     OPTION_LETTERS,
     UNNAMED_FARTHER_QUESTIONS,
@@ -31,8 +35,9 @@ from deepsight.prompts import (
     letter_conflict,
     parse_option,
     region_answer_text,
-    region_choice_content,
 )
+from deepsight.regions import region_layout
+from deepsight.tasks import TASK_TITLES, ordered_tasks
 from evaluation.adapters import BenchmarkModel, Question
 
 PROTOCOLS = ("generate", "likelihood")
@@ -40,23 +45,9 @@ PROTOCOLS = ("generate", "likelihood")
 # ("B. table</s>"), or "letter": the option's letter alone ("B"), MMLU-style -- what the prompt asks for
 # ("Answer with the option's letter"), without the option text's own probability.
 SCORE_REDUCTIONS = ("sum", "mean", "letter")
-# The paper's column order; tasks the data adds are reported after these.
-PAPER_TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
-TASK_TITLES = {
-    "scene_classification": "Scene Classification",
-    "recognition": "Recognition",
-    "distance_judgment": "Distance Judge",
-    "security": "Security",
-}
 REQUIRED_COLUMNS = ("id", "task", "depth", "question", "options", "answer_index")
 METRIC_PATH = Path(__file__).resolve().parent / "depth_template_accuracy"
 PREDICTIONS_FILE = "predictions.jsonl"
-
-
-def ordered_tasks(tasks: Sequence[str]) -> list[str]:
-    """Tasks in the paper's column order, unknown ones after them alphabetically."""
-    present = set(tasks)
-    return [t for t in PAPER_TASKS if t in present] + sorted(present - set(PAPER_TASKS))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,8 +63,6 @@ def _load_dataset_fresh(path_or_id: str, config: str | None = None):
     silently loads the stale cached copy. Loading the packaged builder with the resolved file list
     keys the cache on the files' paths and modification times instead.
     """
-    import datasets
-
     if not os.path.isdir(path_or_id):
         return datasets.load_dataset(path_or_id, config)
     builder = datasets.load_dataset_builder(path_or_id, config)
@@ -127,9 +116,9 @@ def select_rows(dataset, tasks: Sequence[str] | None = None, limit: int | None =
 
 def depth_of_row(row: dict[str, Any]) -> np.ndarray:
     """The row's depth (a 16-bit PNG in millimetres, per the datasets contract) as float32 metres."""
-    from modeling_deepsight.image_processing_deepsight import load_depth
-
-    depth, _ = load_depth(row["depth"], encoding="mm", name=f"depth of {row.get('id', '?')}")
+    depth = image_value_to_depth(row["depth"])
+    if not np.any(depth > 0):
+        raise ValueError(f"`depth of {row.get('id', '?')}` has no valid pixel (all zero); expected some depth > 0.")
     return depth
 
 
@@ -139,10 +128,6 @@ def group_rows_by_depth(dataset, indices: list[int], chunk_size: int = 256) -> l
     A benchmark lists its questions task by task, so the questions about one depth map are far apart;
     batched together, the likelihood protocol encodes that depth map's image prefix once for all of them.
     """
-    import hashlib
-
-    import datasets
-
     if not indices:
         return indices
     raw = dataset.select(indices).select_columns(["depth"]).cast_column("depth", datasets.Image(decode=False))
@@ -160,7 +145,7 @@ def question_from_row(row: dict[str, Any], distance_regions: bool = False, unnam
     """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout.
 
     `distance_regions`: a Distance Judgment question (one box per option) also carries its per-option region
-    layout (`deepsight.prompts.region_choice_content`), which models that read boxes (DeepSight) are asked in.
+    layout (`deepsight.regions.region_layout`), which models that read boxes (DeepSight) are asked in.
     `unnamed_distance` (with it): such a question names no object -- "Which of the two marked regions is
     farther...?", options "the first region" / "the second region" -- the same boxes and answer, so only the
     depths tell it (a probe of depth comparison without the names' statistics).
@@ -186,7 +171,7 @@ def question_from_row(row: dict[str, Any], distance_regions: bool = False, unnam
     )
     # (a row whose boxes were removed keeps the layout, every copy then unmasked: the Bbox Conv ablation)
     if in_regions:
-        question.region_content = region_choice_content(text, options)
+        question.regions = region_layout(text, options, question.boxes)
     return question
 
 
@@ -211,7 +196,7 @@ def answer_by_generation(model: BenchmarkModel, questions: list[Question], max_n
 def option_continuation(question: Question, index: int, score: str) -> str:
     """The answer option `index` is scored by: the answer a trained model gives ('B. table'; for a question with a
     region layout, the letter alone, `region_answer_text`), or with `score="letter"` the letter alone."""
-    if question.region_content is not None:
+    if question.regions is not None:
         return region_answer_text(question.options, index)
     return OPTION_LETTERS[index] if score == "letter" else answer_text(question.options, index)
 
@@ -375,8 +360,6 @@ def run_benchmark(
     Returns the results dict, also written to `results.json` / `results.md` / `results.png` unless
     `write_report` is False (the predictions file is always written: it is what makes runs resumable).
     """
-    from tqdm.auto import tqdm
-
     settings = settings or RunSettings()
     settings.validate()
     output_dir = Path(output_dir)
@@ -419,7 +402,7 @@ def run_benchmark(
 
 def compute_metric(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The `depth_template_accuracy` evaluate module over prediction records."""
-    import evaluate
+    import evaluate  # pulls in transformers' pipelines (~5 s): only scoring needs it
 
     metric = evaluate.load(str(METRIC_PATH))
     return metric.compute(

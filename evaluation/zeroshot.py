@@ -22,8 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+from transformers import AutoModel
 
+from deepsight.checkpoints import load_checkpoint
 from deepsight.depth_rendering import DEPTH_AS_CHOICES, metres_to_rgb
+from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
+from evaluation.runner import depth_of_row, load_benchmark_dataset
 
 CLASS_LISTS_PATH = Path(__file__).resolve().parent / "zero_shot_scene_classes.json"
 DATASET_CHOICES = ("nyu", "sun", "auto")
@@ -100,10 +105,7 @@ class DualEncoderModel:
 
     @classmethod
     def from_pretrained(cls, path: str, depth_as: str = "gray"):
-        from transformers import AutoModel, AutoProcessor
-
-        model = AutoModel.from_pretrained(path, trust_remote_code=True)
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+        model, processor = load_checkpoint(path, model_class=AutoModel, trust_remote_code=True)
         return cls(model, processor, depth_as=depth_as, name=str(path))
 
     @torch.inference_mode()
@@ -134,8 +136,6 @@ def class_embeddings(encoder: SceneEncoder, classes: list[str], templates: list[
 
 def load_scene_samples(path_or_id: str, split: str | None = None, config: str | None = None):
     """Rows with `depth` and `scene`; for a benchmark, only its scene_classification rows (one per image)."""
-    from evaluation.runner import load_benchmark_dataset
-
     dataset = load_benchmark_dataset(path_or_id, split, required=("depth", "scene"), config=config)
     if "task" in dataset.column_names:
         dataset = dataset.filter(lambda task: task == "scene_classification", input_columns="task")
@@ -157,11 +157,6 @@ def run_zeroshot(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Top-1 zero-shot accuracy of `model` on the scenes of `benchmark`; writes zeroshot.json/.md if asked."""
-    from tqdm.auto import tqdm
-
-    from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
-    from evaluation.runner import depth_of_row
-
     encoder = DualEncoderModel.from_pretrained(model, depth_as=depth_as) if isinstance(model, (str, os.PathLike)) else model
     samples = load_scene_samples(benchmark, split, config)
     scenes = list(samples["scene"])

@@ -1,5 +1,5 @@
 # Copyright 2026 The DeepSight authors. Licensed under the Apache License, Version 2.0.
-"""DeepSight for transformers: configs, models, image processor and processor.
+"""DeepSight for transformers: configs, models, depth codec, image processor and processor.
 
 Importing this package registers the DeepSight model types with the Auto classes, so that inside this repository
 ``AutoConfig`` / ``AutoModel`` / ``AutoModelForImageTextToText`` / ``AutoImageProcessor`` / ``AutoProcessor`` load
@@ -10,9 +10,16 @@ anywhere with ``trust_remote_code=True`` (each module calls ``register_for_auto_
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
-from . import configuration_deepsight, image_processing_deepsight, modeling_deepsight, processing_deepsight
+from . import (
+    configuration_deepsight,
+    depth_codec_deepsight,
+    image_processing_deepsight,
+    modeling_deepsight,
+    processing_deepsight,
+)
 from .configuration_deepsight import *  # noqa: F403 (each module's __all__ is the public surface)
 from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
+from .depth_codec_deepsight import *  # noqa: F403
 from .image_processing_deepsight import *  # noqa: F403
 from .image_processing_deepsight import DeepSightImageProcessor
 from .modeling_deepsight import *  # noqa: F403
@@ -43,6 +50,7 @@ _register_with_auto_classes()
 __all__ = [
     *configuration_deepsight.__all__,
     *modeling_deepsight.__all__,
+    *depth_codec_deepsight.__all__,
     *image_processing_deepsight.__all__,
     *processing_deepsight.__all__,
 ]

@@ -5,9 +5,9 @@ The vision tower is transformers' CLIP ViT with one change, the patch embedding 
 
     embeddings = DepthConv(depth) + BboxConv(mask)  ->  [CLS] + patches  + position embeddings  ->  CLIP encoder
 
-`DeepSightVisionModel.from_clip_vision` converts a CLIP vision checkpoint so that, at initialisation, the model on
-a depth map with an all-ones mask computes exactly what the CLIP model computes on that depth map repeated to three
-channels (Depth Conv = CLIP's RGB kernels summed over the colour channels, Bbox Conv = 0).
+A freshly built tower has a zero Bbox Conv (it ignores the mask until trained). Checkpoint conversion (a tower
+converted from CLIP, a VLM assembled from a CLIP and a causal-LM checkpoint, a dual encoder from CLIP) lives outside
+this file, in the repository's ``deepsight/conversion.py``: this file holds only the models.
 
 The vision-language model follows `transformers.models.llava`: vision features from a configurable layer, an MLP
 projector, and the projected features scattered into the ``<image>`` token positions of any causal LM.
@@ -18,18 +18,16 @@ sibling modules (relative imports).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, CLIPModel, CLIPVisionModel, initialization as init
+from transformers import AutoModel, initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, ModelOutput
-from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep
 from transformers.models.clip.modeling_clip import (
     CLIPEncoder,
@@ -184,89 +182,6 @@ class DeepSightVisionModel(DeepSightVisionPreTrainedModel):
         last_hidden_state = encoder_outputs.last_hidden_state
         pooled_output = self.post_layernorm(last_hidden_state[:, 0, :])
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled_output)
-
-    @classmethod
-    def from_clip_vision(
-        cls, clip_vision: str | os.PathLike | CLIPVisionModel | CLIPModel, **config_kwargs
-    ) -> "DeepSightVisionModel":
-        """Build the depth tower from a CLIP checkpoint (a `CLIPModel` or `CLIPVisionModel`, name, path or instance).
-
-        The Depth Conv kernel is CLIP's RGB patch kernel summed over the three colour channels (and shared equally
-        by the ``num_channels`` depth channels) and the Bbox Conv is zero, so on a depth map ``d`` with the default
-        all-ones mask the output equals CLIP's on ``d.repeat(1, 3, 1, 1)``; with several channels, when they all
-        hold ``d``. Every other weight is CLIP's, unchanged. ``config_kwargs`` override fields of the converted
-        `DeepSightVisionConfig` that keep CLIP's weight shapes (e.g. ``attention_dropout``), and ``num_channels``.
-        """
-        clip = _load_clip_vision(clip_vision)
-        config = DeepSightVisionConfig.from_clip_vision_config(clip.config, **config_kwargs)
-        model = cls(config).to(clip.dtype)
-        model.load_state_dict(depth_state_dict_from_clip_vision(clip.state_dict(), model.state_dict()))
-        return model
-
-
-    @classmethod
-    def from_vision_checkpoint(cls, name_or_path: str | os.PathLike, **config_kwargs) -> "DeepSightVisionModel":
-        """The depth tower from any checkpoint that holds one, by name or path.
-
-        * a CLIP checkpoint (`CLIPModel` / `CLIPVisionModel`): converted with `from_clip_vision`;
-        * a DeepSight vision tower, a stage-0 `DeepSightDualEncoder` (its ``vision_model``) or a DeepSight VLM (its
-          ``vision_tower``): loaded as trained, so stage 1 starts from the stage-0 encoder. A ``num_channels`` in
-          ``config_kwargs`` must then be the tower's own (its Depth Conv was trained for that many channels).
-        """
-        model_type = PreTrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
-        if model_type in ("clip", "clip_vision_model"):
-            return cls.from_clip_vision(name_or_path, **config_kwargs)
-        num_channels = config_kwargs.pop("num_channels", None)
-        if model_type == DeepSightVisionConfig.model_type:
-            tower = cls.from_pretrained(name_or_path, **config_kwargs)
-        elif model_type == DeepSightDualEncoderConfig.model_type:
-            tower = DeepSightDualEncoder.from_pretrained(name_or_path).vision_model
-        elif model_type == DeepSightConfig.model_type:
-            tower = DeepSightForConditionalGeneration.from_pretrained(name_or_path).model.vision_tower
-        else:
-            tower = None
-        if tower is not None:
-            if num_channels is not None and num_channels != tower.config.num_channels:
-                raise ValueError(
-                    f"`{name_or_path}` holds a vision tower trained on {tower.config.num_channels} depth channel(s); "
-                    f"got num_channels={num_channels} (one per depth transform of the processor)."
-                )
-            return tower
-        raise ValueError(
-            f"`{name_or_path}` is a {model_type!r} checkpoint; expected CLIP, a DeepSight vision tower, a DeepSight "
-            "dual encoder or a DeepSight model."
-        )
-
-
-def _load_clip_vision(clip_vision) -> CLIPVisionModel:
-    if isinstance(clip_vision, CLIPModel):
-        return clip_vision.vision_model
-    if isinstance(clip_vision, CLIPVisionModel):
-        return clip_vision
-    if isinstance(clip_vision, (str, os.PathLike)):
-        # A whole-CLIP checkpoint loads cleanly as CLIPModel (as CLIPVisionModel its text weights are "unexpected").
-        if AutoConfig.from_pretrained(clip_vision).model_type == "clip":
-            return CLIPModel.from_pretrained(clip_vision).vision_model
-        return CLIPVisionModel.from_pretrained(clip_vision)
-    raise ValueError(
-        f"`clip_vision` must be a CLIP checkpoint name/path, a CLIPModel or a CLIPVisionModel; got {type(clip_vision)}."
-    )
-
-
-def depth_state_dict_from_clip_vision(clip_state: dict, depth_state: dict) -> dict:
-    """CLIP vision weights -> DeepSight vision weights (Depth Conv = RGB kernels summed and shared by the depth
-    channels, Bbox Conv = 0)."""
-    converted = {}
-    for key, target in depth_state.items():
-        if key == "embeddings.bbox_embedding.weight":
-            converted[key] = torch.zeros_like(target)
-        elif key == "embeddings.patch_embedding.weight":
-            num_channels = target.shape[1]
-            gray_kernel = clip_state[key].sum(dim=1, keepdim=True)
-            converted[key] = gray_kernel.repeat(1, num_channels, 1, 1) / num_channels
-        else:
-            converted[key] = clip_state[key]
-    return converted
 
 
 # --------------------------------------------------------------------------------------------------
@@ -598,63 +513,6 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
             model_inputs.pop("bbox_mask", None)
         return model_inputs
 
-    @classmethod
-    def from_pretrained_components(
-        cls,
-        vision_model_name_or_path: str | os.PathLike,
-        text_model_name_or_path: str | os.PathLike,
-        image_token_id: int | None = None,
-        text_model_kwargs: dict | None = None,
-        vision_model_kwargs: dict | None = None,
-        **config_kwargs,
-    ) -> "DeepSightForConditionalGeneration":
-        """Build DeepSight from a CLIP checkpoint (vision) and a causal-LM checkpoint, by Hub name or local path.
-
-        A CLIP vision tower is converted with `DeepSightVisionModel.from_clip_vision` (CLIP-equivalent at init on
-        depth repeated to RGB); the language model and its head are loaded unchanged and used as they are (the model
-        is assembled around them, without a second copy in memory); the projector is freshly initialised (train it
-        in stage 1). Returned in eval mode, like `from_pretrained`.
-
-        Args:
-            vision_model_name_or_path: a `CLIPModel` / `CLIPVisionModel` checkpoint (converted), or a stage-0
-                `DeepSightDualEncoder` / `DeepSightVisionModel` folder (loaded as trained); see
-                `DeepSightVisionModel.from_vision_checkpoint`.
-            text_model_name_or_path: any `AutoModelForCausalLM` checkpoint (Llama, Qwen2, SmolLM, ...).
-            image_token_id: id of ``<image>`` in the tokenizer you will use. ``None`` appends one token to the
-                LM's vocabulary (id = its current vocab size); ids beyond the vocabulary grow the embeddings.
-                ``deepsight model build`` adds the token to the tokenizer and builds the matching processor.
-            text_model_kwargs: extra `from_pretrained` arguments of the language model (``gguf_file``, ``dtype``...).
-            vision_model_kwargs: vision config fields for a converted CLIP tower (e.g. ``num_channels=2`` for a
-                processor with two depth transforms); a trained DeepSight tower keeps its own.
-            **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
-        """
-        vision_tower = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path, **(vision_model_kwargs or {}))
-        language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **(text_model_kwargs or {}))
-        vocab_size = language_model.config.vocab_size
-        if image_token_id is None:
-            image_token_id = vocab_size
-        if image_token_id >= vocab_size:
-            language_model.resize_token_embeddings(image_token_id + 1)
-        config = DeepSightConfig(
-            vision_config=vision_tower.config,
-            text_config=language_model.config,
-            image_token_id=image_token_id,
-            **config_kwargs,
-        )
-        # Build the skeleton on the meta device and plug the loaded modules in: no second copy of the LM in memory.
-        with torch.device("meta"):
-            model = cls(config)
-        model.model.vision_tower = vision_tower.to(language_model.dtype)
-        model.model.language_model = language_model.base_model
-        model.lm_head = language_model.get_output_embeddings()
-        projector = DeepSightMultiModalProjector(config)
-        projector.apply(model._init_weights)
-        model.model.multi_modal_projector = projector.to(language_model.dtype)
-        if config.tie_word_embeddings:
-            model.tie_weights()
-        model.generation_config = language_model.generation_config
-        return model.eval()  # like from_pretrained (the loaded parts already are)
-
 
 # --------------------------------------------------------------------------------------------------
 # Stage-0 dual encoder
@@ -779,53 +637,6 @@ class DeepSightDualEncoder(PreTrainedModel):
             image_embeds=image_embeds,
             text_embeds=text_embeds,
         )
-
-    @classmethod
-    def from_clip(cls, clip_name_or_path: str | os.PathLike | CLIPModel, **config_kwargs) -> "DeepSightDualEncoder":
-        """Whole-CLIP start: depth tower converted from CLIP's vision model, CLIP's text model and both projections.
-
-        At initialisation the image embedding of a depth map (all-ones mask) equals CLIP's image embedding of that
-        map repeated to RGB, so stage 0 starts from CLIP's aligned space.
-        """
-        clip = clip_name_or_path if isinstance(clip_name_or_path, CLIPModel) else CLIPModel.from_pretrained(
-            clip_name_or_path
-        )
-        vision = DeepSightVisionModel.from_clip_vision(clip.vision_model)
-        config_kwargs.setdefault("logit_scale_init_value", float(clip.logit_scale.detach()))
-        config = DeepSightDualEncoderConfig(
-            vision_config=vision.config,
-            text_config=clip.text_model.config,
-            projection_dim=clip.config.projection_dim,
-            **config_kwargs,
-        )
-        model = cls(config).to(clip.dtype)
-        model.vision_model.load_state_dict(vision.state_dict())
-        model.text_model.load_state_dict(clip.text_model.state_dict())
-        model.visual_projection.load_state_dict(clip.visual_projection.state_dict())
-        model.text_projection.load_state_dict(clip.text_projection.state_dict())
-        return model
-
-    @classmethod
-    def from_vision_text(
-        cls,
-        vision_model_name_or_path: str | os.PathLike,
-        text_model_name_or_path: str | os.PathLike,
-        projection_dim: int = 512,
-        **config_kwargs,
-    ) -> "DeepSightDualEncoder":
-        """Depth tower from a CLIP (vision) checkpoint + any `AutoModel` text encoder; projections start fresh."""
-        vision = DeepSightVisionModel.from_vision_checkpoint(vision_model_name_or_path)
-        text_model = AutoModel.from_pretrained(text_model_name_or_path)
-        config = DeepSightDualEncoderConfig(
-            vision_config=vision.config,
-            text_config=text_model.config,
-            projection_dim=projection_dim,
-            **config_kwargs,
-        )
-        model = cls(config)
-        model.vision_model.load_state_dict(vision.state_dict())
-        model.text_model.load_state_dict(text_model.state_dict())
-        return model
 
 
 # `save_pretrained` copies this file (and its relative imports) and writes `auto_map` for trust_remote_code.

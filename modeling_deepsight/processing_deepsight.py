@@ -17,15 +17,15 @@ This file is copied next to the weights by ``save_pretrained``: it imports only 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 
-BOX_TAG_PATTERN = re.compile(
-    r"<box>\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]\s*</box>"
-)
+_NUMBER = r"\s*([-+0-9.eE]+)\s*"
+BOX_TAG_PATTERN = re.compile(rf"<box>\s*\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]\s*</box>")
 BOX_OPEN, BOX_CLOSE = "<box>", "</box>"
 
 # A minimal chat template for TRL-style messages (content: str or a list of {"type": "image"|"text"} parts). The
@@ -56,32 +56,46 @@ def format_box_tag(box: list[float]) -> str:
     return BOX_OPEN + "[" + ", ".join(f"{float(v):g}" for v in box) + "]" + BOX_CLOSE
 
 
+def _find_image_and_box_tags(text: str, image_token: str) -> Iterator[re.Match]:
+    """The image placeholders and well-formed box tags of `text`, in reading order.
+
+    The one box-tag parser: `extract_box_tags` reads the boxes with it (before the images are processed) and
+    `DeepSightProcessor.get_text_with_replacements` drops the tags with it. A match's ``"image"`` group is set for a
+    placeholder; a box tag's four numbers are its groups 3 to 6.
+    """
+    return re.finditer(f"(?P<image>{re.escape(image_token)})|(?P<box>{BOX_TAG_PATTERN.pattern})", text)
+
+
 def extract_box_tags(text: str, image_token: str, sample_index: int = 0) -> tuple[str, list[list[list[float]]]]:
     """Remove ``<box>[...]</box>`` tags from `text`; return the clean text and, per ``<image>`` in it, its boxes.
 
     A tag belongs to the closest ``<image>`` before it. A tag before any image, or a malformed tag, is a ValueError.
     """
-    pieces = text.split(image_token)
     boxes_per_image: list[list[list[float]]] = []
-    clean_pieces = []
-    for piece_index, piece in enumerate(pieces):
-        boxes = [[float(v) for v in match.groups()] for match in BOX_TAG_PATTERN.finditer(piece)]
-        clean = BOX_TAG_PATTERN.sub("", piece)
-        if BOX_OPEN in clean or BOX_CLOSE in clean:
+    clean_pieces, last, tag_before_any_image = [], 0, False
+    for match in _find_image_and_box_tags(text, image_token):
+        if match.group("image") is not None:
+            boxes_per_image.append([])
+            continue
+        if boxes_per_image:
+            boxes_per_image[-1].append([float(value) for value in match.groups()[2:6]])
+        else:
+            tag_before_any_image = True
+        clean_pieces.append(text[last : match.start()])
+        last = match.end()
+    clean = "".join(clean_pieces) + text[last:]
+    for index, piece in enumerate(clean.split(image_token)):  # the first error in reading order
+        if BOX_OPEN in piece or BOX_CLOSE in piece:
             raise ValueError(
                 f"`text[{sample_index}]` has a malformed box tag; expected '<box>[x0, y0, x1, y1]</box>' "
-                f"(four numbers): {piece!r}"
+                f"(four numbers): {text.split(image_token)[index]!r}"
             )
-        if piece_index == 0:
-            if boxes:
-                raise ValueError(
-                    f"`text[{sample_index}]` has a <box> tag before any {image_token}; write each box after the "
-                    "image it belongs to."
-                )
-        else:
-            boxes_per_image.append(boxes)
-        clean_pieces.append(clean)
-    return image_token.join(clean_pieces), boxes_per_image
+        if index == 0 and tag_before_any_image:
+            raise ValueError(
+                f"`text[{sample_index}]` has a <box> tag before any {image_token}; write each box after the "
+                "image it belongs to."
+            )
+    return clean, boxes_per_image
 
 
 class DeepSightProcessor(ProcessorMixin):
@@ -156,12 +170,11 @@ class DeepSightProcessor(ProcessorMixin):
         Both edits are reported in the offsets the mixin uses to realign `assistant_masks`, so TRL's
         ``assistant_only_loss`` stays aligned when prompts carry box tags.
         """
-        pattern = re.compile(f"(?P<image>{re.escape(self.image_token)})|(?P<box>{BOX_TAG_PATTERN.pattern})")
         replacements = iter(images_replacements)
         expanded_texts, batch_offsets = [], []
         for sample in text:
             pieces, offsets, last, gained = [], [], 0, 0
-            for match in pattern.finditer(sample):
+            for match in _find_image_and_box_tags(sample, self.image_token):
                 is_image = match.group("image") is not None
                 if is_image and not images_replacements:
                     continue  # no images processed (caption mode): leave the text as it is

@@ -26,27 +26,23 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from quickstart.pipeline import TASKS, Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
+import datasets
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-TASK_TITLES = {"scene_classification": "Scene", "recognition": "Recognition",
-               "distance_judgment": "Distance", "security": "Security"}
+from dataset_scripts.export import CardInfo, export_dataset
+from deepsight.tasks import TASK_SHORT_TITLES, TASKS
+from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
+from evaluation.zeroshot import DualEncoderModel, run_zeroshot
+from quickstart.models import build_tiny_llava_baseline
+from quickstart.steps import Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
+
 Z95 = 1.959963984540054
 
 
 # -- statistics --------------------------------------------------------------------------------------
-
-def wilson_interval(correct: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (the evaluation harness's interval)."""
-    if n <= 0:
-        raise ValueError(f"n: expected a positive number of questions, got {n}")
-    p = correct / n
-    denominator = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denominator
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
 
 def unpaired_difference(ours: list[bool], reference: list[bool]) -> tuple[float, float, float]:
     """(difference, low, high): 95% normal interval of the difference of two independent proportions."""
@@ -140,7 +136,7 @@ def task_rows(ablation: str, variants: dict[str, Path], reference: str, notes: d
         base = [predictions[reference][i][1] for i in selected]
         for name in variants:
             correct = [predictions[name][i][1] for i in selected]
-            rows.append(Row(ablation, name, TASK_TITLES.get(metric, metric), correct,
+            rows.append(Row(ablation, name, TASK_SHORT_TITLES.get(metric, metric), correct,
                             None if name == reference else base, (notes or {}).get(name, "")))
     return rows
 
@@ -170,10 +166,6 @@ class Ablations:
         """ablations/benchmark: the first `ablation_questions_per_task` test questions of each task (in the
         benchmark's order, no selection by outcome); ablations/benchmark_without_boxes: the same with every
         `boxes` empty, so the Bbox Conv mask is all ones."""
-        import datasets
-
-        from dataset_scripts.export import CardInfo, export_dataset
-
         builder = datasets.load_dataset_builder(str(self.pipeline.data / "benchmark"))
         loaded = datasets.load_dataset(builder.name, data_files=builder.config.data_files, features=builder.info.features)
         per_task = self.setting.ablation_questions_per_task
@@ -216,7 +208,7 @@ class Ablations:
         fields = dict(model_name_or_path=str(model), trust_remote_code=True, dataset_name=str(p.data / "instructions"),
                       output_dir=str(output), max_steps=steps, per_device_train_batch_size=s.batch_size,
                       train_parts=train_parts)
-        recipe = p.recipe("sft", saved_as=name, **{**fields, **dict(s.sft_overrides), **overrides})
+        recipe = p.recipe("sft", saved_as=name, **{**fields, **overrides})
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.sft", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
             threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
@@ -237,7 +229,7 @@ class Ablations:
         recipe = p.recipe("encoder", saved_as=name, model_name_or_path=str(p.output / "init" / "dual_encoder"),
                           dataset_name=str(p.data / "pairs"), output_dir=str(output), max_steps=steps,
                           per_device_train_batch_size=s.encoder_batch_size, sample_ratio=sample_ratio,
-                          eval_strategy="no", **dict(s.encoder_overrides))
+                          eval_strategy="no")
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.encoder", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
             threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
@@ -262,8 +254,6 @@ class Ablations:
 
     # 4. A 3-channel baseline without Bbox Conv
     def build_baseline(self) -> None:
-        from quickstart.models import build_tiny_llava_baseline
-
         build_tiny_llava_baseline(self.pipeline.output / "init" / "model", self.folder / "llava_init",
                                   self.setting, self.pipeline.seed)
 
@@ -273,7 +263,7 @@ class Ablations:
         output = self.folder / name
         recipe = p.recipe("align", saved_as=name, model_name_or_path=str(model), dataset_name=str(p.data / "pairs"),
                           output_dir=str(output), max_steps=s.align_steps, per_device_train_batch_size=s.batch_size,
-                          **{**dict(s.align_overrides), **overrides})
+                          **overrides)
         self.run_step(Step(f"ablation train: {name}", output, [accelerate_command(
             "train.align", s.num_processes, "--config", str(recipe), "--resume_from_checkpoint", "true",
             threads=s.threads_per_process)], after=lambda: remove_checkpoints(output)))
@@ -313,12 +303,6 @@ def zero_shot_scene_accuracy(model: Path, pairs: Path, output: Path) -> None:
     Called in-process because that CLI loads the processor with AutoProcessor, and a train.encoder output
     folder holds a tokenizer whose config names DeepSightProcessor without the processor's module file.
     """
-    from types import SimpleNamespace
-
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
-    from evaluation.zeroshot import DualEncoderModel, run_zeroshot
-
     processor = SimpleNamespace(image_processor=AutoImageProcessor.from_pretrained(model, trust_remote_code=True),
                                 tokenizer=AutoTokenizer.from_pretrained(model))
     encoder = DualEncoderModel(AutoModel.from_pretrained(model, trust_remote_code=True).eval(), processor,

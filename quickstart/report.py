@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-TASK_TITLES = {
-    "scene_classification": "Scene Classification",
-    "recognition": "Recognition",
-    "distance_judgment": "Distance Judgment",
-    "security": "Security",
-}
-CHANCE = {"scene_classification": 1 / 3, "recognition": 1 / 4, "distance_judgment": 1 / 2, "security": 1 / 4}
+import datasets
+
+from deepsight.tasks import CHANCE, TASK_NAMES
+from evaluation.compare import load_paper_rows
+from evaluation.model_card import write_results_to_model_card
+from evaluation.priors import accuracy_by_prior, option_statistics, prior_accuracy
+
 # The issue's bar for the quickstart (test split, likelihood protocol).
 TARGET_AVERAGE, TARGET_DISTANCE, TARGET_MARGIN = 0.70, 0.90, 0.25
 
@@ -22,8 +22,6 @@ def load_json(path: Path) -> dict[str, Any] | None:
 
 
 def paper_fine_tuned_row() -> list[float] | None:
-    from evaluation.compare import load_paper_rows
-
     for row in load_paper_rows():
         if row.get("model") == "DeepSight-7B" and "fine-tuned" in row.get("group", ""):
             return row["values"]
@@ -51,7 +49,7 @@ def results_table(
     paper = paper_fine_tuned_row()
     lines = ["| task | n | likelihood (95% CI) | generate | blind prior† | chance | paper DeepSight-7B FT* |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for i, (task, title) in enumerate(TASK_TITLES.items()):
+    for i, (task, title) in enumerate(TASK_NAMES.items()):
         lk, gen = _task_entry(likelihood, task), _task_entry(generate, task)
         blind = (prior or {}).get(task)
         lines.append(f"| {title} | {lk['n'] if lk else '—'} | {_pct(lk and lk['accuracy'])}{_ci(lk)} | "
@@ -59,8 +57,8 @@ def results_table(
                      f"{paper[i] if paper else '—'} |")
     average = lambda r: None if r is None else r.get("average")  # noqa: E731
     chance_avg = sum(CHANCE.values()) / len(CHANCE)
-    prior_avg = sum(prior[t]["accuracy"] for t in TASK_TITLES) / len(TASK_TITLES) if prior and all(
-        t in prior for t in TASK_TITLES) else None
+    prior_avg = sum(prior[t]["accuracy"] for t in TASK_NAMES) / len(TASK_NAMES) if prior and all(
+        t in prior for t in TASK_NAMES) else None
     lines.append(f"| **Average** | | **{_pct(average(likelihood))}** | {_pct(average(generate))} | "
                  f"{_pct(prior_avg)} | {_pct(chance_avg)} | {paper[4] if paper else '—'} |")
     return "\n".join(lines)
@@ -75,10 +73,6 @@ PRIOR_NOTE = (
 
 def blind_prior(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(prior accuracy per task, the likelihood model's accuracy where the prior is wrong / right)."""
-    import datasets
-
-    from evaluation.priors import accuracy_by_prior, option_statistics, prior_accuracy
-
     instructions, benchmark = output / "data" / "instructions", output / "data" / "benchmark"
     if not (instructions.exists() and benchmark.exists()):
         return None, None
@@ -97,7 +91,7 @@ def blind_prior(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | N
 def prior_split_table(split: dict[str, Any]) -> str:
     lines = ["| task | prior wrong: n | model (likelihood) | chance | prior right: n | model (likelihood) |",
              "|---|---:|---:|---:|---:|---:|"]
-    for task, title in TASK_TITLES.items():
+    for task, title in TASK_NAMES.items():
         if task not in split:
             continue
         wrong, right = split[task]["prior_wrong"], split[task]["prior_right"]
@@ -118,7 +112,7 @@ def targets_check(likelihood: dict[str, Any] | None) -> list[str]:
     dj = tasks.get("distance_judgment", {}).get("accuracy")
     lines.append(f"- Distance Judgment ≥ {_pct(TARGET_DISTANCE)}%: "
                  f"{'met' if dj is not None and dj >= TARGET_DISTANCE else 'NOT met'} ({_pct(dj)}%)")
-    for task, title in TASK_TITLES.items():
+    for task, title in TASK_NAMES.items():
         acc = tasks.get(task, {}).get("accuracy")
         bar = CHANCE[task] + TARGET_MARGIN
         lines.append(f"- {title} ≥ chance + 25 points ({_pct(bar)}%): "
@@ -244,8 +238,6 @@ def write_report(pipeline, wall_seconds: float) -> Path:
     report.write_text("\n".join(parts))
     runs = [results for results in (likelihood, generate) if results is not None]
     if runs and (output / "model" / "README.md").exists():  # the results on the model's own card, as on the Hub
-        from evaluation.model_card import write_results_to_model_card
-
         write_results_to_model_card(output / "model", runs)
     print("\n" + results_table(likelihood, generate, prior) + "\n")
     print("\n".join(targets_check(likelihood)))

@@ -6,14 +6,20 @@ import argparse
 import logging
 import os
 
+from deepsight.cli import HelpFormatter, existing_path_or_hub_id
+from spaces_demo.space import export_space
+
 DEFAULT_DEPTH_MODEL = "vinvino02/glpn-nyu"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="deepsight demo", description=__doc__, formatter_class=HelpFormatter
+    )
     parser.add_argument(
         "--model",
         default=None,
+        type=existing_path_or_hub_id,
         help="DeepSight checkpoint folder or hub id (default: $DEEPSIGHT_MODEL, else "
         "outputs/quickstart/model, else a tiny random model with a notice)",
     )
@@ -24,15 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $DEEPSIGHT_DEPTH_MODEL or %(default)s; offline it must be a local folder)",
     )
     parser.add_argument("--port", type=int, default=None, help="port (default: 7860, or the next free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument(
         "--share",
         choices=("on", "off"),
         default="off",
-        help="create a public gradio.live link (needs the network; default: %(default)s)",
+        help="create a public gradio.live link (needs the network)",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=64, help="answer length limit (default: %(default)s)"
+        "--max-new-tokens", type=int, default=64, help="answer length limit"
     )
     space = parser.add_argument_group("publishing")
     space.add_argument(
@@ -56,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_new_tokens < 1:
         raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.export_space:
-        from spaces_demo.space import export_space
-
         try:
             out_dir = export_space(args.export_space, args.model_id, args.dataset_id)
         except ValueError as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from modeling_deepsight.image_processing_deepsight import depth_to_png_mm
+from modeling_deepsight.depth_codec_deepsight import depth_to_png_mm
 
 from .inputs import format_boxes
 

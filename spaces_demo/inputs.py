@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deepsight.prompts import OPTION_LETTERS, answer_text
-from modeling_deepsight.image_processing_deepsight import DEPTH_ENCODINGS, load_depth
+from modeling_deepsight.depth_codec_deepsight import DEPTH_ENCODINGS, load_depth
 
 # Limits that keep one upload from taking the (shared, CPU) Space down. A depth sensor frame is
 # ~640x480; 4096 px a side leaves room for phone photos turned into depth.

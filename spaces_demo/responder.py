@@ -18,6 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from deepsight.checkpoints import load_checkpoint
+from deepsight.regions import layout_of_content
+
 logger = logging.getLogger(__name__)
 
 MODEL_ENV = "DEEPSIGHT_MODEL"
@@ -106,10 +109,8 @@ class DeepSightResponder:
         messages = build_messages(history, question, regions)
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         if regions is not None:
-            images = sum(block.get("type") == "image" for block in regions)
-            if images != len(boxes):
-                raise ValueError(f"regions: {images} images for {len(boxes)} boxes; expected one image per box")
-            images, boxes_per_image = [depth] * images, [[box] for box in boxes]
+            layout = layout_of_content(regions, boxes)
+            images, boxes_per_image = layout.images(depth), layout.boxes
         else:
             images, boxes_per_image = [depth], [boxes]
         inputs = self.processor(
@@ -194,50 +195,6 @@ def resolve_model_source(
     )
 
 
-def load_model_and_processor(source: str) -> tuple[Any, Any]:
-    """Load a DeepSight checkpoint: with the installed model code when present, else its own remote code.
-
-    A LoRA run saved without merging (only ``adapter_config.json`` + adapter weights) is loaded on its
-    base model and merged, so generation runs at full speed.
-    """
-    adapter_config = Path(source) / "adapter_config.json"
-    if adapter_config.is_file() and not (Path(source) / "config.json").is_file():
-        return _load_adapter_checkpoint(Path(source), adapter_config)
-    try:
-        from modeling_deepsight import DeepSightForConditionalGeneration
-    except ImportError:  # e.g. a Space with only the checkpoint's code (auto_map + trust_remote_code)
-        from transformers import AutoModelForImageTextToText
-
-        model = AutoModelForImageTextToText.from_pretrained(source, trust_remote_code=True)
-        return model, _load_processor(source)
-    return DeepSightForConditionalGeneration.from_pretrained(source), _load_processor(source)
-
-
-def _load_processor(source: str) -> Any:
-    try:
-        from modeling_deepsight import DeepSightProcessor
-    except ImportError:
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(source, trust_remote_code=True)
-    return DeepSightProcessor.from_pretrained(source)
-
-
-def _load_adapter_checkpoint(source: Path, adapter_config: Path) -> tuple[Any, Any]:
-    import json
-
-    from peft import PeftModel
-
-    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{adapter_config} names no `base_model_name_or_path`; cannot load the adapter.")
-    model, processor = load_model_and_processor(base)
-    model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
-    if (source / "processor_config.json").is_file():  # the run's own processor (its chat template)
-        processor = _load_processor(str(source))
-    return model, processor
-
-
 def build_tiny_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
     """The fallback when no checkpoint exists: a tiny random DeepSight, deterministic from `seed`."""
     from deepsight.tiny import build_tiny_deepsight
@@ -264,7 +221,7 @@ def load_responder(
         name = "tiny random DeepSight (untrained)"
     else:
         logger.info("loading DeepSight from %s", choice.source)
-        model_obj, processor = load_model_and_processor(choice.source)
+        model_obj, processor = load_checkpoint(choice.source)
         name = choice.source
     model_obj = model_obj.to(device or pick_device())
     return DeepSightResponder(

@@ -19,10 +19,11 @@ from tests.fixtures.real_formats import (
     write_sun_frame,
     write_votenet_frame,
 )
-from dataset_scripts.builders.benchmark_questions import NUM_OPTIONS, PAPER_TARGET_COUNTS, QuestionSettings
+from dataset_scripts.builders.benchmark_questions import PAPER_TARGET_COUNTS, QuestionSettings
 from dataset_scripts.export import export_dataset, image_value_to_depth
 from dataset_scripts.sources.sunrgbd import read_sunrgbd_original
 from dataset_scripts.vocab import NYU10_CLASSES, confusable, scenes_confusable
+from deepsight.tasks import CHANCE, NUM_OPTIONS, TASK_NAMES, TASK_SHORT_TITLES, TASK_TITLES, TASKS, ordered_tasks
 
 NAMES = [
     "bed",
@@ -126,6 +127,14 @@ def test_every_distance_answer_is_the_object_with_the_larger_masked_mean_depth(s
             [int(v) for v in obj.box] for obj in objects
         ]  # one box per option, same order
         np.testing.assert_allclose(image_value_to_depth(row["depth"]), scene.depth, atol=5e-4)
+
+
+def test_chance_is_one_over_the_option_count_and_every_title_follows_the_papers_task_order():
+    assert list(NUM_OPTIONS) == list(CHANCE) == list(TASKS)
+    assert CHANCE == {"scene_classification": 1 / 3, "recognition": 1 / 4, "distance_judgment": 1 / 2, "security": 1 / 4}
+    assert list(TASK_TITLES) == list(TASK_NAMES) == list(TASK_SHORT_TITLES) == list(TASKS)
+    assert ordered_tasks(["security", "depth_estimation", "recognition", "area"]) == [
+        "recognition", "security", "area", "depth_estimation"]
 
 
 def test_answer_positions_are_balanced_across_options(sun_build):

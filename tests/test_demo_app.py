@@ -16,7 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from deepsight.prompts import format_multiple_choice  # noqa: E402
-from modeling_deepsight.image_processing_deepsight import encode_depth, load_depth  # noqa: E402
+from modeling_deepsight.depth_codec_deepsight import encode_depth, load_depth  # noqa: E402
 from spaces_demo.app import build_demo  # noqa: E402
 from spaces_demo.inputs import format_boxes  # noqa: E402
 from spaces_demo.responder import DeepSightResponder, load_responder  # noqa: E402

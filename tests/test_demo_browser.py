@@ -40,7 +40,7 @@ sync_api = pytest.importorskip(
 )
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from modeling_deepsight.image_processing_deepsight import load_depth  # noqa: E402
+from modeling_deepsight.depth_codec_deepsight import load_depth  # noqa: E402
 from spaces_demo.app import build_demo  # noqa: E402
 from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import parse_boxes  # noqa: E402

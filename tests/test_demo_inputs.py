@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_deepsight.image_processing_deepsight import encode_depth
+from modeling_deepsight.depth_codec_deepsight import encode_depth
 from spaces_demo import inputs
 from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload, spell_out_letter
 from spaces_demo.rendering import display_scale, render_depth_view, to_depth_pixels
@@ -250,9 +250,9 @@ def test_model_source_order_is_argument_env_quickstart_then_tiny(tmp_path, monke
 def test_cli_parses_model_port_host_and_share():
     from spaces_demo.cli import build_parser
 
-    argv = ["--model", "m", "--port", "7999", "--share", "off", "--depth-model", "none"]
+    argv = ["--model", "org/m", "--port", "7999", "--share", "off", "--depth-model", "none"]
     args = build_parser().parse_args(argv)
-    assert (args.model, args.port, args.host) == ("m", 7999, "127.0.0.1")
+    assert (args.model, args.port, args.host) == ("org/m", 7999, "127.0.0.1")
     assert (args.share, args.depth_model) == ("off", "none")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--share", "maybe"])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from deepsight.prompts import answer_text, region_answer_text, region_choice_content
+from deepsight.regions import layout_of_content, region_layout
 from evaluation.runner import load_benchmark, question_from_row
 from tests.fixtures.evaluation import make_benchmark_rows, write_benchmark_folder
 
@@ -50,6 +51,22 @@ def test_region_content_puts_an_image_after_each_option_in_the_rendered_prompt()
     )
     assert "Which is farther, the bed or the lamp?\nA. bed <image>\nB. lamp <image>\nAnswer with" in rendered
     assert rendered.count("<image>") == 2
+
+
+def test_region_layout_masks_each_options_depth_copy_to_that_options_box_alone():
+    depth = np.ones((24, 32), dtype=np.float32)
+    layout = region_layout("Which is farther?", ["bed", "lamp"], [FAR_BOX, NEAR_BOX])
+    assert layout.content == region_choice_content("Which is farther?", ["bed", "lamp"])
+    assert layout.boxes == [[[float(v) for v in FAR_BOX]], [[float(v) for v in NEAR_BOX]]]
+    assert all(image is depth for image in layout.images(depth)) and len(layout.images(depth)) == 2
+    # without boxes (the Bbox Conv ablation) the layout stays, every copy unmasked
+    assert region_layout("Which is farther?", ["bed", "lamp"], []).boxes == [[], []]
+    with pytest.raises(ValueError, match="one image per box"):
+        region_layout("Which is farther?", ["bed", "lamp"], [FAR_BOX])
+    # a user turn written elsewhere (the demo's) gets the same boxes per image block
+    assert layout_of_content(layout.content, [FAR_BOX, NEAR_BOX]) == layout
+    with pytest.raises(ValueError, match="one image per box"):
+        layout_of_content(layout.content, [FAR_BOX])
 
 
 def test_only_distance_questions_with_one_box_per_option_get_the_region_layout(two_box_benchmark):
@@ -110,9 +127,9 @@ def test_a_baseline_sees_each_options_box_outlined_on_its_own_copy_or_one_plain_
 ):
     from deepsight.depth_rendering import metres_to_rgb
     from evaluation.adapters import VisionLanguageModel
-    from tests.fixtures.evaluation import ImageRecordingProcessor, box_border, build_tiny_llava, outlined_pixels
+    from tests.fixtures.evaluation import ImageRecordingProcessor, box_border, outlined_pixels, save_tiny_llava
 
-    build_tiny_llava(tmp_path / "llava")
+    save_tiny_llava(tmp_path / "llava")
     question = question_from_row(two_box_benchmark[2], distance_regions=True)
     union = question_from_row(two_box_benchmark[2])
 

@@ -10,11 +10,13 @@ import torch
 import pytest
 from PIL import Image
 
-from deepsight.prompts import OPTION_LETTERS
 from deepsight.depth_rendering import metres_to_rgb
+from deepsight.prompts import OPTION_LETTERS
+from deepsight.tasks import TASKS
 from evaluation.adapters import OptionScores
+from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
 from evaluation.runner import METRIC_PATH, RunSettings, load_benchmark, read_predictions, run_benchmark
-from tests.fixtures.evaluation import TASKS, build_tiny_llava, make_benchmark_rows, write_benchmark_folder
+from tests.fixtures.evaluation import make_benchmark_rows, save_tiny_llava, write_benchmark_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,7 +98,7 @@ def grouped_benchmark(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory):
-    return build_tiny_llava(tmp_path_factory.mktemp("llava"))
+    return save_tiny_llava(tmp_path_factory.mktemp("llava"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,6 +122,11 @@ def test_metric_module_loads_offline_and_matches_scipy_wilson_interval():
         assert result["per_task"][task]["ci95"] == pytest.approx([expected.low, expected.high], abs=1e-9)
     assert result["average"] == pytest.approx((0.81 + 0.3) / 2)
     assert result["accuracy"] == pytest.approx(84 / 110)
+
+
+def test_wilson_interval_of_no_questions_is_an_error():
+    with pytest.raises(ValueError, match="n: expected a positive number"):
+        wilson_interval(0, 0)
 
 
 def test_metric_counts_unparseable_as_wrong_and_interval_stays_in_unit_range():
@@ -536,9 +543,10 @@ def test_multimodal_rope_model_scores_prompt_plus_option_rows_and_batching_chang
     """Qwen2-VL (multimodal RoPE) takes the one-pass path; batched and one-question scores agree."""
     from deepsight.prompts import answer_text
     from evaluation.adapters import VisionLanguageModel
-    from tests.fixtures.evaluation import build_tiny_qwen2_vl
+    from deepsight.tiny import build_tiny_qwen2_vl
+    from tests.fixtures.evaluation import fixture_tokenizer
 
-    model = VisionLanguageModel(*build_tiny_qwen2_vl(), name="tiny-qwen2-vl")
+    model = VisionLanguageModel(*build_tiny_qwen2_vl(tokenizer=fixture_tokenizer()), name="tiny-qwen2-vl")
     assert not model.shares_prefix_cache
     questions = _questions(benchmark, 5)
     continuations = [[answer_text(q.options, i) for i in range(len(q.options))] for q in questions]

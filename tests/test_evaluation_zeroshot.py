@@ -10,7 +10,7 @@ import torch
 
 from dataset_scripts.export import png_bytes_from_mm
 from evaluation.runner import load_benchmark
-from tests.fixtures.evaluation import make_benchmark_rows, train_tiny_tokenizer, write_benchmark_folder
+from tests.fixtures.evaluation import fixture_tokenizer, make_benchmark_rows, write_benchmark_folder
 from evaluation.zeroshot import class_lists, label_of, run_zeroshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,7 +104,7 @@ def test_cli_zeroshot_runs_on_a_tiny_deepsight_dual_encoder_folder(tmp_path):
 def test_zero_shot_runs_on_a_tiny_clip_baseline_with_depth_as_colormap(tmp_path):
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    tokenizer = train_tiny_tokenizer()
+    tokenizer = fixture_tokenizer()
     config = CLIPConfig(
         text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,

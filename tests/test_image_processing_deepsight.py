@@ -1,6 +1,6 @@
-"""Tests of the depth decoding helpers and DeepSightImageProcessor.
+"""Tests of the depth codec and DeepSightImageProcessor.
 
-(modeling_deepsight/image_processing_deepsight.py)
+(modeling_deepsight/depth_codec_deepsight.py, modeling_deepsight/image_processing_deepsight.py)
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +17,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoImageProcessor
 
-from modeling_deepsight.image_processing_deepsight import (
+from modeling_deepsight.depth_codec_deepsight import (
     GRAY8_MAX_DEPTH,
-    DeepSightImageProcessor,
     decode_depth,
     depth_to_png_mm,
     detect_depth_encoding,
     encode_depth,
     load_depth,
 )
+from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 SUN_ORIGINAL_DEPTHS = sorted(
@@ -192,6 +194,15 @@ def test_load_depth_accepts_pil_modes_numpy_and_torch(make_source, expected_enco
     assert encoding == expected_encoding
     tolerance = GRAY8_MAX_DEPTH / 255 if expected_encoding == "gray8" else 5e-4
     np.testing.assert_allclose(loaded, metres, atol=tolerance)
+
+
+def test_load_depth_refuses_a_map_over_max_pixels_before_decoding_it(tmp_path):
+    metres = synthetic_scene()  # 48 x 64 = 3072 pixels
+    Image.fromarray(depth_to_png_mm(metres)).save(tmp_path / "depth.png")
+    assert load_depth(metres, max_pixels=3072)[0].shape == (48, 64)
+    for source, name in ((metres, "`depth`"), (tmp_path / "depth.png", f"`depth ({tmp_path / 'depth.png'})`")):
+        with pytest.raises(ValueError, match=re.escape(f"{name} has 3,072 pixels, more than max_pixels=3,071")):
+            load_depth(source, max_pixels=3071)
 
 
 def test_load_depth_reads_npy_png8_and_gray_jpeg_files(tmp_path):
@@ -502,10 +513,9 @@ def test_processor_config_round_trips_through_save_pretrained(tmp_path):
 
 
 def test_auto_image_processor_loads_the_saved_module_with_remote_code(tmp_path):
-    from transformers import AutoImageProcessor
-
     DeepSightImageProcessor(size=40, max_depth=6.0).save_pretrained(tmp_path)
     assert (tmp_path / "image_processing_deepsight.py").exists()
+    assert (tmp_path / "depth_codec_deepsight.py").exists()  # its relative import travels with it
     loaded = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "DeepSightImageProcessor"
     assert loaded.max_depth == 6.0 and loaded.size == {"height": 40, "width": 40}

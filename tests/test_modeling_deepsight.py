@@ -1,4 +1,4 @@
-"""DeepSight models: vision tower, LLaVA-style VLM, dual encoder, conversion from CLIP / causal-LM checkpoints."""
+"""DeepSight models: vision tower, LLaVA-style VLM, dual encoder (conversion: tests/test_conversion.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import copy
 
 import pytest
 import torch
-from transformers import (
-    AutoModel,
-    AutoModelForImageTextToText,
-    BertConfig,
-    CLIPModel,
-    LlamaForCausalLM,
-)
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import AutoModel, AutoModelForImageTextToText, AutoProcessor, BertConfig
 
 from deepsight.tiny import build_tiny_deepsight, build_tiny_dual_encoder, tiny_vision_config
 from modeling_deepsight import (
@@ -43,54 +38,8 @@ def _with_random_bbox_conv(vision_model: DeepSightVisionModel, seed: int = 0) ->
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def test_vision_model_from_clip_equals_clip_on_depth_repeated_to_rgb(tiny_clip_dir):
-    deepsight = DeepSightVisionModel.from_clip_vision(tiny_clip_dir).eval()
-    clip = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
-    depth = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-
-    ours = deepsight(depth, output_hidden_states=True)
-    reference = clip(depth.repeat(1, 3, 1, 1), output_hidden_states=True)
-
-    torch.testing.assert_close(ours.last_hidden_state, reference.last_hidden_state, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours.pooler_output, reference.pooler_output, atol=1e-5, rtol=1e-5)
-    for mine, theirs in zip(ours.hidden_states, reference.hidden_states):
-        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
-    # the same holds with an explicit all-ones mask (the paper's "no box")
-    explicit = deepsight(depth, bbox_mask=torch.ones_like(depth))
-    torch.testing.assert_close(explicit.last_hidden_state, reference.last_hidden_state, atol=1e-5, rtol=1e-5)
-
-
-@torch.no_grad()
-def test_vision_model_from_clip_vision_checkpoint_folder(tiny_clip_dir, tmp_path):
-    CLIPModel.from_pretrained(tiny_clip_dir).vision_model.save_pretrained(tmp_path)
-    from_vision_only = DeepSightVisionModel.from_clip_vision(tmp_path)
-    from_whole_clip = DeepSightVisionModel.from_clip_vision(tiny_clip_dir)
-    for (name, a), (_, b) in zip(from_vision_only.state_dict().items(), from_whole_clip.state_dict().items()):
-        torch.testing.assert_close(a, b, msg=name)
-    assert from_vision_only.config.num_channels == 1
-    assert from_vision_only.embeddings.patch_embedding.weight.shape[1] == 1
-
-
-@torch.no_grad()
-def test_two_channel_tower_from_clip_equals_clip_when_both_channels_hold_the_depth(tiny_clip_dir):
-    two = DeepSightVisionModel.from_clip_vision(tiny_clip_dir, num_channels=2).eval()
-    assert two.config.num_channels == 2 and two.embeddings.patch_embedding.weight.shape[1] == 2
-    clip = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
-    depth = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    reference = clip(depth.repeat(1, 3, 1, 1)).last_hidden_state
-    torch.testing.assert_close(two(depth.repeat(1, 2, 1, 1)).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
-    # the channels are read apart: a second channel that differs changes the output
-    other = torch.cat([depth, torch.randn_like(depth)], dim=1)
-    assert not torch.allclose(two(other).last_hidden_state, reference, atol=1e-3)
-    with pytest.raises(ValueError, match=r"\[batch, 2, height, width\] \(2 depth channels"):
-        two(depth)
-
-
 @pytest.mark.parametrize("num_channels", [0, 4])
 def test_vision_config_refuses_a_channel_count_no_depth_transform_list_gives(num_channels):
-    from huggingface_hub.errors import StrictDataclassClassValidationError
-
     with pytest.raises((ValueError, StrictDataclassClassValidationError), match="`num_channels` must be 1 to 3"):
         tiny_vision_config(num_channels=num_channels)
 
@@ -179,8 +128,6 @@ def test_config_derives_and_checks_image_seq_length():
     ],
 )
 def test_config_rejects_invalid_fields_naming_them(kwargs, message):
-    from huggingface_hub.errors import StrictDataclassClassValidationError
-
     # transformers' strict configs wrap the validator's ValueError (the message names the field)
     with pytest.raises((ValueError, StrictDataclassClassValidationError), match=message):
         DeepSightConfig(vision_config=tiny_vision_config().to_dict(), **kwargs)
@@ -270,10 +217,6 @@ def test_image_feature_and_token_count_mismatch_raises(tiny_deepsight, depth_map
 def test_two_channel_deepsight_reads_metric_and_relative_depth_through_its_saved_processor(
     tiny_tokenizer, depth_maps, tmp_path
 ):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from deepsight.tiny import build_tiny_deepsight
-
     model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, depth_transform=("inverse", "relative"))
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
@@ -393,69 +336,9 @@ def test_any_causal_lm_works_as_the_language_model(tiny_tokenizer, depth_maps, t
     assert generated.shape == (1, inputs["input_ids"].shape[1] + 3)
 
 
-@torch.no_grad()
-def test_from_pretrained_components_loads_clip_vision_and_causal_lm(tiny_clip_dir, tiny_llama_dir, tiny_tokenizer):
-    image_token_id = tiny_tokenizer.convert_tokens_to_ids("<image>")
-    model = DeepSightForConditionalGeneration.from_pretrained_components(
-        tiny_clip_dir, tiny_llama_dir, image_token_id=image_token_id, projector_depth=3
-    ).eval()
-    assert model.config.projector_depth == 3 and model.config.image_token_id == image_token_id
-    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
-    assert not model.training and not any(m.training for m in model.modules())
-    projector_weights = [m.weight for m in model.model.multi_modal_projector.layers if isinstance(m, torch.nn.Linear)]
-    assert all(0 < float(w.std()) < 0.1 for w in projector_weights)
-
-    depth = torch.randn(1, 1, 32, 32)
-    clip_vision = CLIPModel.from_pretrained(tiny_clip_dir).vision_model.eval()
-    torch.testing.assert_close(
-        model.model.vision_tower(depth).last_hidden_state,
-        clip_vision(depth.repeat(1, 3, 1, 1)).last_hidden_state,
-        atol=1e-5,
-        rtol=1e-5,
-    )
-    language_model = LlamaForCausalLM.from_pretrained(tiny_llama_dir).eval()
-    text = tiny_tokenizer(["a chair and a table"], return_tensors="pt")
-    torch.testing.assert_close(model(**text).logits, language_model(**text).logits)
-
-
-@torch.no_grad()
-def test_from_pretrained_components_starts_from_a_trained_stage0_dual_encoder(tiny_clip_dir, tiny_llama_dir, tmp_path):
-    dual = DeepSightDualEncoder.from_clip(tiny_clip_dir)
-    with torch.no_grad():  # stand-in for stage-0 training: the tower must come back as saved, not reconverted
-        dual.vision_model.embeddings.bbox_embedding.weight.normal_()
-    dual.save_pretrained(tmp_path / "stage0")
-    model = DeepSightForConditionalGeneration.from_pretrained_components(tmp_path / "stage0", tiny_llama_dir)
-    for name, tensor in dual.vision_model.state_dict().items():
-        torch.testing.assert_close(model.model.vision_tower.state_dict()[name], tensor, msg=name)
-    with pytest.raises(ValueError, match="expected CLIP"):
-        DeepSightVisionModel.from_vision_checkpoint(tiny_llama_dir)
-
-
-@torch.no_grad()
-def test_from_pretrained_components_appends_an_image_token_when_none_is_given(tiny_clip_dir, tiny_llama_dir):
-    model = DeepSightForConditionalGeneration.from_pretrained_components(tiny_clip_dir, tiny_llama_dir)
-    vocab = LlamaForCausalLM.from_pretrained(tiny_llama_dir).config.vocab_size
-    assert model.config.image_token_id == vocab
-    assert model.get_input_embeddings().weight.shape[0] == vocab + 1
-    assert model.lm_head.weight.shape[0] == vocab + 1
-
-
 # --------------------------------------------------------------------------------------------------
 # Dual encoder (stage 0)
 # --------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def test_dual_encoder_from_clip_equals_clip_on_depth_repeated_to_rgb(tiny_clip_dir):
-    dual = DeepSightDualEncoder.from_clip(tiny_clip_dir).eval()
-    clip = CLIPModel.from_pretrained(tiny_clip_dir).eval()
-    depth = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    input_ids = torch.randint(3, 99, (3, 7), generator=torch.Generator().manual_seed(2))
-    ours = dual(pixel_values=depth, input_ids=input_ids, return_loss=True)
-    reference = clip(pixel_values=depth.repeat(1, 3, 1, 1), input_ids=input_ids, return_loss=True)
-    torch.testing.assert_close(ours.logits_per_image, reference.logits_per_image, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours.loss, reference.loss, atol=1e-5, rtol=1e-5)
-    assert ours.logits_per_text.shape == (3, 3)
 
 
 def test_dual_encoder_trains_the_vision_side_with_the_text_encoder_frozen(tiny_tokenizer, depth_maps):
@@ -496,21 +379,3 @@ def test_dual_encoder_mean_pools_bert_like_text_encoders_over_the_attention_mask
     outputs = model(pixel_values=torch.randn(1, 1, 32, 32), token_type_ids=torch.zeros_like(single["input_ids"]),
                     **single)
     assert outputs.logits_per_image.shape == (1, 1)
-
-
-@torch.no_grad()
-def test_dual_encoder_from_vision_text_and_save_load(tiny_clip_dir, tiny_llama_dir, tmp_path):
-    from transformers import BertModel
-
-    BertModel(BertConfig(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4)).save_pretrained(tmp_path / "bert")
-    model = DeepSightDualEncoder.from_vision_text(tiny_clip_dir, tmp_path / "bert", projection_dim=8).eval()
-    assert model.config.text_config.model_type == "bert" and model.config.projection_dim == 8
-    model.save_pretrained(tmp_path / "dual")
-    reloaded = AutoModel.from_pretrained(tmp_path / "dual").eval()
-    assert isinstance(reloaded, DeepSightDualEncoder)
-    depth, ids = torch.randn(2, 1, 32, 32), torch.randint(3, 99, (2, 5))
-    torch.testing.assert_close(
-        reloaded(pixel_values=depth, input_ids=ids).logits_per_image,
-        model(pixel_values=depth, input_ids=ids).logits_per_image,
-    )

@@ -21,6 +21,7 @@ from dataset_scripts.sources.depth_estimation import (
 )
 from dataset_scripts.export import image_value_to_depth
 from dataset_scripts.scene import Scene, SceneObject
+from deepsight.depth_rendering import metres_to_rgb
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
@@ -357,6 +358,16 @@ def tiny_clip(path: Path) -> Path:
     return path
 
 
+def test_rgb_scorers_see_depth_in_gray_with_0_m_brightest_and_the_farthest_pixel_darkest():
+    depth = np.array([[0.0, 1.0], [2.0, 4.0]], dtype=np.float32)
+    gray = np.asarray(metres_to_rgb(depth, scale="far"))
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 0] == gray[..., 2]).all()
+    # level = 255 - 254 * depth / farthest depth; invalid pixels black
+    assert gray[..., 0].tolist() == [[0, 192], [128, 1]]
+    ranged = np.asarray(metres_to_rgb(depth))[..., 0]
+    assert ranged.tolist() == [[0, 255], [170, 1]]  # the default scale spans nearest..farthest instead
+
+
 def test_dual_encoder_scores_are_the_model_cosine_similarities_and_the_best_is_kept(tmp_path):
     import torch
     from transformers import CLIPModel
@@ -379,7 +390,7 @@ def test_dual_encoder_scores_are_the_model_cosine_similarities_and_the_best_is_k
     # Independently: CLIP's own logits are logit_scale * cosine similarity.
     model = CLIPModel.from_pretrained(path).eval()
     inputs = scorer.tokenizer(scene.captions, padding=True, return_tensors="pt")
-    pixels = scorer.image_processor(images=[pairs.depth_to_gray_rgb(depth)], return_tensors="pt")[
+    pixels = scorer.image_processor(images=[metres_to_rgb(depth, scale="far")], return_tensors="pt")[
         "pixel_values"
     ]
     with torch.no_grad():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoProcessor
+from transformers import AutoProcessor, PreTrainedTokenizerFast
 
+from deepsight.tiny import build_tiny_dual_encoder
 from modeling_deepsight import DeepSightProcessor, extract_box_tags, format_box_tag
 
 
@@ -156,8 +157,6 @@ def test_processor_save_and_load_round_trip(tiny_deepsight, tiny_deepsight_dir, 
 
 
 def test_processor_requires_the_image_token_to_be_a_single_token(tiny_deepsight):
-    from transformers import PreTrainedTokenizerFast
-
     _, processor = tiny_deepsight
     plain_tokenizer = PreTrainedTokenizerFast(tokenizer_object=processor.tokenizer.backend_tokenizer)
     with pytest.raises(ValueError, match="image token"):
@@ -170,8 +169,6 @@ def test_processor_requires_the_image_token_to_be_a_single_token(tiny_deepsight)
 
 
 def test_caption_mode_pairs_captions_with_images_for_the_dual_encoder(tiny_tokenizer, depth_maps):
-    from deepsight.tiny import build_tiny_dual_encoder
-
     _, processor = build_tiny_dual_encoder(tokenizer=tiny_tokenizer)
     inputs = processor(images=depth_maps[:2], text=["a chair", "a table"], boxes=[[[0, 0, 9, 9]], []], padding=True,
                        return_tensors="pt")

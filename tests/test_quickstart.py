@@ -174,3 +174,24 @@ def test_ablation_row_marks_the_reference_and_reports_a_difference():
     other = Row("a", "other", "all", [True, True, True, False], reference=reference.correct)
     assert reference.cells()[5] == "reference"
     assert other.as_dict()["difference"]["mean"] == pytest.approx(0.25)
+
+
+def test_default_run_trains_with_the_quickstart_recipes_as_written(tmp_path, monkeypatch):
+    """`make quickstart` adds nothing to train/recipes/quickstart/*.yaml but stage 0's tower for stage 1; smoke shrinks."""
+    import yaml
+
+    from quickstart.pipeline import Pipeline
+    from quickstart.settings import RECIPES, SETTINGS
+
+    monkeypatch.chdir(tmp_path)
+    Pipeline(output=Path("outputs/quickstart"), setting=SETTINGS["default"]).training_steps()
+    for stage in ("encoder", "align", "sft"):
+        written = yaml.safe_load((tmp_path / "outputs/quickstart/recipes" / f"{stage}.yaml").read_text())
+        recipe = yaml.safe_load((RECIPES / f"{stage}.yaml").read_text())
+        if stage == "align":
+            recipe["vision_tower"] = "outputs/quickstart/stage0/vision_tower"
+        assert written == recipe
+    Pipeline(output=Path("smoke"), setting=SETTINGS["smoke"], seed=3).training_steps()
+    sft = yaml.safe_load((tmp_path / "smoke/recipes/sft.yaml").read_text())
+    assert (sft["max_steps"], sft["per_device_train_batch_size"], sft["seed"]) == (2, 4, 3)
+    assert sft["learning_rate"] == yaml.safe_load((RECIPES / "sft.yaml").read_text())["learning_rate"]

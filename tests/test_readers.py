@@ -418,7 +418,7 @@ def test_votenet_bad_files_are_counted_skips(tmp_path):
 @needs_realdata
 @pytest.mark.realdata
 def test_realdata_votenet_depth_matches_the_sun_rgbd_raw_depth_png():
-    from modeling_deepsight.image_processing_deepsight import load_depth
+    from modeling_deepsight.depth_codec_deepsight import load_depth
 
     root = REALDATA / "sunrgbd" / "votenet_format_mmdet3d" / "sunrgbd_trainval"
     scenes = list(read_sunrgbd_votenet(root))

@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from deepsight.model_cli import main
+from deepsight.tiny import build_tiny_dual_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,8 +72,6 @@ RUNNER = textwrap.dedent(
 def test_saved_folder_loads_with_trust_remote_code_in_a_fresh_process_without_the_repo(
     tiny_deepsight, tiny_deepsight_dir, tiny_tokenizer, depth_map, tmp_path
 ):
-    from deepsight.tiny import build_tiny_dual_encoder
-
     model, processor = tiny_deepsight
     dual, dual_processor = build_tiny_dual_encoder(tokenizer=tiny_tokenizer)
     elsewhere = tmp_path / "anywhere"
@@ -113,7 +115,8 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
     files = {path.name for path in tiny_deepsight_dir.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "processor_config.json",
             "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "configuration_deepsight.py",
-            "modeling_deepsight.py", "processing_deepsight.py", "image_processing_deepsight.py"} <= files
+            "modeling_deepsight.py", "processing_deepsight.py", "image_processing_deepsight.py",
+            "depth_codec_deepsight.py"} <= files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth"))]
     auto_map = json.loads((tiny_deepsight_dir / "config.json").read_text())["auto_map"]
     assert auto_map == {
@@ -127,7 +130,9 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
         "image_processing_deepsight.DeepSightImageProcessor"
     )
     # the copied modules import only torch / transformers / each other
-    for module in ("configuration_deepsight.py", "modeling_deepsight.py", "processing_deepsight.py"):
+    modules = ("configuration_deepsight.py", "modeling_deepsight.py", "processing_deepsight.py",
+               "image_processing_deepsight.py", "depth_codec_deepsight.py")
+    for module in modules:
         source = (tiny_deepsight_dir / module).read_text()
         imports = re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.MULTILINE)
         assert {name.split(".")[0] for name in imports} <= {"__future__", "torch", "transformers", "huggingface_hub",
@@ -137,8 +142,6 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
 
 @pytest.mark.slow
 def test_model_cli_demo_saves_reloads_in_a_fresh_process_and_answers(tmp_path, capsys):
-    from deepsight.model_cli import main
-
     assert main(["demo", "--output", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out
     assert "repo importable there  False" in printed
@@ -148,10 +151,6 @@ def test_model_cli_demo_saves_reloads_in_a_fresh_process_and_answers(tmp_path, c
 
 def test_model_cli_build_makes_a_checkpoint_from_clip_and_a_causal_lm(tiny_clip_dir, tiny_llama_dir, tmp_path,
                                                                       depth_map, capsys):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from deepsight.model_cli import main
-
     assert main(["build", "--vision", str(tiny_clip_dir), "--text", str(tiny_llama_dir), "--output",
                  str(tmp_path / "built"), "--projector-depth", "3"]) == 0
     assert "image tokens    16 per image" in capsys.readouterr().out
@@ -166,10 +165,6 @@ def test_model_cli_build_makes_a_checkpoint_from_clip_and_a_causal_lm(tiny_clip_
 def test_model_cli_build_with_two_depth_transforms_gives_a_two_channel_tower_and_processor(
     tiny_clip_dir, tiny_llama_dir, tmp_path, depth_map
 ):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from deepsight.model_cli import main
-
     assert main(["build", "--vision", str(tiny_clip_dir), "--text", str(tiny_llama_dir), "--output",
                  str(tmp_path / "built"), "--depth-transform", "inverse", "relative"]) == 0
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "built").eval()
@@ -180,13 +175,3 @@ def test_model_cli_build_with_two_depth_transforms_gives_a_two_channel_tower_and
     assert inputs["pixel_values"].shape[1] == 2
     with torch.no_grad():
         assert model.generate(**inputs, max_new_tokens=2, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 2
-
-
-def test_a_trained_tower_refuses_another_channel_count(tmp_path):
-    from deepsight.tiny import tiny_vision_config
-    from modeling_deepsight import DeepSightVisionModel
-
-    DeepSightVisionModel(tiny_vision_config()).save_pretrained(tmp_path / "tower")
-    assert DeepSightVisionModel.from_vision_checkpoint(tmp_path / "tower", num_channels=1).config.num_channels == 1
-    with pytest.raises(ValueError, match=r"trained on 1 depth channel\(s\); got num_channels=2"):
-        DeepSightVisionModel.from_vision_checkpoint(tmp_path / "tower", num_channels=2)

@@ -32,7 +32,7 @@ from dataset_scripts.synthetic.geometry import (
     intrinsics_matrix,
     render_primitives,
 )
-from modeling_deepsight.image_processing_deepsight import decode_depth
+from modeling_deepsight.depth_codec_deepsight import decode_depth
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 

@@ -22,7 +22,7 @@ def tiny_deepsight():
 
 @pytest.fixture(scope="module")
 def tiny_llava():
-    from train.baselines import build_tiny_llava
+    from deepsight.tiny import build_tiny_llava
 
     return build_tiny_llava(seed=0)
 
@@ -287,7 +287,7 @@ def test_estimated_length_is_the_encoded_length_without_decoding_images(tiny_dee
 def test_length_column_orders_rows_for_length_grouped_batches(tiny_deepsight):
     import datasets
 
-    from train.utils import add_length_column
+    from train.stage import add_length_column
 
     _, processor = tiny_deepsight
     collator = DepthConversationCollator(processor)

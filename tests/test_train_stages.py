@@ -157,7 +157,7 @@ def test_stage2_checkpoint_is_a_complete_folder_that_loads_with_remote_code_in_a
 
 def test_train_parts_freeze_exactly_the_parts_left_out():
     from deepsight.tiny import build_tiny_deepsight
-    from train.utils import apply_train_parts, part_of
+    from train.parameters import apply_train_parts, part_of
 
     model, _ = build_tiny_deepsight(seed=0)
     every_part = {"projector": {"projector"}, "llm": {"llm"}, "both": {"projector", "llm"},
@@ -177,7 +177,8 @@ def _tiny_trainer(data, tmp_path, **trainer_kwargs):
     from deepsight.tiny import build_tiny_deepsight
     from trl import SFTConfig
     from train.collators import DepthConversationCollator
-    from train.utils import DepthSFTTrainer, load_split
+    from train.loading import load_split
+    from train.trainer import DepthSFTTrainer
 
     model, processor = build_tiny_deepsight(seed=0)
     collator = DepthConversationCollator(processor)
@@ -202,7 +203,7 @@ def _tiny_trainer(data, tmp_path, **trainer_kwargs):
 
 def test_length_grouped_sampler_gets_the_length_column_as_a_list(data, tmp_path):
     from transformers.trainer_pt_utils import LengthGroupedSampler
-    from train.utils import add_length_column
+    from train.stage import add_length_column
 
     trainer, collator = _tiny_trainer(data, tmp_path)
     trainer.args.train_sampling_strategy = "group_by_length"

@@ -37,8 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from train.utils import DeepSightTrainingArguments, run_sft_stage, with_cpu_ddp_flag
+from modeling_deepsight import load_depth
+from train.arguments import DeepSightTrainingArguments, with_cpu_ddp_flag
+from train.stage import run_sft_stage
 
 # The requests to describe a depth image (LLaVA's brief-description prompts, phrased for depth).
 ALIGN_PROMPTS = (
@@ -65,8 +68,6 @@ REGION_PROMPTS = (
 def region_distance(depth: Any, box: list[float], name: str = "depth") -> float:
     """Metres to the near quartile of the valid depths inside `box` ([x0, y0, x1, y1] pixels): an object's
     surface rather than the background its box also covers (0.0 when the box holds no valid depth)."""
-    from modeling_deepsight.image_processing_deepsight import load_depth
-
     metres, _ = load_depth(depth, encoding="mm", name=name)  # the pairs contract: a 16-bit PNG in millimetres
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     inside = metres[max(y0, 0) : max(y1, y0 + 1), max(x0, 0) : max(x1, x0 + 1)]
@@ -150,8 +151,6 @@ class AlignArguments:
 
 
 def make_parser(prog: str | None = "deepsight train align"):
-    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
-
     return TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeepSightTrainingArguments, AlignArguments), prog=prog)
 
 

@@ -1,9 +1,9 @@
 """`deepsight train {encoder,align,sft} --config RECIPE.yaml [--field value ...]`.
 
-Runs the stage in this process, or -- with `--num_processes N` (N > 1) or `--accelerate_config FILE` --
+Runs the stage in this process, or -- with `--num-processes N` (N > 1) or `--accelerate-config FILE` --
 re-launches it under `accelerate launch` (the same command a GPU cluster uses). Everything after the
 stage name except those two options goes to the stage's own parser (TRL style: every recipe field can be
-overridden). `deepsight train sft --help` lists every field.
+overridden, as `--max-steps` or `--max_steps`). `deepsight train sft --help` lists every field.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import importlib
 import subprocess
 import sys
+
+from deepsight.cli import HelpFormatter
 
 STAGES = {
     "encoder": ("train.encoder", "stage 0: contrastive depth-text training of the depth encoder"),
@@ -26,8 +28,10 @@ STAGES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepsight train",
-        description="Train DeepSight. Stages: " + "; ".join(f"{k} = {v[1]}" for k, v in STAGES.items()),
-        epilog="Example: deepsight train sft --config train/recipes/cpu-tiny/sft.yaml --max_steps 20",
+        description="Train DeepSight, one stage at a time:\n"
+        + "\n".join(f"  {name:<8} {help_text}" for name, (_, help_text) in STAGES.items()),
+        epilog="Example: deepsight train sft --config train/recipes/cpu-tiny/sft.yaml --max-steps 20",
+        formatter_class=HelpFormatter,
         # `--help` after the stage name belongs to the stage's parser, and stage fields must never be taken
         # for abbreviations of ours.
         add_help=False,
@@ -35,16 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("stage", choices=list(STAGES), help="which stage to run")
     parser.add_argument(
-        "--num_processes",
+        "--num-processes",
         type=int,
         default=1,
-        help="> 1: run under `accelerate launch --num_processes N` (CPU: gloo DDP)",
+        help="> 1: run N processes under `accelerate launch` (CPU: gloo DDP)",
     )
     parser.add_argument(
-        "--accelerate_config",
+        "--accelerate-config",
         default=None,
         help="an Accelerate config (train/accelerate_configs/*.yaml); implies accelerate launch",
     )
+    # The underscore spellings of older commands, recipes and tests: accepted, not shown.
+    hidden = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+    parser.add_argument("--num_processes", type=int, dest="num_processes", **hidden)
+    parser.add_argument("--accelerate_config", dest="accelerate_config", **hidden)
     return parser
 
 
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     launcher, rest = build_parser().parse_known_args(argv)
     if launcher.num_processes < 1:
-        raise ValueError(f"--num_processes: expected >= 1, got {launcher.num_processes}")
+        raise ValueError(f"--num-processes: expected >= 1, got {launcher.num_processes}")
     if launcher.num_processes > 1 or launcher.accelerate_config:
         command = accelerate_command(launcher.stage, launcher.num_processes, launcher.accelerate_config, rest)
         print("Launching:", " ".join(command), flush=True)

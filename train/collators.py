@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from deepsight.depth_rendering import BOX_PROMPTS, rgb_model_image
+from modeling_deepsight import load_depth
 
 IGNORE_INDEX = -100
 IMAGE_MODES = ("auto", "depth", "gray", "colormap")
@@ -48,8 +49,6 @@ def depth_to_rgb(
 
     The rendering is `deepsight.depth_rendering.rgb_model_image`, the one the evaluation harness uses.
     """
-    from modeling_deepsight.image_processing_deepsight import load_depth
-
     metres, _ = load_depth(depth, encoding=depth_encoding)
     return rgb_model_image(metres, mode, boxes, box_prompt)
 

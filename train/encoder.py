@@ -39,21 +39,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from trl import ScriptArguments, TrlParser
 
-from train.utils import LossCurveCallback, load_split, resolve_resume_checkpoint, with_cpu_ddp_flag
+from deepsight.conversion import dual_encoder_from_clip
+from deepsight.tiny import build_tiny_dual_encoder
+from modeling_deepsight import DeepSightDualEncoder, DeepSightImageProcessor, DeepSightProcessor
+from train.arguments import StageArguments, resolve_resume_checkpoint, with_cpu_ddp_flag
+from train.callbacks import LossCurveCallback
+from train.loading import load_split
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EncoderArguments:
-    dataset_name: str | None = field(default=None, metadata={"help": "Pairs dataset folder (or Hub id)."})
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Training split."})
-    dataset_test_split: str = field(
-        default="test", metadata={"help": "Held-out split for zero-shot scene accuracy."}
-    )
+class EncoderArguments(ScriptArguments, StageArguments):
+    """Stage 0's arguments: the pairs dataset (`dataset_name`, its splits; the test split gives the zero-shot
+    scene accuracy) from TRL's ScriptArguments, the starting model and the pair sampling."""
+
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "A saved DeepSightDualEncoder folder (model + image processor + tokenizer)."},
@@ -93,16 +96,6 @@ class EncoderArguments:
         default="a depth image of a {scene}.", metadata={"help": "Zero-shot scene prompt."}
     )
     max_text_length: int = field(default=77, metadata={"help": "Captions are truncated to this many tokens."})
-    depth_encoding: str | None = field(
-        default=None, metadata={"help": "Stored depth encoding; None detects it."}
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N training rows."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep only the first N held-out rows."}
-    )
-    loss_curve: bool = field(default=True, metadata={"help": "Write OUTPUT_DIR/loss_curve.png at the end."})
 
 
 def check_arguments(args: EncoderArguments) -> None:
@@ -124,14 +117,7 @@ def check_arguments(args: EncoderArguments) -> None:
 
 def load_dual_encoder(args: EncoderArguments, seed: int):
     """(model, image_processor, tokenizer) from a dual-encoder folder, a CLIP, or the tiny builder."""
-    from transformers import AutoTokenizer
-
-    from modeling_deepsight import DeepSightDualEncoder
-    from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
-
     if args.tiny:
-        from deepsight.tiny import build_tiny_dual_encoder
-
         model, processor = build_tiny_dual_encoder(seed=seed)
         return model, processor.image_processor, processor.tokenizer
     if args.model_name_or_path:
@@ -140,7 +126,7 @@ def load_dual_encoder(args: EncoderArguments, seed: int):
         model = DeepSightDualEncoder.from_pretrained(path)
         return model, DeepSightImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
-    model = DeepSightDualEncoder.from_clip(args.clip_name_or_path)
+    model = dual_encoder_from_clip(args.clip_name_or_path)
     image_processor = DeepSightImageProcessor(size=args.image_size or model.config.vision_config.image_size)
     return model, image_processor, AutoTokenizer.from_pretrained(args.clip_name_or_path)
 
@@ -292,16 +278,12 @@ def scene_labels_of(*datasets) -> list[str]:
 
 
 def make_parser(prog: str | None = "deepsight train encoder"):
-    from trl import TrlParser
-
     return TrlParser((EncoderArguments, TrainingArguments), prog=prog)
 
 
 def run(
     args: EncoderArguments, training_args: TrainingArguments, callbacks: list[Any] | None = None
 ) -> DualEncoderTrainer:
-    from transformers import set_seed
-
     check_arguments(args)
     training_args.remove_unused_columns = False  # the collator reads the raw pairs rows
     set_seed(training_args.seed)
@@ -361,8 +343,6 @@ def save_encoder(trainer: DualEncoderTrainer, image_processor: Any, tokenizer: A
     if trainer.accelerator.is_main_process:
         # A caption-mode processor (no image tokens) so `AutoProcessor.from_pretrained(OUTPUT_DIR,
         # trust_remote_code=True)` works on the folder: the tokenizer config names DeepSightProcessor.
-        from modeling_deepsight import DeepSightProcessor
-
         DeepSightProcessor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=0).save_pretrained(
             str(output_dir)
         )

@@ -49,12 +49,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from train.utils import DeepSightTrainingArguments, run_sft_stage, with_cpu_ddp_flag
+from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+from train.arguments import DeepSightTrainingArguments, with_cpu_ddp_flag
+from train.stage import run_sft_stage
 
 
 def make_parser(prog: str | None = "deepsight train sft"):
-    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
-
     return TrlParser((ScriptArguments, SFTConfig, ModelConfig, DeepSightTrainingArguments), prog=prog)
 
 

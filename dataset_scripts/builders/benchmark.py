@@ -46,10 +46,8 @@ import datasets
 
 from dataset_scripts.sources.files import ReadReport
 from dataset_scripts.builders.benchmark_questions import (
-    NUM_OPTIONS,
     PAPER_TARGET_COUNTS,
     SUN19_CLASSES,
-    TASKS,
     TEMPLATES,
     QuestionSettings,
     balanced_answer_positions,
@@ -59,8 +57,14 @@ from dataset_scripts.builders.benchmark_questions import (
     select_round_robin,
     summarize_scene,
 )
+from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
 from dataset_scripts.scene import Scene
-from dataset_scripts.vocab import NYU10_CLASSES
+from dataset_scripts.sources import nyu as readers_nyu
+from dataset_scripts.sources import sunrgbd as readers_sunrgbd
+from dataset_scripts.synthetic.world import SCENE_TYPES, generate_scenes, scene_object_vocabulary
+from dataset_scripts.vocab import NYU10_CLASSES, normalize_object_name, normalize_scene_name
+from deepsight.cli import HelpFormatter
+from deepsight.tasks import NUM_OPTIONS, TASKS
 
 SOURCES = ("nyu", "sunrgbd", "synthetic")
 STATS_FILE = "benchmark_stats.json"
@@ -170,12 +174,8 @@ def _split_matches(scene: Scene, split: str) -> bool:
 
 def scene_reader(config: DepthBenchmarkConfig, report: ReadReport) -> Callable[[], Iterator[Scene]]:
     """A function that (re)starts the configured scene stream; the builder reads it twice."""
-    from dataset_scripts.sources import sunrgbd as readers_sunrgbd
-
     data_dir = Path(config.data_dir) if config.data_dir else None
     if config.source == "synthetic" and data_dir is None:
-        from dataset_scripts.synthetic.world import generate_scenes
-
         return lambda: generate_scenes(
             config.num_scenes,
             config.seed,
@@ -211,9 +211,7 @@ def _nyu_reader(
     config: DepthBenchmarkConfig, data_dir: Path, report: ReadReport
 ) -> Callable[[], Iterator[Scene]]:
     """The labeled .mat (a file, or the v7.3 .mat in a folder), else a "sync" layout folder."""
-    import h5py
-
-    from dataset_scripts.sources import nyu as readers_nyu
+    import h5py  # only the NYU labeled .mat needs it
 
     if data_dir.is_file():
         if not h5py.is_hdf5(data_dir):
@@ -247,9 +245,6 @@ def _as_source(scene: Scene, source: str) -> Scene:
 
 def synthetic_type_vocabulary() -> dict[str, set[str]]:
     """Per scene type, the object names the synthetic world furnishes it with (normalised)."""
-    from dataset_scripts.synthetic.world import SCENE_TYPES, scene_object_vocabulary
-    from dataset_scripts.vocab import normalize_object_name, normalize_scene_name
-
     return {
         normalize_scene_name(t): {normalize_object_name(n) for n in scene_object_vocabulary(t)}
         for t in SCENE_TYPES
@@ -261,10 +256,6 @@ def known_scene_classes(source: str) -> tuple[str, ...]:
         return NYU10_CLASSES
     if source == "sunrgbd":
         return SUN19_CLASSES
-    try:
-        from dataset_scripts.synthetic.world import SCENE_TYPES
-    except ImportError:
-        return ()
     return tuple(SCENE_TYPES)
 
 
@@ -296,8 +287,6 @@ class DepthTemplateBenchmark(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=self.config.output_split, gen_kwargs={})]
 
     def _generate_examples(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        from dataset_scripts.export import depth_to_image_value
-
         config: DepthBenchmarkConfig = self.config
         report = ReadReport()
         read_scenes = scene_reader(config, report)
@@ -429,8 +418,6 @@ def load_build_stats(builder: DepthTemplateBenchmark) -> dict[str, Any]:
 
 
 def summary_table(stats: dict[str, Any]) -> str:
-    from dataset_scripts.export import markdown_table
-
     rows = []
     task_stats = stats.get("tasks", {})
     for task in (t for t in TASKS if t in task_stats):
@@ -478,8 +465,6 @@ def _source_statistics(stats: dict[str, Any]) -> str:
 
 def benchmark_card(stats_by_source: dict[str, dict[str, Any]]):
     """The card of a benchmark folder holding the given sources (one config each, plus `all`)."""
-    from dataset_scripts.export import CardInfo
-
     sources = [s for s in SOURCES if s in stats_by_source]
     sections = {"Sources and licences": "\n\n".join(f"- **{s}**: {SOURCE_NOTES[s]}" for s in sources)}
     sections.update({f"Statistics: {s}": _source_statistics(stats_by_source[s]) for s in sources})
@@ -529,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepsight data benchmark",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--source", choices=SOURCES, required=True)
     parser.add_argument(
@@ -638,8 +623,6 @@ def as_dataset_or_empty(builder: DepthTemplateBenchmark) -> datasets.Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataset_scripts.export import export_dataset
-
     args = build_parser().parse_args(argv)
     dataset, stats, config = build_benchmark(args)
     if len(dataset) == 0:

@@ -22,9 +22,8 @@ import numpy as np
 
 from dataset_scripts.scene import Scene
 from dataset_scripts.vocab import confusable, is_question_worthy, scenes_confusable
+from deepsight.tasks import NUM_OPTIONS, TASKS
 
-TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
-NUM_OPTIONS = {"scene_classification": 3, "recognition": 4, "distance_judgment": 2, "security": 4}
 PAPER_TARGET_COUNTS = {
     "scene_classification": 1786,
     "recognition": 3793,

@@ -37,17 +37,24 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import datasets
+from dataset_scripts.builders.instructions.offline import object_list, scene_facts, scene_phrase
+from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
+from dataset_scripts.scene import Scene
+from dataset_scripts.sources.coco import load_rgb, read_coco
 from dataset_scripts.sources.depth_estimation import (
     DEFAULT_ESTIMATOR,
     DepthCache,
     DepthEstimator,
     EstimatorUnavailable,
     estimate_depths,
+    pick_device,
 )
-from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
-from dataset_scripts.scene import Scene
+from dataset_scripts.synthetic import world as synthetic
+from deepsight.cli import HelpFormatter
+from deepsight.depth_rendering import metres_to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +98,7 @@ class LabelOverlapScorer:
 
 def _embedding(output, *fields: str):
     """`get_*_features` return a tensor (DeepSight, transformers 4) or an output holding it (CLIP in v5)."""
-    import torch
+    import torch  # torch and transformers: only the (optional) caption scorer needs them
 
     if isinstance(output, torch.Tensor):
         return output
@@ -102,25 +109,11 @@ def _embedding(output, *fields: str):
     raise TypeError(f"cannot find an embedding among {fields} in {type(output).__name__}")
 
 
-def depth_to_gray_rgb(depth: np.ndarray):
-    """Depth -> 8-bit RGB for RGB encoders: brighter = closer, invalid = black (the `gray8` convention)."""
-    from PIL import Image
-
-    valid = depth > 0
-    far = float(depth[valid].max()) if valid.any() else 1.0
-    gray = np.where(valid, np.clip(np.round(255.0 - 254.0 * depth / max(far, 1e-6)), 1, 255), 0).astype(
-        np.uint8
-    )
-    return Image.fromarray(gray).convert("RGB")
-
-
 class DualEncoderScorer:
     """Cosine similarity between a depth map and each caption under a dual encoder loaded by path or id."""
 
     def __init__(self, model_name_or_path: str, device: str | None = None):
         from transformers import AutoConfig, AutoModel
-
-        from dataset_scripts.sources.depth_estimation import pick_device
 
         self.name = str(model_name_or_path)
         self.device = pick_device(device)
@@ -169,7 +162,9 @@ class DualEncoderScorer:
                 images=[scene.depth], boxes=boxes, depth_encoding="metres", return_tensors="pt"
             )
         else:
-            image_inputs = self.image_processor(images=[depth_to_gray_rgb(scene.depth)], return_tensors="pt")
+            # RGB encoders see the depth in gray, brighter = closer (the `gray8` convention)
+            gray = metres_to_rgb(scene.depth, "gray", scale="far")
+            image_inputs = self.image_processor(images=[gray], return_tensors="pt")
         if self.is_depth_model and self.processor is not None:
             # The DeepSight processor tokenizes captions exactly as stage 0 trained on them.
             text = self.processor(text=captions, padding=True, return_tensors="pt")
@@ -206,8 +201,6 @@ def scene_captions(scene: Scene) -> list[str]:
     """The scene's captions; for a scene without any, one written from its scene graph."""
     if scene.captions:
         return list(scene.captions)
-    from dataset_scripts.builders.instructions.offline import object_list, scene_facts, scene_phrase
-
     facts = scene_facts(scene)
     room = scene_phrase(facts.scene_type)
     return [f"{room} with {object_list(facts)}" if facts.objects else room]
@@ -256,8 +249,6 @@ def coco_scenes(
     progress: bool = True,
 ) -> Iterator[Scene]:
     """COCO images of this shard as Scenes with estimated depth (estimated once, then read from the cache)."""
-    from dataset_scripts.sources.coco import load_rgb, read_coco
-
     annotations = read_coco(coco_dir, split)
     stats.update({f"skipped: {k}": v for k, v in annotations.skipped.items()})
     images = list(annotations.images.values())[:limit]
@@ -308,8 +299,6 @@ def synthetic_scenes(
     Pairs and instructions built with the same seed therefore describe the same rooms. A shard renders
     only its own indices (`synthetic.scene_at`).
     """
-    from dataset_scripts.synthetic import world as synthetic
-
     if num_shards == 1:
         yield from synthetic.generate_scenes(
             num_scenes, seed, split=split, width=width, height=height, noise=False
@@ -322,8 +311,6 @@ def synthetic_scenes(
 def iter_pair_rows(
     scenes: Iterable[Scene], scorer, progress: bool = True, total: int | None = None
 ) -> Iterator[dict]:
-    from tqdm.auto import tqdm
-
     for scene in tqdm(scenes, total=total, desc="pairs", unit="img", disable=not progress):
         yield pair_row(scene, scorer)
 
@@ -471,7 +458,9 @@ def distributed_defaults() -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     rank, world = distributed_defaults()
-    parser = argparse.ArgumentParser(prog="deepsight data pairs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="deepsight data pairs", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--source", choices=["coco", "synthetic"], required=True)
     parser.add_argument("--coco-dir", help="folder with annotations/ and <split>/ images")
     parser.add_argument("--split", default="val2017", help="COCO split, e.g. train2017 or val2017")

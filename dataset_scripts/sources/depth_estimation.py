@@ -21,22 +21,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from modeling_deepsight.image_processing_deepsight import decode_depth, depth_to_png_mm
+from dataset_scripts.export import depth_to_image_value, image_value_to_depth
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ESTIMATOR = "vinvino02/glpn-nyu"
 MAX_STORABLE_METRES = np.iinfo(np.uint16).max / 1000.0
-
-
-def depth_to_pil(depth: np.ndarray) -> Image.Image:
-    """Metres -> the PIL `I;16` image the datasets store (lossless millimetres)."""
-    return Image.fromarray(depth_to_png_mm(depth))
-
-
-def pil_to_depth(image: Image.Image) -> np.ndarray:
-    """A 16-bit millimetre PNG (as written by `depth_to_pil`) -> float32 metres."""
-    return decode_depth(np.asarray(image), "mm")
 
 
 class EstimatorUnavailable(RuntimeError):
@@ -62,12 +52,11 @@ class DepthCache:
     def save(self, image_id: str, depth: np.ndarray) -> None:
         target = self.path(image_id)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        depth_to_pil(depth).save(partial, format="PNG")
+        partial.write_bytes(depth_to_image_value(depth)["bytes"])
         partial.replace(target)
 
     def load(self, image_id: str) -> np.ndarray:
-        with Image.open(self.path(image_id)) as image:
-            return pil_to_depth(image)
+        return image_value_to_depth(self.path(image_id).read_bytes())
 
 
 @dataclass
@@ -88,7 +77,7 @@ class EstimationReport:
 def pick_device(device: str | None = None) -> str:
     if device:
         return device
-    import torch
+    import torch  # torch and transformers: only the (optional) estimator needs them
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 

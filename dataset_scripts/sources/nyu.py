@@ -253,7 +253,7 @@ def read_nyu_sync(
     root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
 ) -> Iterator[Scene]:
     """Frames of a sync-layout folder (searched recursively); depth only, no object annotations."""
-    from modeling_deepsight.image_processing_deepsight import decode_depth
+    from modeling_deepsight.depth_codec_deepsight import decode_depth  # heavy: see dataset_scripts.export
 
     root = require_dir(root, "NYU sync root")
     report = report if report is not None else ReadReport()

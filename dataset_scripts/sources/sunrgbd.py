@@ -173,7 +173,7 @@ def read_sun_frame(
     frame_id: str | None = None,
 ) -> Scene:
     """One original-layout frame folder. Raises FrameError when this frame cannot be used."""
-    from modeling_deepsight.image_processing_deepsight import decode_depth
+    from modeling_deepsight.depth_codec_deepsight import decode_depth  # heavy: see dataset_scripts.export
 
     if depth_folder not in DEPTH_FOLDERS:
         raise ValueError(f"depth_folder: expected one of {DEPTH_FOLDERS}, got {depth_folder!r}")

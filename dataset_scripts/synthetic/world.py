@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-
-from modeling_deepsight.image_processing_deepsight import encode_depth
+from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from dataset_scripts.scene import Scene, SceneObject
 from dataset_scripts.synthetic.captions import CaptionObject, describe_scene
@@ -42,6 +42,7 @@ from dataset_scripts.synthetic.geometry import (
 )
 from dataset_scripts.synthetic.layout import SCENE_SPECS, PlacedObject, furnish
 from dataset_scripts.synthetic.objects import CATEGORIES
+from deepsight.cli import HelpFormatter
 
 SCENE_TYPES: list[str] = list(SCENE_SPECS)
 OBJECT_CATEGORIES: list[str] = list(CATEGORIES)
@@ -457,7 +458,7 @@ def mask_outline(mask: np.ndarray) -> tuple[list[float], list[float]] | None:
     cuts convex corners diagonally, so rasterising the polygon at pixel centres (c+0.5, r+0.5) gives
     the component back. None for an empty mask.
     """
-    import contourpy
+    import contourpy  # scipy and contourpy: slow to import, and only the SUN RGB-D layout writer needs them
     from scipy import ndimage
 
     labels, count = ndimage.label(mask)
@@ -539,7 +540,7 @@ def write_sunrgbd_layout(scenes: Iterable[Scene], out_dir: str | Path) -> list[P
     depth_bfx/<name>.png (holes filled by the nearest valid depth), intrinsics.txt, scene.txt,
     annotation2Dfinal/index.json and, for synthetic scenes, extrinsics/<name>.txt (SUN's Rtilt).
     """
-    from PIL import Image
+    from modeling_deepsight.depth_codec_deepsight import encode_depth  # heavy: see dataset_scripts.export
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -633,7 +634,6 @@ def load_scene_npz(path: str | Path) -> Scene:
 def save_preview(scenes: list[Scene], path: str | Path, max_depth: float = 8.0) -> Path:
     """A contact sheet, one row per scene: pseudo-RGB, depth (turbo, black = invalid), boxes with names."""
     from matplotlib import colormaps
-    from PIL import Image, ImageDraw
 
     if not scenes:
         raise ValueError("save_preview needs at least one scene.")
@@ -675,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepsight data synthetic",
         description="Render synthetic indoor depth scenes with exact annotations.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--num-scenes", type=int, required=True, help="how many scenes to render")
     parser.add_argument(
@@ -695,8 +696,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm.auto import tqdm
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.num_scenes < 1:

@@ -76,7 +76,7 @@ def wilson_interval(correct, n, confidence=0.95):
     the small per-task counts and extreme accuracies (0% / 100%) a benchmark run can produce.
     """
     if n <= 0:
-        return [0.0, 1.0]
+        raise ValueError(f"n: expected a positive number of questions, got {n}")
     z = normal_quantile(confidence)
     p = correct / n
     denominator = 1.0 + z * z / n

@@ -45,7 +45,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import datasets
-from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
 from dataset_scripts.builders.instructions.offline import (
     BENCHMARK_SKILLS,
     INSTRUCTION_TYPES,
@@ -54,7 +53,15 @@ from dataset_scripts.builders.instructions.offline import (
     farther_name_prior,
     scene_rng,
 )
-from dataset_scripts.scene import Scene
+from dataset_scripts.builders.instructions.openai_endpoint import (
+    EndpointConfigError,
+    OpenAIChatClient,
+    OpenAIInstructionGenerator,
+)
+from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, image_value_to_depth, markdown_table
+from dataset_scripts.scene import Scene, SceneObject
+from dataset_scripts.synthetic.world import SCENE_TYPES, generate_scenes, scene_object_vocabulary
+from deepsight.cli import HelpFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -338,16 +345,13 @@ def instruction_card(stats: dict, generator_description: str, mix: dict[str, flo
 
 def scenes_from_pairs(folder: str | Path) -> Iterable[Scene]:
     """Scenes rebuilt from a depth-text-bbox pairs folder (boxes only: object depth is the box mean)."""
-    from dataset_scripts.sources.depth_estimation import pil_to_depth
-    from dataset_scripts.scene import SceneObject
-
     pairs = datasets.load_dataset(str(folder), split="train")
     for row in pairs:
         objects = [SceneObject(name=name, box=tuple(box)) for name, box in zip(row["labels"], row["boxes"])]
         yield Scene(
             id=row["id"],
             source=row["source"],
-            depth=pil_to_depth(row["depth"]),
+            depth=image_value_to_depth(row["depth"]),
             objects=objects,
             scene_type=row["scene"] or None,
             captions=list(row["captions"]),
@@ -356,7 +360,9 @@ def scenes_from_pairs(folder: str | Path) -> Iterable[Scene]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepsight data instructions", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="deepsight data instructions", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--source", choices=["synthetic", "pairs"], default="synthetic")
     parser.add_argument("--pairs-dir", help="a depth-text-bbox pairs folder (for --source pairs)")
     parser.add_argument("--num-scenes", type=int, default=100)
@@ -418,8 +424,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def synthetic_vocabularies() -> dict:
     """The synthetic world's scene types and object categories: the distractor pools its benchmark uses."""
-    from dataset_scripts.synthetic.world import SCENE_TYPES, scene_object_vocabulary
-
     objects = sorted({name for scene_type in SCENE_TYPES for name in scene_object_vocabulary(scene_type)})
     return {"object_vocabulary": objects, "scene_vocabulary": list(SCENE_TYPES)}
 
@@ -438,8 +442,6 @@ def make_generators(args, cache_root: Path, name_weights: dict[str, float] | Non
     )
     if args.generator == "offline":
         return ground_truth, ground_truth
-    from dataset_scripts.builders.instructions.openai_endpoint import OpenAIChatClient, OpenAIInstructionGenerator
-
     client = OpenAIChatClient(
         base_url=args.base_url,
         model=args.model,
@@ -459,8 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     cache_root = output / ".cache"
     if args.source == "synthetic":
-        from dataset_scripts.synthetic.world import generate_scenes
-
         def scene_stream(count: int):
             return generate_scenes(count, args.seed, split="train", width=args.width, height=args.height, noise=False)
 
@@ -485,8 +485,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distance_judgment: the names point to the farther object in {farther_prior.right_share:.0%} of the "
               f"pairs of {sample} scenes; named rows they point right for are kept as often as the others")
     generator, ground_truth = make_generators(args, cache_root, name_weights, farther_prior)
-    from dataset_scripts.builders.instructions.openai_endpoint import EndpointConfigError
-
     try:
         rows, report = build_instruction_rows(
             scenes,

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from dataset_scripts import vocab
-from dataset_scripts.builders.benchmark_questions import TASKS as BENCHMARK_SKILLS
+from dataset_scripts.builders.benchmark_questions import TEMPLATES as BENCHMARK_TEMPLATES
 from dataset_scripts.scene import Scene
 from deepsight.prompts import (  # noqa: F401 (the unnamed templates are re-exported: the generator's vocabulary)
     UNNAMED_FARTHER_QUESTIONS,
@@ -33,75 +33,15 @@ from deepsight.prompts import (  # noqa: F401 (the unnamed templates are re-expo
     answer_text,
     format_multiple_choice,
     region_answer_text,
-    region_choice_content,
 )
+from deepsight.regions import region_layout
+from deepsight.tasks import TASKS as BENCHMARK_SKILLS
 
 INSTRUCTION_TYPES = ("complex_reasoning", "conversation", "detailed_description")
 
 DISTANCE_MARGIN_M = 0.3
 DISTANCE_MARGIN_RATIO = 0.1
 MIN_OBJECT_AREA_FRACTION = 0.002  # smaller regions hold too few depth pixels for a trustworthy mean
-
-# Scene-classification questions are asked only for scenes in this list and take their wrong options from it:
-# it holds every NYU-D class the benchmark asks about, plus other common indoor scenes.
-DEFAULT_SCENE_TYPES = (
-    *vocab.NYU10_NAMED_CLASSES,
-    "conference room",
-    "corridor",
-    "library",
-    "furniture store",
-    "lab",
-)
-DEFAULT_OBJECT_VOCABULARY = (
-    "bathtub",
-    "bed",
-    "bookshelf",
-    "box",
-    "cabinet",
-    "chair",
-    "computer monitor",
-    "counter",
-    "curtain",
-    "desk",
-    "door",
-    "dresser",
-    "lamp",
-    "laptop",
-    "mirror",
-    "night stand",
-    "picture",
-    "pillow",
-    "plant",
-    "refrigerator",
-    "shelf",
-    "sink",
-    "sofa",
-    "table",
-    "television",
-    "toilet",
-    "towel",
-    "trash can",
-    "whiteboard",
-    "window",
-    "printer",
-    "piano",
-    "stool",
-    "bench",
-    "oven",
-    "microwave",
-    "clock",
-    "vase",
-    "bottle",
-    "cup",
-    "bowl",
-    "book",
-    "keyboard",
-    "backpack",
-    "suitcase",
-    "umbrella",
-    "fan",
-    "radiator",
-)
 
 # Phrasings. Each list is sampled per item, so one dataset holds many wordings of every question.
 SCENE_QUESTIONS = (
@@ -134,14 +74,10 @@ ABSENT_QUESTIONS = (
     "Which object is missing from this scene?",
 )
 
-try:  # the benchmark's own wordings are part of the pool, so training sees exactly what evaluation asks
-    from dataset_scripts.builders.benchmark_questions import TEMPLATES as _BENCHMARK_TEMPLATES
-except ImportError:  # pragma: no cover - the benchmark module is optional for this generator
-    _BENCHMARK_TEMPLATES = {}
-
 
 def _with_benchmark(own: tuple[str, ...], task: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(own + tuple(_BENCHMARK_TEMPLATES.get(task, ()))))
+    """`own` wordings, then the benchmark's: training sees exactly what evaluation asks."""
+    return tuple(dict.fromkeys(own + tuple(BENCHMARK_TEMPLATES.get(task, ()))))
 
 
 SCENE_QUESTIONS = _with_benchmark(SCENE_QUESTIONS, "scene_classification")
@@ -724,8 +660,8 @@ class OfflineInstructionGenerator:
     def __init__(
         self,
         seed: int = 0,
-        object_vocabulary=DEFAULT_OBJECT_VOCABULARY,
-        scene_vocabulary=DEFAULT_SCENE_TYPES,
+        object_vocabulary=vocab.OBJECT_VOCABULARY,
+        scene_vocabulary=vocab.SCENE_VOCABULARY,
         name_weights: dict[str, float] | None = None,
         balanced_skills: tuple[str, ...] = ("recognition", "security"),
         distance_regions: bool = False,
@@ -738,7 +674,7 @@ class OfflineInstructionGenerator:
         as it is the right one and the names alone stop telling the answer; None draws uniformly (the
         benchmark's way).
         `distance_regions`: Distance Judgment rows in the per-option region layout
-        (`deepsight.prompts.region_choice_content`: one depth-map copy per option, masked to that option's box)
+        (`deepsight.regions.region_layout`: one depth-map copy per option, masked to that option's box)
         instead of one image whose mask is the union of both boxes.
         `unnamed_distance` (with `distance_regions`): each Distance Judgment row gets a twin that names no object
         ("Which of the two marked regions is farther from the camera?" / "the first region", "the second
@@ -782,7 +718,7 @@ class OfflineInstructionGenerator:
             **({"name_weights": self.name_weights} if self.name_weights else {}),
             **({"balanced": list(self.balanced_skills)} if self.balanced_skills else {}),
             **({"farther_rates": self.farther_prior.rates} if self.farther_prior else {}),
-            # earlier caches stay valid; region rows answer with the letter alone since 2026-12-05
+            # only with regions (other caches stay valid); "letter": region rows answered by the letter alone
             **({"distance_regions": "letter"} if self.distance_regions else {}),
             # "twin" keeps its earlier fingerprint (True), so existing caches stay valid
             **({"unnamed_distance": {"twin": True}.get(self.unnamed_distance, self.unnamed_distance)}
@@ -904,12 +840,10 @@ class OfflineInstructionGenerator:
     @staticmethod
     def _region_row(scene: Scene, key: str, question: str, options: list[str], answer_index: int, boxes) -> dict:
         """A multiple-choice row in the per-option region layout: one image per option, masked to its box."""
-        messages = [
-            {"role": "user", "content": region_choice_content(question, options)},
-            assistant(region_answer_text(options, answer_index)),
-        ]
+        layout = region_layout(question, options, boxes)
+        messages = [{"role": "user", "content": layout.content}, assistant(region_answer_text(options, answer_index))]
         row = make_row(scene, "conversation", key, messages, [])
-        row["boxes"] = [[[float(v) for v in box]] for box in boxes]
+        row["boxes"] = layout.boxes
         return row
 
     @staticmethod

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from dataset_scripts import vocab
 from dataset_scripts.builders.instructions.offline import (
-    DEFAULT_OBJECT_VOCABULARY,
     DESCRIPTION_REQUESTS,
     assistant,
     make_row,
@@ -39,6 +38,7 @@ from dataset_scripts.builders.instructions.offline import (
     user,
 )
 from dataset_scripts.scene import Scene
+from dataset_scripts.sources.coco import COCO_CATEGORY_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _mentions(text: str, name: str) -> bool:
 class ReplyValidator:
     """Checks one parsed reply against the scene's annotations."""
 
-    def __init__(self, scene: Scene, known_names=DEFAULT_OBJECT_VOCABULARY):
+    def __init__(self, scene: Scene, known_names=vocab.OBJECT_VOCABULARY):
         self.scene = scene
         self.annotated = {vocab.normalize_object_name(obj.name) for obj in scene.objects}
         self.raw_annotated = {obj.name.lower() for obj in scene.objects}
@@ -288,8 +288,6 @@ NOT_OBJECT_MENTIONS = frozenset({"person", "orange", "tie", "box"})
 
 
 def _coco_names() -> set[str]:
-    from dataset_scripts.sources.coco import COCO_CATEGORY_NAMES
-
     return {vocab.normalize_object_name(n) for n in COCO_CATEGORY_NAMES}
 
 
