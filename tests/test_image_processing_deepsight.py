@@ -515,7 +515,8 @@ def test_processor_config_round_trips_through_save_pretrained(tmp_path):
 def test_auto_image_processor_loads_the_saved_module_with_remote_code(tmp_path):
     DeepSightImageProcessor(size=40, max_depth=6.0).save_pretrained(tmp_path)
     assert (tmp_path / "image_processing_deepsight.py").exists()
-    assert (tmp_path / "depth_codec_deepsight.py").exists()  # its relative import travels with it
+    assert (tmp_path / "depth_codec_deepsight.py").exists()  # its relative imports travel with it
+    assert (tmp_path / "bbox_mask_deepsight.py").exists()
     loaded = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(loaded).__name__ == "DeepSightImageProcessor"
     assert loaded.max_depth == 6.0 and loaded.size == {"height": 40, "width": 40}
