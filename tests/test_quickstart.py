@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from deepsight.tasks import TASKS
 from quickstart.ablations import Row, paired_difference, unpaired_difference, wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ("scene_classification", "recognition", "distance_judgment", "security")
 
 
 @pytest.fixture(scope="module")
