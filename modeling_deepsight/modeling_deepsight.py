@@ -26,6 +26,8 @@ from torch import nn
 from transformers import AutoModel, initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, ModelOutput
 from transformers.modeling_utils import PreTrainedModel, slice_logits_to_keep
@@ -35,9 +37,9 @@ from transformers.models.clip.modeling_clip import (
     CLIPVisionEmbeddings,
     image_text_contrastive_loss,
 )
-from transformers.utils import logging
+from transformers.utils import logging, torch_compilable_check
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.output_capturing import capture_outputs, select_hidden_states
 
 from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
 
@@ -245,7 +247,9 @@ def pool_patch_grid(patch_features: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class DeepSightMultiModalProjector(nn.Module):
-    """Vision features -> LM embeddings: LLaVA-1.5's Linear-GELU-Linear by default, any depth, or one Linear."""
+    """Vision features -> LM embeddings, named as LLaVA's so its weights load: ``linear_1, act, linear_2`` (LLaVA-1.5,
+    the default), continued with ``linear_3``... (``act`` between each pair) for a deeper MLP, or ``linear_1`` alone
+    for ``projector_type="linear"``."""
 
     def __init__(self, config: DeepSightConfig):
         super().__init__()
@@ -253,14 +257,27 @@ class DeepSightMultiModalProjector(nn.Module):
         in_features = config.vision_config.hidden_size * num_feature_layers
         out_features = config.text_config.hidden_size
         bias = config.multimodal_projector_bias
-        depth = 1 if config.projector_type == "linear" else config.projector_depth
-        layers: list[nn.Module] = [nn.Linear(in_features, out_features, bias=bias)]
-        for _ in range(depth - 1):
-            layers += [ACT2FN[config.projector_hidden_act], nn.Linear(out_features, out_features, bias=bias)]
-        self.layers = nn.Sequential(*layers)
+        self.num_linears = 1 if config.projector_type == "linear" else config.projector_depth
+        self.linear_1 = nn.Linear(in_features, out_features, bias=bias)
+        if self.num_linears > 1:
+            self.act = ACT2FN[config.projector_hidden_act]
+        for index in range(2, self.num_linears + 1):
+            self.add_module(f"linear_{index}", nn.Linear(out_features, out_features, bias=bias))
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        return self.layers(image_features)
+        hidden_states = self.linear_1(image_features)
+        for index in range(2, self.num_linears + 1):
+            hidden_states = getattr(self, f"linear_{index}")(self.act(hidden_states))
+        return hidden_states
+
+
+def legacy_projector_key_mapping(max_linears: int = 32) -> dict[str, str]:
+    """Checkpoint key renamings for folders saved when the projector was an ``nn.Sequential``: its Linear number k
+    sat at ``layers.{2(k-1)}`` (the activations between hold no weights), it is ``linear_k`` now."""
+    return {
+        rf"multi_modal_projector\.layers\.{2 * (k - 1)}\.": f"multi_modal_projector.linear_{k}."
+        for k in range(1, max_linears + 1)
+    }
 
 
 class DeepSightPreTrainedModel(PreTrainedModel):
@@ -275,6 +292,8 @@ class DeepSightPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # Read by PEFT when it loads an adapter folder (a trained projector is saved there by `modules_to_save`).
+    _checkpoint_conversion_mapping = legacy_projector_key_mapping()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # register_for_auto_class keeps one Auto class per model class; a DeepSight folder must answer both
@@ -304,6 +323,9 @@ class DeepSightModel(DeepSightPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
+    @merge_with_config_defaults
+    @can_return_tuple
+    @select_hidden_states("vision_feature_layer")
     def get_image_features(
         self,
         pixel_values: torch.Tensor,
@@ -311,32 +333,28 @@ class DeepSightModel(DeepSightPreTrainedModel):
         vision_feature_layer: int | list[int] | None = None,
         vision_feature_select_strategy: str | None = None,
         **kwargs,
-    ) -> BaseModelOutputWithPooling:
-        """Projected image features, ``pooler_output`` of shape [num_images, image_seq_length, text hidden size].
+    ) -> BaseModelOutputWithPooling | tuple:
+        """The vision tower's output (``last_hidden_state``, and ``hidden_states`` / ``attentions`` when asked) with
+        the projected image features as ``pooler_output``, [num_images, image_seq_length, text hidden size].
 
-        ``last_hidden_state`` holds the selected (unprojected) vision features.
+        As LLaVA's: only the hidden states the projector reads are captured unless all are asked for (the others
+        are None), and ``return_dict=False`` gives a tuple.
         """
-        vision_feature_layer = (
-            self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
-        )
-        strategy = vision_feature_select_strategy or self.config.vision_feature_select_strategy
-        if strategy not in ("default", "full"):
-            raise ValueError(f"`vision_feature_select_strategy` must be 'default' or 'full'; got {strategy!r}.")
-        kwargs.pop("return_dict", None)
+        image_outputs = self.vision_tower(pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
         layers = [vision_feature_layer] if isinstance(vision_feature_layer, int) else list(vision_feature_layer)
-        # Keep only the hidden states the projector reads (the others come back as None), unless all were asked.
-        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layers
-        vision_outputs = self.vision_tower(pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
-        selected_features = torch.cat([vision_outputs.hidden_states[layer] for layer in layers], dim=-1)
+        selected_features = torch.cat([image_outputs.hidden_states[layer] for layer in layers], dim=-1)
         patch_features = selected_features[:, 1:]
         pooled = pool_patch_grid(patch_features, self.config.spatial_pool_stride)
         # "default" drops CLS
-        selected_features = pooled if strategy == "default" else torch.cat([selected_features[:, :1], pooled], 1)
+        if vision_feature_select_strategy == "default":
+            selected_features = pooled
+        else:
+            selected_features = torch.cat([selected_features[:, :1], pooled], dim=1)
         if self.config.region_token:
             region = region_mean(patch_features, bbox_mask, self.config.vision_config.patch_size)
             selected_features = torch.cat([selected_features, region.unsqueeze(1)], dim=1)
-        image_features = self.multi_modal_projector(selected_features)
-        return BaseModelOutputWithPooling(last_hidden_state=selected_features, pooler_output=image_features)
+        image_outputs.pooler_output = self.multi_modal_projector(selected_features)
+        return image_outputs
 
     def get_placeholder_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Boolean [B, T] mask of the image placeholder positions (from ids, or by embedding when only embeds)."""
@@ -351,16 +369,18 @@ class DeepSightModel(DeepSightPreTrainedModel):
         self, inputs_embeds: torch.Tensor, image_features: torch.Tensor, placeholder_mask: torch.Tensor
     ) -> torch.Tensor:
         """Scatter the image features, in order, into the placeholder positions (LLaVA's merge)."""
-        n_tokens = int(placeholder_mask.sum())
-        n_features = image_features.shape[0] * image_features.shape[1]
-        if n_tokens != n_features:
-            raise ValueError(
-                f"Image features and image tokens do not match: the text has {n_tokens} image tokens "
-                f"(id {self.config.image_token_id}) but {image_features.shape[0]} image(s) give {n_features} "
-                f"features ({image_features.shape[1]} per image). Each <image> must be expanded to "
-                f"image_seq_length={self.config.image_seq_length} tokens (DeepSightProcessor does it) and the "
-                "number of images must match the number of <image> placeholders."
-            )
+        n_tokens = placeholder_mask.sum()
+        num_images, per_image = image_features.shape[:2]
+        # LLaVA's compile-friendly check; the message is built only when it fails
+        torch_compilable_check(
+            n_tokens == num_images * per_image,
+            lambda: (
+                f"Image features and image tokens do not match, tokens: {int(n_tokens)}, features: "
+                f"{num_images * per_image} ({num_images} image(s) of {per_image}; image token id "
+                f"{self.config.image_token_id}). Each <image> must be expanded to image_seq_length="
+                f"{self.config.image_seq_length} tokens (DeepSightProcessor does it), one <image> per image."
+            ),
+        )
         image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), image_features)
 
@@ -392,13 +412,12 @@ class DeepSightModel(DeepSightPreTrainedModel):
                 bbox_mask=bbox_mask,
                 vision_feature_layer=vision_feature_layer,
                 vision_feature_select_strategy=vision_feature_select_strategy,
+                return_dict=True,
             ).pooler_output
             placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
             inputs_embeds = self.merge_image_features(inputs_embeds, image_features, placeholder_mask)
-        elif input_ids is not None and (input_ids == self.config.image_token_id).any():
-            raise ValueError(
-                f"`input_ids` hold image tokens (id {self.config.image_token_id}) but no `pixel_values` were given."
-            )
+        # Without pixel_values, image-token ids are ordinary tokens (LLaVA's behaviour): a decode step after the
+        # prefill consumed the images may emit that id.
 
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -425,6 +444,8 @@ class DeepSightForConditionalGeneration(DeepSightPreTrainedModel, GenerationMixi
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    # The language model's own plan shards its embedding by vocabulary; the tied head must follow (LLaVA's plan).
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: DeepSightConfig):
         super().__init__(config)
@@ -644,6 +665,14 @@ DeepSightVisionModel.register_for_auto_class("AutoModel")
 DeepSightModel.register_for_auto_class("AutoModel")
 DeepSightForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 DeepSightDualEncoder.register_for_auto_class("AutoModel")
+
+# from_pretrained renames the projector keys of older folders for every `deepsight` model, as transformers does for
+# its own models (overwrite: this file is imported again under another name when loaded with trust_remote_code).
+register_checkpoint_conversion_mapping(
+    DeepSightConfig.model_type,
+    [WeightRenaming(source, target) for source, target in legacy_projector_key_mapping().items()],
+    overwrite=True,
+)
 
 
 __all__ = [

@@ -210,6 +210,8 @@ class DeepSightProcessor(ProcessorMixin):
         **kwargs: Any,
     ) -> BatchFeature:
         """Tokenise `text` (expanding ``<image>``), preprocess `images` with their boxes; see the class docstring."""
+        if isinstance(images, (list, tuple)) and images and all(isinstance(i, (list, tuple)) and not i for i in images):
+            images = None  # per-sample image lists that are all empty: a batch of text only
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
             if not all(isinstance(sample, str) for sample in texts):

@@ -73,7 +73,8 @@ def test_deepsight_from_pretrained_components_loads_clip_vision_and_causal_lm(
     assert model.config.projector_depth == 3 and model.config.image_token_id == image_token_id
     assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     assert not model.training and not any(m.training for m in model.modules())
-    projector_weights = [m.weight for m in model.model.multi_modal_projector.layers if isinstance(m, torch.nn.Linear)]
+    projector = model.model.multi_modal_projector
+    projector_weights = [m.weight for m in projector.modules() if isinstance(m, torch.nn.Linear)]
     assert all(0 < float(w.std()) < 0.1 for w in projector_weights)
 
     depth = torch.randn(1, 1, 32, 32)

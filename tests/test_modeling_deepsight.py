@@ -205,8 +205,6 @@ def test_image_feature_and_token_count_mismatch_raises(tiny_deepsight, depth_map
     two_images = torch.cat([inputs["pixel_values"]] * 2)
     with pytest.raises(ValueError, match="Image features and image tokens do not match"):
         model(input_ids=inputs["input_ids"], pixel_values=two_images)
-    with pytest.raises(ValueError, match="no `pixel_values`"):
-        model(input_ids=inputs["input_ids"])
     with pytest.raises(ValueError, match="bbox_mask"):
         model(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"], bbox_mask=torch.ones(1, 1, 8, 8))
     with pytest.raises(ValueError, match="one depth channel"):
@@ -255,7 +253,7 @@ def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, dep
     loss = model(**inputs, labels=labels).loss
     loss.backward()
     assert torch.isfinite(loss)
-    assert model.model.multi_modal_projector.layers[0].weight.grad is not None
+    assert model.model.multi_modal_projector.linear_1.weight.grad is not None
     assert model.model.vision_tower.embeddings.bbox_embedding.weight.grad is not None
 
 
@@ -273,7 +271,7 @@ def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, dep
 @torch.no_grad()
 def test_projector_and_feature_selection_are_configurable(tiny_tokenizer, depth_maps, config_kwargs, linear_layers):
     model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, **config_kwargs)
-    linears = [m for m in model.model.multi_modal_projector.layers if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in model.model.multi_modal_projector.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linears) == linear_layers
     layers = config_kwargs.get("vision_feature_layer", -2)
     assert linears[0].in_features == 64 * (len(layers) if isinstance(layers, list) else 1)
@@ -285,36 +283,40 @@ def test_projector_and_feature_selection_are_configurable(tiny_tokenizer, depth_
 
 @torch.no_grad()
 def test_region_token_is_the_patch_features_mean_over_the_box(tiny_tokenizer, depth_maps):
-    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, region_token=True)
+    # a linear projector commutes with the mean: its outputs (pooler_output) show the selected features' layout
+    model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, region_token=True, projector_type="linear")
     model.model.vision_tower = _with_random_bbox_conv(model.model.vision_tower)
     patch = model.config.vision_config.patch_size
     inputs = processor(images=[depth_maps[0]] * 2, text=["<image>", "<image>"], return_tensors="pt")
     bbox_mask = torch.zeros_like(inputs["pixel_values"])
     bbox_mask[0, :, :patch, : 2 * patch] = 1  # image 0: exactly the first two patches
     bbox_mask[1, :, : patch // 2, :patch] = 1  # image 1: a quarter of the first patch only
-    features = model.model.get_image_features(inputs["pixel_values"], bbox_mask=bbox_mask).last_hidden_state
+    features = model.model.get_image_features(inputs["pixel_values"], bbox_mask=bbox_mask).pooler_output
     patches, region = features[:, :-1], features[:, -1]
     assert features.shape[1] == model.config.image_seq_length
     torch.testing.assert_close(region[0], patches[0, :2].mean(dim=0))
     torch.testing.assert_close(region[1], patches[1, 0])  # a box inside one patch: that patch's features
 
-    unmasked = model.model.get_image_features(inputs["pixel_values"]).last_hidden_state
+    unmasked = model.model.get_image_features(inputs["pixel_values"]).pooler_output
     torch.testing.assert_close(unmasked[:, -1], unmasked[:, :-1].mean(dim=1))  # no box: the whole image
     empty = model.model.get_image_features(inputs["pixel_values"], bbox_mask=torch.zeros_like(bbox_mask))
-    torch.testing.assert_close(empty.last_hidden_state[:, -1], empty.last_hidden_state[:, :-1].mean(dim=1))
+    torch.testing.assert_close(empty.pooler_output[:, -1], empty.pooler_output[:, :-1].mean(dim=1))
 
 
 @torch.no_grad()
 def test_spatial_pool_stride_averages_each_block_of_patches_into_one_image_token(tiny_tokenizer, depth_maps):
-    pooled_model, processor = build_tiny_deepsight(tokenizer=tiny_tokenizer, spatial_pool_stride=2)
+    # a linear projector commutes with averaging: its outputs (pooler_output) show the pooling
+    pooled_model, processor = build_tiny_deepsight(
+        tokenizer=tiny_tokenizer, spatial_pool_stride=2, projector_type="linear"
+    )
     grid = pooled_model.config.vision_config.image_size // pooled_model.config.vision_config.patch_size
     assert pooled_model.config.image_seq_length == processor.image_seq_length == (grid // 2) ** 2
     inputs = processor(images=[depth_maps[0]], text=["<image>"], boxes=[[[0, 0, 20, 20]]], return_tensors="pt")
-    pooled = pooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).last_hidden_state
+    pooled = pooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).pooler_output
     full_config = pooled_model.config.to_dict() | {"spatial_pool_stride": 1, "image_seq_length": None}
     unpooled_model = DeepSightForConditionalGeneration(DeepSightConfig(**full_config)).eval()
     unpooled_model.load_state_dict(pooled_model.state_dict())
-    patches = unpooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).last_hidden_state
+    patches = unpooled_model.model.get_image_features(inputs["pixel_values"], inputs["bbox_mask"]).pooler_output
     patches = patches.reshape(grid, grid, -1)
     top_left = patches[:2, :2].reshape(4, -1).mean(dim=0)  # the first pooled token covers the first 2x2 block
     bottom_right = patches[-2:, -2:].reshape(4, -1).mean(dim=0)

@@ -1,0 +1,205 @@
+"""DeepSight behaves like transformers' own LLaVA where generic tooling relies on it (issue 23's defects).
+
+Each test names one behaviour that transformers' pipelines, generation, TRL collators or tensor parallelism count on.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
+
+from modeling_deepsight import DeepSightImageProcessor, load_depth
+
+
+class _ForceToken(LogitsProcessor):
+    """Makes `token_id` the only choice at every decoding step."""
+
+    def __init__(self, token_id: int):
+        self.token_id = token_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.token_id] = 0.0
+        return forced
+
+
+# --------------------------------------------------------------------------------------------------
+# <image> token ids without pixel_values
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_image_token_ids_without_pixel_values_are_embedded_as_ordinary_tokens(tiny_deepsight):
+    model, processor = tiny_deepsight
+    input_ids = processor(text=["How far is the wall?"], return_tensors="pt")["input_ids"]
+    input_ids = torch.cat([input_ids, torch.full((1, 3), model.config.image_token_id)], dim=1)
+    logits = model(input_ids=input_ids).logits
+
+    embeds = model.get_input_embeddings()(input_ids)
+    expected = model.lm_head(model.model.language_model(inputs_embeds=embeds).last_hidden_state)
+    torch.testing.assert_close(logits, expected)
+
+
+@torch.no_grad()
+def test_generate_never_crashes_when_the_model_emits_the_image_token_id(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    image_token_id = model.config.image_token_id
+    inputs = processor(images=[depth_maps[0]], text=["<image>\nHow far?"], return_tensors="pt")
+    generated = model.generate(
+        **inputs,
+        max_new_tokens=3,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([_ForceToken(image_token_id)]),
+    )
+    assert generated[0, inputs["input_ids"].shape[1] :].tolist() == [image_token_id] * 3
+
+
+# --------------------------------------------------------------------------------------------------
+# A batch that mixes text-only and image samples (the nested per-sample image lists)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_image_processor_accepts_per_sample_lists_with_a_text_only_sample(tiny_deepsight, depth_maps):
+    _, processor = tiny_deepsight
+    nested = processor.image_processor([[], [depth_maps[0]], [depth_maps[1]]], boxes=[[[0, 0, 10, 10]], []])
+    flat = processor.image_processor(depth_maps[:2], boxes=[[[0, 0, 10, 10]], []])
+    assert torch.equal(nested["pixel_values"], flat["pixel_values"])
+    assert torch.equal(nested["bbox_mask"], flat["bbox_mask"])
+    with pytest.raises(ValueError, match="no depth map"):
+        processor.image_processor([[], []])
+
+
+def test_processor_reads_per_sample_lists_that_are_all_empty_as_text_only(tiny_deepsight):
+    _, processor = tiny_deepsight
+    texts = ["How far is the wall?", "Room?"]
+    nested = processor(images=[[], []], text=texts, padding=True, return_tensors="pt")
+    text_only = processor(text=texts, padding=True, return_tensors="pt")
+    assert set(nested) == set(text_only) == {"input_ids", "attention_mask"}
+    assert torch.equal(nested["input_ids"], text_only["input_ids"])
+
+
+@torch.no_grad()
+def test_a_batch_with_a_text_only_sample_gives_the_same_logits_per_row_as_each_row_alone(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    texts = ["How far is the wall from the camera?", "<image>\nHow far?", "<image>\nWhich object is nearer?"]
+    images = [[], [depth_maps[0]], [depth_maps[1]]]
+    batch = processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
+    assert batch["pixel_values"].shape[0] == 2
+    batched_logits = model(**batch).logits
+
+    for row, (text, row_images) in enumerate(zip(texts, images)):
+        alone = processor(images=row_images or None, text=[text], return_tensors="pt")
+        real = batch["attention_mask"][row].bool()
+        assert int(real.sum()) == alone["input_ids"].shape[1]
+        torch.testing.assert_close(batched_logits[row, real], model(**alone).logits[0], atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------
+# get_image_features: the vision output passed through, as LLaVA's
+# --------------------------------------------------------------------------------------------------
+
+
+def _eager_copy(model):
+    model = copy.deepcopy(model)
+    model.set_attn_implementation("eager")  # SDPA does not return attention weights
+    return model
+
+
+@torch.no_grad()
+def test_get_image_features_returns_the_towers_hidden_states_and_attentions_when_asked(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    model = _eager_copy(model)
+    pixel_values = processor.image_processor(depth_maps[:2])["pixel_values"]
+    vision_config = model.config.vision_config
+    for owner in (model, model.model):
+        outputs = owner.get_image_features(pixel_values, output_hidden_states=True, output_attentions=True)
+        assert len(outputs.hidden_states) == vision_config.num_hidden_layers + 1
+        assert all(hidden is not None for hidden in outputs.hidden_states)
+        assert len(outputs.attentions) == vision_config.num_hidden_layers
+        assert outputs.attentions[0].shape == (2, vision_config.num_attention_heads, 17, 17)
+        assert outputs.last_hidden_state.shape == (2, 17, vision_config.hidden_size)
+        assert outputs.pooler_output.shape == (2, model.config.image_seq_length, model.config.text_config.hidden_size)
+
+    default = model.model.get_image_features(pixel_values)
+    assert default.attentions is None
+    torch.testing.assert_close(default.pooler_output, outputs.pooler_output)  # asking for more changes nothing
+
+
+@torch.no_grad()
+def test_get_image_features_gives_a_tuple_when_return_dict_is_false(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    pixel_values = processor.image_processor([depth_maps[0]])["pixel_values"]
+    as_dict = model.get_image_features(pixel_values)
+    as_tuple = model.get_image_features(pixel_values, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict.last_hidden_state)
+    torch.testing.assert_close(as_tuple[1], as_dict.pooler_output)
+
+    no_dict_config = copy.deepcopy(model)
+    no_dict_config.config.return_dict = False
+    assert isinstance(no_dict_config.model.get_image_features(pixel_values), tuple)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensor parallelism
+# --------------------------------------------------------------------------------------------------
+
+
+def _parameter_names_matching(model: torch.nn.Module, rule: str) -> list[str]:
+    pattern = re.compile(re.escape(rule).replace(r"\*", r"\d+") + r"\.")
+    return [name for name, _ in model.named_parameters() if pattern.match(name)]
+
+
+def test_tensor_parallel_plan_shards_the_lm_head_like_llava(tiny_deepsight):
+    model, _ = tiny_deepsight
+    plan = model.tp_plan
+    assert model.supports_tp_plan
+    assert plan["lm_head"] == "colwise_gather_output"
+    assert plan["model.language_model.embed_tokens"] == "embedding_rowwise"
+    assert all(_parameter_names_matching(model, rule) for rule in plan), "every rule names existing weights"
+
+    llava_config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=model.config.text_config.to_dict(),
+        image_token_id=model.config.image_token_id,
+    )
+    llava = LlavaForConditionalGeneration(llava_config)
+    assert plan == llava.tp_plan
+
+
+# --------------------------------------------------------------------------------------------------
+# Names and messages
+# --------------------------------------------------------------------------------------------------
+
+
+def test_image_processor_kwargs_typeddict_is_named_by_transformers_convention():
+    assert DeepSightImageProcessor.valid_kwargs.__name__ == "DeepSightImageProcessorKwargs"
+
+
+@torch.no_grad()
+def test_image_token_mismatch_error_names_both_counts_in_llavas_wording(tiny_deepsight, depth_maps):
+    model, processor = tiny_deepsight
+    inputs = processor(images=[depth_maps[0]], text=["<image>\nHow far?"], return_tensors="pt")
+    two_images = torch.cat([inputs["pixel_values"]] * 2)
+    per_image = model.config.image_seq_length
+    message = f"Image features and image tokens do not match, tokens: {per_image}, features: {2 * per_image}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model(input_ids=inputs["input_ids"], pixel_values=two_images)
+
+
+def test_a_four_channel_array_is_reported_with_its_real_channel_count():
+    rgba = np.dstack([np.full((20, 30), value, np.uint8) for value in (10, 90, 200, 255)])
+    with pytest.raises(ValueError, match="has 4 colour channels"):
+        load_depth(rgba)
