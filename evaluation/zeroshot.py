@@ -82,11 +82,6 @@ class SceneEncoder(Protocol):
         """[T, D] embeddings of prompts."""
 
 
-def _embedding(output: Any) -> torch.Tensor:
-    # DeepSight returns the projected tensor; transformers 5 CLIP returns an output whose pooler_output is projected.
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
 class DualEncoderModel:
     """`SceneEncoder` for a DeepSightDualEncoder folder or a CLIP-like model folder (with its processor)."""
 
@@ -112,15 +107,17 @@ class DualEncoderModel:
     def encode_depths(self, depths: list[np.ndarray]) -> torch.Tensor:
         if self.takes_depth:
             inputs = self.processor.image_processor(depths, depth_encoding="metres", return_tensors="pt")
-            return _embedding(self.model.get_image_features(inputs["pixel_values"], inputs.get("bbox_mask")))
+            return self.model.get_image_features(inputs["pixel_values"], inputs.get("bbox_mask")).pooler_output
         images = [metres_to_rgb(depth, self.depth_as) for depth in depths]
         inputs = self.processor.image_processor(images=images, return_tensors="pt")
-        return _embedding(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
+        return self.model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         inputs = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-        return _embedding(self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]))
+        return self.model.get_text_features(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).pooler_output
 
 
 def class_embeddings(encoder: SceneEncoder, classes: list[str], templates: list[str]) -> torch.Tensor:

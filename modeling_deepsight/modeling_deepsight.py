@@ -271,13 +271,36 @@ class DeepSightMultiModalProjector(nn.Module):
         return hidden_states
 
 
-def legacy_projector_key_mapping(max_linears: int = 32) -> dict[str, str]:
-    """Checkpoint key renamings for folders saved when the projector was an ``nn.Sequential``: its Linear number k
-    sat at ``layers.{2(k-1)}`` (the activations between hold no weights), it is ``linear_k`` now."""
-    return {
-        rf"multi_modal_projector\.layers\.{2 * (k - 1)}\.": f"multi_modal_projector.linear_{k}."
-        for k in range(1, max_linears + 1)
-    }
+class ProjectorLinearRename(WeightRenaming):
+    """Projector keys of folders saved when it was an ``nn.Sequential`` <-> LLaVA's names: Linear number k sat at
+    ``layers.{2(k-1)}`` (the activations between hold no weights), it is ``linear_k`` now. One renaming for any depth,
+    reversed on save as transformers does for every renamed checkpoint."""
+
+    __slots__ = ("to_linear",)
+
+    def __init__(self, source_patterns, target_patterns, to_linear: bool = True):
+        self.to_linear = to_linear
+        super().__init__(source_patterns=source_patterns, target_patterns=target_patterns)
+
+    def rename_source_key(self, source_key: str) -> tuple[str, str | None]:
+        matched = self._scoped_match(source_key)
+        if matched is None:
+            return source_key, None
+        prefix_dot, key_to_match, match_object = matched
+        self._was_used = True
+        group_name = next(name for name, value in match_object.groupdict().items() if value is not None)
+        index = int(match_object.group(self.compiled_sources.groupindex[group_name] + 1))
+        index = index // 2 + 1 if self.to_linear else 2 * (index - 1)
+        renamed = key_to_match.replace(match_object.group(0), self.target_patterns[0].replace(r"\1", str(index)), 1)
+        return (prefix_dot or "") + renamed, self.source_patterns[int(group_name[1:])]
+
+    def reverse_transform(self) -> "ProjectorLinearRename":
+        return self.copy(self._original_target_patterns, self._original_source_patterns, to_linear=not self.to_linear)
+
+
+LEGACY_PROJECTOR_RENAMING = ProjectorLinearRename(
+    source_patterns=r"multi_modal_projector\.layers\.(\d+)\.", target_patterns=r"multi_modal_projector.linear_\1."
+)
 
 
 class DeepSightPreTrainedModel(PreTrainedModel):
@@ -292,8 +315,11 @@ class DeepSightPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    # Read by PEFT when it loads an adapter folder (a trained projector is saved there by `modules_to_save`).
-    _checkpoint_conversion_mapping = legacy_projector_key_mapping()
+    # LEGACY_PROJECTOR_RENAMING as PEFT reads it (regex -> replacement, so one entry per Linear) when it loads an
+    # adapter folder whose trained projector (`modules_to_save`) has the old names.
+    _checkpoint_conversion_mapping = {
+        rf"multi_modal_projector\.layers\.{2 * (k - 1)}\.": f"multi_modal_projector.linear_{k}." for k in range(1, 33)
+    }
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # register_for_auto_class keeps one Auto class per model class; a DeepSight folder must answer both
@@ -595,26 +621,42 @@ class DeepSightDualEncoder(PreTrainedModel):
             init.normal_(module.visual_projection.weight, std=self.config.vision_config.hidden_size**-0.5)
             init.normal_(module.text_projection.weight, std=self.config.text_config.hidden_size**-0.5)
 
-    def get_image_features(self, pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Projected (not normalised) image embeddings, [B, projection_dim], from the CLS token."""
-        pooled = self.vision_model(pixel_values=pixel_values, bbox_mask=bbox_mask).pooler_output
-        return self.visual_projection(pooled)
+    @can_return_tuple
+    def get_image_features(
+        self, pixel_values: torch.Tensor, bbox_mask: torch.Tensor | None = None, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        """The vision tower's output, its ``pooler_output`` replaced by the projected (not normalised) CLS embeddings.
 
+        As `CLIPModel`: ``kwargs`` (``output_hidden_states``, ``output_attentions``) go to the tower.
+        """
+        vision_outputs = self.vision_model(pixel_values=pixel_values, bbox_mask=bbox_mask, return_dict=True, **kwargs)
+        vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
+        return vision_outputs
+
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Projected (not normalised) text embeddings, [B, projection_dim], pooled as ``config.text_pooling``.
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """The text encoder's output, its ``pooler_output`` replaced by the projected (not normalised) embeddings.
 
-        ``token_type_ids`` (BERT-like tokenizers return them) are passed on when given.
+        Pooled as ``config.text_pooling``; ``token_type_ids`` (BERT-like tokenizers return them) are passed on when
+        given, ``kwargs`` (``output_hidden_states``, ``output_attentions``) go to the encoder, as in `CLIPModel`.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra)
-        return self.text_projection(self._pool_text(outputs, attention_mask))
+        text_outputs = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra, **kwargs
+        )
+        text_embeds = self.text_projection(self._pool_text(text_outputs, attention_mask))
+        if not hasattr(text_outputs, "pooler_output"):  # encoders without a pooler return a plain `BaseModelOutput`
+            text_outputs = BaseModelOutputWithPooling(**text_outputs)
+        text_outputs.pooler_output = text_embeds
+        return text_outputs
 
     def _pool_text(self, outputs: ModelOutput, attention_mask: torch.Tensor) -> torch.Tensor:
         pooling = self.config.resolved_text_pooling
@@ -644,8 +686,9 @@ class DeepSightDualEncoder(PreTrainedModel):
     ) -> DeepSightDualEncoderOutput:
         if input_ids is None:
             raise ValueError("`input_ids` (the captions) are required by the dual encoder.")
-        image_embeds = self.get_image_features(pixel_values, bbox_mask)
-        text_embeds = self.get_text_features(input_ids, attention_mask, token_type_ids)
+        # return_dict=True: the getters would otherwise follow `config.return_dict` and hand back tuples
+        image_embeds = self.get_image_features(pixel_values, bbox_mask, return_dict=True).pooler_output
+        text_embeds = self.get_text_features(input_ids, attention_mask, token_type_ids, return_dict=True).pooler_output
         image_embeds = image_embeds / image_embeds.norm(p=2, dim=-1, keepdim=True)
         text_embeds = text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True)
         logits_per_text = text_embeds @ image_embeds.t() * self.logit_scale.exp()
@@ -668,11 +711,7 @@ DeepSightDualEncoder.register_for_auto_class("AutoModel")
 
 # from_pretrained renames the projector keys of older folders for every `deepsight` model, as transformers does for
 # its own models (overwrite: this file is imported again under another name when loaded with trust_remote_code).
-register_checkpoint_conversion_mapping(
-    DeepSightConfig.model_type,
-    [WeightRenaming(source, target) for source, target in legacy_projector_key_mapping().items()],
-    overwrite=True,
-)
+register_checkpoint_conversion_mapping(DeepSightConfig.model_type, [LEGACY_PROJECTOR_RENAMING], overwrite=True)
 
 
 __all__ = [

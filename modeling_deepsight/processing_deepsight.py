@@ -246,9 +246,10 @@ class DeepSightProcessor(ProcessorMixin):
             num_placeholders = sum(sample.count(self.image_token) for sample in text)
             num_images = self._count_images(images)
             if num_placeholders != num_images:
-                raise ValueError(
-                    f"`text` has {num_placeholders} {self.image_token} placeholder(s) but {num_images} image(s) were "
-                    f"given; write one {self.image_token} per image, in the order of `images`."
+                raise ValueError(  # transformers' wording first, as every multimodal processor words it
+                    f"The total number of {self.image_token} tokens in the prompts should be the same as the number "
+                    f"of images passed: `text` has {num_placeholders} {self.image_token} placeholder(s) but "
+                    f"{num_images} image(s) were given; write one {self.image_token} per image, in the order of `images`."
                 )
         elif text is not None and any(self.image_token in sample for sample in text):
             raise ValueError(

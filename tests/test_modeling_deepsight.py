@@ -371,13 +371,18 @@ def test_dual_encoder_mean_pools_bert_like_text_encoders_over_the_attention_mask
     padded = tiny_tokenizer(["a chair", "a much longer caption about a table"], padding=True, return_tensors="pt")
     assert (padded["attention_mask"][0] == 0).any()
     torch.testing.assert_close(
-        model.get_text_features(**single)[0], model.get_text_features(**padded)[0], atol=1e-5, rtol=1e-5
+        model.get_text_features(**single).pooler_output[0],
+        model.get_text_features(**padded).pooler_output[0],
+        atol=1e-5,
+        rtol=1e-5,
     )
     hidden = model.text_model(**single).last_hidden_state
-    torch.testing.assert_close(model.get_text_features(**single), model.text_projection(hidden.mean(dim=1)))
+    torch.testing.assert_close(
+        model.get_text_features(**single).pooler_output, model.text_projection(hidden.mean(dim=1))
+    )
     # BERT tokenizers also return token_type_ids: accepted and passed on
     with_types = model.get_text_features(**single, token_type_ids=torch.zeros_like(single["input_ids"]))
-    torch.testing.assert_close(with_types, model.get_text_features(**single))
+    torch.testing.assert_close(with_types.pooler_output, model.get_text_features(**single).pooler_output)
     outputs = model(pixel_values=torch.randn(1, 1, 32, 32), token_type_ids=torch.zeros_like(single["input_ids"]),
                     **single)
     assert outputs.logits_per_image.shape == (1, 1)

@@ -62,7 +62,7 @@ RUNNER = textwrap.dedent(
                      ("image_processor", image_processor), ("dual", dual)]},
         "logits": logits.tolist(),
         "generated": generated.tolist(),
-        "image_embeds": image_embeds[0].tolist(),
+        "image_embeds": image_embeds.pooler_output[0].tolist(),
     }))
     """
 )
@@ -105,7 +105,7 @@ def test_saved_folder_loads_with_trust_remote_code_in_a_fresh_process_without_th
     with torch.no_grad():
         expected_logits = model(**inputs).logits[0, -1]
         expected_generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)[0, inputs["input_ids"].shape[1]:]
-        expected_embeds = dual.get_image_features(torch.ones(1, 1, 32, 32))[0]
+        expected_embeds = dual.get_image_features(torch.ones(1, 1, 32, 32)).pooler_output[0]
     torch.testing.assert_close(torch.tensor(report["logits"]), expected_logits, atol=1e-5, rtol=1e-5)
     assert report["generated"] == expected_generated.tolist()
     torch.testing.assert_close(torch.tensor(report["image_embeds"]), expected_embeds, atol=1e-5, rtol=1e-5)

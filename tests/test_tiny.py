@@ -12,7 +12,7 @@ def test_tiny_dual_encoder_embeds_different_captions_differently():
     batch = processor.tokenizer(["a bed in a bedroom", "a toilet next to a sink", "chairs around a table"],
                                 padding=True, return_tensors="pt")
     with torch.no_grad():
-        embeddings = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        embeddings = model.get_text_features(batch["input_ids"], batch["attention_mask"]).pooler_output
     distances = torch.cdist(embeddings, embeddings)
     off_diagonal = distances[~torch.eye(3, dtype=torch.bool)]
     assert off_diagonal.min() > 1e-3

@@ -19,6 +19,7 @@ from transformers import (
     LogitsProcessorList,
 )
 
+from deepsight.tiny import build_tiny_dual_encoder
 from modeling_deepsight import DeepSightImageProcessor, load_depth
 
 
@@ -199,7 +200,63 @@ def test_image_token_mismatch_error_names_both_counts_in_llavas_wording(tiny_dee
         model(input_ids=inputs["input_ids"], pixel_values=two_images)
 
 
+def test_processor_placeholder_and_image_count_mismatch_uses_transformers_wording(tiny_deepsight, depth_maps):
+    _, processor = tiny_deepsight
+    message = "The total number of <image> tokens in the prompts should be the same as the number of images passed"
+    with pytest.raises(ValueError, match=re.escape(message) + r".*2 <image> placeholder\(s\) but 1 image"):
+        processor(images=[depth_maps[0]], text=["<image> and <image>: which is nearer?"], return_tensors="pt")
+
+
 def test_a_four_channel_array_is_reported_with_its_real_channel_count():
     rgba = np.dstack([np.full((20, 30), value, np.uint8) for value in (10, 90, 200, 255)])
     with pytest.raises(ValueError, match="has 4 colour channels"):
         load_depth(rgba)
+
+
+# --------------------------------------------------------------------------------------------------
+# The stage-0 dual encoder's feature getters: the tower outputs with projected features, as CLIPModel's
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_dual_encoders_feature_getters_return_the_tower_outputs_with_the_projected_features(tiny_tokenizer, depth_maps):
+    """The dual encoder's feature getters return the tower outputs with the projected features, hidden states and
+    attentions when asked, a tuple with return_dict=False."""
+    dual, processor = build_tiny_dual_encoder(tokenizer=tiny_tokenizer)
+    dual = _eager_copy(dual)
+    batch = processor(images=depth_maps[:2], text=["a chair", "a long table by the wall"], padding=True,
+                      return_tensors="pt")
+    image_kwargs = {"pixel_values": batch["pixel_values"], "bbox_mask": batch["bbox_mask"]}
+    text_kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    towers = ((dual.get_image_features, image_kwargs, dual.config.vision_config),
+              (dual.get_text_features, text_kwargs, dual.config.text_config))
+    for get_features, inputs, tower_config in towers:
+        outputs = get_features(**inputs, output_hidden_states=True, output_attentions=True)
+        assert outputs.pooler_output.shape == (2, dual.config.projection_dim)
+        assert outputs.last_hidden_state.shape[-1] == tower_config.hidden_size
+        assert len(outputs.hidden_states) == tower_config.num_hidden_layers + 1
+        assert len(outputs.attentions) == tower_config.num_hidden_layers
+
+        default = get_features(**inputs)
+        assert default.hidden_states is None and default.attentions is None
+        torch.testing.assert_close(default.pooler_output, outputs.pooler_output)  # asking for more changes nothing
+
+        as_tuple = get_features(**inputs, return_dict=False)
+        assert isinstance(as_tuple, tuple)
+        torch.testing.assert_close(as_tuple[0], default.last_hidden_state)
+        torch.testing.assert_close(as_tuple[1], default.pooler_output)
+
+    # the projected, not normalised, features: what `forward` normalises into its embeddings
+    image_features = dual.get_image_features(**image_kwargs).pooler_output
+    tower_pooled = dual.vision_model(**image_kwargs).pooler_output
+    torch.testing.assert_close(image_features, dual.visual_projection(tower_pooled))
+    outputs = dual(**image_kwargs, **text_kwargs)
+    torch.testing.assert_close(outputs.image_embeds, torch.nn.functional.normalize(image_features, dim=-1))
+    text_features = dual.get_text_features(**text_kwargs).pooler_output
+    torch.testing.assert_close(outputs.text_embeds, torch.nn.functional.normalize(text_features, dim=-1))
+
+    # a config asking for tuples makes the getters return tuples, and `forward` still reads their features
+    dual.config.return_dict = False
+    assert isinstance(dual.get_text_features(**text_kwargs), tuple)
+    loss = dual(**image_kwargs, **text_kwargs)[0]
+    torch.testing.assert_close(loss, dual(**image_kwargs, **text_kwargs, return_dict=True).loss)

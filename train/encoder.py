@@ -255,14 +255,14 @@ class DualEncoderTrainer(Trainer):
         device = self.args.device
         prompts = [self.scene_prompt.format(scene=label) for label in self.scene_labels]
         text = {k: v.to(device) for k, v in collator.encode_text(prompts).items()}
-        text_embeds = torch.nn.functional.normalize(model.get_text_features(**text), dim=-1)
+        text_embeds = torch.nn.functional.normalize(model.get_text_features(**text).pooler_output, dim=-1)
         rows = [row for row in dataset if row.get("scene") in self.scene_labels]
         correct = 0
         batch_size = self.args.per_device_eval_batch_size
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             vision = {k: v.to(device) for k, v in collator.encode_depth(chunk, boxes=None).items()}
-            image_embeds = torch.nn.functional.normalize(model.get_image_features(**vision), dim=-1)
+            image_embeds = torch.nn.functional.normalize(model.get_image_features(**vision).pooler_output, dim=-1)
             predicted = (image_embeds @ text_embeds.t()).argmax(dim=-1).tolist()
             correct += sum(self.scene_labels[p] == row["scene"] for p, row in zip(predicted, chunk))
         model.train(was_training)
