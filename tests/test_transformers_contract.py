@@ -13,14 +13,20 @@ import pytest
 import torch
 from transformers import (
     CLIPVisionConfig,
+    DistilBertConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LogitsProcessor,
     LogitsProcessorList,
 )
 
-from deepsight.tiny import build_tiny_dual_encoder
-from modeling_deepsight import DeepSightImageProcessor, load_depth
+from deepsight.tiny import build_tiny_dual_encoder, tiny_vision_config
+from modeling_deepsight import (
+    DeepSightDualEncoder,
+    DeepSightDualEncoderConfig,
+    DeepSightImageProcessor,
+    load_depth,
+)
 
 
 class _ForceToken(LogitsProcessor):
@@ -260,3 +266,19 @@ def test_dual_encoders_feature_getters_return_the_tower_outputs_with_the_project
     assert isinstance(dual.get_text_features(**text_kwargs), tuple)
     loss = dual(**image_kwargs, **text_kwargs)[0]
     torch.testing.assert_close(loss, dual(**image_kwargs, **text_kwargs, return_dict=True).loss)
+
+
+@torch.no_grad()
+def test_dual_encoders_text_features_of_an_encoder_without_a_pooler_come_in_a_pooling_output():
+    text_config = DistilBertConfig(vocab_size=100, dim=32, hidden_dim=64, n_layers=2, n_heads=4,
+                                   max_position_embeddings=64)
+    config = DeepSightDualEncoderConfig(vision_config=tiny_vision_config().to_dict(), text_config=text_config,
+                                        projection_dim=16)
+    dual = DeepSightDualEncoder(config).eval()
+    input_ids = torch.randint(0, 100, (2, 7))
+    outputs = dual.get_text_features(input_ids, output_hidden_states=True)
+    hidden = dual.text_model(input_ids).last_hidden_state
+    torch.testing.assert_close(outputs.pooler_output, dual.text_projection(hidden.mean(dim=1)))  # mean pooling
+    assert len(outputs.hidden_states) == text_config.n_layers + 1
+    as_tuple = dual.get_text_features(input_ids, return_dict=False)
+    torch.testing.assert_close(as_tuple[1], outputs.pooler_output)

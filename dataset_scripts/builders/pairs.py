@@ -97,7 +97,7 @@ class LabelOverlapScorer:
 
 
 def _embedding(output, *fields: str):
-    """`get_*_features` return a tensor (DeepSight, transformers 4) or an output holding it (CLIP in v5)."""
+    """`get_*_features` return an output holding it (DeepSight, CLIP in v5) or a tensor (transformers 4)."""
     import torch  # torch and transformers: only the (optional) caption scorer needs them
 
     if isinstance(output, torch.Tensor):
