@@ -18,7 +18,9 @@ sibling modules (relative imports).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -271,6 +273,22 @@ class DeepSightMultiModalProjector(nn.Module):
         return hidden_states
 
 
+_LEGACY_PROJECTOR_KEY = re.compile(r"(multi_modal_projector\.)layers\.(\d+)\.")
+
+
+def linear_index_of_legacy_layer(index: int) -> int:
+    """The ``nn.Sequential`` projector held Linear number k at ``layers.{2(k-1)}`` (activations between)."""
+    return index // 2 + 1
+
+
+def with_llava_projector_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """`state_dict` with old projector keys (``layers.{2(k-1)}``) renamed to LLaVA's (``linear_k``)."""
+    return {
+        _LEGACY_PROJECTOR_KEY.sub(lambda m: f"{m[1]}linear_{linear_index_of_legacy_layer(int(m[2]))}.", key): value
+        for key, value in state_dict.items()
+    }
+
+
 class ProjectorLinearRename(WeightRenaming):
     """Projector keys of folders saved when it was an ``nn.Sequential`` <-> LLaVA's names: Linear number k sat at
     ``layers.{2(k-1)}`` (the activations between hold no weights), it is ``linear_k`` now. One renaming for any depth,
@@ -290,7 +308,7 @@ class ProjectorLinearRename(WeightRenaming):
         self._was_used = True
         group_name = next(name for name, value in match_object.groupdict().items() if value is not None)
         index = int(match_object.group(self.compiled_sources.groupindex[group_name] + 1))
-        index = index // 2 + 1 if self.to_linear else 2 * (index - 1)
+        index = linear_index_of_legacy_layer(index) if self.to_linear else 2 * (index - 1)
         renamed = key_to_match.replace(match_object.group(0), self.target_patterns[0].replace(r"\1", str(index)), 1)
         return (prefix_dot or "") + renamed, self.source_patterns[int(group_name[1:])]
 
@@ -320,6 +338,11 @@ class DeepSightPreTrainedModel(PreTrainedModel):
     _checkpoint_conversion_mapping = {
         rf"multi_modal_projector\.layers\.{2 * (k - 1)}\.": f"multi_modal_projector.linear_{k}." for k in range(1, 33)
     }
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        # Checkpoints keep the original projector keys on disk (the renaming is reversed on save); plain torch loads
+        # of them, such as the Trainer's resume from a checkpoint, must rename them as from_pretrained does.
+        return super().load_state_dict(with_llava_projector_keys(state_dict), *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # register_for_auto_class keeps one Auto class per model class; a DeepSight folder must answer both

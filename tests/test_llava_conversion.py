@@ -115,6 +115,19 @@ def test_a_folder_with_the_old_projector_keys_loads_with_equal_logits(tiny_token
     torch.testing.assert_close(registered(**inputs).logits, expected)
 
 
+@torch.no_grad()
+def test_the_saved_projector_keys_load_through_torchs_load_state_dict_as_the_trainers_resume_does(tiny_tokenizer, tmp_path):
+    model, _ = build_tiny_deepsight(tokenizer=tiny_tokenizer, projector_depth=3)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    assert any(".layers." in key for key in saved)  # the original layout on disk
+    fresh, _ = build_tiny_deepsight(tokenizer=tiny_tokenizer, projector_depth=3, seed=1)
+    result = fresh.load_state_dict(saved, strict=False)
+    assert not result.missing_keys and not result.unexpected_keys
+    inputs = _depth_inputs(model)
+    torch.testing.assert_close(fresh(**inputs).logits, model(**inputs).logits)
+
+
 @pytest.mark.slow
 @torch.no_grad()
 def test_a_folder_with_the_old_projector_keys_loads_with_trust_remote_code_without_the_repo(tiny_tokenizer, tmp_path):
