@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepsight.checkpoints import load_pretrained
 from evaluation.runner import depth_of_row, load_benchmark
 
 TASK = "distance_judgment"
@@ -32,13 +33,13 @@ def load_encoder(path: str):
     """(vision model, image processor) of a stage-0 dual encoder folder or a DeepSight checkpoint."""
     from transformers import AutoImageProcessor, AutoModel
 
-    model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
+    model = load_pretrained(AutoModel, path).eval()  # the installed DeepSight classes, safetensors only
     vision = getattr(model, "vision_model", None) or getattr(model, "vision_tower", None)
     if vision is None:
         raise ValueError(
             f"--encoder {path}: a {model.config.model_type} model has neither `vision_model` nor `vision_tower`"
         )
-    return vision, AutoImageProcessor.from_pretrained(path, trust_remote_code=True)
+    return vision, AutoImageProcessor.from_pretrained(path)
 
 
 def box_pair_features(vision, image_processor, dataset, layers: list[int], batch_size: int = 32):

@@ -2,11 +2,13 @@
 
 A Hub id is `owner/name` (or a bare canonical name such as `gpt2` while the Hub can be reached); `./x`, `/x`,
 `~/x`, `a/b/c` and Windows paths are local. A local-looking value that does not exist is reported as
-"not found: <path>" before anything asks the Hub about it.
+"not found: <path>" before anything asks the Hub about it. Every CLI that loads a model also takes the same
+`--trust-remote-code` flag (`add_trust_remote_code_argument`), off by default.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading of HF_HUB_OFFLINE
@@ -36,3 +38,12 @@ def resolve_local_or_hub(value: str | os.PathLike) -> str:
     if looks_like_local_path(text):
         raise FileNotFoundError(f"not found: {text}")
     return text
+
+
+def add_trust_remote_code_argument(parser: argparse.ArgumentParser) -> None:
+    """`--trust-remote-code`, off by default, for a CLI that loads a model (`deepsight.checkpoints.checked_source`)."""
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the model folder's or Hub repo's own Python code (its auto_map); off: DeepSight checkpoints "
+             "load with the installed classes and no code from the folder runs",
+    )

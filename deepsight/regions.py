@@ -7,6 +7,7 @@ harness and the demo all build it here, so a model is asked in exactly the layou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,18 @@ def region_boxes(boxes: Sequence[Sequence[float]], count: int) -> list[list[list
         return [[] for _ in range(count)]
     if len(boxes) != count:
         raise ValueError(f"regions: {count} images for {len(boxes)} boxes; expected one image per box")
-    return [[[float(v) for v in box]] for box in boxes]
+    return [[_region_box(box, index)] for index, box in enumerate(boxes)]
+
+
+def _region_box(box: Any, index: int) -> list[float]:
+    """`boxes[index]` as four finite floats ``[x0, y0, x1, y1]``, or a ValueError naming it."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"regions: `boxes[{index}]` must be [x0, y0, x1, y1] numbers; got {box!r}") from error
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"regions: `boxes[{index}]` must be four finite numbers [x0, y0, x1, y1]; got {box!r}")
+    return values
 
 
 def region_layout(question: str, options: list[str], boxes: Sequence[Sequence[float]]) -> RegionLayout:

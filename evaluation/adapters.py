@@ -134,13 +134,14 @@ class VisionLanguageModel:
     @classmethod
     def from_pretrained(
         cls, path: str, depth_as: str = "gray", dtype: str | torch.dtype = "float32", box_prompt: str = "outline",
-        **kwargs,
+        trust_remote_code: bool = False, **kwargs,
     ):
         """Load a checkpoint folder, LoRA adapter folder or Hub id through `deepsight.checkpoints.load_checkpoint`.
 
-        `trust_remote_code=True` lets DeepSight checkpoints bring their own modeling code.
+        DeepSight checkpoints load with the installed classes; `trust_remote_code=True` runs the folder's or Hub
+        repo's own modeling code (needed only by a model type that neither transformers nor DeepSight provides).
         """
-        model, processor = load_checkpoint(path, trust_remote_code=True, dtype=dtype, **kwargs)
+        model, processor = load_checkpoint(path, trust_remote_code=trust_remote_code, dtype=dtype, **kwargs)
         return cls(model, processor, depth_as=depth_as, name=str(path), box_prompt=box_prompt)
 
     @property

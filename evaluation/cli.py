@@ -19,6 +19,7 @@ from transformers import set_seed
 
 from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
 from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES
+from deepsight.paths import add_trust_remote_code_argument
 from evaluation.adapters import VisionLanguageModel
 from evaluation.compare import comparison_markdown, is_zeroshot, load_results, zeroshot_comparison_markdown
 from evaluation.model_card import write_results_to_model_card
@@ -62,6 +63,7 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0)
+    add_trust_remote_code_argument(parser)
     parser.add_argument("--distance-regions", action="store_true",
                         help="ask Distance Judgment with one depth copy per option, masked to that option's box "
                              "(DeepSight) or with it outlined (other models, --box-prompt outline; the layout of "
@@ -78,7 +80,8 @@ def _run_benchmark(args) -> int:
     set_seed(args.seed)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = VisionLanguageModel.from_pretrained(
-        args.model, depth_as=args.depth_as, dtype=args.dtype, box_prompt=args.box_prompt
+        args.model, depth_as=args.depth_as, dtype=args.dtype, box_prompt=args.box_prompt,
+        trust_remote_code=args.trust_remote_code,
     )
     model.model.to(device)
     dataset = load_benchmark(args.benchmark, split=args.split, config=args.config)
@@ -112,6 +115,7 @@ def _add_zeroshot_parser(sub) -> None:
     parser.add_argument("--depth-as", choices=("gray", "colormap"), default="gray", help="depth rendering for CLIP-like models")
     parser.add_argument("--output", default=None, help="folder for zeroshot.json and zeroshot.md")
     parser.add_argument("--seed", type=int, default=0)
+    add_trust_remote_code_argument(parser)
     parser.set_defaults(handler=_run_zeroshot)
 
 
@@ -119,6 +123,7 @@ def _run_zeroshot(args) -> int:
     results = run_zeroshot(
         args.model, args.benchmark, dataset=args.dataset, split=args.split, config=args.config, limit=args.limit,
         batch_size=args.batch_size, depth_as=args.depth_as, seed=args.seed, output_dir=args.output,
+        trust_remote_code=args.trust_remote_code,
     )
     print(zeroshot_markdown(results))
     return 0

@@ -99,8 +99,9 @@ class DualEncoderModel:
         self.takes_depth = getattr(model.config, "model_type", None) == "deepsight_dual_encoder"
 
     @classmethod
-    def from_pretrained(cls, path: str, depth_as: str = "gray"):
-        model, processor = load_checkpoint(path, model_class=AutoModel, trust_remote_code=True)
+    def from_pretrained(cls, path: str, depth_as: str = "gray", trust_remote_code: bool = False):
+        """A dual encoder folder or Hub id; `trust_remote_code=True` runs its own modeling code (load_checkpoint)."""
+        model, processor = load_checkpoint(path, model_class=AutoModel, trust_remote_code=trust_remote_code)
         return cls(model, processor, depth_as=depth_as, name=str(path))
 
     @torch.inference_mode()
@@ -152,9 +153,16 @@ def run_zeroshot(
     templates: list[str] | None = None,
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Top-1 zero-shot accuracy of `model` on the scenes of `benchmark`; writes zeroshot.json/.md if asked."""
-    encoder = DualEncoderModel.from_pretrained(model, depth_as=depth_as) if isinstance(model, (str, os.PathLike)) else model
+    """Top-1 zero-shot accuracy of `model` on the scenes of `benchmark`; writes zeroshot.json/.md if asked.
+
+    `trust_remote_code`: a `model` path may run its own modeling code (default: the installed classes only)."""
+    encoder = (
+        DualEncoderModel.from_pretrained(model, depth_as=depth_as, trust_remote_code=trust_remote_code)
+        if isinstance(model, (str, os.PathLike))
+        else model
+    )
     samples = load_scene_samples(benchmark, split, config)
     scenes = list(samples["scene"])
     classes = resolve_classes(dataset, scenes)

@@ -13,6 +13,11 @@ import numpy as np
 import torch
 
 
+# Boxes are pixels of the original map: on a map at least this many pixels a side, boxes whose coordinates all lie in
+# [0, 1] are normalised coordinates passed by mistake (in pixels they would cover the corner pixel at most).
+NORMALISED_BOX_MIN_SIDE = 8
+
+
 def _is_number(obj: Any) -> bool:
     return isinstance(obj, (int, float, np.integer, np.floating)) and not isinstance(obj, bool)
 
@@ -34,12 +39,24 @@ def box_list_nesting(boxes: Any) -> int:
 
 
 def make_list_of_boxes(boxes: Any, num_images: int, single_image: bool) -> list[Any]:
-    """One entry (None or a sequence of boxes) per image."""
+    """One entry (None or a sequence of boxes) per image.
+
+    `boxes` holds one list of ``[x0, y0, x1, y1]`` boxes per image (``None`` / ``[]`` for an image without boxes).
+    Only for a single image passed alone (not in a list) may its list of boxes be passed directly: a flat list of
+    boxes given for a batch (a list of images, or a (B, H, W) array) is refused, since it cannot say which box
+    belongs to which image.
+    """
     if boxes is None:
         return [None] * num_images
     nesting = box_list_nesting(boxes)
     if single_image and nesting == 2:
         boxes = [boxes]
+    elif nesting == 2:
+        raise ValueError(
+            f"`boxes` is a flat list of {len(boxes)} box(es) but `images` is a batch of {num_images} image(s); "
+            "expected one list of [x0, y0, x1, y1] boxes per image, e.g. [[[x0, y0, x1, y1]], []] for two images "
+            "(a flat list of boxes is read only for a single image passed alone, not in a list)."
+        )
     elif nesting == 1:
         raise ValueError(
             "`boxes` looks like a single box; expected a list of [x0, y0, x1, y1] boxes per image, e.g. "
@@ -71,11 +88,17 @@ def boxes_to_mask(
         raise ValueError(
             f"`boxes` for {name} must be a list of [x0, y0, x1, y1] boxes of numbers; got {boxes!r}."
         ) from error
+    if box_array.ndim == 1 and box_array.shape[0] == 4:
+        raise ValueError(
+            f"`boxes` for {name} is a single box {boxes!r} where a list of boxes is expected; wrap it: "
+            "[[x0, y0, x1, y1]]."
+        )
     if box_array.ndim != 2 or box_array.shape[1] != 4:
         raise ValueError(
             f"`boxes` for {name} must be a list of [x0, y0, x1, y1] boxes; got shape {box_array.shape}."
         )
     height, width = original_size
+    _refuse_normalised_boxes(box_array, height, width, name)
     mask = np.zeros((out_h, out_w), dtype=np.float32)
     for j, (x0, y0, x1, y1) in enumerate(box_array):
         where = f"`boxes` for {name}, box {j} [{x0:g}, {y0:g}, {x1:g}, {y1:g}]"
@@ -105,4 +128,14 @@ def boxes_to_mask(
     return torch.from_numpy(mask)[None]
 
 
-__all__ = ["boxes_to_mask", "make_list_of_boxes"]
+def _refuse_normalised_boxes(box_array: np.ndarray, height: int, width: int, name: str) -> None:
+    """Boxes of a map at least `NORMALISED_BOX_MIN_SIDE` pixels a side whose coordinates all lie in [0, 1]."""
+    if min(height, width) >= NORMALISED_BOX_MIN_SIDE and np.all((box_array >= 0) & (box_array <= 1)):
+        raise ValueError(
+            f"`boxes` for {name} all lie in [0, 1] ({box_array.tolist()}) on a {width}x{height} depth map: they look "
+            "like normalised coordinates. Boxes are [x0, y0, x1, y1] in pixels of the original map: multiply x by "
+            f"the width ({width}) and y by the height ({height})."
+        )
+
+
+__all__ = ["NORMALISED_BOX_MIN_SIDE", "boxes_to_mask", "make_list_of_boxes"]

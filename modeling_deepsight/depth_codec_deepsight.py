@@ -59,23 +59,69 @@ _DETECTION_SAMPLE_PIXELS = 65536
 
 
 def _to_numpy(array: Any, name: str) -> np.ndarray:
-    """numpy view of a numpy array, torch tensor, PIL image or nested list (no decoding)."""
+    """numpy view of a numpy array, torch tensor, PIL image or nested list (no decoding); numbers only."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu()
         # numpy has no bfloat16; half precision is widened too so decoding never loses range
-        return (array.float() if array.dtype in (torch.bfloat16, torch.float16) else array).numpy()
-    if isinstance(array, Image.Image):
-        return _pil_to_numpy(array)
-    if isinstance(array, np.ndarray):
-        return array
-    if isinstance(array, (list, tuple)):
-        return np.asarray(array)
-    raise ValueError(
-        f"`{name}` must be a numpy array, torch tensor, PIL image or path, got {type(array).__name__}."
-    )
+        array = (array.float() if array.dtype in (torch.bfloat16, torch.float16) else array).numpy()
+    elif isinstance(array, Image.Image):
+        array = _pil_to_numpy(array, name)
+    elif isinstance(array, (list, tuple)):
+        try:
+            array = np.asarray(array)
+        except ValueError as error:  # ragged nesting
+            raise ValueError(f"`{name}` is a nested list that is not a rectangular array of numbers.") from error
+    elif not isinstance(array, np.ndarray):
+        raise ValueError(
+            f"`{name}` must be a numpy array, torch tensor, PIL image or path, got {type(array).__name__}."
+        )
+    _check_depth_dtype(array, name)
+    return array
 
 
-def _pil_to_numpy(image: Image.Image) -> np.ndarray:
+def _check_depth_dtype(array: np.ndarray, name: str) -> None:
+    """Depth is real numbers: a bool mask, complex values or Python objects are no depth map."""
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(
+            f"`{name}` has dtype {array.dtype}; expected a depth map of real numbers: float metres, uint16 "
+            "millimetres (or SUN layout) or uint8 gray levels."
+        )
+
+
+# PIL modes of 16-bit (or wider) single-channel images: their values reach numpy intact.
+_WIDE_PIL_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# Errors PIL and numpy raise for a file they cannot decode (corrupt, truncated, a lying header).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def check_pil_bit_depth(image: Image.Image, name: str) -> None:
+    """Refuse an image PIL would narrow: a 16-bit colour / gray+alpha file opens as 8 bits per channel.
+
+    Read from the undecoded image's tile descriptors (the file's raw layout): once loaded, the 16 bits are gone.
+    """
+    for tile in getattr(image, "tile", None) or []:
+        args = tile.args if isinstance(tile.args, tuple) else (tile.args,)
+        rawmode = next((arg for arg in args if isinstance(arg, str)), "")
+        if image.mode not in _WIDE_PIL_MODES and ";16" in rawmode:
+            raise ValueError(
+                f"`{name}` is a 16-bit {image.mode} image (raw layout {rawmode}), which PIL reads as 8 bits per "
+                "channel: its depth would be lost (1.23 m read as ~9.8 m). Save depth as a single-channel 16-bit "
+                "PNG (PIL mode I;16, millimetres) or pass the uint16 array."
+            )
+
+
+def _pil_to_numpy(image: Image.Image, name: str) -> np.ndarray:
+    if image.mode == "1":
+        raise ValueError(
+            f"`{name}` is a 1-bit (black and white) image: a mask, not a depth map. Pass the depth map itself."
+        )
+    check_pil_bit_depth(image, name)
+    try:
+        image.load()  # a lazily opened image decodes here
+    except _DECODE_ERRORS as error:
+        raise ValueError(f"`{name}` is corrupt or truncated; PIL could not decode it: {error}") from error
     # PIL's "I;16" family converts to uint16 via numpy directly; "I" (int32) holds 16-bit PNGs too.
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(image, dtype=np.uint16)
@@ -87,9 +133,9 @@ def _pil_to_numpy(image: Image.Image) -> np.ndarray:
         return np.asarray(image)
     if image.mode == "LA":
         return np.asarray(image.getchannel("L"))
-    if image.mode in ("RGBA", "P", "1", "CMYK", "YCbCr"):
+    if image.mode in ("RGBA", "P", "CMYK", "YCbCr"):
         return np.asarray(image.convert("RGB"))
-    raise ValueError(f"Depth image has unsupported PIL mode {image.mode!r}.")
+    raise ValueError(f"`{name}` is a PIL image of unsupported mode {image.mode!r} for a depth map.")
 
 
 def _is_gray_rgb(array: np.ndarray) -> bool:
@@ -126,8 +172,12 @@ def _squeeze_to_2d(array: np.ndarray, name: str, allow_gray_rgb: bool = False) -
             "was expected. Pass a depth map, not an RGB photo; a grayscale depth image saved as RGB (equal "
             "channels) is detected as gray8, and depth_encoding='gray8' reads any RGB image by its luma."
         )
+    hint = (
+        " It looks like a channel-first colour image (C x H x W): pass a depth map, not a photo."
+        if array.ndim == 3 and array.shape[0] in (3, 4) else ""
+    )
     raise ValueError(
-        f"`{name}` must be a depth map of shape (H, W), (H, W, 1) or (1, H, W); got shape {array.shape}."
+        f"`{name}` must be a depth map of shape (H, W), (H, W, 1) or (1, H, W); got shape {array.shape}.{hint}"
     )
 
 
@@ -161,7 +211,7 @@ def _check_integer_range(array: np.ndarray, low: int, high: int, name: str, enco
             array = np.where(finite, array, 0)
         if not np.array_equal(array, np.round(array)):
             raise ValueError(f"`{name}` declared as {encoding!r} must hold integers; got non-integer floats.")
-    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+    elif not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
             f"`{name}` declared as {encoding!r} must be an integer array; got dtype {array.dtype}."
         )
@@ -195,8 +245,6 @@ def decode_depth(
     _check_not_empty(array, name)
 
     if encoding == "metres":
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise ValueError(f"`{name}` declared as 'metres' must be numeric; got dtype {array.dtype}.")
         metres = array.astype(np.float32, copy=True)
         metres[~np.isfinite(metres)] = 0.0
         if metres.min() < 0:
@@ -281,10 +329,8 @@ def detect_depth_encoding(array: Any, name: str = "depth") -> str:
     _check_not_empty(raw, name)
     if np.issubdtype(raw.dtype, np.floating):
         return "metres"
-    if raw.dtype == np.uint8 or raw.dtype == np.bool_:
+    if raw.dtype == np.uint8:
         return "gray8"
-    if not np.issubdtype(raw.dtype, np.integer):
-        raise ValueError(f"`{name}` has dtype {raw.dtype}; expected a float, uint8 or uint16 depth map.")
     if raw.min() < 0:
         raise ValueError(
             f"`{name}` holds negative values (min {raw.min()}); depth must be >= 0 (0 = invalid)."
@@ -308,23 +354,49 @@ def detect_depth_encoding(array: Any, name: str = "depth") -> str:
     return "mm"
 
 
-def _read_depth_file(path: str | os.PathLike) -> Any:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"Depth file {path!r} does not exist.")
-    if path.lower().endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    with Image.open(path) as image:
-        image.load()
-        return image
-
-
 def _num_pixels(raw: Any) -> int:
     """Pixels of a raw depth map, from its size alone (nothing decoded yet)."""
     if isinstance(raw, Image.Image):
         return raw.width * raw.height
     shape = tuple(raw.shape) if hasattr(raw, "shape") else np.shape(raw)
     return int(np.prod(shape[:2])) if len(shape) == 3 and shape[-1] in (1, 3, 4) else int(np.prod(shape[-2:]))
+
+
+def _check_max_pixels(raw: Any, name: str, max_pixels: int | None) -> None:
+    """Refuse a map over `max_pixels` from its size alone (a lazily opened file: its header), before decoding."""
+    if max_pixels is not None and _num_pixels(raw) > max_pixels:
+        raise ValueError(
+            f"`{name}` has {_num_pixels(raw):,} pixels, more than max_pixels={max_pixels:,}; downscale it "
+            "first or raise `max_pixels`."
+        )
+
+
+def _read_depth_file(path: str, name: str, max_pixels: int | None) -> np.ndarray:
+    """The file's raw depth array; its size is checked from the header, before anything is decoded."""
+    if not os.path.isfile(path):
+        raise ValueError(f"Depth file {path!r} does not exist.")
+    unreadable = f"`{name}` is not a readable depth file (corrupt, truncated or not an image)"
+    if path.lower().endswith(".npy"):
+        try:
+            lazy = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file: only the header is read
+        except Exception as error:  # noqa: BLE001 - a corrupt header escapes numpy's parser as ast/tokenize errors
+            raise ValueError(f"{unreadable}: {error!r}") from error
+    else:
+        try:
+            lazy = Image.open(path)  # reads the header only
+        except _DECODE_ERRORS as error:
+            raise ValueError(f"{unreadable}: {error}") from error
+    if isinstance(lazy, np.ndarray):
+        _check_max_pixels(lazy, name, max_pixels)
+        return np.array(lazy)
+    with lazy:
+        _check_max_pixels(lazy, name, max_pixels)
+        return _pil_to_numpy(lazy, name)
+
+
+def input_name(obj: Any, name: str) -> str:
+    """How messages call a depth input: `name`, followed by the file's path for a path."""
+    return f"{name} ({os.fspath(obj)})" if isinstance(obj, (str, os.PathLike)) else name
 
 
 def load_depth(
@@ -342,23 +414,22 @@ def load_depth(
         encoding: one of ``DEPTH_ENCODINGS``, or ``None`` to detect it with `detect_depth_encoding`.
         name: how error messages call the input.
         max_depth: the scale of ``"gray8"`` pseudo-metres (see `decode_depth`).
-        max_pixels: larger maps are rejected before anything is decoded (``None``: no limit).
+        max_pixels: larger maps are rejected before anything is decoded (``None``: no limit); a file's size is
+            read from its header.
 
     Returns:
         ``(metres, encoding_used)``: float32 H x W metres (``0`` = invalid) and the encoding assumed.
 
     Raises:
-        ValueError: unknown encoding, wrong shape, colour image, negative depth, more than `max_pixels`, or
-            a map with no valid pixel.
+        ValueError: unknown encoding, wrong shape, colour image, negative depth, more than `max_pixels`, a map
+            with no valid pixel, a dtype that is not real numbers (bool, complex, object), a 1-bit or a 16-bit
+            colour image, or a file that cannot be decoded (corrupt, truncated, a decompression bomb); the message
+            names `name` (and the file).
     """
     if isinstance(obj, (str, os.PathLike)):
-        name = f"{name} ({os.fspath(obj)})"
-        obj = _read_depth_file(obj)
-    if max_pixels is not None and _num_pixels(obj) > max_pixels:
-        raise ValueError(
-            f"`{name}` has {_num_pixels(obj):,} pixels, more than max_pixels={max_pixels:,}; downscale it "
-            "first or raise `max_pixels`."
-        )
+        name = input_name(obj, name)
+        obj = _read_depth_file(os.fspath(obj), name, max_pixels)
+    _check_max_pixels(obj, name, max_pixels)
     raw = _to_numpy(obj, name)
     if encoding is None:
         encoding = detect_depth_encoding(raw, name=name)
@@ -370,6 +441,7 @@ def load_depth(
 
 __all__ = [
     "DEPTH_ENCODINGS",
+    "check_pil_bit_depth",
     "decode_depth",
     "depth_to_png_mm",
     "detect_depth_encoding",

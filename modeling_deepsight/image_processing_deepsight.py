@@ -22,7 +22,7 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import logging
 
 from .bbox_mask_deepsight import boxes_to_mask, make_list_of_boxes
-from .depth_codec_deepsight import DEPTH_ENCODINGS, load_depth
+from .depth_codec_deepsight import DEPTH_ENCODINGS, input_name, load_depth
 
 
 logger = logging.get_logger(__name__)
@@ -31,6 +31,10 @@ DEPTH_TRANSFORMS = ("inverse", "linear", "relative")
 RESIZE_MODES = ("pad", "stretch")
 # A resized pixel is valid when at least this fraction of its footprint was valid.
 _VALID_FRACTION = 0.5
+# A float map is refused as millimetres passed as metres when more than this share of its valid pixels lies beyond
+# this many times `max_depth` (100 m at the default 10 m): such a map would be clipped to one flat far plane.
+_MILLIMETRES_AS_METRES_FACTOR = 10.0
+_MILLIMETRES_AS_METRES_SHARE = 0.5
 # Generic image keywords that multimodal processors forward: meaningless for depth, dropped without a warning.
 _FORWARDED_KWARGS = ("device", "image_seq_length", "do_convert_rgb")
 
@@ -85,19 +89,51 @@ def _is_image_like(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor))
 
 
+def _channel_first_colour_values(array: np.ndarray | torch.Tensor) -> str | None:
+    """What makes a 3 or 4 x H x W array a channel-first colour image, not depth maps (None: it does not look so).
+
+    8-bit values, or floats all in [0, 1] (torchvision's ``ToTensor``): no depth map batch looks like that.
+    """
+    if array.ndim != 3 or array.shape[0] not in (3, 4):
+        return None
+    values = array.detach().cpu().float().numpy() if isinstance(array, torch.Tensor) else array
+    if array.dtype in (np.uint8, torch.uint8):
+        return "8-bit values"
+    if isinstance(array, np.ndarray) and not np.issubdtype(array.dtype, np.floating):
+        return None
+    if isinstance(array, torch.Tensor) and not array.is_floating_point():
+        return None
+    finite = values[np.isfinite(values)]
+    return "values all in [0, 1]" if finite.size and np.all((finite >= 0) & (finite <= 1)) else None
+
+
 def _split_array_batch(array: np.ndarray | torch.Tensor) -> tuple[list[Any], bool]:
-    """One image (H x W, H x W x C, 1 x H x W) or a batch (B x H x W, B x 1 x H x W, B x H x W x 1)."""
+    """One image (H x W, H x W x C, 1 x H x W) or a batch (B x H x W, B x 1 x H x W, B x H x W x 1).
+
+    A 3 or 4 x H x W array that looks like a channel-first colour image (`_channel_first_colour_values`) is
+    refused rather than read as 3 or 4 depth maps; such a batch of maps is passed as a list or as B x 1 x H x W.
+    """
     if array.ndim == 2:
         return [array], True
     if array.ndim == 3 and (array.shape[-1] in (1, 3, 4) or array.shape[0] == 1):
         return [array], True
+    if array.shape[0] == 0:
+        raise ValueError(f"`images` is an empty batch (shape {tuple(array.shape)}); expected at least one depth map.")
+    colour = _channel_first_colour_values(array)
+    if colour:
+        raise ValueError(
+            f"`images` has shape {tuple(array.shape)} and {colour}: it looks like a channel-first colour image "
+            f"(C x H x W), not depth. Pass a depth map; a batch of {array.shape[0]} depth maps like these goes as a "
+            "list or with shape (B, 1, H, W)."
+        )
     if array.ndim == 3:
         return list(array), False
     if array.ndim == 4 and (array.shape[1] == 1 or array.shape[-1] == 1):
         return list(array), False
     raise ValueError(
         "`images` as a single array must have shape (H, W), (H, W, 1), (1, H, W), (B, H, W), "
-        f"(B, 1, H, W) or (B, H, W, 1); got shape {tuple(array.shape)}."
+        f"(B, 1, H, W) or (B, H, W, 1); got shape {tuple(array.shape)}"
+        + (" (channel-first colour images are not depth)." if array.ndim == 4 and array.shape[1] in (3, 4) else ".")
     )
 
 
@@ -136,6 +172,23 @@ def _make_list_of_depths(images: Any) -> tuple[list[Any], bool]:
     )
 
 
+def _refuse_millimetres_as_metres(metres: np.ndarray, max_depth: float, name: str) -> None:
+    """A metric map mostly beyond `_MILLIMETRES_AS_METRES_FACTOR` x `max_depth` holds millimetres, not metres.
+
+    Not checked when every channel is ``"relative"``: that transform reads order and contrast, not the scale.
+    """
+    limit = _MILLIMETRES_AS_METRES_FACTOR * max_depth
+    valid = metres[metres > 0]
+    share = float(np.mean(valid > limit))
+    if share > _MILLIMETRES_AS_METRES_SHARE:
+        raise ValueError(
+            f"`{name}` is read as metres but {share:.0%} of its valid pixels lie beyond {limit:g} m "
+            f"({_MILLIMETRES_AS_METRES_FACTOR:g} x max_depth={max_depth:g} m; median {np.median(valid):.4g}): it "
+            "looks like millimetres. Divide by 1000, or pass the integer millimetres (uint16) with "
+            "depth_encoding='mm'."
+        )
+
+
 class DeepSightImageProcessor(BaseImageProcessor):
     r"""
     Turns depth maps in any encoding into DeepSight's vision input: normalised depth ``pixel_values`` and the
@@ -143,7 +196,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
 
     1. **Decode** to metres with `load_depth` (encoding declared by `depth_encoding` or detected; the
        encodings assumed come back under ``"depth_encoding"``). Invalid pixels (0, NaN, inf) are tracked from
-       here on.
+       here on. A map read as metres with most valid pixels beyond 10 x ``max_depth`` is refused as millimetres
+       (unless every channel is ``"relative"``, which does not read the scale).
     2. **Intensity** in ``[0, 1]``, depth clipped to ``max_depth``: ``depth_transform="inverse"`` gives
        ``1 - d / max_depth`` (brighter = closer, the paper's grayscale: a ``gray8`` level ``v`` becomes
        ``(v - 1) / 255``, the paper's image as CLIP reads it); ``"linear"`` gives ``d / max_depth``;
@@ -255,10 +309,14 @@ class DeepSightImageProcessor(BaseImageProcessor):
 
         Args:
             images: a depth map (path, PIL image, numpy array, torch tensor) or a list of them; a single
-                array of shape (B, H, W) / (B, 1, H, W) is a batch. Per-sample lists (the chat-template and
-                SFT-collator format) are flattened in order, an empty one being a text-only sample.
+                array of shape (B, H, W) / (B, 1, H, W) is a batch, except a (3 | 4, H, W) array of 8-bit values
+                or of floats all in [0, 1]: a channel-first colour image, refused. Per-sample lists (the
+                chat-template and SFT-collator format) are flattened in order, an empty one being a text-only
+                sample.
             boxes: per image, a list of ``[x0, y0, x1, y1]`` boxes in original pixels (``None`` / ``[]`` =
-                no box, all-ones mask). For a single image the list of boxes may be passed directly.
+                no box, all-ones mask). For a single image passed alone the list of boxes may be passed
+                directly; a flat list for a batch is refused, and so are an image's boxes that all lie in
+                [0, 1] (normalised coordinates) on a map of at least ``NORMALISED_BOX_MIN_SIDE`` pixels a side.
             depth_encoding: one encoding for all images, one per image, or ``None`` to detect (per image).
             return_tensors: ``"pt"`` (default), ``"np"`` or ``None`` (numpy).
             kwargs: per-call overrides of the stored settings (``size``, ``max_depth``, ...); ``None`` keeps
@@ -300,6 +358,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
             metres, encoding_used = load_depth(
                 depth, encoding, name, max_depth=settings["max_depth"], max_pixels=settings["max_pixels"]
             )
+            if encoding_used == "metres" and set(depth_channels(settings["depth_transform"])) != {"relative"}:
+                _refuse_millimetres_as_metres(metres, settings["max_depth"], input_name(depth, name))
             values, mask = self._process_one(metres, image_boxes, settings, name)
             pixel_values.append(values)
             bbox_masks.append(mask)

@@ -1,6 +1,8 @@
 """DeepSight Space: talk to a depth-aware multimodal LLM about a depth map.
 
-Run locally with `deepsight demo [--model PATH]`, or `python app.py` on a Space. The depth upload is a
+Run locally with `deepsight demo [--model PATH]`, or `python app.py` on a Space. Both listen on 127.0.0.1 with
+gradio's analytics off unless told otherwise (`deepsight demo --host`, $GRADIO_SERVER_NAME for `python app.py`,
+$GRADIO_ANALYTICS_ENABLED=True); a Space sets $GRADIO_SERVER_NAME itself. The depth upload is a
 `gr.File`, not a `gr.Image`: gradio re-encodes image uploads to 8-bit RGB, which would destroy a 16-bit
 millimetre depth map. The depth is shown in a separate image: the colormapped map with the boxes and a
 legend in metres. Clicking two corners on that view adds a box; typed boxes work too.
@@ -24,19 +26,24 @@ if __package__ in (None, "") and not (Path(__file__).resolve().parent / "spaces_
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradio as gr  # noqa: E402
+from gradio.components.chatbot import ChatbotDataMessages  # noqa: E402
 
 from deepsight.prompts import format_multiple_choice, region_choice_content  # noqa: E402
 from spaces_demo.examples import write_examples  # noqa: E402
 from spaces_demo.inputs import (  # noqa: E402
     ENCODING_CHOICES,
+    HISTORY_FORMAT,
     MAX_PIXELS,
+    MAX_QUESTION_CHARS,
     MAX_SIDE,
     MAX_UPLOAD_BYTES,
     DepthCache,
     LoadedDepth,
     format_boxes,
     parse_boxes,
+    parse_history,
     parse_options,
+    parse_question,
     read_depth_upload,
     spell_out_letter,
 )
@@ -46,7 +53,6 @@ from spaces_demo.responder import Responder, load_responder  # noqa: E402
 logger = logging.getLogger(__name__)
 
 DEPTH_MODEL_ENV = "DEEPSIGHT_DEPTH_MODEL"
-MAX_QUESTION_CHARS = 1000
 # One generate at a time per replica: on a CPU Space two would only halve each other's speed.
 GENERATE_CONCURRENCY = 1
 QUEUE_MAX_SIZE = 32
@@ -58,6 +64,62 @@ INTRO = (
     "Regions feed DeepSight's Bbox Conv mask: type `x0,y0,x1,y1; ...` in depth-map pixels, or click two "
     "opposite corners on the depth view."
 )
+
+
+class CheckedChatMessages(ChatbotDataMessages):
+    """The chatbot's data model, refusing a malformed history from an API client with a message saying what is
+    wrong (gradio's own check fails with an opaque "the upstream app raised an exception"). A message whose content
+    is a plain string, as OpenAI-style clients send it, is read as one text part."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ChatbotDataMessages:
+        if isinstance(obj, list):
+            obj = [_with_text_parts(message) for message in obj]
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValueError as error:  # pydantic's ValidationError
+            raise gr.Error(history_error(error)) from None
+
+
+def _with_text_parts(message: Any) -> Any:
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        return {**message, "content": [{"type": "text", "text": message["content"]}]}
+    return message
+
+
+def history_error(error: ValueError) -> str:
+    """A readable message for the first problem pydantic found in a chat history."""
+    problems = error.errors() if hasattr(error, "errors") else []
+    if not problems:
+        return f"The chat history is malformed ({error}); expected {HISTORY_FORMAT}."
+    location, problem = problems[0]["loc"], problems[0]["msg"]
+    where = f"message {location[0] + 1}" if location and isinstance(location[0], int) else "the history"
+    field = ".".join(str(part) for part in location[1:])
+    return (
+        f"The chat history is malformed: {where}{f', {field}' if field else ''}: {problem}. Expected {HISTORY_FORMAT}."
+    )
+
+
+def checked_chatbot(**kwargs: Any) -> gr.Chatbot:
+    """`gr.Chatbot(**kwargs)` whose value from a client is checked by `CheckedChatMessages`. Set on the instance:
+    gradio writes a `.pyi` stub next to the module of any `gr.Chatbot` subclass."""
+    chatbot = gr.Chatbot(**kwargs)
+    chatbot.data_model = CheckedChatMessages
+    return chatbot
+
+
+def analytics_enabled() -> bool:
+    """Gradio's analytics only when $GRADIO_ANALYTICS_ENABLED says True (gradio's own default is on)."""
+    return os.environ.get("GRADIO_ANALYTICS_ENABLED", "False") == "True"
+
+
+def default_host() -> str:
+    """$GRADIO_SERVER_NAME as gradio reads it; else all interfaces on a Space (which sets it itself, so only as a
+    fallback), else 127.0.0.1."""
+    if os.environ.get("GRADIO_SERVER_NAME"):
+        return os.environ["GRADIO_SERVER_NAME"]
+    on_space = os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
+    return "0.0.0.0" if on_space else "127.0.0.1"
 
 
 def zero_gpu(function):
@@ -178,17 +240,17 @@ class DemoBackend:
         With answer options the question is laid out exactly like the benchmark's multiple-choice
         questions (`deepsight.prompts.format_multiple_choice`), the format the model is evaluated on; with one
         box per option the model gets one depth copy per option, masked to that option's box (the region
-        layout of `deepsight eval benchmark --distance-regions`).
+        layout of `deepsight eval benchmark --distance-regions`). Typed tags are escaped (`inputs.typed_text`): the
+        chat shows the question as the model got it.
         """
-        history = list(history or [])
-        question = (question or "").strip()
         try:
-            if not question:
-                raise ValueError("Type a question about the depth map first.")
-            if len(question) > MAX_QUESTION_CHARS:
-                raise ValueError(
-                    f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}."
-                )
+            previous = parse_history(history)
+        except ValueError as error:  # nothing of a malformed history can be shown again
+            yield [], self.report_error(error)
+            return
+        history = list(history or [])
+        try:
+            question = parse_question(question)
             options = parse_options(options_text)
             loaded = self.load(path, encoding)
             boxes = parse_boxes(boxes_text, loaded.width, loaded.height)
@@ -201,7 +263,6 @@ class DemoBackend:
         if options:
             question = format_multiple_choice(question, options)
         status = self.ok_status(loaded, boxes) + ("; one masked copy per option" if extra else "")
-        previous = list(history)
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, status
         try:
@@ -253,7 +314,7 @@ def build_demo(
     def on_example(path, encoding_value, boxes_text, question_text, options_text):
         return on_depth_change(path, encoding_value, boxes_text)
 
-    with gr.Blocks(title="DeepSight") as demo:
+    with gr.Blocks(title="DeepSight", analytics_enabled=analytics_enabled()) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(model_notice(responder), elem_id="model-notice")
         pending_corner = gr.State(None)
@@ -289,7 +350,7 @@ def build_demo(
                     interactive=False,
                     elem_id="depth-view",
                 )
-        chatbot = gr.Chatbot(label="DeepSight", height=320, elem_id="chat")
+        chatbot = checked_chatbot(label="DeepSight", height=320, elem_id="chat")
         with gr.Row():
             question = gr.Textbox(
                 label="Question",
@@ -321,7 +382,8 @@ def build_demo(
             )
         gr.Markdown(
             f"Limits: files up to {MAX_UPLOAD_BYTES // 2**20} MiB, images up to {MAX_PIXELS / 1e6:.1f} "
-            "megapixels, questions up to 1000 characters. Answers stream as the model generates them."
+            f"megapixels, questions up to {MAX_QUESTION_CHARS} characters. Answers stream as the model generates "
+            "them."
         )
 
         depth_inputs = [depth_file, encoding, boxes]
@@ -368,20 +430,25 @@ def build_demo(
     return demo
 
 
-def launch_kwargs(host: str = "127.0.0.1", port: int | None = None, share: bool = False) -> dict[str, Any]:
-    """Arguments for `demo.launch` shared by the CLI and `python app.py`."""
+def launch_kwargs(host: str | None = None, port: int | None = None, share: bool = False) -> dict[str, Any]:
+    """Arguments for `demo.launch` shared by the CLI and `python app.py`; `host` None: `default_host()`."""
     return {
-        "server_name": host,
+        "server_name": host or default_host(),
         "server_port": port,
         "share": share,
         "max_file_size": MAX_UPLOAD_BYTES,
     }
 
 
-if __name__ == "__main__":  # the Space entry point (app_file: app.py)
+def main() -> None:
+    """`python app.py`, the Space entry point (app_file: app.py): the model and host come from the environment."""
     logging.basicConfig(level=logging.INFO)
     demo = build_demo(
         model_path=os.environ.get("DEEPSIGHT_MODEL"),
         depth_model=os.environ.get(DEPTH_MODEL_ENV, "vinvino02/glpn-nyu"),
     )
-    demo.launch(**launch_kwargs(host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")))
+    demo.launch(**launch_kwargs())
+
+
+if __name__ == "__main__":
+    main()

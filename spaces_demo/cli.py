@@ -7,6 +7,7 @@ import logging
 import os
 
 from deepsight.cli import HelpFormatter, existing_path_or_hub_id
+from deepsight.paths import add_trust_remote_code_argument
 from spaces_demo.space import export_space
 
 DEFAULT_DEPTH_MODEL = "vinvino02/glpn-nyu"
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="DeepSight checkpoint folder or hub id (default: $DEEPSIGHT_MODEL, else "
         "outputs/quickstart/model, else a tiny random model with a notice)",
     )
+    add_trust_remote_code_argument(parser)
     parser.add_argument(
         "--depth-model",
         default=os.environ.get("DEEPSIGHT_DEPTH_MODEL", DEFAULT_DEPTH_MODEL),
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $DEEPSIGHT_DEPTH_MODEL or %(default)s; offline it must be a local folder)",
     )
     parser.add_argument("--port", type=int, default=None, help="port (default: 7860, or the next free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument(
+        "--host", default=None, help="interface to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)"
+    )
     parser.add_argument(
         "--share",
         choices=("on", "off"),
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from spaces_demo.app import build_demo, launch_kwargs  # gradio imports take seconds: only when launching
+    from spaces_demo.responder import load_responder  # torch and transformers: only when launching
 
-    demo = build_demo(model_path=args.model, depth_model=args.depth_model, max_new_tokens=args.max_new_tokens)
+    responder = load_responder(args.model, max_new_tokens=args.max_new_tokens, trust_remote_code=args.trust_remote_code)
+    demo = build_demo(depth_model=args.depth_model, responder=responder, max_new_tokens=args.max_new_tokens)
     demo.launch(**launch_kwargs(host=args.host, port=args.port, share=args.share == "on"))
     return 0
 

@@ -1,4 +1,5 @@
-"""What the demo accepts from a user: one depth file (or an RGB photo), its encoding, and boxes.
+"""What the demo accepts from a user: one depth file (or an RGB photo), its encoding, boxes, and typed text (the
+question, answer options and the chat history a client sends back, tags in them escaped: `typed_text`).
 
 Everything here is plain Python (no gradio), so the checks are unit-testable and the error messages
 are the ones a user sees in the app. Every rejection is a `ValueError` whose message names the input
@@ -18,8 +19,10 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from deepsight.markup import escape_markup
 from deepsight.prompts import OPTION_LETTERS, answer_text
-from modeling_deepsight.depth_codec_deepsight import DEPTH_ENCODINGS, load_depth
+from modeling_deepsight.depth_codec_deepsight import DEPTH_ENCODINGS, check_pil_bit_depth, load_depth
+from spaces_demo.responder import message_text
 
 # Limits that keep one upload from taking the (shared, CPU) Space down. A depth sensor frame is
 # ~640x480; 4096 px a side leaves room for phone photos turned into depth.
@@ -27,6 +30,11 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_SIDE = 4096
 MAX_PIXELS = 4096 * 4096
 MAX_BOXES = 16
+MAX_QUESTION_CHARS = 1000
+# A turn of the chat history a client sends back: a question, or an answer of a few hundred tokens.
+MAX_MESSAGE_CHARS = 8000
+CHAT_ROLES = ("user", "assistant")
+HISTORY_FORMAT = "a list of messages like {'role': 'user', 'content': 'How far is the chair?'}"
 
 # "auto" detects the depth encoding; "rgb" runs a depth estimator on a colour photo.
 ENCODING_CHOICES: list[tuple[str, str]] = [
@@ -121,8 +129,12 @@ def _read_npy(path: Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def _open_image(path: Path) -> Image.Image:
-    """Open an image lazily, check its size from the header, then decode it."""
+def _open_image(path: Path) -> tuple[Image.Image, str | None]:
+    """Open an image lazily, check its size from the header, then decode it.
+
+    Also returns why it cannot be depth when PIL narrows it (a 16-bit colour file decodes to 8 bits per channel):
+    only the undecoded file tells, and a photo is still fine as a photo.
+    """
     try:
         image = Image.open(path)
     except Image.DecompressionBombError as error:  # PIL refuses before decoding; its message has the size
@@ -140,10 +152,15 @@ def _open_image(path: Path) -> Image.Image:
     width, height = image.size
     check_dimensions(height, width, repr(path.name))
     try:
+        check_pil_bit_depth(image, path.name)
+        narrowed = None
+    except ValueError as error:
+        narrowed = str(error)
+    try:
         image.load()
     except Exception as error:  # truncated or corrupt data after a valid header
         raise ValueError(f"{path.name!r} is a damaged image: {error}.") from None
-    return image
+    return image, narrowed
 
 
 def _is_colour(image: Image.Image) -> bool:
@@ -175,9 +192,11 @@ def read_depth_upload(
             raise ValueError(f"{name} is a .npy array; the RGB option expects a photo (PNG/JPEG).")
         raw: Any = _read_npy(path)
     else:
-        raw = _open_image(path)
+        raw, narrowed = _open_image(path)
         if encoding == "rgb" or (encoding == "auto" and _is_colour(raw)):
             return _estimate_from_photo(raw, name, estimator, estimator_name, chosen=encoding == "rgb")
+        if narrowed:
+            raise ValueError(f"Could not read {name} as depth: {narrowed}")
     try:
         metres, used = load_depth(raw, encoding=None if encoding == "auto" else encoding, name=path.name)
     except ValueError as error:
@@ -217,6 +236,8 @@ def parse_boxes(text: str | None, width: int, height: int) -> list[list[float]]:
     Brackets and extra spaces are tolerated; corners may be given in either order. A box must have
     four numbers and a non-empty area inside the map.
     """
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"Regions must be text like 'x0,y0,x1,y1; x0,y0,x1,y1'; got {type(text).__name__}.")
     if not text or not text.strip():
         return []
     boxes: list[list[float]] = []
@@ -242,9 +263,75 @@ def parse_boxes(text: str | None, width: int, height: int) -> list[list[float]]:
     return boxes
 
 
+def typed_text(text: Any, what: str) -> str:
+    """What the user typed, stripped, as text for the model: a tag in it (``<box>``, ``<image>``, ``<|user|>``...)
+    is escaped to look-alike brackets, not stripped, so the words reach the model and the chat as typed but act
+    as nothing (a typed box cannot add a region past `MAX_BOXES`, a typed ``<|assistant|>`` cannot forge a turn)."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ValueError(f"The {what} must be text; got {type(text).__name__}.")
+    return escape_markup(text.strip())
+
+
+def parse_question(text: Any) -> str:
+    """The question as the model gets it (`typed_text`): not empty and within `MAX_QUESTION_CHARS`."""
+    question = typed_text(text, "question")
+    if not question:
+        raise ValueError("Type a question about the depth map first.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"The question is {len(question)} characters; keep it under {MAX_QUESTION_CHARS}.")
+    return question
+
+
+def parse_history(history: Any) -> list[dict[str, str]]:
+    """The chat so far as the model may read it: one ``{"role", "content": text}`` per turn, tags escaped as in
+    `typed_text` (a client sends the history back, so it is typed text too).
+
+    A malformed history (not a list, a message that is not a dict, a role other than user/assistant, content
+    that is not text or text parts, an over-long message) is a ValueError naming the message and what was wrong.
+    """
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        raise ValueError(f"The chat history must be {HISTORY_FORMAT}; got {type(history).__name__}.")
+    turns = []
+    for number, message in enumerate(history, start=1):
+        if not isinstance(message, dict):
+            raise ValueError(f"Chat history message {number} is a {type(message).__name__}; expected {HISTORY_FORMAT}.")
+        if message.get("role") not in CHAT_ROLES:
+            raise ValueError(
+                f"Chat history message {number} has role {message.get('role')!r}; expected 'user' or 'assistant'."
+            )
+        if not _is_text_content(message.get("content")):
+            raise ValueError(
+                f"Chat history message {number} has content {message.get('content')!r:.60}; expected text or a "
+                "list of {'type': 'text', 'text': ...} parts."
+            )
+        text = message_text(message)
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise ValueError(
+                f"Chat history message {number} is {len(text)} characters; at most {MAX_MESSAGE_CHARS} are accepted."
+            )
+        turns.append({"role": message["role"], "content": escape_markup(text)})
+    return turns
+
+
+def _is_text_content(content: Any) -> bool:
+    """Text, or parts each text (a string or a dict whose "text" is a string) or a non-text part (a file)."""
+    if isinstance(content, str):
+        return True
+    parts = [content] if isinstance(content, dict) else content
+    if not isinstance(parts, (list, tuple)):
+        return False
+    return all(
+        isinstance(part, str) or (isinstance(part, dict) and isinstance(part.get("text", ""), str)) for part in parts
+    )
+
+
 def parse_options(text: str | None) -> list[str]:
     """Answer options "chair; table" (or one per line) -> ["chair", "table"]; empty text = a free question."""
-    options = [option.strip() for option in re.split(r"[;\n]+", text or "") if option.strip()]
+    options = [option.strip() for option in re.split(r"[;\n]+", typed_text(text, "answer options")) if option.strip()]
     if len(options) == 1:
         raise ValueError(f"One answer option ({options[0]!r}) is not a choice; give two or more, or none.")
     if len(options) > len(OPTION_LETTERS):

@@ -211,9 +211,13 @@ def pick_device() -> str:
 
 
 def load_responder(
-    model: str | os.PathLike | None = None, max_new_tokens: int = 64, device: str | None = None
+    model: str | os.PathLike | None = None, max_new_tokens: int = 64, device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> DeepSightResponder:
-    """The responder the app uses; see `resolve_model_source` for the order models are looked for."""
+    """The responder the app uses; see `resolve_model_source` for the order models are looked for.
+
+    The checkpoint loads with the installed DeepSight classes; `trust_remote_code=True` runs its own code instead.
+    """
     choice = resolve_model_source(model)
     if choice.source is None:
         logger.warning("no DeepSight checkpoint found; using a tiny random model")
@@ -221,7 +225,7 @@ def load_responder(
         name = "tiny random DeepSight (untrained)"
     else:
         logger.info("loading DeepSight from %s", choice.source)
-        model_obj, processor = load_checkpoint(choice.source)
+        model_obj, processor = load_checkpoint(choice.source, trust_remote_code=trust_remote_code)
         name = choice.source
     model_obj = model_obj.to(device or pick_device())
     return DeepSightResponder(

@@ -13,6 +13,7 @@ from spaces_demo import inputs
 from spaces_demo.inputs import format_boxes, parse_boxes, parse_options, read_depth_upload, spell_out_letter
 from spaces_demo.rendering import display_scale, render_depth_view, to_depth_pixels
 from spaces_demo.responder import QUICKSTART_MODEL, build_messages, message_text, resolve_model_source
+from tests.fixtures.png_files import write_png16
 from tests.fixtures.demo import write_huge_png
 
 
@@ -247,12 +248,18 @@ def test_model_source_order_is_argument_env_quickstart_then_tiny(tmp_path, monke
     assert resolve_model_source("arg/model").source == "arg/model"
 
 
-def test_cli_parses_model_port_host_and_share():
+def test_cli_parses_model_port_host_and_share(monkeypatch):
+    from spaces_demo.app import launch_kwargs
     from spaces_demo.cli import build_parser
 
+    for variable in ("GRADIO_SERVER_NAME", "SYSTEM", "SPACE_ID"):
+        monkeypatch.delenv(variable, raising=False)
     argv = ["--model", "org/m", "--port", "7999", "--share", "off", "--depth-model", "none"]
     args = build_parser().parse_args(argv)
-    assert (args.model, args.port, args.host) == ("org/m", 7999, "127.0.0.1")
+    assert (args.model, args.port) == ("org/m", 7999)
+    assert launch_kwargs(host=args.host)["server_name"] == "127.0.0.1"  # loopback unless told otherwise
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # as gradio itself reads it
+    assert launch_kwargs(host=build_parser().parse_args(argv).host)["server_name"] == "0.0.0.0"
     assert (args.share, args.depth_model) == ("off", "none")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--share", "maybe"])
@@ -343,3 +350,10 @@ def test_a_crashing_estimator_or_model_is_reported_and_the_next_request_works(tm
     assert "generation failed" in history[-1]["content"] and "out of memory" in status
     *_, (history, status) = backend.ask(str(depth), "auto", "", "How far?", "", [])
     assert history[-1] == {"role": "assistant", "content": "64x48"} and "Assumed encoding" in status
+
+
+def test_a_16_bit_gray_rgb_upload_is_refused_not_read_as_8_bit_depth(tmp_path):
+    millimetres = np.full((16, 16), 1230, dtype=np.uint16)
+    path = write_png16(tmp_path / "depth_rgb16.png", np.stack([millimetres] * 3, axis=-1), "rgb")
+    with pytest.raises(ValueError, match=r"depth_rgb16\.png.*16-bit"):
+        read_depth_upload(path, "auto")

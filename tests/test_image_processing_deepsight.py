@@ -28,6 +28,7 @@ from modeling_deepsight.depth_codec_deepsight import (
     load_depth,
 )
 from modeling_deepsight.image_processing_deepsight import DeepSightImageProcessor
+from tests.fixtures.png_files import write_header_bomb, write_png16
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 SUN_ORIGINAL_DEPTHS = sorted(
@@ -626,3 +627,183 @@ def test_bad_path_names_the_file(tmp_path):
 def test_bad_settings_raise_value_error(setting, message):
     with pytest.raises(ValueError, match=message):
         DeepSightImageProcessor(**setting)
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs the processor cannot read correctly are refused, naming them (issue 25)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image, kwargs",
+    [
+        (np.full((20, 30), True), {}),
+        (torch.ones((20, 30), dtype=torch.bool), {}),
+        (np.full((20, 30), 2.0 + 1.0j, np.complex64), {"depth_encoding": "metres"}),
+        (torch.full((20, 30), 2.0 + 1.0j), {}),
+        (np.full((20, 30), 2.0, dtype=object), {"depth_encoding": "metres"}),
+    ],
+    ids=["numpy-bool", "torch-bool", "complex-declared-metres", "torch-complex", "object"],
+)
+def test_bool_complex_and_object_arrays_are_refused_naming_the_dtype(image, kwargs):
+    with pytest.raises(ValueError, match=r"`images\[0\]` has dtype (bool|complex|object).*real numbers"):
+        DeepSightImageProcessor(size=8)(image, **kwargs)
+
+
+def test_a_one_bit_image_is_refused_as_a_mask_not_depth():
+    with pytest.raises(ValueError, match=r"`images\[0\]` is a 1-bit .* a mask, not a depth map"):
+        DeepSightImageProcessor(size=8)(Image.fromarray(np.eye(20, 30, dtype=bool)))
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.random.default_rng(0).integers(0, 256, (3, 20, 30), dtype=np.uint8),
+        torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0)),  # torchvision's ToTensor range
+        np.random.default_rng(0).integers(0, 256, (4, 20, 30), dtype=np.uint8),
+    ],
+    ids=["uint8-chw", "float01-chw-tensor", "uint8-rgba-chw"],
+)
+def test_channel_first_colour_array_is_refused_not_read_as_several_depth_maps(image):
+    with pytest.raises(ValueError, match=r"`images` has shape \([34], 20, 30\).*channel-first colour image"):
+        DeepSightImageProcessor(size=8)(image)
+    with pytest.raises(ValueError, match=r"`images\[0\]` .*channel-first colour image"):
+        DeepSightImageProcessor(size=8)([image])
+
+
+def test_batches_of_three_depth_maps_in_one_array_are_still_read():
+    processor = DeepSightImageProcessor(size=8)
+    metres = np.stack([synthetic_scene(20, 30, seed) for seed in range(3)])
+    for batch in (metres, encode_depth(metres.reshape(60, 30), "mm").reshape(3, 20, 30), torch.from_numpy(metres)):
+        out = processor(batch)
+        assert out["pixel_values"].shape == (3, 1, 8, 8)
+        assert torch.allclose(out["pixel_values"][1], processor(list(metres))["pixel_values"][1], atol=1e-3)
+
+
+@pytest.mark.parametrize("colour", ["rgb", "rgba", "gray_alpha"])
+def test_16_bit_colour_png_is_refused_not_read_as_8_bit_gray(tmp_path, colour):
+    samples = {"rgb": 3, "rgba": 4, "gray_alpha": 2}[colour]
+    path = write_png16(tmp_path / "depth16.png", np.full((20, 30, samples), 1230, np.uint16), colour)  # 1.23 m
+    with pytest.raises(ValueError, match=r"depth16\.png\)` is a 16-bit .* PIL reads as 8 bits per channel"):
+        DeepSightImageProcessor(size=8)(str(path))
+    with pytest.raises(ValueError, match=r"`images\[0\]` is a 16-bit"):  # opened by the caller, not decoded yet
+        DeepSightImageProcessor(size=8)(Image.open(path))
+
+
+def test_16_bit_gray_png_is_still_read_as_millimetres(tmp_path):
+    path = write_png16(tmp_path / "depth16.png", np.full((20, 30, 1), 1230, np.uint16), "gray")
+    metres, encoding = load_depth(path)
+    assert encoding == "mm" and np.allclose(metres, 1.23)
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p, good: p.write_bytes(good[: len(good) // 2]), "is corrupt or truncated"),
+        (lambda p, good: p.write_bytes(b"not an image at all"), "is not a readable depth file"),
+        (lambda p, good: p.write_bytes(good[:40]), "is not a readable depth file|is corrupt or truncated"),
+    ],
+    ids=["truncated", "garbage", "header-only"],
+)
+def test_corrupt_and_truncated_files_are_value_errors_naming_the_file(tmp_path, write, message):
+    good = tmp_path / "good.png"
+    Image.fromarray(depth_to_png_mm(synthetic_scene())).save(good)
+    bad = tmp_path / "bad.png"
+    write(bad, good.read_bytes())
+    with pytest.raises(ValueError, match=rf"`images\[0\] \({re.escape(str(bad))}\)` ({message})"):
+        DeepSightImageProcessor(size=8)(str(bad))
+
+
+def test_a_truncated_image_opened_by_the_caller_is_a_value_error_naming_it(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(depth_to_png_mm(synthetic_scene())).save(good)
+    (tmp_path / "bad.png").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"`images\[1\]` is corrupt or truncated"):
+        DeepSightImageProcessor(size=8)([str(good), Image.open(tmp_path / "bad.png")])
+
+
+_BROKEN_NPY_HEADER = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3\n"  # unclosed: numpy's tokenizer fails
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x93NUMPY garbage", b"\x93NUMPY\x01\x00" + len(_BROKEN_NPY_HEADER).to_bytes(2, "little") + _BROKEN_NPY_HEADER,
+     None],
+    ids=["garbage", "broken-header", "pickled-objects"],
+)
+def test_unreadable_npy_files_are_value_errors_naming_the_file(tmp_path, content):
+    path = tmp_path / "depth.npy"
+    if content is None:
+        np.save(path, np.array([[1.0, 2.0]], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"depth\.npy\)` is not a readable depth file"):
+        DeepSightImageProcessor(size=8)(str(path))
+
+
+def test_pixel_limit_is_checked_from_the_png_header_before_decoding(tmp_path):
+    # the header claims 7000 x 7000 (49 MP, within PIL's own limit): decoding would start; the header check refuses
+    bomb = write_header_bomb(tmp_path / "bomb.png", 7000, 7000)
+    with pytest.raises(ValueError, match=r"bomb\.png\)` has 49,000,000 pixels, more than max_pixels=40,000,000"):
+        DeepSightImageProcessor(size=8)(str(bomb))
+
+
+def test_pixel_limit_is_checked_from_the_npy_header_before_reading(tmp_path):
+    path = tmp_path / "huge.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(8000, 6000)).flush()  # sparse on disk
+    with pytest.raises(ValueError, match=r"huge\.npy\)` has 48,000,000 pixels, more than max_pixels"):
+        DeepSightImageProcessor(size=8)(str(path))
+
+
+def test_decompression_bomb_beyond_pils_own_limit_is_a_value_error_naming_the_file(tmp_path):
+    bomb = write_header_bomb(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(ValueError, match=r"bomb\.png\)` is not a readable depth file.*decompression bomb"):
+        DeepSightImageProcessor(size=8, max_pixels=10**9)(str(bomb))
+
+
+def test_float_millimetres_passed_as_metres_are_refused_with_a_hint():
+    millimetres = synthetic_scene() * 1000.0
+    with pytest.raises(ValueError, match=r"`images\[0\]` is read as metres but .* beyond 100 m .* millimetres"):
+        DeepSightImageProcessor(size=8)(millimetres)
+    with pytest.raises(ValueError, match=r"beyond 100 m"):
+        DeepSightImageProcessor(size=8)(encode_depth(synthetic_scene(), "mm"), depth_encoding="metres")
+    with pytest.raises(ValueError, match=r"beyond 800 m .* max_depth=80 m"):  # the threshold follows max_depth
+        DeepSightImageProcessor(size=8, max_depth=80.0)(millimetres * 10)
+
+
+def test_float_millimetres_in_a_file_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "depth_mm.npy"
+    np.save(path, synthetic_scene() * 1000.0)
+    with pytest.raises(ValueError, match=rf"`images\[0\] \({re.escape(str(path))}\)` is read as metres"):
+        DeepSightImageProcessor(size=8)(str(path))
+
+
+def test_far_metric_maps_and_relative_depth_keep_being_read():
+    processor = DeepSightImageProcessor(size=8)
+    far = synthetic_scene()
+    far[:, : far.shape[1] // 3] = 500.0  # a third of the map beyond 100 m (a window onto the outside)
+    assert torch.isfinite(processor(far)["pixel_values"]).all()
+    assert torch.isfinite(DeepSightImageProcessor(size=8, max_depth=80.0)(synthetic_scene() * 70)["pixel_values"]).all()
+    relative = DeepSightImageProcessor(size=8, depth_transform="relative")
+    in_millimetres, in_metres = relative(synthetic_scene() * 1000.0), relative(synthetic_scene())
+    assert torch.allclose(in_millimetres["pixel_values"], in_metres["pixel_values"], atol=1e-5)
+
+
+def test_boxes_all_in_the_unit_square_are_refused_as_normalised_coordinates():
+    with pytest.raises(ValueError, match=r"`boxes` for images\[0\] all lie in \[0, 1\] .* normalised coordinates"):
+        DeepSightImageProcessor(size=8)(synthetic_scene(), boxes=[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]])
+    processor = DeepSightImageProcessor(size=8)
+    # one box beyond the unit square: pixels; a map under NORMALISED_BOX_MIN_SIDE a side: pixels too
+    assert processor(synthetic_scene(), boxes=[[0, 0, 1, 1], [10, 10, 20, 20]])["bbox_mask"].sum() > 0
+    assert processor(np.full((4, 4), 2.0, np.float32), boxes=[[0, 0, 1, 1]])["bbox_mask"].sum() > 0
+
+
+def test_a_flat_box_list_for_a_batch_is_refused_with_the_one_list_per_image_rule():
+    maps = [synthetic_scene(), synthetic_scene(seed=1)]
+    with pytest.raises(ValueError, match=r"`boxes` is a flat list of 2 box\(es\) but `images` is a batch of 2"):
+        DeepSightImageProcessor(size=8)(maps, boxes=[[1, 2, 30, 40], [5, 6, 20, 30]])
+    with pytest.raises(ValueError, match=r"`boxes` for images\[1\] is a single box"):
+        DeepSightImageProcessor(size=8)(maps, boxes=[[[1, 2, 30, 40]], [5, 6, 20, 30]])
+    per_image = DeepSightImageProcessor(size=8)(maps, boxes=[[[1, 2, 30, 40]], [[5, 6, 20, 30]]])["bbox_mask"]
+    alone = DeepSightImageProcessor(size=8)(maps[0], boxes=[[1, 2, 30, 40]])["bbox_mask"]  # a single image: flat
+    assert torch.equal(per_image[:1], alone)

@@ -11,12 +11,15 @@ outdoor evidence; person and accessory count for neither. More indoor than outdo
 card says so.
 
 A json that lacks a field is not fatal: the record that lacks it is skipped and counted in
-`CocoAnnotations.skipped` (e.g. `{"annotation without bbox": 3}`).
+`CocoAnnotations.skipped` (e.g. `{"annotation without bbox": 3}`), and so is a record with a NaN, infinite,
+empty or outside box, an absurd polygon or RLE, a category outside COCO's 80, or anything else that
+raises while it is parsed; the report's messages name the file and the record.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +29,14 @@ import numpy as np
 from PIL import Image
 
 from dataset_scripts.scene import Scene, SceneObject
+from dataset_scripts.sources.files import ReadReport
+
+logger = logging.getLogger(__name__)
 
 INDOOR_SUPERCATEGORIES = frozenset({"furniture", "kitchen", "appliance", "electronic", "food", "indoor"})
 OUTDOOR_SUPERCATEGORIES = frozenset({"vehicle", "animal", "sports", "outdoor"})
+# px a box or polygon may stray outside its image (COCO's own annotations stay within a fraction of one)
+OUTSIDE_IMAGE_TOLERANCE = 2.0
 
 # The 80 category names of COCO 2017 (instances json `categories[].name`), in id order.
 COCO_CATEGORY_NAMES = (
@@ -179,8 +187,13 @@ class CocoImage:
 @dataclass
 class CocoAnnotations:
     images: dict[int, CocoImage]
-    skipped: Counter = field(default_factory=Counter)
+    report: ReadReport = field(default_factory=ReadReport)
     image_dir: Path | None = None
+
+    @property
+    def skipped(self) -> Counter:
+        """Records skipped, per reason (the report's dropped annotations)."""
+        return self.report.dropped_annotations
 
     def image_path(self, image: CocoImage) -> Path:
         if self.image_dir is None:
@@ -199,8 +212,11 @@ def _require(record: dict, keys: tuple[str, ...]) -> str | None:
 def _read_json(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    with path.open() as handle:
-        data = json.load(handle)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (ValueError, RecursionError) as err:  # not JSON, or nested too deeply to read
+        raise ValueError(f"{path}: not a COCO json ({type(err).__name__}: {err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a COCO json object, got {type(data).__name__}")
     return data
@@ -209,80 +225,198 @@ def _read_json(path: Path) -> dict:
 def read_coco(coco_dir: str | Path, split: str = "val2017") -> CocoAnnotations:
     """Read `annotations/{captions,instances}_<split>.json` (and find images in `<split>/`)."""
     coco_dir = Path(coco_dir)
-    captions = _read_json(coco_dir / "annotations" / f"captions_{split}.json")
-    instances = _read_json(coco_dir / "annotations" / f"instances_{split}.json")
-    result = parse_coco(captions, instances)
+    captions_path = coco_dir / "annotations" / f"captions_{split}.json"
+    instances_path = coco_dir / "annotations" / f"instances_{split}.json"
+    captions, instances = _read_json(captions_path), _read_json(instances_path)
+    result = parse_coco(captions, instances, where=(str(captions_path), str(instances_path)))
+    for message in result.report.messages:
+        logger.warning(message)
     result.image_dir = coco_dir / split
     return result
 
 
-def parse_coco(captions: dict, instances: dict) -> CocoAnnotations:
-    skipped: Counter = Counter()
-    images: dict[int, CocoImage] = {}
-    for source in (instances, captions):
-        for record in source.get("images", []):
-            missing = _require(record, ("id", "file_name", "width", "height"))
-            if missing:
-                skipped[f"image without {missing}"] += 1
-                continue
-            images.setdefault(
-                int(record["id"]),
-                CocoImage(
-                    int(record["id"]), str(record["file_name"]), int(record["width"]), int(record["height"])
-                ),
+def _integer(value: Any, what: str) -> int:
+    """An id or size as an int; bools, fractions, NaN and text other than digits are malformed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, (float, str)):
+        raise ValueError(f"{what} {value!r:.40} is not an integer")
+    number = float(value)
+    if not np.isfinite(number) or number != int(number):
+        raise ValueError(f"{what} {value!r:.40} is not an integer")
+    return int(number)
+
+
+def _numbers(values: Any) -> np.ndarray | None:
+    """`values` as float64 when it is a list of plain numbers (NaN and inf included), else None."""
+    if not isinstance(values, (list, tuple)):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None
+
+
+def _outside(xs: np.ndarray, ys: np.ndarray, width: int, height: int) -> bool:
+    tolerance = OUTSIDE_IMAGE_TOLERANCE
+    low = min(xs.min(), ys.min()) < -tolerance
+    return bool(low or xs.max() > width + tolerance or ys.max() > height + tolerance)
+
+
+def bbox_problem(bbox: Any, width: int, height: int) -> str | None:
+    """Why a COCO `[x, y, w, h]` box cannot be used on a `width` x `height` image, or None when it can."""
+    values = _numbers(bbox)
+    if values is None or values.size != 4:
+        return "annotation with a malformed bbox"
+    if not np.isfinite(values).all():
+        return "annotation with a NaN or infinite bbox"
+    x, y, w, h = values
+    if not (x + w > x and y + h > y):  # w or h <= 0, or too small to move the edge
+        return "annotation with an empty bbox"
+    if _outside(np.array([x, x + w]), np.array([y, y + h]), width, height):
+        return "annotation with a bbox outside its image"
+    return None
+
+
+def _rle_problem(rle: dict, width: int, height: int) -> str | None:
+    counts = rle.get("counts")
+    try:
+        size = [_integer(v, "RLE size") for v in rle.get("size", ())]
+        runs = decode_rle_string(counts) if isinstance(counts, str) else [_integer(c, "run") for c in counts]
+    except (TypeError, ValueError, IndexError):
+        return "annotation with a malformed RLE"
+    if size != [height, width] or min(runs, default=0) < 0 or sum(runs) != height * width:
+        return "annotation with an RLE that does not cover its image"
+    return None
+
+
+def segmentation_problem(segmentation: Any, width: int, height: int) -> str | None:
+    """Why a COCO segmentation (polygons or RLE) is absurd for a `width` x `height` image, or None."""
+    if isinstance(segmentation, dict):
+        return _rle_problem(segmentation, width, height)
+    if not isinstance(segmentation, list):
+        return "annotation with a malformed segmentation"
+    area = 0.0
+    for polygon in segmentation:
+        coordinates = _numbers(polygon)
+        if coordinates is None or coordinates.size < 6 or coordinates.size % 2:
+            return "annotation with an absurd polygon"
+        xs, ys = coordinates[0::2], coordinates[1::2]
+        if not np.isfinite(coordinates).all() or _outside(xs, ys, width, height):
+            return "annotation with an absurd polygon"
+        area += 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+    return None if area > 0 else "annotation with an absurd polygon"
+
+
+def _each_record(data: dict, key: str, what: str, where: str, report: ReadReport, parse) -> None:
+    """`parse` each record of `data[key]`; one that raises is skipped and counted with file and position."""
+    records = data.get(key, [])
+    if not isinstance(records, list):
+        raise ValueError(f"{where}: '{key}' must be a list of records, got {type(records).__name__}")
+    for position, record in enumerate(records):
+        try:
+            if not isinstance(record, dict):
+                raise ValueError(f"a {type(record).__name__}, not an object")
+            parse(record, f"{where} {key}[{position}]")
+        except Exception as err:  # whatever one record holds, the other records are still read
+            record_id = record.get("id") if isinstance(record, dict) else None
+            report.drop(
+                f"malformed {what} record",
+                f"{where} {key}[{position}] (id {record_id!r:.40}): {type(err).__name__}: {err}"[:300],
             )
 
-    categories = {}
-    for record in instances.get("categories", []):
+
+def parse_coco(
+    captions: dict,
+    instances: dict,
+    report: ReadReport | None = None,
+    where: tuple[str, str] = ("captions", "instances"),
+) -> CocoAnnotations:
+    """Images, categories, captions and instances of COCO's two jsons; `where` names them in the report.
+
+    A record that lacks a field, holds a NaN / infinite / empty / outside box or an absurd segmentation,
+    names a category outside COCO's 80 or cannot be parsed at all is skipped and counted, never fatal.
+    """
+    report = report if report is not None else ReadReport()
+    captions_where, instances_where = where
+    images: dict[int, CocoImage] = {}
+    categories: dict[int, tuple[str, str]] = {}
+
+    def add_image(record: dict, at: str) -> None:
+        missing = _require(record, ("id", "file_name", "width", "height"))
+        if missing:
+            report.drop(f"image without {missing}", at)
+            return
+        width, height = _integer(record["width"], "width"), _integer(record["height"], "height")
+        if width <= 0 or height <= 0:
+            report.drop("image of an empty size", at)
+            return
+        image_id = _integer(record["id"], "id")
+        images.setdefault(image_id, CocoImage(image_id, str(record["file_name"]), width, height))
+
+    def add_category(record: dict, at: str) -> None:
         missing = _require(record, ("id", "name"))
         if missing:
-            skipped[f"category without {missing}"] += 1
-            continue
-        categories[int(record["id"])] = (
-            str(record["name"]).lower(),
-            str(record.get("supercategory", "")).lower(),
-        )
+            report.drop(f"category without {missing}", at)
+            return
+        name = str(record["name"]).lower()
+        if name not in COCO_CATEGORY_NAMES:
+            report.drop("category of an unknown name", f"{at}: {name!r:.60} is not a COCO category")
+            return
+        categories[_integer(record["id"], "id")] = (name, str(record.get("supercategory", "")).lower())
 
-    for record in captions.get("annotations", []):
+    def add_caption(record: dict, at: str) -> None:
         missing = _require(record, ("image_id", "caption"))
         if missing:
-            skipped[f"caption without {missing}"] += 1
-        elif int(record["image_id"]) not in images:
-            skipped["caption of an unknown image"] += 1
+            report.drop(f"caption without {missing}", at)
+            return
+        image = images.get(_integer(record["image_id"], "image_id"))
+        caption = " ".join(record["caption"].split()) if isinstance(record["caption"], str) else ""
+        if image is None:
+            report.drop("caption of an unknown image", at)
+        elif not caption:
+            report.drop("caption that is no text", at)
         else:
-            images[int(record["image_id"])].captions.append(" ".join(str(record["caption"]).split()))
+            image.captions.append(caption)
 
-    for record in instances.get("annotations", []):
+    def add_annotation(record: dict, at: str) -> None:
         missing = _require(record, ("image_id", "category_id", "bbox"))
         if missing:
-            skipped[f"annotation without {missing}"] += 1
-            continue
-        image = images.get(int(record["image_id"]))
+            report.drop(f"annotation without {missing}", at)
+            return
+        image = images.get(_integer(record["image_id"], "image_id"))
         if image is None:
-            skipped["annotation of an unknown image"] += 1
-            continue
-        if int(record["category_id"]) not in categories:
-            skipped["annotation of an unknown category"] += 1
-            continue
+            report.drop("annotation of an unknown image", at)
+            return
+        category = categories.get(_integer(record["category_id"], "category_id"))
+        if category is None:
+            report.drop("annotation of an unknown category", at)
+            return
         if record.get("iscrowd", 0):
             # A crowd region is many instances under one label: no single object depth to speak of.
-            skipped["crowd annotation"] += 1
-            continue
+            report.drop("crowd annotation")
+            return
+        segmentation = record.get("segmentation") or None
+        problem = bbox_problem(record["bbox"], image.width, image.height)
+        if problem is None and segmentation is not None:
+            problem = segmentation_problem(segmentation, image.width, image.height)
+        if problem:
+            report.drop(problem, at)
+            return
         x, y, w, h = (float(v) for v in record["bbox"])
-        if w <= 0 or h <= 0:
-            skipped["annotation with an empty bbox"] += 1
-            continue
-        name, supercategory = categories[int(record["category_id"])]
-        image.objects.append(
-            CocoObject(
-                name,
-                supercategory,
-                (x, y, x + w, y + h),
-                record.get("segmentation") or None,
-                int(record.get("id", -1)),
-            )
-        )
-    return CocoAnnotations(images=dict(sorted(images.items())), skipped=skipped)
+        name, supercategory = category
+        annotation_id = _integer(record.get("id", -1), "id")
+        box = (x, y, x + w, y + h)
+        image.objects.append(CocoObject(name, supercategory, box, segmentation, annotation_id))
+
+    for data, where_images in ((instances, instances_where), (captions, captions_where)):
+        _each_record(data, "images", "image", where_images, report, add_image)
+    _each_record(instances, "categories", "category", instances_where, report, add_category)
+    _each_record(captions, "annotations", "caption", captions_where, report, add_caption)
+    _each_record(instances, "annotations", "annotation", instances_where, report, add_annotation)
+    return CocoAnnotations(images=dict(sorted(images.items())), report=report)
 
 
 def decode_rle_string(counts: str) -> list[int]:

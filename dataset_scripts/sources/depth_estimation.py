@@ -93,13 +93,15 @@ class DepthEstimator:
     ):
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
+        from deepsight.checkpoints import load_pretrained  # imports transformers: only when an estimator is built
+
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.name = str(model_name_or_path)
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.processor = AutoImageProcessor.from_pretrained(model_name_or_path)
-        self.model = AutoModelForDepthEstimation.from_pretrained(model_name_or_path).to(self.device).eval()
+        self.model = load_pretrained(AutoModelForDepthEstimation, model_name_or_path).to(self.device).eval()
         if getattr(self.model.config, "depth_estimation_type", "metric") == "relative":
             logger.warning(
                 "%s predicts relative depth (disparity), not metres: the pairs' distances will be "

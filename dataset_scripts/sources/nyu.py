@@ -7,6 +7,10 @@ object references, each pointing at a uint16 array of character codes.
 
 Instances follow the NYU toolbox `get_instance_masks.m`: one instance per (label, instance) pair with
 label > 0 and instance > 0 (`instances` numbers objects within a class, so the pair is the identity).
+
+Every reader drops (and counts in its `ReadReport`) a scene type outside NYU's 27 and an object name in
+no known class list (`dataset_scripts.vocab`), and skips (and counts, with its path) a frame whose depth
+is mostly invalid or whose reading raises anything.
 """
 
 from __future__ import annotations
@@ -19,17 +23,28 @@ from pathlib import Path
 import numpy as np
 
 from dataset_scripts.sources.files import (
+    MIN_VALID_DEPTH_FRACTION,
     FrameError,
     ReadReport,
+    as_frame_error,
     box_of_mask,
+    check_min_fraction,
     check_same_size,
+    check_valid_depth,
     read_image_array,
     read_image_shape,
     read_mat_variables,
     require_dir,
 )
 from dataset_scripts.scene import Scene, SceneObject
-from dataset_scripts.vocab import normalize_object_name, normalize_scene_name, nyu10_scene_class
+from dataset_scripts.vocab import (
+    NYU_SCENE_TYPES,
+    is_known_object_name,
+    known_scene_label,
+    normalize_object_name,
+    normalize_scene_name,
+    nyu10_scene_class,
+)
 
 # NYU toolbox camera_params.m: the RGB camera, to which the labeled and sync depth are registered (640x480)
 NYU_INTRINSICS_640x480 = np.array(
@@ -40,6 +55,14 @@ KINECT_DISPARITY_A, KINECT_DISPARITY_B, KINECT_MAX_DEPTH = 351.3, 1092.5, 10.0
 KINECT_INVALID = 2047
 LABELED_REQUIRED_KEYS = ("depths", "labels", "instances", "names", "sceneTypes")
 SPLITS = ("train", "test", "all")
+
+
+def nyu_scene_meta(raw: str | None, report: ReadReport, where: str) -> tuple[str | None, dict]:
+    """(scene type, `scene_type_raw` / `nyu10` meta) of a raw NYU scene type; an unknown one is dropped."""
+    label = known_scene_label(raw, NYU_SCENE_TYPES) if raw else None
+    if raw and label is None:
+        report.drop("unknown_scene_label", f"{where}: {raw!r:.60} is not one of NYU's scene types")
+    return label, {"scene_type_raw": raw, "nyu10": nyu10_scene_class(raw) if label else None}
 
 
 def scaled_nyu_intrinsics(height: int, width: int) -> np.ndarray:
@@ -118,6 +141,9 @@ def instance_objects(
         if label > len(names):
             report.drop("label_out_of_range", f"label {label} > {len(names)} names")
             continue
+        if not is_known_object_name(names[label - 1]):
+            report.drop("unknown_object_name", f"label {label} {names[label - 1]!r:.60} is in no class list")
+            continue
         mask = keys == key
         objects.append(
             SceneObject(
@@ -136,6 +162,7 @@ def read_nyu_labeled(
     split_file: str | Path | None = None,
     with_rgb: bool = False,
     report: ReadReport | None = None,
+    min_valid_fraction: float = MIN_VALID_DEPTH_FRACTION,
 ) -> Iterator[Scene]:
     """Scenes of `nyu_depth_v2_labeled.mat` in the official `split` ("train" 795, "test" 654 or "all").
 
@@ -146,6 +173,7 @@ def read_nyu_labeled(
 
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    check_min_fraction(min_valid_fraction, "min_valid_fraction")
     mat_path = Path(mat_path)
     if not mat_path.is_file():
         raise ValueError(f"NYU labeled file {str(mat_path)!r} does not exist")
@@ -171,28 +199,38 @@ def read_nyu_labeled(
             raise ValueError(
                 f"{mat_path}: missing variables {missing}; expected {list(LABELED_REQUIRED_KEYS)}"
             )
-        names = _matlab_strings(h5, h5["names"])
-        scene_types = _matlab_strings(h5, h5["sceneTypes"])
-        num_frames = h5["depths"].shape[0]
+        try:
+            names = _matlab_strings(h5, h5["names"])
+            scene_types = _matlab_strings(h5, h5["sceneTypes"])
+            num_frames = h5["depths"].shape[0]
+        except Exception as err:  # h5py raises KeyError, OSError, TypeError... on a damaged file
+            raise ValueError(f"{mat_path}: cannot read 'names' / 'sceneTypes' / 'depths' ({err})") from err
         for index in range(num_frames):
             frame_split = split_of.get(index)
             if split != "all" and frame_split != split:
                 continue
             frame_id = f"nyu_{index + 1:04d}"
             try:
-                yield _labeled_frame(h5, index, frame_id, names, scene_types, frame_split, with_rgb, report)
-                report.frames_read += 1
-            except FrameError as err:
-                report.skip(frame_id, err)
+                scene = _labeled_frame(
+                    h5, index, frame_id, names, scene_types, frame_split, with_rgb, report, min_valid_fraction
+                )
+            except Exception as err:  # whatever one frame's arrays raise, the other frames are still read
+                report.skip(frame_id, as_frame_error(err, f"{mat_path} frame {index + 1}"))
+                continue
+            report.frames_read += 1
+            yield scene
 
 
-def _labeled_frame(h5, index, frame_id, names, scene_types, split, with_rgb, report) -> Scene:
+def _labeled_frame(
+    h5, index, frame_id, names, scene_types, split, with_rgb, report, min_valid_fraction
+) -> Scene:
     depth = np.asarray(h5["depths"][index], dtype=np.float32).T
     labels = np.asarray(h5["labels"][index]).T
     instances = np.asarray(h5["instances"][index]).T
     check_same_size(depth, labels, "labels")
     check_same_size(depth, instances, "instances")
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    check_valid_depth(depth, f"{h5.filename} frame {index + 1}", min_valid_fraction)
     rgb = np.ascontiguousarray(np.asarray(h5["images"][index]).transpose(2, 1, 0)) if with_rgb else None
     if rgb is not None:
         check_same_size(depth, rgb, "image")
@@ -200,17 +238,17 @@ def _labeled_frame(h5, index, frame_id, names, scene_types, split, with_rgb, rep
         raise FrameError(
             "missing_scene_type", f"sceneTypes has {len(scene_types)} entries, frame {index + 1} has none"
         )
-    raw_scene = scene_types[index]
+    scene_type, scene_meta = nyu_scene_meta(scene_types[index], report, f"sceneTypes[{index + 1}]")
     return Scene(
         id=frame_id,
         source="nyu",
         depth=depth,
         objects=instance_objects(labels, instances, names, report),
-        scene_type=normalize_scene_name(raw_scene),
+        scene_type=scene_type,
         rgb=rgb,
         intrinsics=scaled_nyu_intrinsics(*depth.shape),
         split=split,
-        meta={"scene_type_raw": raw_scene, "nyu10": nyu10_scene_class(raw_scene), "index": index + 1},
+        meta={**scene_meta, "index": index + 1},
     )
 
 
@@ -250,11 +288,15 @@ def _sync_frame(depth_path: Path) -> tuple[str, list[Path], str | None]:
 
 
 def read_nyu_sync(
-    root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
+    root: str | Path,
+    with_rgb: bool = False,
+    report: ReadReport | None = None,
+    min_valid_fraction: float = MIN_VALID_DEPTH_FRACTION,
 ) -> Iterator[Scene]:
     """Frames of a sync-layout folder (searched recursively); depth only, no object annotations."""
     from modeling_deepsight.depth_codec_deepsight import decode_depth  # heavy: see dataset_scripts.export
 
+    check_min_fraction(min_valid_fraction, "min_valid_fraction")
     root = require_dir(root, "NYU sync root")
     report = report if report is not None else ReadReport()
     depth_paths = sorted(set(root.rglob("sync_depth_*.png")) | set(root.rglob("*_depth.png")))
@@ -271,6 +313,7 @@ def read_nyu_sync(
                     "bad_depth_encoding", f"{depth_path}: expected a 16-bit PNG in mm, got {raw.dtype}"
                 )
             depth = decode_depth(raw, "mm", name=str(depth_path))
+            check_valid_depth(depth, depth_path, min_valid_fraction)
             rgb_path = next((p for p in rgb_candidates if p.is_file()), None)
             rgb = None
             if rgb_path is not None:
@@ -282,22 +325,21 @@ def read_nyu_sync(
             if scene_raw is None and sequence is not None:
                 match = _NYU_SEQUENCE_RE.match(sequence)
                 scene_raw = match.group(1) if match else None
-            yield Scene(
+            scene_type, scene_meta = nyu_scene_meta(scene_raw, report, str(depth_path))
+            scene = Scene(
                 id=frame_id,
                 source="nyu",
                 depth=depth,
                 rgb=rgb if with_rgb else None,
-                scene_type=normalize_scene_name(scene_raw) if scene_raw else None,
+                scene_type=scene_type,
                 intrinsics=scaled_nyu_intrinsics(*depth.shape),
-                meta={
-                    "scene_type_raw": scene_raw,
-                    "nyu10": nyu10_scene_class(scene_raw) if scene_raw else None,
-                    "depth_path": str(depth_path),
-                },
+                meta={**scene_meta, "depth_path": str(depth_path)},
             )
-            report.frames_read += 1
-        except FrameError as err:
-            report.skip(frame_id, err)
+        except Exception as err:  # whatever one frame's files raise, the other frames are still read
+            report.skip(frame_id, as_frame_error(err, depth_path))
+            continue
+        report.frames_read += 1
+        yield scene
 
 
 # --------------------------------------------------------------------------------------------------

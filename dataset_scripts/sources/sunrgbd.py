@@ -5,9 +5,11 @@ Original layout, one folder per frame: `image/*.jpg`, `depth/*.png` (raw, 0 = in
 `scene.txt`, and `annotation2Dfinal/index.json` in the SUN3D annotation format:
 `{"objects": [{"name": ...} | null, ...], "frames": [{"polygon": [{"x": [...], "y": [...], "object": i}]}]}`.
 Real annotation files hold null objects, object indices out of range and degenerate polygons; each is
-dropped and counted in the `ReadReport`, never fatal. Polygons are rasterised with pixel centres at
-(col + 0.5, row + 0.5) (the annotation tool's canvas coordinates); several polygons of one object are
-one instance.
+dropped and counted in the `ReadReport`, never fatal, and so is an object name outside the NYU / SUN RGB-D
+class lists or a `scene.txt` outside SUN RGB-D's scene labels (`dataset_scripts.vocab`). A frame whose
+depth is mostly invalid, or whose files raise anything while being read, is skipped and counted.
+Polygons are rasterised with pixel centres at (col + 0.5, row + 0.5) (the annotation tool's canvas
+coordinates); several polygons of one object are one instance.
 
 votenet layout: `image/NNNNNN.jpg`, `depth/NNNNNN.mat` (`instance`: N x 6 upright point cloud xyzrgb),
 `calib/NNNNNN.txt` (Rtilt, then K, both 9 numbers column major) and `label/NNNNNN.txt` (lines `name
@@ -24,10 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from dataset_scripts.sources.files import (
+    MIN_VALID_DEPTH_FRACTION,
     FrameError,
     ReadReport,
+    as_frame_error,
     box_of_mask,
+    check_min_fraction,
     check_same_size,
+    check_valid_depth,
     read_image_array,
     read_image_shape,
     read_json,
@@ -35,11 +41,18 @@ from dataset_scripts.sources.files import (
     require_dir,
 )
 from dataset_scripts.scene import Scene, SceneObject
-from dataset_scripts.vocab import normalize_object_name, normalize_scene_name
+from dataset_scripts.vocab import (
+    SUNRGBD_SCENE_TYPES,
+    is_known_object_name,
+    known_scene_label,
+    normalize_object_name,
+)
 
 DEPTH_FOLDERS = ("depth", "depth_bfx")
 UNKNOWN_SCENES = {"", "idk", "unknown"}  # SUN RGB-D labels undecided frames "idk"
 MIN_POLYGON_AREA = 1.0  # px^2; below this a polygon covers no pixel centre reliably
+MAX_COORDINATE = 1e5  # px; no depth camera's frame is this large, a vertex beyond it is garbage
+MAX_SCENE_FILE_CHARS = 200  # scene.txt holds one label; anything longer is not one
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,63 +113,72 @@ def _polygon_area(xs: np.ndarray, ys: np.ndarray) -> float:
 
 
 def _valid_polygon(
-    polygon, num_objects: int, objects: list, report: ReadReport
+    polygon, num_objects: int, objects: list, report: ReadReport, where: str
 ) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(object index, xs, ys) of a usable polygon, or None after counting why it is not."""
     if not isinstance(polygon, dict):
-        report.drop("malformed_polygon", f"polygon entry {polygon!r:.60}")
+        report.drop("malformed_polygon", f"{where}: polygon entry {polygon!r:.60}")
         return None
     index = polygon.get("object")
-    if isinstance(index, bool) or not isinstance(index, (int, float)) or int(index) != index:
-        report.drop("object_index_out_of_range", f"object index {index!r}")
+    if isinstance(index, bool) or not isinstance(index, (int, float)) or not np.isfinite(index):
+        report.drop("object_index_out_of_range", f"{where}: object index {index!r:.60}")
+        return None
+    if int(index) != index or not 0 <= index < num_objects:
+        report.drop("object_index_out_of_range", f"{where}: object index {index} of {num_objects} objects")
         return None
     index = int(index)
-    if not 0 <= index < num_objects:
-        report.drop("object_index_out_of_range", f"object index {index} of {num_objects} objects")
-        return None
     entry = objects[index]
     if entry is None or not isinstance(entry, dict):
-        report.drop("null_object", f"object {index} is null")
+        report.drop("null_object", f"{where}: object {index} is null")
         return None
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
-        report.drop("unnamed_object", f"object {index} has no name")
+        report.drop("unnamed_object", f"{where}: object {index} has no name")
+        return None
+    if not is_known_object_name(name):
+        report.drop("unknown_object_name", f"{where}: object {index} {name!r:.60} is in no known class list")
         return None
     try:
         xs = np.asarray(polygon.get("x"), dtype=np.float64).ravel()
         ys = np.asarray(polygon.get("y"), dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        report.drop("degenerate_polygon", f"object {index}: non-numeric coordinates")
+    except (TypeError, ValueError, OverflowError):
+        report.drop("degenerate_polygon", f"{where}: object {index}: non-numeric coordinates")
         return None
     if xs.size < 3 or xs.size != ys.size or not (np.isfinite(xs).all() and np.isfinite(ys).all()):
-        report.drop("degenerate_polygon", f"object {index}: {xs.size} x / {ys.size} y coordinates")
+        report.drop("degenerate_polygon", f"{where}: object {index}: {xs.size} x / {ys.size} y coordinates")
+        return None
+    if max(np.abs(xs).max(), np.abs(ys).max()) > MAX_COORDINATE:
+        report.drop("degenerate_polygon", f"{where}: object {index}: a vertex beyond {MAX_COORDINATE:.0f} px")
         return None
     if _polygon_area(xs, ys) < MIN_POLYGON_AREA:
-        report.drop("degenerate_polygon", f"object {index}: zero area")
+        report.drop("degenerate_polygon", f"{where}: object {index}: zero area")
         return None
     return index, xs, ys
 
 
 def sun_annotation_objects(
-    annotation: dict, height: int, width: int, report: ReadReport
+    annotation: dict, height: int, width: int, report: ReadReport, where: str = "index.json"
 ) -> list[SceneObject]:
-    """Instance masks of a SUN3D `index.json` (frame 0), one object per annotated object index."""
+    """Instance masks of a SUN3D `index.json` (frame 0), one object per annotated object index.
+
+    `where` (the file's path) prefixes the report's messages about dropped polygons.
+    """
     objects = annotation.get("objects") if isinstance(annotation, dict) else None
     frames = annotation.get("frames") if isinstance(annotation, dict) else None
     if not isinstance(objects, list) or not isinstance(frames, list):
-        raise FrameError("corrupt_annotation", "index.json lacks the 'objects' / 'frames' lists")
+        raise FrameError("corrupt_annotation", f"{where} lacks the 'objects' / 'frames' lists")
     if not frames or not isinstance(frames[0], dict):
         return []
     polygons = frames[0].get("polygon") or []
     masks: dict[int, np.ndarray] = {}
     for polygon in polygons if isinstance(polygons, list) else []:
-        parsed = _valid_polygon(polygon, len(objects), objects, report)
+        parsed = _valid_polygon(polygon, len(objects), objects, report, where)
         if parsed is None:
             continue
         index, xs, ys = parsed
         mask = polygon_mask(xs, ys, height, width)
         if not mask.any():
-            report.drop("polygon_outside_image", f"object {index}: no pixel centre inside")
+            report.drop("polygon_outside_image", f"{where}: object {index}: no pixel centre inside")
             continue
         masks[index] = masks[index] | mask if index in masks else mask
     return [
@@ -165,44 +187,69 @@ def sun_annotation_objects(
     ]
 
 
+def _check_depth_folder(depth_folder: str) -> None:
+    if depth_folder not in DEPTH_FOLDERS:
+        raise ValueError(f"depth_folder: expected one of {DEPTH_FOLDERS}, got {depth_folder!r}")
+
+
+def read_scene_file(path: Path) -> str | None:
+    """The raw label of a `scene.txt`: None when absent or undecided ("idk")."""
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        raw = handle.read(MAX_SCENE_FILE_CHARS + 1).strip()
+    return None if raw.lower() in UNKNOWN_SCENES else raw
+
+
+def sun_scene_label(raw: str | None, report: ReadReport, where: str = "scene.txt") -> str | None:
+    """The normalised scene class of a raw SUN RGB-D label; None (dropped and counted) when it is none."""
+    if raw is None:
+        return None
+    label = known_scene_label(raw, SUNRGBD_SCENE_TYPES) if len(raw) <= MAX_SCENE_FILE_CHARS else None
+    if label is None:
+        report.drop("unknown_scene_label", f"{where}: {raw!r:.60} is not a SUN RGB-D scene label")
+    return label
+
+
 def read_sun_frame(
     folder: str | Path,
     depth_folder: str = "depth",
     with_rgb: bool = False,
     report: ReadReport | None = None,
     frame_id: str | None = None,
+    min_valid_fraction: float = MIN_VALID_DEPTH_FRACTION,
 ) -> Scene:
     """One original-layout frame folder. Raises FrameError when this frame cannot be used."""
     from modeling_deepsight.depth_codec_deepsight import decode_depth  # heavy: see dataset_scripts.export
 
-    if depth_folder not in DEPTH_FOLDERS:
-        raise ValueError(f"depth_folder: expected one of {DEPTH_FOLDERS}, got {depth_folder!r}")
+    _check_depth_folder(depth_folder)
+    check_min_fraction(min_valid_fraction, "min_valid_fraction")
     folder = Path(folder)
     report = report if report is not None else ReadReport()
-    raw = read_image_array(_single_file(folder / depth_folder, "*.png", "depth"), "depth")
+    depth_path = _single_file(folder / depth_folder, "*.png", "depth")
+    raw = read_image_array(depth_path, "depth")
     if raw.dtype != np.uint16 or raw.ndim != 2:
         raise FrameError(
             "bad_depth_encoding",
             f"{folder / depth_folder}: expected 16-bit SUN depth, got {raw.dtype} {raw.shape}",
         )
     depth = decode_depth(raw, "sun", name=str(folder / depth_folder))
+    check_valid_depth(depth, depth_path, min_valid_fraction)
     image_path = _single_file(folder / "image", "*.jpg", "image")
     rgb = read_image_array(image_path, "image") if with_rgb else None
     check_same_size(depth, rgb if rgb is not None else read_image_shape(image_path, "image"), "image")
-    scene_path = folder / "scene.txt"
-    scene_raw = scene_path.read_text(errors="replace").strip() if scene_path.is_file() else None
-    if scene_raw is not None and scene_raw.lower() in UNKNOWN_SCENES:
-        scene_raw = None
+    scene_raw = read_scene_file(folder / "scene.txt")
     annotation_path = folder / "annotation2Dfinal" / "index.json"
     objects = []
     if annotation_path.is_file():
-        objects = sun_annotation_objects(read_json(annotation_path, "annotation"), *depth.shape, report)
+        annotation = read_json(annotation_path, "annotation")
+        objects = sun_annotation_objects(annotation, *depth.shape, report, where=str(annotation_path))
     return Scene(
         id=frame_id or f"sunrgbd_{folder.name}",
         source="sunrgbd",
         depth=depth,
         objects=objects,
-        scene_type=normalize_scene_name(scene_raw) if scene_raw else None,
+        scene_type=sun_scene_label(scene_raw, report, where=str(folder / "scene.txt")),
         rgb=rgb if with_rgb else None,
         intrinsics=read_intrinsics(folder / "intrinsics.txt"),
         meta={
@@ -215,9 +262,15 @@ def read_sun_frame(
 
 
 def read_sunrgbd_original(
-    root: str | Path, depth_folder: str = "depth", with_rgb: bool = False, report: ReadReport | None = None
+    root: str | Path,
+    depth_folder: str = "depth",
+    with_rgb: bool = False,
+    report: ReadReport | None = None,
+    min_valid_fraction: float = MIN_VALID_DEPTH_FRACTION,
 ) -> Iterator[Scene]:
     """Every frame folder under `root`; unusable frames are skipped and counted in `report`."""
+    _check_depth_folder(depth_folder)
+    check_min_fraction(min_valid_fraction, "min_valid_fraction")
     report = report if report is not None else ReadReport()
     root = Path(root)
     folders = find_sun_frame_folders(root)
@@ -227,9 +280,9 @@ def read_sunrgbd_original(
         relative = folder.relative_to(root).parts or (folder.name,)
         frame_id = "sunrgbd_" + "_".join(relative)
         try:
-            scene = read_sun_frame(folder, depth_folder, with_rgb, report, frame_id)
-        except FrameError as err:
-            report.skip(frame_id, err)
+            scene = read_sun_frame(folder, depth_folder, with_rgb, report, frame_id, min_valid_fraction)
+        except Exception as err:  # whatever one frame's files raise, the other frames are still read
+            report.skip(frame_id, as_frame_error(err, folder))
             continue
         report.frames_read += 1
         yield scene
@@ -274,6 +327,7 @@ def project_upright_points(
     points: np.ndarray, rtilt: np.ndarray, k: np.ndarray, height: int, width: int
 ) -> np.ndarray:
     """Depth map (metres, 0 = no point) from a SUN upright point cloud; nearest point wins a pixel."""
+    points = points[np.isfinite(points[:, :3]).all(axis=1)]  # a NaN / infinite point measured nothing
     camera = points[:, :3] @ rtilt  # rows of (Rtilt^T p): undo the tilt
     x, z, y = camera[:, 0], camera[:, 1], -camera[:, 2]
     front = z > 0
@@ -288,12 +342,17 @@ def project_upright_points(
     return depth
 
 
-def read_votenet_labels(path: Path, report: ReadReport) -> list[SceneObject]:
-    """2D boxes of a votenet label file (`name xmin ymin w h ...`); boxes only, no masks."""
+def read_votenet_labels(
+    path: Path, report: ReadReport, height: int | None = None, width: int | None = None
+) -> list[SceneObject]:
+    """2D boxes of a votenet label file (`name xmin ymin w h ...`); boxes only, no masks.
+
+    With the image's `height` and `width`, a box lying wholly outside the image is dropped as well.
+    """
     if not path.is_file():
         raise FrameError("missing_label", f"{path} not found")
     objects = []
-    for number, line in enumerate(path.read_text().splitlines()):
+    for number, line in enumerate(path.read_text(errors="replace").splitlines()):
         fields = line.split()
         if not fields:
             continue
@@ -302,8 +361,15 @@ def read_votenet_labels(path: Path, report: ReadReport) -> list[SceneObject]:
         except ValueError:
             report.drop("malformed_label_line", f"{path}:{number + 1}")
             continue
-        if not (w > 0 and h > 0):
+        if not (np.isfinite([x, y, w, h]).all() and x + w > x and y + h > y):  # w, h > 0 and not lost
             report.drop("degenerate_box", f"{path}:{number + 1}")
+            continue
+        inside = x < width and y < height and x + w > 0 and y + h > 0 if height and width else True
+        if not inside:
+            report.drop("box_outside_image", f"{path}:{number + 1}")
+            continue
+        if not is_known_object_name(fields[0]):
+            report.drop("unknown_object_name", f"{path}:{number + 1}: {fields[0]!r:.60} is in no class list")
             continue
         objects.append(
             SceneObject(name=normalize_object_name(fields[0]), box=(x, y, x + w, y + h), instance_id=number)
@@ -321,9 +387,13 @@ def _votenet_split_of(root: Path) -> dict[str, str]:
 
 
 def read_sunrgbd_votenet(
-    root: str | Path, with_rgb: bool = False, report: ReadReport | None = None
+    root: str | Path,
+    with_rgb: bool = False,
+    report: ReadReport | None = None,
+    min_valid_fraction: float = MIN_VALID_DEPTH_FRACTION,
 ) -> Iterator[Scene]:
     """Frames of a `sunrgbd_trainval` folder (scene type unknown: votenet does not keep it)."""
+    check_min_fraction(min_valid_fraction, "min_valid_fraction")
     root = require_dir(root, "votenet sunrgbd_trainval root")
     for sub in ("image", "depth", "calib", "label"):
         require_dir(root / sub, f"votenet {sub}/")
@@ -338,9 +408,10 @@ def read_sunrgbd_votenet(
             rtilt, k = read_votenet_calib(root / "calib" / f"{index}.txt")
             points = read_votenet_points(root / "depth" / f"{index}.mat")
             depth = project_upright_points(points, rtilt, k, height, width)
-            objects = read_votenet_labels(root / "label" / f"{index}.txt", report)
-        except FrameError as err:
-            report.skip(frame_id, err)
+            check_valid_depth(depth, root / "depth" / f"{index}.mat", min_valid_fraction)
+            objects = read_votenet_labels(root / "label" / f"{index}.txt", report, height, width)
+        except Exception as err:  # whatever one frame's files raise, the other frames are still read
+            report.skip(frame_id, as_frame_error(err, image_path))
             continue
         report.frames_read += 1
         yield Scene(

@@ -6,12 +6,16 @@ object, left/middle/right), and is asked for depth-aware content in JSON. Every 
 
 - the reply parses as the JSON object requested (a ```json fence around it is tolerated);
 - every object it lists, and every known object name its text mentions, is among the annotations;
-- every box it cites lies inside the image.
+- every box it cites lies inside the image;
+- its text is data, never markup: a reply carrying the processor's image placeholder, a `<box>` tag, a chat-control
+  string (`<|im_end|>`, `</s>`, `[INST]`...) or a role header (`User:`, `### Instruction`) is rejected
+  (`deepsight.markup`), since stage 2 would act on it (an extra image, a changed mask, a forged turn).
 
 A transport failure (connection refused, timeout, HTTP 429/5xx, a body that is not a chat completion)
-is retried with exponential backoff by `OpenAIChatClient`; a reply that fails validation is re-asked.
-When both are exhausted the item is counted as skipped. Validated replies are cached on disk per
-request, so a rerun only pays for what is still missing.
+is retried with exponential backoff by `OpenAIChatClient`; a reply that fails validation, or a body over the
+client's size cap (read no further than the cap), is re-asked. Every rejected reply is counted by reason
+(`OpenAIInstructionGenerator.rejection_table`); when the attempts are exhausted the item is counted as skipped.
+Validated replies are cached on disk per request, so a rerun only pays for what is still missing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,13 +42,17 @@ from dataset_scripts.builders.instructions.offline import (
     scene_rng,
     user,
 )
+from dataset_scripts.export import markdown_table
 from dataset_scripts.scene import Scene
 from dataset_scripts.sources.coco import COCO_CATEGORY_NAMES
+from deepsight.markup import find_markup
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# A chat completion of a few rounds is a few kB; anything near this is a broken or hostile server.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
 
 
 class EndpointError(RuntimeError):
@@ -58,11 +67,22 @@ FATAL_STATUS = {401, 403, 404}
 
 
 class InvalidReply(ValueError):
-    """A chat completion whose content does not satisfy the request (unparseable, unknown object, ...)."""
+    """A chat completion whose content does not satisfy the request (unparseable, unknown object, ...).
+
+    `reason` is its kind, the row it is counted in (`OpenAIInstructionGenerator.rejection_table`).
+    """
+
+    def __init__(self, message: str, reason: str = "malformed fields"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class OpenAIChatClient:
-    """Minimal `/v1/chat/completions` client on urllib with retries and exponential backoff."""
+    """Minimal `/v1/chat/completions` client on urllib with retries and exponential backoff.
+
+    The key is `api_key`, else $OPENAI_API_KEY. A response body over `max_body_bytes` is not read past the cap
+    (nor parsed): it raises `InvalidReply` with reason "body over size cap".
+    """
 
     def __init__(
         self,
@@ -74,6 +94,7 @@ class OpenAIChatClient:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ):
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
@@ -87,6 +108,9 @@ class OpenAIChatClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sleep = sleep
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+        self.max_body_bytes = max_body_bytes
         self.requests_sent = 0
 
     def _post(self, payload: dict) -> dict:
@@ -101,10 +125,28 @@ class OpenAIChatClient:
         )
         self.requests_sent += 1
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read().decode("utf-8"))
+            body = self._read_capped(response)
+        return json.loads(body.decode("utf-8"))
+
+    def _read_capped(self, response) -> bytes:
+        """The body, read no further than one byte past the cap (a huge reply never reaches memory)."""
+        declared = response.headers.get("Content-Length", "")
+        declared_too_long = declared.isdigit() and int(declared) > self.max_body_bytes
+        body = b"" if declared_too_long else response.read(self.max_body_bytes + 1)
+        if declared_too_long or len(body) > self.max_body_bytes:
+            raise InvalidReply(
+                f"{self.base_url}/chat/completions sent a body over {self.max_body_bytes} bytes "
+                f"(Content-Length: {declared or 'not given'}); cut off unread",
+                reason="body over size cap",
+            )
+        return body
 
     def complete(self, messages: list[dict], temperature: float = 0.7, seed: int | None = None) -> str:
-        """The assistant message content of one chat completion."""
+        """The assistant message content of one chat completion.
+
+        A body over the size cap raises `InvalidReply` at once (the caller re-asks and counts it, as for any bad
+        reply); transport failures are retried here.
+        """
         payload = {"model": self.model, "messages": messages, "temperature": temperature}
         if seed is not None:
             payload["seed"] = seed
@@ -197,16 +239,26 @@ def parse_reply(content: str) -> dict:
     try:
         reply = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidReply(f"reply is not JSON ({error.msg}): {content[:80]!r}") from None
+        raise InvalidReply(f"reply is not JSON ({error.msg}): {content[:80]!r}", reason="not JSON") from None
     if not isinstance(reply, dict):
-        raise InvalidReply(f"reply must be a JSON object, got {type(reply).__name__}")
+        raise InvalidReply(f"reply must be a JSON object, got {type(reply).__name__}", reason="not JSON")
     return reply
 
 
 def _nonempty_text(value, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidReply(f"{what} must be a non-empty string, got {value!r}")
+        raise InvalidReply(f"{what} must be a non-empty string, got {value!r:.80}")
     return value.strip()
+
+
+def check_plain_text(turns: list[tuple[str, str]]) -> None:
+    """InvalidReply, counted under the markup's kind, when a question or answer holds markup (`deepsight.markup`)."""
+    for question, answer in turns:
+        for what, text in (("a question", question), ("an answer", answer)):
+            found = find_markup(text)
+            if found:
+                kind, match = found
+                raise InvalidReply(f"{what} holds {kind} {match!r}: replies are data, never markup", reason=kind)
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -245,6 +297,7 @@ class ReplyValidator:
             ]
         else:
             turns = [("", _nonempty_text(reply.get("description"), "description"))]
+        check_plain_text(turns)
         self.check_objects(reply.get("objects", []), " ".join(q + " " + a for q, a in turns))
         return turns
 
@@ -253,14 +306,19 @@ class ReplyValidator:
             raise InvalidReply(f"'objects' must be a list of names, got {listed!r:.80}")
         for name in listed:
             if vocab.normalize_object_name(str(name)) not in self.annotated:
-                raise InvalidReply(f"object {name!r} is not among the annotations {sorted(self.annotated)}")
+                raise InvalidReply(
+                    f"object {name!r} is not among the annotations {sorted(self.annotated)}",
+                    reason="object not in the scene",
+                )
         # Names the annotations contain may contain known names ("dining table" / "table"): blank them out first.
         remaining = text
         for name in sorted(self.raw_annotated | self.annotated, key=len, reverse=True):
             remaining = re.sub(rf"\b{re.escape(name)}s?\b", " ", remaining, flags=re.I)
         for name in self.known - self.annotated:
             if _mentions(remaining, name):
-                raise InvalidReply(f"the text mentions {name!r}, which is not in the scene")
+                raise InvalidReply(
+                    f"the text mentions {name!r}, which is not in the scene", reason="object not in the scene"
+                )
 
     def boxes(self, value) -> list[list[float]]:
         if value is None:
@@ -276,7 +334,8 @@ class ReplyValidator:
             x0, y0, x1, y1 = (float(v) for v in box)
             if not (0 <= x0 < x1 <= self.scene.width and 0 <= y0 < y1 <= self.scene.height):
                 raise InvalidReply(
-                    f"box {box} is not inside the {self.scene.width}x{self.scene.height} image"
+                    f"box {box} is not inside the {self.scene.width}x{self.scene.height} image",
+                    reason="box outside the image",
                 )
             boxes.append([x0, y0, x1, y1])
         return boxes
@@ -310,6 +369,7 @@ class OpenAIInstructionGenerator:
         self.max_invalid_replies = max_invalid_replies
         self.temperature = temperature
         self.failures: list[tuple[str, str, str]] = []  # (scene id, type, reason)
+        self.rejected_replies: Counter[str] = Counter()  # reason kind -> replies rejected (each attempt counts)
 
     def fingerprint(self) -> dict:
         return {
@@ -346,20 +406,21 @@ class OpenAIInstructionGenerator:
         """A validated reply for one (scene, type, slot), from the cache or the endpoint."""
         messages = self.request_messages(scene, kind, slot)
         path = self._cache_path(scene, kind, slot, messages)
-        if path.exists():
-            return json.loads(path.read_text())
+        cached = self._read_cache(path)
+        if cached is not None:
+            return cached
         validator = ReplyValidator(scene)
-        last_problem: Exception | None = None
+        last_problem: InvalidReply | None = None
         for _ in range(self.max_invalid_replies + 1):
-            content = self.client.complete(messages, temperature=self.temperature, seed=self.seed)
             try:
-                reply = parse_reply(content)
+                reply = parse_reply(self.client.complete(messages, temperature=self.temperature, seed=self.seed))
                 validated = {
                     "turns": validator.turns(kind, reply),
                     "boxes": validator.boxes(reply.get("boxes")),
                 }
             except InvalidReply as problem:
                 last_problem = problem
+                self.rejected_replies[problem.reason] += 1
                 logger.info("invalid reply for %s/%s: %s", scene.id, kind, problem)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,7 +428,33 @@ class OpenAIInstructionGenerator:
             partial.write_text(json.dumps(validated))
             partial.replace(path)
             return validated
-        raise InvalidReply(f"{self.max_invalid_replies + 1} replies failed validation; last: {last_problem}")
+        raise InvalidReply(
+            f"{self.max_invalid_replies + 1} replies failed validation; last: {last_problem}",
+            reason=last_problem.reason,
+        )
+
+    @staticmethod
+    def _read_cache(path: Path) -> dict | None:
+        """A cached validated reply; None when absent, unreadable, or holding markup (cached before replies were
+        checked for it): such an entry is asked again."""
+        if not path.exists():
+            return None
+        try:
+            cached = json.loads(path.read_text())
+            check_plain_text(cached["turns"])
+            if not isinstance(cached["boxes"], list):
+                raise TypeError(f"'boxes' is {type(cached['boxes']).__name__}, not a list")
+        except (KeyError, TypeError, ValueError) as problem:  # ValueError: bad JSON or markup (InvalidReply)
+            logger.warning("asking again for %s: its cached reply is unusable (%s)", path, problem)
+            return None
+        return cached
+
+    def rejection_table(self) -> str:
+        """Markdown table: replies rejected this run, per reason (markup kinds, size cap, schema...), and items
+        skipped after every attempt failed."""
+        rows = [[reason, count] for reason, count in self.rejected_replies.most_common()]
+        rows.append(["(items skipped after every attempt)", len(self.failures)])
+        return markdown_table(["endpoint replies rejected because", "count"], rows)
 
     def generate(self, scene: Scene, types: list[str]) -> tuple[list[dict], int]:
         rows, failed = [], 0
