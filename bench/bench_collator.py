@@ -1,12 +1,11 @@
-"""Stage-2 collation cost per row: locating the answer spans from the text alone vs re-encoding the images.
+"""Stage-2 collation cost per row: TRL's vision collator on the stored rows vs after our row conversion.
 
-`DepthConversationCollator` finds each assistant turn by the token length of the conversation rendered up to
-it. The reference way encodes every such prefix through the processor again, its depth maps included (one
-image pass per answer turn, on top of the row's own); the shortcut counts a prefix's tokens from its text and
-the image-token run length of the row's encoding (`_tokens_per_image`), so the images are processed once per
-row. A third row also decodes the depth as millimetres (the recipes' `depth_encoding: mm`) instead of
-detecting the encoding per map. All three collate the same batches in this process, interleaved round by round;
-the figures are medians over the rounds, and the batches must come out identical.
+Stage 2 collates with TRL's `DataCollatorForVisionLanguageModeling` (`train.rows.vision_collator`: the chat
+template's `{% generation %}` markers give the labels, the `<box>` tags the box masks). On the stored rows the
+processor detects each map's encoding; with the recipes' `depth_encoding: mm` the rows first go through
+`ConversationRows`, which decodes the depth to metres (the collator passes the processor no encoding). Both
+collate the same batches in this process, interleaved round by round; the figures are medians over the rounds,
+and the batches must come out identical.
 
     .venv/bin/python bench/bench_collator.py [--dataset outputs/quickstart/data/instructions] [--rows 320]
         [--rounds 3] [--threads 1]
@@ -29,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.collators import DepthConversationCollator  # noqa: E402
+from train.rows import ConversationRows, vision_collator  # noqa: E402
 
 
 def load_rows(dataset: str | None, count: int, seed: int) -> list[dict]:
@@ -54,17 +53,16 @@ def load_processor(path: str | None, image_size: int):
     return build_tiny_deepsight(image_size=image_size, seed=0)[1]
 
 
-def collators(processor) -> dict[str, DepthConversationCollator]:
-    reference = DepthConversationCollator(processor)
-    reference._tokens_per_image = lambda *args: None  # every prefix re-encoded with its images
+def collators(processor) -> dict:
+    collator = vision_collator(processor)
+    millimetres = ConversationRows(processor, depth_encoding="mm")
     return {
-        "re-encode prefixes (reference)": reference,
-        "prefix lengths from text": DepthConversationCollator(processor),
-        "... and depth_encoding=mm": DepthConversationCollator(processor, depth_encoding="mm"),
+        "TRL's collator, encoding detected (reference)": collator,
+        "rows decoded as mm first (ConversationRows)": lambda rows: collator([millimetres.convert(r) for r in rows]),
     }
 
 
-def time_round(collator: DepthConversationCollator, batches: list[list[dict]]) -> tuple[float, list]:
+def time_round(collator, batches: list[list[dict]]) -> tuple[float, list]:
     start = time.perf_counter()
     outputs = [collator(batch) for batch in batches]
     return time.perf_counter() - start, outputs

@@ -1,10 +1,10 @@
-"""Stage-2 training throughput: DeepSight + our collator vs LLaVA of identical size, both under SFTTrainer.
+"""Stage-2 training throughput: DeepSight vs LLaVA of identical size, both under SFTTrainer and TRL's collator.
 
 Both models are built at the same size (ViT, 2-layer GELU projector, Llama LM, vocabulary) with random
 weights and trained by `train.trainer.DepthSFTTrainer` (an SFTTrainer) on the same smoke instruction rows with
-the same collator (`DepthConversationCollator`: metric depth + box mask for DeepSight, depth as a gray
-3-channel image for LLaVA), vision frozen, projector + LLM trained, fp32. Each trainer is driven a step at
-a time (its dataloader + collator, `training_step`, optimizer and scheduler step -- what `Trainer.train`
+TRL's vision collator with `assistant_only_loss` (train/rows.py: the box tags become DeepSight's box
+mask; LLaVA gets depth as a gray 3-channel image, `ConversationRows`), vision frozen, projector + LLM
+trained, fp32. Each trainer is driven a step at a time (its dataloader + collator, `training_step`, optimizer and scheduler step -- what `Trainer.train`
 does per update) and the runs interleave step by step, so load from other jobs on this shared CPU hits all
 of them alike; every figure is the median over the timed steps (the first step is a warm-up).
 
@@ -53,9 +53,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from trl import SFTConfig  # noqa: E402
 
 from deepsight.tiny import build_tiny_deepsight, build_tiny_llava, train_tiny_tokenizer  # noqa: E402
-from train.collators import DepthConversationCollator  # noqa: E402
 from tests.fixtures.smoke_data import make_instruction_rows  # noqa: E402
 from train.parameters import apply_train_parts, part_of  # noqa: E402
+from train.rows import ConversationRows, vision_collator  # noqa: E402
 from train.trainer import DepthSFTTrainer  # noqa: E402
 
 
@@ -171,7 +171,7 @@ class TrainerStepper:
     on this shared machine hits every run alike.
     """
 
-    def __init__(self, model, processor, dataset, args, loss_implementation: str, output_dir: str):
+    def __init__(self, model, processor, dataset, args, loss_implementation: str, output_dir: str, collator=None):
         apply_train_parts(model, "both")
         self.model = model
         self.args = args
@@ -185,7 +185,7 @@ class TrainerStepper:
             report_to="none",
             save_strategy="no",
             remove_unused_columns=False,
-            dataset_kwargs={"skip_prepare_dataset": True},
+            assistant_only_loss=True,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
             seed=args.seed,
@@ -196,7 +196,7 @@ class TrainerStepper:
         self.trainer = DepthSFTTrainer(
             model=model,
             args=config,
-            data_collator=DepthConversationCollator(processor),
+            data_collator=collator or vision_collator(processor),
             train_dataset=dataset,
             processing_class=processor,
             loss_implementation=loss_implementation,
@@ -297,7 +297,9 @@ def main(argv=None) -> int:
             model, processor = models[name]
             if (name, loss) == ("deepsight", "fused"):
                 model = copy.deepcopy(models["deepsight"][0])
-            steppers[(name, loss)] = TrainerStepper(model, processor, dataset, args, loss, scratch)
+            conversion = ConversationRows(processor)  # LLaVA: depth rendered as gray RGB, tags drawn as outlines
+            rows_for_model = dataset.with_transform(conversion) if conversion.needed else dataset
+            steppers[(name, loss)] = TrainerStepper(model, processor, rows_for_model, args, loss, scratch)
         for step_index in tqdm(range(args.steps + 1), desc="interleaved steps"):
             if step_index % 4 == 0:
                 peaks.append(matmul_peak(args.threads))

@@ -5,7 +5,9 @@ card's YAML front matter lists `configs:` (data files per split) and `dataset_in
 example counts), followed by free-form sections (sources, licence, statistics).
 
 Depth columns are `datasets.Image()` values holding a 16-bit PNG in millimetres. We hand the PNG bytes
-to `datasets` ourselves because `datasets.Image` re-encodes a PIL `I;16` image as TIFF.
+to `datasets` ourselves because `datasets.Image` re-encodes a PIL `I;16` image as TIFF. Viewers show such a PNG
+almost black, so every exported dataset with depth also gets `depth_preview`: a small 8-bit colour-mapped
+picture of it (the depth column stays the data).
 
 Writing is resumable: each shard is written to a temporary file and renamed into place, and a small
 state file records the fingerprint of the data each split was written from; a rerun with the same data
@@ -14,6 +16,7 @@ skips the shards already on disk.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,9 +31,17 @@ import yaml
 from PIL import Image
 
 import datasets
+from deepsight.depth_rendering import metres_to_rgb
 
 STATE_FILE = ".export_state.json"
 DEFAULT_MAX_ROWS_PER_SHARD = 1000
+PREVIEW_COLUMN = "depth_preview"
+PREVIEW_LONG_SIDE = 128  # pixels: enough to see the room in the Hub's dataset viewer, ~10-20 KB a row
+PREVIEW_NOTE = (
+    f"`{PREVIEW_COLUMN}` is a small 8-bit picture of the depth map for viewers ({PREVIEW_LONG_SIDE} px on the long "
+    "side, turbo colours, warmer = closer, black = invalid, normalised per map): it carries no metric depth. The "
+    "16-bit millimetre PNG is the data every DeepSight script reads; a 16-bit PNG shows almost black in viewers."
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,6 +92,51 @@ def mm_from_image_value(value: Any) -> np.ndarray:
             raise ValueError("depth value: 32-bit image holds values outside the uint16 millimetre range")
         array = array.astype(np.uint16)
     return array
+
+
+def depth_preview_value(value: Any) -> dict[str, Any]:
+    """A depth column value -> a `datasets.Image()` value for viewers: 8-bit RGB PNG, turbo colours (warmer =
+    closer, per-map range), invalid pixels black, `PREVIEW_LONG_SIDE` px on the long side. A picture, not data."""
+    depth = Image.fromarray(mm_from_image_value(value).astype(np.float32))
+    scale = PREVIEW_LONG_SIDE / max(depth.size)
+    if scale < 1:  # nearest: averaging would blend invalid (0) pixels into their neighbours' depth
+        depth = depth.resize((max(1, round(depth.width * scale)), max(1, round(depth.height * scale))), Image.NEAREST)
+    # the per-map range makes the unit irrelevant: millimetres render as metres would
+    image = metres_to_rgb(np.asarray(depth), "colormap")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # 4x faster to write, a little larger
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def with_depth_preview(dataset: datasets.Dataset) -> datasets.Dataset:
+    """`dataset` with a `depth_preview` column drawn from its `depth` column (or the first of its `images`);
+    unchanged when it has neither or already has a preview."""
+    source = next((name for name in ("depth", "images") if name in dataset.column_names), None)
+    if source is None or PREVIEW_COLUMN in dataset.column_names:
+        return dataset
+    # read the stored PNG bytes as they are: decoding and re-encoding would rewrite the depth column
+    undecoded = datasets.Image(decode=False)
+    raw = dataset.cast_column(source, undecoded if source == "depth" else datasets.List(undecoded))
+
+    drawn: dict[bytes, dict] = {}  # the rows of a scene share its depth map: each map is drawn once
+
+    def preview(value: Any) -> dict | None:
+        if value is None:
+            return None
+        key = hashlib.sha1(value["bytes"] if value.get("bytes") is not None else str(value["path"]).encode()).digest()
+        if key not in drawn:
+            if len(drawn) >= 4096:  # ~40 MB of previews at most
+                drawn.clear()
+            drawn[key] = depth_preview_value(value)
+        return drawn[key]
+
+    def add_previews(batch: dict[str, list]) -> dict[str, list]:
+        values = batch[source] if source == "depth" else [images[0] if images else None for images in batch[source]]
+        return {PREVIEW_COLUMN: [preview(value) for value in values]}
+
+    features = datasets.Features({**raw.features, PREVIEW_COLUMN: datasets.Image()})
+    previewed = raw.map(add_previews, batched=True, batch_size=100, features=features, desc="depth previews")
+    return previewed.cast_column(source, dataset.features[source])
 
 
 def image_value_to_depth(value: Any) -> np.ndarray:
@@ -244,6 +300,8 @@ def write_card(
     ]
     for title, text in card.sections.items():
         body += [f"## {title}", "", text.strip(), ""]
+    if PREVIEW_COLUMN in next(iter(splits.values())).column_names:
+        body += ["## Depth preview", "", PREVIEW_NOTE, ""]
     front = yaml.dump(metadata, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=1000)
     _atomic_write_bytes(readme, f"---\n{front}---\n\n" + "\n".join(body), text=True)
     return readme
@@ -339,6 +397,7 @@ def export_dataset(
         raise ValueError(f"config_name: expected letters, digits, '_', '-' or '.', got {config_name!r}")
     if union_config is not None and union_config in (config_name, "default"):
         raise ValueError(f"union_config: {union_config!r} must differ from config_name and from 'default'")
+    dataset = datasets.DatasetDict({name: with_depth_preview(rows) for name, rows in dataset.items()})
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data_dir = "data" if config_name == "default" else config_name

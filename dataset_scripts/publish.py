@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from deepsight.cli import HelpFormatter
+from deepsight.cli import HelpFormatter, existing_path
 
 IGNORE_PATTERNS = [".cache/**", "parts/**", ".export_state.json", "**/.*.tmp", "**/*.partial"]
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="deepsight data publish", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
-    parser.add_argument("--folder", required=True, help="a folder written by a dataset builder")
+    parser.add_argument("--folder", required=True, type=existing_path, help="a folder written by a dataset builder")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--token", help="default: HF_TOKEN or the token saved by `hf auth login`")
     args = parser.parse_args(argv)

@@ -84,9 +84,10 @@ def existing_path_or_hub_id(value: str) -> str:
 
 def existing_path(value: str) -> Path:
     """argparse `type=` for an argument that can only be local (a results file, a model folder to inspect)."""
-    if not Path(value).expanduser().exists():
+    path = Path(value).expanduser()
+    if not path.exists():
         raise argparse.ArgumentTypeError(f"not found: {value}")
-    return Path(value)
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,8 @@ from transformers import (
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
+from deepsight.checkpoints import load_pretrained
+from deepsight.tiny import left_padding_copy
 from modeling_deepsight import (
     DeepSightConfig,
     DeepSightDualEncoder,
@@ -60,8 +62,8 @@ def _load_clip_vision(clip_vision: str | os.PathLike | CLIPVisionModel | CLIPMod
     if isinstance(clip_vision, (str, os.PathLike)):
         # A whole-CLIP checkpoint loads cleanly as CLIPModel (as CLIPVisionModel its text weights are "unexpected").
         if AutoConfig.from_pretrained(clip_vision).model_type == "clip":
-            return CLIPModel.from_pretrained(clip_vision).vision_model
-        return CLIPVisionModel.from_pretrained(clip_vision)
+            return load_pretrained(CLIPModel, clip_vision).vision_model
+        return load_pretrained(CLIPVisionModel, clip_vision)
     raise ValueError(
         f"`clip_vision` must be a CLIP checkpoint name/path, a CLIPModel or a CLIPVisionModel; got {type(clip_vision)}."
     )
@@ -114,11 +116,11 @@ def vision_model_from_checkpoint(name_or_path: str | os.PathLike, **config_kwarg
         return vision_model_from_clip(name_or_path, **config_kwargs)
     num_channels = config_kwargs.pop("num_channels", None)
     if model_type == DeepSightVisionConfig.model_type:
-        tower = DeepSightVisionModel.from_pretrained(name_or_path, **config_kwargs)
+        tower = load_pretrained(DeepSightVisionModel, name_or_path, **config_kwargs)
     elif model_type == DeepSightDualEncoderConfig.model_type:
-        tower = DeepSightDualEncoder.from_pretrained(name_or_path).vision_model
+        tower = load_pretrained(DeepSightDualEncoder, name_or_path).vision_model
     elif model_type == DeepSightConfig.model_type:
-        tower = DeepSightForConditionalGeneration.from_pretrained(name_or_path).model.vision_tower
+        tower = load_pretrained(DeepSightForConditionalGeneration, name_or_path).model.vision_tower
     else:
         raise ValueError(
             f"`{name_or_path}` is a {model_type!r} checkpoint; expected CLIP, a DeepSight vision tower, a DeepSight "
@@ -161,7 +163,7 @@ def deepsight_from_pretrained_components(
         **config_kwargs: other `DeepSightConfig` fields (``vision_feature_layer``, ``projector_depth``, ...).
     """
     vision_tower = vision_model_from_checkpoint(vision_model_name_or_path, **(vision_model_kwargs or {}))
-    language_model = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, **(text_model_kwargs or {}))
+    language_model = load_pretrained(AutoModelForCausalLM, text_model_name_or_path, **(text_model_kwargs or {}))
     vocab_size = language_model.config.vocab_size
     if image_token_id is None:
         image_token_id = vocab_size
@@ -230,7 +232,7 @@ def deepsight_from_llava(
             ``spatial_pool_stride``...).
     """
     if not isinstance(llava, LlavaForConditionalGeneration):
-        llava = LlavaForConditionalGeneration.from_pretrained(llava, **(llava_model_kwargs or {}))
+        llava = load_pretrained(LlavaForConditionalGeneration, llava, **(llava_model_kwargs or {}))
     vision_tower = vision_model_from_clip(llava.model.vision_tower, **(vision_model_kwargs or {}))
     config = deepsight_config_from_llava(llava.config, vision_tower.config, **config_kwargs)
     # The skeleton on the meta device, LLaVA's modules plugged in: no second copy of the LM in memory.
@@ -266,7 +268,7 @@ def deepsight_processor_from_llava(
     image_processor = DeepSightImageProcessor(size=config.vision_config.image_size, **image_processor_kwargs)
     return DeepSightProcessor(
         image_processor=image_processor,
-        tokenizer=tokenizer,
+        tokenizer=left_padding_copy(tokenizer),  # as LLaVA-hf saves it: batched generate
         image_token=image_token,
         image_seq_length=config.image_seq_length,
         chat_template=llava_processor.chat_template or tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
@@ -279,8 +281,8 @@ def dual_encoder_from_clip(clip_name_or_path: str | os.PathLike | CLIPModel, **c
     At initialisation the image embedding of a depth map (all-ones mask) equals CLIP's image embedding of that map
     repeated to RGB, so stage 0 starts from CLIP's aligned space.
     """
-    clip = clip_name_or_path if isinstance(clip_name_or_path, CLIPModel) else CLIPModel.from_pretrained(
-        clip_name_or_path
+    clip = (
+        clip_name_or_path if isinstance(clip_name_or_path, CLIPModel) else load_pretrained(CLIPModel, clip_name_or_path)
     )
     vision = vision_model_from_clip(clip.vision_model)
     config_kwargs.setdefault("logit_scale_init_value", float(clip.logit_scale.detach()))
@@ -306,7 +308,7 @@ def dual_encoder_from_vision_text(
 ) -> DeepSightDualEncoder:
     """Depth tower from a CLIP (vision) checkpoint + any `AutoModel` text encoder; projections start fresh."""
     vision = vision_model_from_checkpoint(vision_model_name_or_path)
-    text_model = AutoModel.from_pretrained(text_model_name_or_path)
+    text_model = load_pretrained(AutoModel, text_model_name_or_path)
     config = DeepSightDualEncoderConfig(
         vision_config=vision.config,
         text_config=text_model.config,

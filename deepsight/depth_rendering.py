@@ -1,6 +1,6 @@
 """Depth rendered as an 8-bit RGB image, for the models that only read photos (the paper's baselines).
 
-One renderer for training (`train.collators`, `image_mode="gray"|"colormap"`), evaluation
+One renderer for training (`train.rows`, `image_mode="gray"|"colormap"`), evaluation
 (`evaluation.adapters`, `evaluation.zeroshot`, `--depth-as`) and the pair builder's RGB caption scorers: a
 baseline is scored on exactly the images it was trained on. The boxes DeepSight reads through its Bbox Conv
 mask reach these models as outlines drawn on the image (`outline_boxes`, `box_prompt="outline"`), the usual

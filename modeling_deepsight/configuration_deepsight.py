@@ -128,6 +128,10 @@ class DeepSightConfig(PreTrainedConfig):
             Activation between the projector's Linear layers.
         multimodal_projector_bias (`bool`, *optional*, defaults to `True`):
             Whether the projector's Linear layers have a bias.
+        freeze_vision_tower (`bool`, *optional*, defaults to `True`):
+            The model is built (and loaded) with its vision tower's parameters frozen (``requires_grad=False``):
+            the paper trains the tower in stage 0 only (`DeepSightDualEncoder`), so any trainer that fine-tunes
+            this checkpoint -- ours or ``trl sft`` -- leaves it as it is. Set False to fine-tune the tower too.
 
     Example:
 
@@ -166,6 +170,7 @@ class DeepSightConfig(PreTrainedConfig):
     projector_depth: int = 2
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
+    freeze_vision_tower: bool = True
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

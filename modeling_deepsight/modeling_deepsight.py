@@ -44,6 +44,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import capture_outputs, select_hidden_states
 
 from .configuration_deepsight import DeepSightConfig, DeepSightDualEncoderConfig, DeepSightVisionConfig
+from .pipeline_deepsight import custom_pipelines_entry
 
 
 logger = logging.get_logger(__name__)
@@ -339,6 +340,22 @@ class DeepSightPreTrainedModel(PreTrainedModel):
         rf"multi_modal_projector\.layers\.{2 * (k - 1)}\.": f"multi_modal_projector.linear_{k}." for k in range(1, 33)
     }
 
+    def freeze_declared_parts(self) -> None:
+        """Freeze the vision tower when the config says so (`DeepSightConfig.freeze_vision_tower`): the checkpoint,
+        not the trainer, decides that the tower stays as stage 0 left it."""
+        if self.config.freeze_vision_tower:
+            for module in self.modules():
+                if isinstance(module, DeepSightVisionModel):
+                    module.requires_grad_(False)
+
+    @staticmethod
+    def _finalize_model_loading(model, load_config, loading_info):
+        # from_pretrained puts every loaded weight in a new trainable Parameter: freeze again what the config freezes.
+        loading_info = PreTrainedModel._finalize_model_loading(model, load_config, loading_info)
+        if isinstance(model, DeepSightPreTrainedModel):
+            model.freeze_declared_parts()
+        return loading_info
+
     def load_state_dict(self, state_dict, *args, **kwargs):
         # Checkpoints keep the original projector keys on disk (the renaming is reversed on save); plain torch loads
         # of them, such as the Trainer's resume from a checkpoint, must rename them as from_pretrained does.
@@ -353,6 +370,9 @@ class DeepSightPreTrainedModel(PreTrainedModel):
             "AutoModel": f"{module}.DeepSightModel",
             "AutoModelForImageTextToText": f"{module}.DeepSightForConditionalGeneration",
         }
+        # `transformers.pipeline` builds the pipeline the config names (its file travels as a relative import of
+        # this one); replaced, not merged: a saved pipeline's own registry task would make the task ambiguous.
+        self.config.custom_pipelines = custom_pipelines_entry()
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
@@ -365,6 +385,7 @@ class DeepSightModel(DeepSightPreTrainedModel):
         self.multi_modal_projector = DeepSightMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
+        self.freeze_declared_parts()
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

@@ -11,7 +11,8 @@ Regions of interest reach the Bbox Conv mask in one of two ways:
 
 Both can be combined; an image's mask is the union of its boxes (no box = all ones).
 
-This file is copied next to the weights by ``save_pretrained``: it imports only transformers and its siblings.
+This file is copied next to the weights by ``save_pretrained``: it imports only numpy, PIL, transformers and its
+siblings.
 """
 
 from __future__ import annotations
@@ -20,13 +21,21 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 
-_NUMBER = r"\s*([-+0-9.eE]+)\s*"
+_NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"  # a decimal number, so float() never fails
+IMAGE_TOKEN = "<image>"
 BOX_TAG_PATTERN = re.compile(rf"<box>\s*\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]\s*</box>")
 BOX_OPEN, BOX_CLOSE = "<box>", "</box>"
+
+# A 16-bit depth PNG converted to 8 bits (transformers' `load_image`, PIL's convert("RGB") or convert("L")) clips
+# every depth above 255 mm to 255; a real 8-bit gray depth image spreads over many levels.
+SQUASHED_DEPTH_SATURATED_SHARE = 0.99
 
 # A minimal chat template for TRL-style messages (content: str or a list of {"type": "image"|"text"} parts). The
 # assistant turns sit in {% generation %} blocks so that TRL's `assistant_only_loss` can mask everything else.
@@ -54,6 +63,53 @@ def format_box_tag(box: list[float]) -> str:
     if len(box) != 4:
         raise ValueError(f"A box is [x0, y0, x1, y1]; got {box!r}.")
     return BOX_OPEN + "[" + ", ".join(f"{float(v):g}" for v in box) + "]" + BOX_CLOSE
+
+
+def is_squashed_depth_image(image: Any) -> bool:
+    """True for a depth map destroyed by an 8-bit conversion, which the processor refuses rather than misreads.
+
+    That is: a PIL image of mode ``L``, ``RGB`` or ``RGBA`` (8 bits; colour channels exactly equal) in which at
+    least `SQUASHED_DEPTH_SATURATED_SHARE` of the non-zero pixels are 255. Only PIL images are checked: that is what
+    the stock pipeline's `load_image` returns. Arrays and gray images with spread levels are never matched.
+    """
+    if not isinstance(image, Image.Image) or image.mode not in ("L", "RGB", "RGBA"):
+        return False
+    array = np.asarray(image)
+    if array.ndim == 3:
+        red, green, blue = array[..., 0], array[..., 1], array[..., 2]
+        if not (np.array_equal(red, green) and np.array_equal(red, blue)):
+            return False
+        array = red
+    valid = array[array > 0]
+    return valid.size > 0 and float(np.mean(valid == 255)) >= SQUASHED_DEPTH_SATURATED_SHARE
+
+
+def _flat_images(images: Any) -> list[Any]:
+    """The images of a call in the processor's order (per-sample lists flattened)."""
+    if not isinstance(images, (list, tuple)):
+        return [images]
+    return [image for item in images for image in (item if isinstance(item, (list, tuple)) else [item])]
+
+
+def refuse_squashed_depth(images: Any, depth_encoding: Any = None) -> None:
+    """ValueError naming the first image that `is_squashed_depth_image` matches, saying what to call instead.
+
+    An image whose encoding the caller declares (``depth_encoding``) is taken as declared and not checked.
+    """
+    flat = _flat_images(images)
+    declared = depth_encoding if isinstance(depth_encoding, (list, tuple)) else [depth_encoding] * len(flat)
+    for index, (image, encoding) in enumerate(zip(flat, declared)):
+        if encoding is None and is_squashed_depth_image(image):
+            raise ValueError(
+                f"`images[{index}]` is an 8-bit {image.mode} image whose non-zero pixels are (nearly) all 255: a "
+                "16-bit depth map converted to 8 bits (transformers' ImageTextToTextPipeline and `load_image` do "
+                "that, as does PIL's convert('RGB')), every depth above 255 mm clipped, so the depth is lost. Give "
+                "the depth file itself: to the processor, the path or the image as opened (PIL 'I;16'); through "
+                "`transformers.pipeline`, DeepSight's pipeline (pipeline(model=<folder>, trust_remote_code=True), "
+                "or pipeline('depth-text-to-text', model=<folder>) after `import modeling_deepsight`) or chat "
+                "messages ({'type': 'image', 'url': <path>}). A genuine 8-bit gray depth image passes with "
+                "depth_encoding='gray8'."
+            )
 
 
 def _find_image_and_box_tags(text: str, image_token: str) -> Iterator[re.Match]:
@@ -117,7 +173,8 @@ class DeepSightProcessor(ProcessorMixin):
 
     Call: ``processor(images=None, text=None, boxes=None, depth_encoding=None, **kwargs)``; ``boxes`` is per
     image, ``depth_encoding`` one encoding or one per image (``None`` = detect), other keyword arguments go to the
-    tokenizer (``padding``, ``padding_side``, ``return_tensors``...) or the image processor (its settings).
+    tokenizer (``padding``, ``padding_side``, ``return_tensors``...) or the image processor (its settings). A depth
+    map squashed to 8 bits by the stock image-text-to-text pipeline is refused (`is_squashed_depth_image`).
     """
 
     def __init__(
@@ -125,7 +182,7 @@ class DeepSightProcessor(ProcessorMixin):
         image_processor=None,
         tokenizer=None,
         chat_template: str | None = None,
-        image_token: str = "<image>",
+        image_token: str = IMAGE_TOKEN,
         image_seq_length: int = 576,
         **kwargs,
     ):
@@ -221,6 +278,7 @@ class DeepSightProcessor(ProcessorMixin):
         if boxes is not None and images is None:
             raise ValueError("`boxes` were given without `images`; pass the depth maps they belong to.")
         if images is not None:
+            refuse_squashed_depth(images, depth_encoding)
             kwargs["boxes"] = boxes
             kwargs["depth_encoding"] = depth_encoding
         return super().__call__(images=images, text=text, **kwargs)
@@ -298,4 +356,4 @@ class DeepSightProcessor(ProcessorMixin):
 DeepSightProcessor.register_for_auto_class("AutoProcessor")
 
 
-__all__ = ["DeepSightProcessor", "extract_box_tags", "format_box_tag"]
+__all__ = ["DeepSightProcessor", "extract_box_tags", "format_box_tag", "is_squashed_depth_image"]

@@ -30,12 +30,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import datasets
-from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import AutoTokenizer
 
 from dataset_scripts.export import CardInfo, export_dataset
+from deepsight.checkpoints import load_pretrained
 from deepsight.tasks import TASK_SHORT_TITLES, TASKS
 from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
 from evaluation.zeroshot import DualEncoderModel, run_zeroshot
+from modeling_deepsight import DeepSightDualEncoder, DeepSightImageProcessor
 from quickstart.models import build_tiny_llava_baseline
 from quickstart.steps import Step, accelerate_command, deepsight_command, remove_checkpoints, run_step
 
@@ -205,7 +207,7 @@ class Ablations:
     def train_sft(self, name: str, model: Path, train_parts: str, steps: int, **overrides) -> Path:
         s, p = self.setting, self.pipeline
         output = self.folder / name
-        fields = dict(model_name_or_path=str(model), trust_remote_code=True, dataset_name=str(p.data / "instructions"),
+        fields = dict(model_name_or_path=str(model), dataset_name=str(p.data / "instructions"),
                       output_dir=str(output), max_steps=steps, per_device_train_batch_size=s.batch_size,
                       train_parts=train_parts)
         recipe = p.recipe("sft", saved_as=name, **{**fields, **overrides})
@@ -273,16 +275,15 @@ class Ablations:
         s, p = self.setting, self.pipeline
         steps = s.ablation_sft_steps
         self.run_step(Step("ablation model: tiny LLaVA baseline", self.folder / "llava_init"), self.build_baseline)
-        llava_align = self.train_align("llava_align", self.folder / "llava_init", trust_remote_code=False,
-                                       image_mode="gray")
-        llava = self.train_sft("llava_sft", llava_align, "both", steps, image_mode="gray", trust_remote_code=False)
+        llava_align = self.train_align("llava_align", self.folder / "llava_init", image_mode="gray")
+        llava = self.train_sft("llava_sft", llava_align, "both", steps, image_mode="gray")
         deepsight = self.folder / "sft_both"
         if not (deepsight / ".done").exists():
             deepsight = self.train_sft("sft_both", p.output / "stage1", "both", steps)
         # The LLaVA's vision tower starts random (no depth-pretrained 3-channel tower exists at this scale), so
         # DeepSight is also trained from its random tower, without stage 0: that pair differs only in what the
         # tower reads (metric depth + Bbox-Conv mask vs a gray image with the boxes outlined).
-        random_align = self.train_align("no_stage0_align", p.output / "init" / "model", trust_remote_code=True)
+        random_align = self.train_align("no_stage0_align", p.output / "init" / "model")
         random_tower = self.train_sft("no_stage0_sft", random_align, "both", steps)
         llava_predictions = self.evaluate(llava, "llava_sft_eval")
         return [
@@ -303,10 +304,9 @@ def zero_shot_scene_accuracy(model: Path, pairs: Path, output: Path) -> None:
     Called in-process because that CLI loads the processor with AutoProcessor, and a train.encoder output
     folder holds a tokenizer whose config names DeepSightProcessor without the processor's module file.
     """
-    processor = SimpleNamespace(image_processor=AutoImageProcessor.from_pretrained(model, trust_remote_code=True),
+    processor = SimpleNamespace(image_processor=DeepSightImageProcessor.from_pretrained(model),
                                 tokenizer=AutoTokenizer.from_pretrained(model))
-    encoder = DualEncoderModel(AutoModel.from_pretrained(model, trust_remote_code=True).eval(), processor,
-                               name=str(model))
+    encoder = DualEncoderModel(load_pretrained(DeepSightDualEncoder, model).eval(), processor, name=str(model))
     run_zeroshot(encoder, str(pairs), dataset="auto", split="test", output_dir=output)
 
 

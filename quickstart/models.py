@@ -11,6 +11,8 @@ import datasets
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from deepsight.box_tags import strip_box_tags
+from deepsight.checkpoints import load_pretrained
 from deepsight.tiny import (
     build_tiny_deepsight,
     build_tiny_dual_encoder,
@@ -28,8 +30,8 @@ def training_corpus(data_dir: Path) -> list[str]:
     for messages in instructions["messages"]:
         for message in messages:
             for block in message["content"]:
-                if block.get("type") == "text" and block.get("text"):
-                    lines.append(block["text"])
+                if block.get("type") == "text" and strip_box_tags(block.get("text") or ""):
+                    lines.append(strip_box_tags(block["text"]))  # the regions' tags are markup, not words
     pairs = datasets.load_dataset(str(data_dir / "pairs"), split="train")
     for captions in pairs["captions"]:
         lines.extend(captions)
@@ -64,7 +66,7 @@ def build_dual_encoder(setting, tokenizer, num_channels: int, seed: int):
         )
         return model, tokenizer
     torch.manual_seed(seed)
-    text_model = AutoModel.from_pretrained(path)
+    text_model = load_pretrained(AutoModel, path)
     layers = setting.minilm_layers
     if layers is not None:  # its frozen forward pass is most of a stage-0 step here
         if not 1 <= layers <= text_model.config.num_hidden_layers:

@@ -217,7 +217,7 @@ def write_report(pipeline, wall_seconds: float) -> Path:
     parts += [
         "## Artefacts",
         "",
-        f"- model (loads with `trust_remote_code=True`): `{output / 'model'}`",
+        f"- model: `{output / 'model'}` (the installed classes load it; without them, `trust_remote_code=True`)",
         f"- results: `{output / 'eval' / 'likelihood'}` and `{output / 'eval' / 'generate'}` "
         "(results.json, predictions.jsonl, results.md, bar chart PNG)",
         f"- data: `{output / 'data'}` (benchmark, pairs, instructions: parquet + README.md cards)",

@@ -323,7 +323,8 @@ def test_cli_writes_a_folder_load_dataset_reads_offline_and_a_restart_gives_the_
     assert "config_name: sunrgbd" in card and "## Sources and licences" in card and "gap_below" in card
     assert "## Statistics: sunrgbd" in card
     assert f"| sunrgbd | test | {len(loaded)} |" in card
-    with pytest.raises(ValueError, match="does not exist"):
+    # a mistyped --data-dir is refused while the arguments are read, naming it
+    with pytest.raises(SystemExit):
         benchmark.main(
             [
                 "--source",
@@ -336,6 +337,7 @@ def test_cli_writes_a_folder_load_dataset_reads_offline_and_a_restart_gives_the_
                 str(tmp_path / "cache"),
             ]
         )
+    assert f"not found: {tmp_path / 'missing'}" in capsys.readouterr().err
 
 
 def test_synthetic_benchmark_rendered_directly_checks_out_against_the_rendered_masks(tmp_path):

@@ -205,7 +205,7 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
     from dataset_scripts.builders.instructions.builder import main
     from deepsight.tiny import build_tiny_deepsight
     from evaluation.priors import option_statistics
-    from train.collators import IGNORE_INDEX, DepthConversationCollator
+    from train.rows import IGNORE_INDEX, estimated_lengths, vision_collator
 
     args = ["--num-scenes", "8", "--seed", "4", "--width", "96", "--height", "72", "--mc-per-scene", "2",
             "--no-progress", "--rows-per-scene", "1"]
@@ -222,7 +222,7 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
     assert option_statistics(union.values()) == option_statistics(regions.values())
 
     _, processor = build_tiny_deepsight(seed=0)
-    collator = DepthConversationCollator(processor)
+    collator = vision_collator(processor)  # TRL's: the rows as stored, their regions read from the box tags
     for row_id in changed:
         row, before = regions[row_id], union[row_id]
         assert len(row["images"]) == 2 and [len(boxes) for boxes in row["boxes"]] == [1, 1]
@@ -237,7 +237,8 @@ def test_region_instruction_rows_have_one_image_and_one_box_per_option_and_train
         assert processor.tokenizer.decode(labelled, skip_special_tokens=True).strip() == (
             row["messages"][1]["content"][0]["text"]
         )
-        assert collator.estimated_length(row) == batch["input_ids"].shape[1]
+        assert 0 < float(batch["bbox_mask"][0].mean()) < 1 and 0 < float(batch["bbox_mask"][1].mean()) < 1
+        assert estimated_lengths(processor, [row]) == [batch["input_ids"].shape[1]]
 
 
 def test_unnamed_distance_twins_name_no_object_and_keep_the_answer_and_boxes():

@@ -28,6 +28,7 @@ from dataset_scripts.builders.instructions.builder import (
 from dataset_scripts.builders.instructions.offline import OfflineInstructionGenerator, scene_facts
 from dataset_scripts.builders.instructions.openai_endpoint import OpenAIChatClient, OpenAIInstructionGenerator
 from dataset_scripts.scene import Scene, SceneObject
+from deepsight.box_tags import split_box_tags, strip_box_tags
 from deepsight.prompts import parse_option
 
 SCENE_TYPES = ("bedroom", "kitchen", "office", "living room")
@@ -62,9 +63,12 @@ def make_scene(seed: int) -> Scene:
 
 
 def texts(row, role):
-    return [
-        b["text"] for m in row["messages"] if m["role"] == role for b in m["content"] if b["type"] == "text"
+    """The turn's words: text blocks without the regions' <box> tags (a block of tags alone is left out)."""
+    words = [
+        strip_box_tags(b["text"]) for m in row["messages"] if m["role"] == role for b in m["content"]
+        if b["type"] == "text"
     ]
+    return [text for text in words if text]
 
 
 def mc_parts(row):
@@ -693,3 +697,31 @@ def test_cli_stops_with_a_clear_message_when_the_endpoint_rejects_the_key(fake_s
     ]
     assert main(args) == 2
     assert "HTTP 401" in capsys.readouterr().err and fake_server.requests == 1
+
+
+def test_built_rows_carry_each_images_boxes_as_tags_right_after_its_image_block(tmp_path):
+    """What TRL's collator keeps (`messages`, `images`) holds the regions: the tags give each image the boxes of
+    the `boxes` column, so the processor's mask is the one the boxes give, with one image per option too."""
+    from dataset_scripts.builders.instructions.builder import main
+    from deepsight.tiny import build_tiny_deepsight
+
+    args = ["--num-scenes", "3", "--seed", "4", "--width", "64", "--height", "48", "--no-progress",
+            "--rows-per-scene", "1", "--distance-regions", "--output", str(tmp_path / "out")]
+    assert main(args) == 0
+    rows = list(datasets.load_dataset(str(tmp_path / "out"), split="train"))
+    assert any(len(row["images"]) == 2 for row in rows) and any(not any(row["boxes"]) for row in rows)
+    _, processor = build_tiny_deepsight(seed=0)
+    for row in rows:
+        _, tagged = split_box_tags(row["messages"])
+        assert tagged == row["boxes"], row["id"]
+        for turn in row["messages"]:
+            for before, block in zip(turn["content"], turn["content"][1:]):
+                if "<box>" in (block.get("text") or ""):
+                    assert before["type"] == "image" and strip_box_tags(block["text"]) == ""
+        text = processor.apply_chat_template(row["messages"], tokenize=False)
+        from_tags = processor(text=[text], images=row["images"], return_tensors="pt")
+        untagged, _ = split_box_tags(row["messages"])
+        plain = processor.apply_chat_template(untagged, tokenize=False)
+        from_boxes = processor(text=[plain], images=row["images"], boxes=row["boxes"], return_tensors="pt")
+        assert (from_tags["bbox_mask"] == from_boxes["bbox_mask"]).all()
+        assert (from_tags["input_ids"] == from_boxes["input_ids"]).all()

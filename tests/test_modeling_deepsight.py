@@ -236,6 +236,7 @@ def test_two_channel_deepsight_reads_metric_and_relative_depth_through_its_saved
 def test_hf_layout_trl_fused_head_and_gradient_checkpointing(tiny_deepsight, depth_maps):
     model, processor = tiny_deepsight
     model = copy.deepcopy(model).train()
+    model.requires_grad_(True)  # the tower too, as with train_parts "all" (the config freezes it by default)
     inputs = _prompt_inputs(processor, depth_maps[:2], ["<image>\nHow far?", "<image>\nRoom?"], padding=True)
     labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
 

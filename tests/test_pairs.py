@@ -523,6 +523,7 @@ def test_rerun_reads_cached_depth_without_loading_the_estimator(tiny_glpn, tmp_p
 
 def test_an_estimator_that_cannot_load_stops_the_run_with_a_clear_message(tmp_path, capsys):
     coco_dir = fixture_coco(tmp_path / "coco")
+    (tmp_path / "no-such-model").mkdir()  # a folder without a model (a mistyped path is refused as "not found")
     args = [
         "--source",
         "coco",

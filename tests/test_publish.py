@@ -77,8 +77,10 @@ def test_folder_without_card_or_data_is_rejected(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert publish.main(["--repo-id", "org/name", "--folder", str(tmp_path / "empty")]) == 2
     assert "README.md" in capsys.readouterr().err
-    assert publish.main(["--repo-id", "org/name", "--folder", str(tmp_path / "missing")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a typo is refused while parsing, before any Hub call
+        publish.main(["--repo-id", "org/name", "--folder", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert f"not found: {tmp_path / 'missing'}" in capsys.readouterr().err
 
 
 def test_exported_folder_reads_back_with_load_dataset(dataset_folder):

@@ -1,4 +1,5 @@
-"""Collators of train/: loss only on assistant tokens, depth rendering for baselines, stage-0 sampling."""
+"""Stage 1/2 batches (TRL's vision collator on our rows): loss only on assistant tokens, box tags as the Bbox mask,
+depth rendering for baselines; stage-0 sampling."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from PIL import Image
 
 from deepsight.depth_rendering import metres_to_rgb
 from train.align import REGION_PROMPTS, PairsToConversation
-from train.collators import IGNORE_INDEX, DepthConversationCollator, depth_to_rgb, label_statistics
+from deepsight.box_tags import split_box_tags, tag_boxes
+from train.rows import (
+    IGNORE_INDEX,
+    ConversationRows,
+    depth_to_rgb,
+    estimated_lengths,
+    image_token_id,
+    label_statistics,
+    vision_collator,
+)
 from tests.fixtures.smoke_data import make_instruction_rows, make_pairs_rows
 
 
@@ -27,6 +37,36 @@ def tiny_llava():
     return build_tiny_llava(seed=0)
 
 
+def collate(processor, rows: list[dict], max_length: int | None = None, **conversion) -> dict[str, torch.Tensor]:
+    """What a stage's DataLoader gives the model: the rows converted (`ConversationRows`), then TRL's collator."""
+    converted = [ConversationRows(processor, **conversion).convert(row) for row in rows]
+    return vision_collator(processor, max_length=max_length)(converted)
+
+
+def todays_encoding(processor, row: dict, images: list, boxes: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and labels as the hand-written collator made them before stage 2 went through TRL's collator: the
+    conversation rendered with the processor's template and encoded by `processor(text=...)` (BOS added), each
+    answer located by re-encoding the conversation prefixes, its end-of-turn token included, image tokens masked."""
+    messages, _ = split_box_tags(row["messages"])
+
+    def encode(turns: list[dict], generation_prompt: bool) -> torch.Tensor:
+        text = processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt)
+        n = text.count(processor.image_token)
+        kwargs = {"boxes": boxes[:n]} if type(processor).__name__.startswith("DeepSight") and n else {}
+        return processor(text=[text], images=images[:n] or None, return_tensors="pt", **kwargs)["input_ids"][0]
+
+    input_ids = encode(messages, False)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for index, turn in enumerate(messages):
+        if turn["role"] == "assistant":
+            start, through = len(encode(messages[:index], True)), len(encode(messages[: index + 1], False))
+            eos = (input_ids[start:through] == processor.tokenizer.eos_token_id).nonzero()
+            end = start + int(eos[-1]) + 1 if eos.numel() else through
+            labels[start:end] = input_ids[start:end]
+    labels[input_ids == image_token_id(processor)] = IGNORE_INDEX
+    return input_ids, labels
+
+
 def assistant_texts(row: dict) -> list[str]:
     return [
         block["text"] for turn in row["messages"] if turn["role"] == "assistant" for block in turn["content"]
@@ -36,15 +76,14 @@ def assistant_texts(row: dict) -> list[str]:
 def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tiny_deepsight):
     _, processor = tiny_deepsight
     rows = make_instruction_rows(2, seed=3)  # row 0 has two assistant turns, row 1 one (so it is padded)
-    collator = DepthConversationCollator(processor)
-    batch = collator(rows)
+    batch = collate(processor, rows)
     tokenizer = processor.tokenizer
-    image_token_id = collator.image_token_id
     labels, input_ids, attention = batch["labels"], batch["input_ids"], batch["attention_mask"]
 
-    assert (labels[input_ids == image_token_id] == IGNORE_INDEX).all()
+    assert (labels[input_ids == image_token_id(processor)] == IGNORE_INDEX).all()
     assert (labels[attention == 0] == IGNORE_INDEX).all()
     assert (attention == 0).any(), "the shorter conversation should have been padded"
+    assert (attention[:, 0] == 1).all(), "training batches pad on the right, whatever side the processor saved"
     for i, row in enumerate(rows):
         trained = input_ids[i][labels[i] != IGNORE_INDEX]
         trained_text = tokenizer.decode(trained)
@@ -59,48 +98,67 @@ def test_only_assistant_tokens_carry_labels_and_prompt_image_pad_are_ignored(tin
         kept = labels[i] != IGNORE_INDEX
         assert torch.equal(labels[i][kept], input_ids[i][kept])
 
-    stats = label_statistics(batch, image_token_id)
+    stats = label_statistics(batch, image_token_id(processor))
     n_real = int(attention.sum())
     assert stats["masked_fraction"] == pytest.approx(
         int(((labels == IGNORE_INDEX) & (attention == 1)).sum()) / n_real
     )
     assert 0.0 < stats["masked_fraction"] < 1.0
-    assert stats["image_token_fraction"] == pytest.approx(int((input_ids == image_token_id).sum()) / n_real)
+    assert stats["image_token_fraction"] == pytest.approx(
+        int((input_ids == image_token_id(processor)).sum()) / n_real
+    )
 
 
 def _two_image_row(row: dict) -> dict:
-    """A two-turn conversation whose first question shows the depth twice, each copy masked to one box."""
+    """A two-turn conversation whose first question shows the depth twice, each copy masked to one box (its tag)."""
     first, second = [[0.0, 0.0, 20.0, 16.0]], [[30.0, 20.0, 60.0, 44.0]]
     content = [{"type": "text", "text": "Which is farther?\nA. the first"}, {"type": "image"},
                {"type": "text", "text": "\nB. the second"}, {"type": "image"}]
     messages = [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": "B"}]},
                 {"role": "user", "content": [{"type": "text", "text": "And the nearer?"}]},
                 {"role": "assistant", "content": [{"type": "text", "text": "A"}]}]
-    return {**row, "id": "two-images", "messages": messages, "images": row["images"] * 2, "boxes": [first, second]}
+    boxes = [first, second]
+    return {**row, "id": "two-images", "messages": tag_boxes(messages, boxes), "images": row["images"] * 2,
+            "boxes": boxes}
 
 
-def test_answer_spans_are_located_from_the_text_alone_exactly_as_by_re_encoding_the_images(tiny_deepsight):
-    _, processor = tiny_deepsight
+@pytest.mark.parametrize("model", ["deepsight", "deepsight-mm", "llava-outline", "llava-none"])
+def test_trl_collator_gives_the_inputs_and_labels_of_the_hand_written_collator(tiny_deepsight, tiny_llava, model):
+    """The same input_ids, labels and images as before stage 2 went through TRL's collator, on the collator tests'
+    rows (two-turn, one-turn, one image per option): the quickstart trains on identical batches."""
+    processor = (tiny_deepsight if model.startswith("deepsight") else tiny_llava)[1]
+    conversion = {"depth_encoding": "mm"} if model == "deepsight-mm" else {}
+    if model == "llava-none":
+        conversion["box_prompt"] = "none"
     rows = make_instruction_rows(6, seed=4)
     rows.append(_two_image_row(rows[0]))
-    fast = DepthConversationCollator(processor)
-    encodings = []
-    fast._encode = lambda *args, _encode=fast._encode: encodings.append(1) or _encode(*args)
-    batch = fast(rows)
-    assert len(encodings) == len(rows)  # the images are processed once per row, not once per answer turn too
-    slow = DepthConversationCollator(processor)
-    slow._tokens_per_image = lambda *args: None  # every prefix re-encoded with its images
-    reference = slow(rows)
-    assert batch.keys() == reference.keys()
-    for key in batch:
-        assert torch.equal(batch[key], reference[key]), key
+    batch = collate(processor, rows, **conversion)
+    for i, row in enumerate(rows):
+        images = ConversationRows(processor, **conversion).convert(row)["images"]
+        input_ids, labels = todays_encoding(processor, row, images, row["boxes"])
+        length = int(batch["attention_mask"][i].sum())
+        assert torch.equal(batch["input_ids"][i][:length], input_ids), row["id"]
+        assert torch.equal(batch["labels"][i][:length], labels), row["id"]
+        assert (batch["labels"][i][length:] == IGNORE_INDEX).all()
     assert (batch["labels"][-1] != IGNORE_INDEX).sum() == 2 * 2  # "B" and "A", each with its end-of-turn token
 
 
-def test_depth_collator_passes_boxes_as_bbox_mask(tiny_deepsight):
+def test_stage_two_rows_reach_the_model_with_the_processors_pixels_and_masks(tiny_deepsight):
+    _, processor = tiny_deepsight
+    rows = make_instruction_rows(4, seed=4)
+    rows.append(_two_image_row(rows[0]))
+    batch = collate(processor, rows, depth_encoding="mm")
+    images = [image for row in rows for image in row["images"]]
+    reference = processor(images=images, boxes=[boxes for row in rows for boxes in row["boxes"]],
+                          depth_encoding="mm", return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], reference["pixel_values"])
+    assert torch.equal(batch["bbox_mask"], reference["bbox_mask"])
+
+
+def test_box_tags_in_the_messages_become_the_bbox_mask(tiny_deepsight):
     _, processor = tiny_deepsight
     rows = make_instruction_rows(2, seed=1)  # row 0 has boxes, row 1 has [] (all ones)
-    batch = DepthConversationCollator(processor)(rows)
+    batch = vision_collator(processor)([{"messages": row["messages"], "images": row["images"]} for row in rows])
     assert batch["pixel_values"].shape[:2] == (2, 1)
     mask = batch["bbox_mask"]
     assert mask.shape == batch["pixel_values"].shape
@@ -111,27 +169,25 @@ def test_depth_collator_passes_boxes_as_bbox_mask(tiny_deepsight):
 def test_baseline_collator_feeds_depth_as_three_channel_image(tiny_llava):
     _, processor = tiny_llava
     rows = make_instruction_rows(2, seed=2)
-    collator = DepthConversationCollator(processor)
-    assert collator.image_mode == "gray"
-    batch = collator(rows)
+    assert ConversationRows(processor).image_mode == "gray"
+    batch = collate(processor, rows)
     assert batch["pixel_values"].shape[1] == 3
     assert "bbox_mask" not in batch
-    assert (batch["labels"][batch["input_ids"] == collator.image_token_id] == IGNORE_INDEX).all()
+    assert (batch["labels"][batch["input_ids"] == image_token_id(processor)] == IGNORE_INDEX).all()
+    text = processor.tokenizer.decode(batch["input_ids"][0])
+    assert "<box>" not in text  # an RGB model reads the regions from the outlines, never as tags
 
 
 @pytest.mark.parametrize("box_prompt", ["outline", "none"])
 def test_baseline_collator_outlines_each_images_boxes_unless_told_not_to(tiny_llava, box_prompt):
-    from tests.fixtures.evaluation import ImageRecordingProcessor, box_border, outlined_pixels
+    from tests.fixtures.evaluation import box_border, outlined_pixels
 
     _, processor = tiny_llava
     boxed, whole = make_instruction_rows(2, seed=4)  # the first row has boxes, the second none (whole image)
     assert boxed["boxes"][0] and not whole["boxes"][0]
-    recorder = ImageRecordingProcessor(processor)
-    collator = DepthConversationCollator(recorder, box_prompt=box_prompt)
+    conversion = ConversationRows(processor, box_prompt=box_prompt)
     for row in (boxed, whole):
-        recorder.calls.clear()
-        collator([row])
-        image = recorder.calls[-1][0]
+        image = np.asarray(conversion.convert(row)["images"][0])  # what TRL's collator hands the processor
         expected = np.zeros(image.shape[:2], dtype=bool)
         if box_prompt == "outline":
             width = max(1, round(0.02 * max(image.shape[:2])))
@@ -139,7 +195,7 @@ def test_baseline_collator_outlines_each_images_boxes_unless_told_not_to(tiny_ll
                 expected |= box_border(image.shape[:2], box, width)
         np.testing.assert_array_equal(outlined_pixels(image), expected)
     with pytest.raises(ValueError, match="box_prompt"):
-        DepthConversationCollator(processor, box_prompt="red")
+        ConversationRows(processor, box_prompt="red")
 
 
 def test_outline_boxes_draws_only_the_box_borders_and_leaves_an_image_without_boxes_alone():
@@ -189,19 +245,27 @@ def test_collator_refuses_max_length_that_cuts_image_tokens(tiny_deepsight):
     _, processor = tiny_deepsight
     rows = make_instruction_rows(1)
     with pytest.raises(ValueError, match="max_length"):
-        DepthConversationCollator(processor, max_length=8)(rows)
-    long_enough = DepthConversationCollator(processor, max_length=40)(rows)
+        collate(processor, rows, max_length=8)
+    long_enough = collate(processor, rows, max_length=40)
     assert long_enough["input_ids"].shape[1] == 40
+
+
+def build_tiny_llava_processor():
+    from deepsight.tiny import build_tiny_llava
+
+    return build_tiny_llava(seed=0)[1]
 
 
 def test_collator_rejects_rows_whose_images_do_not_match_the_messages(tiny_deepsight):
     _, processor = tiny_deepsight
     row = make_instruction_rows(1)[0]
+    with pytest.raises(ValueError, match="image placeholders"):
+        collate(processor, [{**row, "images": row["images"] * 2}])
     with pytest.raises(ValueError, match="image blocks"):
-        DepthConversationCollator(processor)([{**row, "images": row["images"] * 2}])
+        collate(build_tiny_llava_processor(), [{**row, "images": row["images"] * 2}])
     no_answer = {**row, "messages": row["messages"][:1]}
     with pytest.raises(ValueError, match="no assistant turn"):
-        DepthConversationCollator(processor)([no_answer])
+        collate(processor, [no_answer], depth_encoding="mm")
 
 
 def test_alignment_rows_train_on_the_caption_only(tiny_deepsight):
@@ -209,8 +273,7 @@ def test_alignment_rows_train_on_the_caption_only(tiny_deepsight):
     pairs = make_pairs_rows(3, seed=5)
     converter = PairsToConversation(seed=0)
     assert converter.prompt_for("x") == PairsToConversation(seed=0).prompt_for("x")  # stable across instances
-    collator = DepthConversationCollator(processor, row_to_conversation=converter)
-    batch = collator(pairs)
+    batch = collate(processor, pairs, row_to_conversation=converter)
     for i, row in enumerate(pairs):
         trained = processor.tokenizer.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
         assert trained.replace(processor.tokenizer.eos_token, "").strip() == row["caption"]
@@ -232,7 +295,7 @@ def test_alignment_region_rows_mask_one_box_and_answer_its_label_and_surface_dis
     _, processor = tiny_deepsight
     converter = PairsToConversation(seed=0, region_ratio=1.0)
     rows = [_pairs_row_with_a_near_object("metric"), _pairs_row_with_a_near_object("estimated", predicted=True)]
-    batch = DepthConversationCollator(processor, row_to_conversation=converter)(rows)
+    batch = collate(processor, rows, row_to_conversation=converter)
     answers = [
         processor.tokenizer.decode(batch["input_ids"][i][batch["labels"][i] != IGNORE_INDEX])
         .replace(processor.tokenizer.eos_token, "").strip()
@@ -241,7 +304,9 @@ def test_alignment_region_rows_mask_one_box_and_answer_its_label_and_surface_dis
     # the object's surface (1.5 m), not the box's median, which the 4 m wall behind it fills
     assert answers == ["A chair, about 1.5 metres away.", "A chair."]  # no metres from an estimated depth
     assert all(0.0 < float(mask.mean()) < 1.0 for mask in batch["bbox_mask"])  # the box, not the whole map
-    assert converter(rows[0])["messages"][0]["content"][1]["text"] in REGION_PROMPTS
+    content = converter(rows[0])["messages"][0]["content"]
+    assert content[1]["text"] == "<box>[16, 8, 36, 28]</box>"  # the region right after its image block
+    assert content[2]["text"] in REGION_PROMPTS
 
 
 def test_alignment_region_ratio_picks_a_stable_share_of_rows():
@@ -277,11 +342,9 @@ def test_encoder_collator_replaces_a_sample_ratio_share_of_box_masks_by_ones():
 
 def test_estimated_length_is_the_encoded_length_without_decoding_images(tiny_deepsight):
     _, processor = tiny_deepsight
-    collator = DepthConversationCollator(processor)
     rows = make_instruction_rows(6, seed=3)
-    for row in rows:
-        text_only = {key: value for key, value in row.items() if key != "images"}
-        assert collator.estimated_length(text_only) == collator.encode_example(row)["input_ids"].shape[0]
+    text_only = [{key: value for key, value in row.items() if key != "images"} for row in rows]
+    assert estimated_lengths(processor, text_only) == collate(processor, rows)["attention_mask"].sum(1).tolist()
 
 
 def test_length_column_orders_rows_for_length_grouped_batches(tiny_deepsight):
@@ -290,13 +353,12 @@ def test_length_column_orders_rows_for_length_grouped_batches(tiny_deepsight):
     from train.stage import add_length_column
 
     _, processor = tiny_deepsight
-    collator = DepthConversationCollator(processor)
     rows = make_instruction_rows(5, seed=1)
     dataset = datasets.Dataset.from_list([{k: v for k, v in row.items() if k != "images"} for row in rows])
-    with_lengths = add_length_column(dataset, collator, "length", batch_size=2)  # batches of 2, 2 and 1 rows
-    assert with_lengths["length"] == [collator.estimated_length(row) for row in rows]
+    with_lengths = add_length_column(dataset, processor, "length", batch_size=2)  # batches of 2, 2 and 1 rows
+    assert with_lengths["length"] == estimated_lengths(processor, rows)
     assert len(set(with_lengths["length"])) > 1  # the rows differ, so grouping has something to sort
-    assert add_length_column(with_lengths, collator, "length") is with_lengths  # an existing column is kept
+    assert add_length_column(with_lengths, processor, "length") is with_lengths  # an existing column is kept
 
 
 def test_encoder_collator_turns_an_object_ratio_share_into_single_object_pairs_with_unique_labels():

@@ -173,21 +173,21 @@ def test_train_parts_freeze_exactly_the_parts_left_out():
 
 
 def _tiny_trainer(data, tmp_path, **trainer_kwargs):
-    """A DepthSFTTrainer around a tiny DeepSight, its collator and the smoke instructions."""
+    """A DepthSFTTrainer around a tiny DeepSight, TRL's vision collator and the smoke instructions."""
     from deepsight.tiny import build_tiny_deepsight
     from trl import SFTConfig
-    from train.collators import DepthConversationCollator
     from train.loading import load_split
+    from train.rows import vision_collator
     from train.trainer import DepthSFTTrainer
 
     model, processor = build_tiny_deepsight(seed=0)
-    collator = DepthConversationCollator(processor)
+    collator = vision_collator(processor)
     args = SFTConfig(
         output_dir=str(tmp_path),
         bf16=False,
         report_to="none",
         remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
+        assistant_only_loss=True,
         activation_checkpointing=False,
     )
     trainer = DepthSFTTrainer(
@@ -205,9 +205,9 @@ def test_length_grouped_sampler_gets_the_length_column_as_a_list(data, tmp_path)
     from transformers.trainer_pt_utils import LengthGroupedSampler
     from train.stage import add_length_column
 
-    trainer, collator = _tiny_trainer(data, tmp_path)
+    trainer, _ = _tiny_trainer(data, tmp_path)
     trainer.args.train_sampling_strategy = "group_by_length"
-    dataset = add_length_column(trainer.train_dataset, collator, trainer.args.length_column_name)
+    dataset = add_length_column(trainer.train_dataset, trainer.processing_class, trainer.args.length_column_name)
     sampler = trainer._get_train_sampler(dataset)
     assert isinstance(sampler, LengthGroupedSampler)
     # a list, not the lazy column the sampler would read one row at a time every epoch
@@ -478,3 +478,60 @@ def test_bad_arguments_are_rejected_with_the_field_named(data, tmp_path):
                 "2",
             ]
         )
+
+
+def test_card_names_the_base_model_and_the_start_folder_where_trl_would_say_none(tmp_path):
+    """TRL's card takes `config._name_or_path` as the base model only when it is not a folder ("a fine-tuned version
+    of None" after a local stage); ours follows the start folder's own card to its Hub base model and names both."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from deepsight.tiny import build_tiny_deepsight
+    from train.model_card import base_model_of, deepsight_model_card
+
+    start = tmp_path / "align"
+    start.mkdir()
+    metadata = ModelCardData(base_model="llava-hf/llava-1.5-7b-hf")
+    ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n").save(start / "README.md")
+    assert base_model_of(str(start)) == ("llava-hf/llava-1.5-7b-hf", str(start))
+    assert base_model_of("llava-hf/llava-1.5-7b-hf") == ("llava-hf/llava-1.5-7b-hf", None)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert base_model_of(str(bare)) == (None, str(bare))
+
+    model, processor = build_tiny_deepsight(seed=0)
+    card = deepsight_model_card(
+        model, processor.image_processor, model_id=str(tmp_path / "sft"), base_model="llava-hf/llava-1.5-7b-hf",
+        dataset_name="user/depth-instructions", tags=[], trainer_name="SFT", train_parts="the projector trained",
+        start_checkpoint=str(start),
+    )
+    assert card.data.base_model == "llava-hf/llava-1.5-7b-hf" and card.data.datasets == "user/depth-instructions"
+    assert f"from [llava-hf/llava-1.5-7b-hf](https://huggingface.co/llava-hf/llava-1.5-7b-hf) (through `{start}`)" in (
+        card.text)
+    assert "None" not in card.text.split("## Quick start")[0]
+
+
+def test_the_checkpoint_declares_its_vision_tower_frozen_whoever_loads_it(tmp_path):
+    """Frozen when built and after from_pretrained (which makes every loaded weight a new trainable Parameter), also
+    through the Auto classes; `freeze_vision_tower=False` trains it; stage 0 trains its tower."""
+    from transformers import AutoModelForImageTextToText
+
+    from deepsight.tiny import build_tiny_deepsight, build_tiny_dual_encoder
+    from modeling_deepsight import DeepSightForConditionalGeneration
+
+    def tower_trainable(model) -> set[bool]:
+        return {p.requires_grad for name, p in model.named_parameters() if "vision_tower" in name}
+
+    model, _ = build_tiny_deepsight(seed=0)
+    assert tower_trainable(model) == {False} and model.config.freeze_vision_tower
+    assert all(p.requires_grad for n, p in model.named_parameters() if "vision_tower" not in n)
+    model.save_pretrained(tmp_path / "frozen")
+    assert tower_trainable(DeepSightForConditionalGeneration.from_pretrained(tmp_path / "frozen")) == {False}
+    remote = AutoModelForImageTextToText.from_pretrained(tmp_path / "frozen", trust_remote_code=True)
+    assert tower_trainable(remote) == {False}
+
+    trainable, _ = build_tiny_deepsight(seed=0, freeze_vision_tower=False)
+    assert tower_trainable(trainable) == {True}
+    trainable.save_pretrained(tmp_path / "trainable")
+    assert tower_trainable(DeepSightForConditionalGeneration.from_pretrained(tmp_path / "trainable")) == {True}
+    encoder, _ = build_tiny_dual_encoder(seed=0)
+    assert all(p.requires_grad for n, p in encoder.named_parameters() if "vision" in n)

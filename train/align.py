@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
+from deepsight.box_tags import tag_boxes
 from modeling_deepsight import load_depth
 from train.arguments import DeepSightTrainingArguments, with_cpu_ddp_flag
 from train.stage import run_sft_stage
@@ -76,7 +77,7 @@ def region_distance(depth: Any, box: list[float], name: str = "depth") -> float:
 
 
 class PairsToConversation:
-    """A pairs row -> a one-turn conversation row the conversation collator takes.
+    """A pairs row -> a one-turn conversation row (its region as a `<box>` tag) for TRL's vision collator.
 
     By default the caption of the whole depth map (all-ones box mask). A `region_ratio` share of the rows
     (chosen by a stable hash of the id) instead asks about one labelled object's box -- the box as the Bbox-Conv
@@ -126,15 +127,11 @@ class PairsToConversation:
         else:
             prompt = REGION_PROMPTS[self._hash("prompt", row.get("id")) % len(REGION_PROMPTS)]
             answer, boxes = self.region_answer(row, region), [list(row["boxes"][region])]
-        return {
-            "id": row.get("id"),
-            "messages": [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
-                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-            ],
-            "images": [row["depth"]],
-            "boxes": [boxes],
-        }
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+        return {"id": row.get("id"), "messages": tag_boxes(messages, [boxes]), "images": [row["depth"]]}
 
 
 @dataclass

@@ -38,11 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, IntervalStrategy, Trainer, TrainingArguments, set_seed
 from trl import ScriptArguments, TrlParser
 
+from deepsight.checkpoints import load_pretrained
 from deepsight.conversion import dual_encoder_from_clip
+from deepsight.paths import resolve_local_or_hub
 from deepsight.tiny import build_tiny_dual_encoder
 from modeling_deepsight import DeepSightDualEncoder, DeepSightImageProcessor, DeepSightProcessor
 from train.arguments import StageArguments, resolve_resume_checkpoint, with_cpu_ddp_flag
@@ -113,6 +116,10 @@ def check_arguments(args: EncoderArguments) -> None:
         )
     if "{scene}" not in args.scene_prompt:
         raise ValueError(f"--scene_prompt: must contain '{{scene}}', got {args.scene_prompt!r}")
+    # a mistyped folder says "not found: <path>" here rather than a Hub error later
+    for name in ("dataset_name", "model_name_or_path", "clip_name_or_path"):
+        if getattr(args, name):
+            setattr(args, name, resolve_local_or_hub(getattr(args, name)))
 
 
 def load_dual_encoder(args: EncoderArguments, seed: int):
@@ -123,7 +130,7 @@ def load_dual_encoder(args: EncoderArguments, seed: int):
     if args.model_name_or_path:
         # The classes are this repository's own, so no remote code is needed to load a dual-encoder folder.
         path = args.model_name_or_path
-        model = DeepSightDualEncoder.from_pretrained(path)
+        model = load_pretrained(DeepSightDualEncoder, path)
         return model, DeepSightImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
     model = dual_encoder_from_clip(args.clip_name_or_path)
@@ -277,6 +284,33 @@ def scene_labels_of(*datasets) -> list[str]:
     return sorted(labels)
 
 
+def split_names(path: str, config_name: str | None) -> list[str] | None:
+    """The splits of a dataset folder or Hub id; None for a `save_to_disk` Dataset (`load_split` reads it as any split)."""
+    folder = Path(path)
+    if (folder / "dataset_dict.json").exists():
+        return json.loads((folder / "dataset_dict.json").read_text())["splits"]
+    if (folder / "state.json").exists():
+        return None
+    return datasets.get_dataset_split_names(path, config_name)
+
+
+def load_held_out_split(args: EncoderArguments, training_args: TrainingArguments):
+    """The split zero-shot scene accuracy is measured on; None when evaluation is off. Pairs without it (`deepsight
+    data pairs` writes it with `--test-fraction`) train without evaluation, saying so, instead of failing."""
+    if training_args.eval_strategy == IntervalStrategy.NO:
+        return None
+    names = split_names(args.dataset_name, args.dataset_config)
+    if names is not None and args.dataset_test_split not in names:
+        logger.warning(
+            "%s has no %r split (only %s): training without evaluation. For zero-shot scene accuracy while it "
+            "trains, build the pairs with a held-out split (`deepsight data pairs ... --test-fraction 0.1`).",
+            args.dataset_name, args.dataset_test_split, ", ".join(names),
+        )
+        training_args.eval_strategy = IntervalStrategy.NO
+        return None
+    return load_split(args.dataset_name, args.dataset_config, args.dataset_test_split, args.max_eval_samples)
+
+
 def make_parser(prog: str | None = "deepsight train encoder"):
     return TrlParser((EncoderArguments, TrainingArguments), prog=prog)
 
@@ -290,11 +324,7 @@ def run(
     train_dataset = load_split(
         args.dataset_name, args.dataset_config, args.dataset_train_split, args.max_train_samples
     )
-    eval_dataset = None
-    if training_args.eval_strategy != "no":
-        eval_dataset = load_split(
-            args.dataset_name, args.dataset_config, args.dataset_test_split, args.max_eval_samples
-        )
+    eval_dataset = load_held_out_split(args, training_args)
     model, image_processor, tokenizer = load_dual_encoder(args, training_args.seed)
     # Only the depth side trains (paper §5.2): the text encoder stays frozen whatever the config says.
     model.text_model.requires_grad_(False)

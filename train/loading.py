@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from trl import get_quantization_config
 
 from deepsight.checkpoints import load_checkpoint
+from deepsight.paths import resolve_local_or_hub
 from deepsight.tiny import build_tiny_deepsight, build_tiny_llava
 from train.arguments import DeepSightTrainingArguments
 
@@ -23,6 +24,7 @@ def load_split(path: str, config_name: str | None, split: str, limit: int | None
     """A split of a `save_to_disk` folder, or of a parquet folder / Hub id (`load_dataset`)."""
     if path is None:
         raise ValueError("--dataset_name: required (a dataset folder or Hub id)")
+    path = resolve_local_or_hub(path)  # a mistyped folder: "not found: <path>", not a Hub error
     folder = Path(path)
     if folder.is_dir() and ((folder / "dataset_dict.json").exists() or (folder / "state.json").exists()):
         loaded = load_from_disk(path)

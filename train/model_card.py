@@ -21,7 +21,7 @@ TEMPLATE = """---
 
 # {{ model_name }}
 
-{{ description }} Trained{% if base_model %} from [{{ base_model }}](https://huggingface.co/{{ base_model }}){% endif %}{% if dataset_name %} on `{{ dataset_name }}`{% endif %} with TRL's {{ trainer_name }} trainer ({{ train_parts }}).
+{{ description }} Trained{% if base_model %} from [{{ base_model }}](https://huggingface.co/{{ base_model }}){% if start_checkpoint %} (through `{{ start_checkpoint }}`){% endif %}{% elif start_checkpoint %} from `{{ start_checkpoint }}`{% endif %}{% if dataset_name %} on `{{ dataset_name }}`{% endif %} with TRL's {{ trainer_name }} trainer ({{ train_parts }}).
 
 ## Quick start
 
@@ -38,6 +38,19 @@ inputs = processor(images={{ image_argument }}, text=processor.apply_chat_templa
                    return_tensors="pt")
 print(processor.decode(model.generate(**inputs, max_new_tokens=32)[0], skip_special_tokens=True))
 ```
+{%- if is_deepsight %}
+
+With `transformers.pipeline`, the folder's own pipeline class (`pipeline_deepsight.py`) hands the depth file to the
+processor as it is (the stock image-text-to-text pipeline would convert it to 8-bit RGB):
+
+```python
+from transformers import pipeline
+
+pipe = pipeline("image-text-to-text", model="{{ model_id }}", trust_remote_code=True)
+messages = [{"role": "user", "content": [{"type": "image", "url": "depth.png"}, {"type": "text", "text": "{{ question }}"}]}]
+print(pipe(text=messages, boxes=[[[40, 60, 120, 200]]], max_new_tokens=32, return_full_text=False)[0]["generated_text"])
+```
+{%- endif %}
 
 {{ input_note }}
 
@@ -89,6 +102,23 @@ def _architecture(config: Any, image_processor: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def base_model_of(name_or_path: str) -> tuple[str | None, str | None]:
+    """(the Hub base model, the local checkpoint trained from) for a model's `_name_or_path`.
+
+    A Hub id is the base model itself. A local folder is not a Hub id (TRL's card then says "a fine-tuned version of
+    None"): its own card's `base_model` is, when an earlier stage wrote one, and the folder is named as the start.
+    """
+    if not name_or_path:
+        return None, None
+    if not os.path.isdir(name_or_path):
+        return name_or_path, None
+    card = os.path.join(name_or_path, "README.md")
+    base_model = ModelCard.load(card).data.base_model if os.path.isfile(card) else None
+    if isinstance(base_model, list):
+        base_model = base_model[0] if base_model else None
+    return base_model, name_or_path
+
+
 def deepsight_model_card(
     model: Any,
     image_processor: Any,
@@ -98,6 +128,7 @@ def deepsight_model_card(
     tags: list[str],
     trainer_name: str,
     train_parts: str,
+    start_checkpoint: str | None = None,
 ) -> ModelCard:
     """The card of a checkpoint trained by `train.sft` / `train.align` (DeepSight or a 3-channel baseline)."""
     config = model.config
@@ -132,6 +163,7 @@ def deepsight_model_card(
         model_id=model_id,
         description=description,
         base_model=base_model,
+        start_checkpoint=start_checkpoint,
         dataset_name=dataset_name,
         trainer_name=trainer_name,
         train_parts=train_parts,

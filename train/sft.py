@@ -3,11 +3,14 @@
 Vision tower frozen; the projector and the LLM train (`--train_parts both`, the paper's §6.3), or only
 one of them for the SFT ablation (`--train_parts projector` / `--train_parts llm`). Full fine-tune, or
 LoRA / QLoRA on the LLM through PEFT (`--use_peft`, `--load_in_4bit`) with the projector fully trained
-(`modules_to_save`). The loss is on assistant tokens only (train/collators.py); the fraction of tokens
-left out of the loss is logged at start-up and written to OUTPUT_DIR/label_masking.json.
+(`modules_to_save`). Batches come from TRL's own vision collator with `assistant_only_loss` (train/rows.py):
+the loss is on assistant tokens only; the fraction of tokens left out of the loss is logged at start-up and
+written to OUTPUT_DIR/label_masking.json.
 
-Rows: the instruction dataset (docs/CONTRACTS.md "Instruction row": TRL conversational `messages`,
-`images` = [depth], `boxes` per image).
+Rows: the instruction dataset (docs/CONTRACTS.md "Instruction row": TRL conversational `messages` whose regions
+are `<box>` tags after their image block, `images` = [depth]). The stock `trl sft --model_name_or_path <DeepSight
+folder> --dataset_name <instruction folder> --trust_remote_code` trains on the same batches (the tower stays frozen:
+the checkpoint declares it); this script adds the recipes, the part freezing, LoRA and the RGB baselines.
 
 # One process (CPU or one GPU)
 ```bash

@@ -16,20 +16,20 @@ from train.arguments import (
     resolve_resume_checkpoint,
 )
 from train.callbacks import LossCurveCallback
-from train.collators import DepthConversationCollator, label_statistics
 from train.loading import load_model_and_processor, load_split, load_vision_tower
 from train.parameters import apply_train_parts, build_lora_config, format_parameter_table
+from train.rows import ConversationRows, estimated_lengths, image_token_id, label_statistics, vision_collator
 from train.trainer import DepthSFTTrainer
 
 logger = logging.getLogger(__name__)
 
 
-def report_label_masking(collator: DepthConversationCollator, dataset, n_examples: int) -> dict[str, float]:
+def report_label_masking(collator, processor: Any, dataset, n_examples: int) -> dict[str, float]:
     """Collate the first rows and say which fraction of their tokens is left out of the loss."""
     n = min(n_examples, len(dataset))
     if n == 0:
         raise ValueError("the training dataset is empty")
-    stats = label_statistics(collator([dataset[i] for i in range(n)]), collator.image_token_id)
+    stats = label_statistics(collator([dataset[i] for i in range(n)]), image_token_id(processor))
     logger.warning(
         "Label masking on the first %d rows: %.1f%% of the %d tokens are out of the loss (prompt, image and "
         "template tokens; image tokens alone %.1f%%), %.1f%% are assistant tokens in the loss; "
@@ -45,7 +45,7 @@ def report_label_masking(collator: DepthConversationCollator, dataset, n_example
     return stats
 
 
-def add_length_column(dataset, collator: DepthConversationCollator, column: str, batch_size: int = 1024):
+def add_length_column(dataset, processor: Any, column: str, batch_size: int = 1024, row_to_conversation=None):
     """`dataset` with a `column` of estimated token counts (kept when present), which the Trainer's
     length-grouped sampler reads instead of tokenizing every row itself (it would look for `input_ids`)."""
     if column in dataset.column_names:
@@ -54,7 +54,9 @@ def add_length_column(dataset, collator: DepthConversationCollator, column: str,
     lengths: list[int] = []
     for batch in text_only.iter(batch_size=batch_size):  # column batches: far cheaper than row by row
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        lengths.extend(collator.estimated_lengths(rows))
+        if row_to_conversation is not None:
+            rows = [row_to_conversation(row) for row in rows]
+        lengths.extend(estimated_lengths(processor, rows))
     logger.info("Length-grouped sampling: %d rows, %d-%d tokens", len(lengths), min(lengths), max(lengths))
     return dataset.add_column(column, lengths)
 
@@ -69,8 +71,9 @@ def run_sft_stage(
 ) -> DepthSFTTrainer:
     """Load, freeze, train, save. Returns the trainer (its state holds the log history)."""
     check_arguments(args, model_args)
-    # Row formatting and collation happen in our collator, so TRL must neither prepare nor prune the rows.
-    training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    # TRL's vision collator labels the assistant turns ({% generation %} in the chat template). The rows keep their
+    # other columns: a row transform (stage 1, baselines) reads them, and the length-grouped sampler its column.
+    training_args.assistant_only_loss = True
     training_args.remove_unused_columns = False
     # Every trainable parameter is used in every step (the frozen vision tower is outside DDP's buckets), so
     # DDP need not search for unused ones -- and a parameter that is trainable but unused fails loudly.
@@ -103,19 +106,23 @@ def run_sft_stage(
             "Trainable parameters (train_parts=%s):\n%s", args.train_parts, format_parameter_table(counts)
         )
 
-    collator = DepthConversationCollator(
+    conversion = ConversationRows(
         processor,
         image_mode=args.image_mode,
-        max_length=training_args.max_length,
         depth_encoding=args.depth_encoding,
         row_to_conversation=row_to_conversation,
         box_prompt=args.box_prompt,
     )
-    masking = report_label_masking(collator, train_dataset, args.masking_report_examples)
     if training_args.train_sampling_strategy == "group_by_length":  # the Trainer groups evaluation batches too
-        train_dataset = add_length_column(train_dataset, collator, training_args.length_column_name)
+        column = training_args.length_column_name
+        train_dataset = add_length_column(train_dataset, processor, column, row_to_conversation=row_to_conversation)
         if eval_dataset is not None:
-            eval_dataset = add_length_column(eval_dataset, collator, training_args.length_column_name)
+            eval_dataset = add_length_column(eval_dataset, processor, column, row_to_conversation=row_to_conversation)
+    if conversion.needed:
+        train_dataset = train_dataset.with_transform(conversion)
+        eval_dataset = eval_dataset.with_transform(conversion) if eval_dataset is not None else None
+    collator = vision_collator(processor, training_args.max_length, training_args.pad_to_multiple_of)
+    masking = report_label_masking(collator, processor, train_dataset, args.masking_report_examples)
 
     all_callbacks = list(callbacks or [])
     if args.loss_curve:

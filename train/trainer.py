@@ -12,7 +12,7 @@ from trl import SFTTrainer
 
 from train.arguments import LOSS_IMPLEMENTATIONS, LOSS_NORMALIZATIONS, TRAIN_PARTS_DESCRIPTIONS
 from train.loss import row_mean_cross_entropy
-from train.model_card import deepsight_model_card
+from train.model_card import base_model_of, deepsight_model_card
 
 
 class DepthSFTTrainer(SFTTrainer):
@@ -54,13 +54,14 @@ class DepthSFTTrainer(SFTTrainer):
         if not self.is_world_process_zero():
             return
         model = self.accelerator.unwrap_model(self.model)
-        name_or_path = getattr(model.config, "_name_or_path", "") or ""
+        base_model, start_checkpoint = base_model_of(getattr(model.config, "_name_or_path", "") or "")
         tags = [tags] if isinstance(tags, str) else list(tags or [])
         card = deepsight_model_card(
             model,
             getattr(self.processing_class, "image_processor", None),
             model_id=self.hub_model_id or self.args.output_dir,
-            base_model=name_or_path if name_or_path and not os.path.isdir(name_or_path) else None,
+            base_model=base_model,
+            start_checkpoint=start_checkpoint,
             dataset_name=dataset_name or self.card_dataset,
             tags=[*self._tag_names, *tags],
             trainer_name=self._name,

@@ -63,7 +63,7 @@ from dataset_scripts.sources import nyu as readers_nyu
 from dataset_scripts.sources import sunrgbd as readers_sunrgbd
 from dataset_scripts.synthetic.world import SCENE_TYPES, generate_scenes, scene_object_vocabulary
 from dataset_scripts.vocab import NYU10_CLASSES, normalize_object_name, normalize_scene_name
-from deepsight.cli import HelpFormatter
+from deepsight.cli import HelpFormatter, existing_path
 from deepsight.tasks import NUM_OPTIONS, TASKS
 
 SOURCES = ("nyu", "sunrgbd", "synthetic")
@@ -488,7 +488,8 @@ def benchmark_card(stats_by_source: dict[str, dict[str, Any]]):
             "(3 options), recognition of the object in a named region (4), distance judgment between "
             "two named objects from the mean valid depth over their instance masks (2), and security "
             "(which of 4 objects does NOT appear). `depth` is a 16-bit PNG in millimetres (0 = invalid); "
-            "`boxes` are the regions the question names, `[x0, y0, x1, y1]` in depth pixels (distance "
+            "`boxes` are the regions the question names, `[x0, y0, x1, y1]` int32 pixels of `depth` (grown "
+            "outward to whole pixels; distance "
             "judgment: one per option, in option order). The question holds no options: "
             "`deepsight.prompts.format_multiple_choice` adds them. One config per source, and `all` "
             "(the default) with every source together."
@@ -519,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=SOURCES, required=True)
     parser.add_argument(
         "--data-dir",
+        type=existing_path,
         help="source data (NYU .mat / sync folder, SUN RGB-D root, synthetic SUN-layout "
         "folder); optional for synthetic, which then renders scenes directly",
     )
@@ -533,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--split-file",
+        type=existing_path,
         help="NYU: the official split (splits.mat or its JSON twin); default: the one next to the .mat",
     )
     parser.add_argument(
@@ -647,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     reader = stats.get("reader", {})
     if reader.get("skipped_frames") or reader.get("dropped_annotations"):
         skipped, dropped = reader.get("skipped_frames"), reader.get("dropped_annotations")
-        print(f"\nskipped frames: {skipped}; dropped annotations: {dropped}")
+        print(f"\nskipped frames: {skipped}; dropped annotations: {dropped}", *reader["messages"], sep="\n")
     task_stats = stats.get("tasks", {})
     for note in (task_stats[t]["note"] for t in TASKS if "note" in task_stats.get(t, {})):
         print(f"note: {note}")

@@ -2,8 +2,10 @@
 synthetic world.
 
 Row: `id, source, depth, caption, captions, caption_scores, boxes, labels, scene, depth_is_predicted`
-(docs/CONTRACTS.md). `depth` is a 16-bit PNG in millimetres; for COCO it is *predicted* by the
-estimator, for the synthetic world it is the renderer's exact depth.
+(docs/CONTRACTS.md), and `depth_preview` (export's picture for viewers). `boxes` are int32 pixels of `depth`
+(`integer_box`: grown outward to whole pixels, clipped to the map). `--test-fraction` also writes a held-out
+`test` split, chosen by a hash of the row id. `depth` is a 16-bit PNG in millimetres; for COCO it is *predicted*
+by the estimator, for the synthetic world it is the renderer's exact depth.
 
 Caption scoring (the paper keeps, of COCO's ~5 captions, the one its depth-text encoder likes best):
 `--scorer PATH_OR_ID` loads any dual encoder with `get_image_features` / `get_text_features`
@@ -40,6 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import datasets
+from dataset_scripts.builders.benchmark_questions import integer_box
 from dataset_scripts.builders.instructions.offline import object_list, scene_facts, scene_phrase
 from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, markdown_table
 from dataset_scripts.scene import Scene
@@ -53,8 +56,9 @@ from dataset_scripts.sources.depth_estimation import (
     pick_device,
 )
 from dataset_scripts.synthetic import world as synthetic
-from deepsight.cli import HelpFormatter
+from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
 from deepsight.depth_rendering import metres_to_rgb
+from deepsight.paths import add_trust_remote_code_argument
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ PAIRS_FEATURES = datasets.Features(
         "caption": datasets.Value("string"),
         "captions": datasets.List(datasets.Value("string")),
         "caption_scores": datasets.List(datasets.Value("float32")),
-        "boxes": datasets.List(datasets.List(datasets.Value("float32"))),
+        "boxes": datasets.List(datasets.List(datasets.Value("int32"))),  # [x0, y0, x1, y1] pixels of `depth`
         "labels": datasets.List(datasets.Value("string")),
         "scene": datasets.Value("string"),
         "depth_is_predicted": datasets.Value("bool"),
@@ -112,17 +116,18 @@ def _embedding(output, *fields: str):
 class DualEncoderScorer:
     """Cosine similarity between a depth map and each caption under a dual encoder loaded by path or id."""
 
-    def __init__(self, model_name_or_path: str, device: str | None = None):
+    def __init__(self, model_name_or_path: str, device: str | None = None, trust_remote_code: bool = False):
         from transformers import AutoConfig, AutoModel
+
+        from deepsight.checkpoints import checked_source, load_pretrained  # imports transformers
 
         self.name = str(model_name_or_path)
         self.device = pick_device(device)
-        config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
+        source = checked_source(model_name_or_path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         self.is_depth_model = str(getattr(config, "model_type", "")).startswith("deepsight")
-        self.model = (
-            AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True).to(self.device).eval()
-        )
-        self.processor, self.image_processor, self.tokenizer = self._load_preprocessors(model_name_or_path)
+        self.model = load_pretrained(AutoModel, source, trust_remote_code=trust_remote_code).to(self.device).eval()
+        self.processor, self.image_processor, self.tokenizer = self._load_preprocessors(source, trust_remote_code)
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(self.model, method):
                 raise ValueError(
@@ -131,12 +136,12 @@ class DualEncoderScorer:
                 )
 
     @staticmethod
-    def _load_preprocessors(model_name_or_path: str):
+    def _load_preprocessors(model_name_or_path: str, trust_remote_code: bool):
         """(processor or None, image processor, tokenizer): from a saved processor, or saved separately."""
         from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
         try:
-            processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=True)
+            processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError, TypeError, KeyError):
             processor = None
         if (
@@ -147,8 +152,8 @@ class DualEncoderScorer:
             return processor, processor.image_processor, processor.tokenizer
         return (
             None,
-            AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=True),
-            AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True),
+            AutoImageProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code),
+            AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code),
         )
 
     def score(self, scene: Scene, captions: list[str]) -> list[float]:
@@ -188,8 +193,10 @@ class DualEncoderScorer:
         return (words @ image[0]).cpu().tolist()
 
 
-def load_scorer(name_or_path: str | None, device: str | None = None):
-    return LabelOverlapScorer() if not name_or_path else DualEncoderScorer(name_or_path, device=device)
+def load_scorer(name_or_path: str | None, device: str | None = None, trust_remote_code: bool = False):
+    if not name_or_path:
+        return LabelOverlapScorer()
+    return DualEncoderScorer(name_or_path, device=device, trust_remote_code=trust_remote_code)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,7 +224,7 @@ def pair_row(scene: Scene, scorer) -> dict:
         "caption": captions[best],
         "captions": captions,
         "caption_scores": scores,
-        "boxes": [[float(v) for v in obj.box] for obj in scene.objects],
+        "boxes": [list(integer_box(obj.box, *scene.depth.shape)) for obj in scene.objects],
         "labels": [obj.name for obj in scene.objects],
         "scene": scene.scene_type or "",
         "depth_is_predicted": bool(scene.depth_is_predicted),
@@ -363,7 +370,28 @@ def write_part(
     return count
 
 
-def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
+def is_held_out(example_id: str, test_fraction: float) -> bool:
+    """Whether a row belongs to the held-out `test` split: decided by a hash of its id, so a rerun, a resumed
+    run or another shard count splits the same rows the same way."""
+    digest = hashlib.sha256(example_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
+
+
+def split_held_out(dataset: datasets.Dataset, test_fraction: float) -> datasets.DatasetDict:
+    """`train`, plus with a `test_fraction` a `test` split of the rows `is_held_out` picks (at least one)."""
+    if test_fraction <= 0:
+        return datasets.DatasetDict({"train": dataset})
+    ids = dataset["id"]
+    held_out = [is_held_out(example_id, test_fraction) for example_id in ids]
+    if not any(held_out) and len(ids) > 1:  # a small build still gets an evaluation row: the lowest hash
+        held_out[min(range(len(ids)), key=lambda i: hashlib.sha256(ids[i].encode("utf-8")).digest())] = True
+    return datasets.DatasetDict({
+        "train": dataset.select([i for i, out in enumerate(held_out) if not out]),
+        "test": dataset.select([i for i, out in enumerate(held_out) if out]),
+    })
+
+
+def try_merge(output: Path, num_shards: int, card_settings: dict, test_fraction: float = 0.0) -> bool:
     """Merge when every part is complete; one process wins the lock, the others leave it to it."""
     parts = [part_paths(output, i, num_shards) for i in range(num_shards)]
     if not all(meta.exists() for _, meta in parts):
@@ -388,14 +416,20 @@ def try_merge(output: Path, num_shards: int, card_settings: dict) -> bool:
         merged = datasets.Dataset.from_parquet(chunks, features=PAIRS_FEATURES)
         ids = merged["id"]
         merged = merged.select(sorted(range(len(ids)), key=ids.__getitem__))  # the single-process order
-        export_dataset(merged, output, pairs_card(merged, stats, **card_settings))
+        card = pairs_card(merged, stats, **card_settings, test_fraction=test_fraction)
+        export_dataset(split_held_out(merged, test_fraction), output, card)
         return True
     finally:
         lock.unlink(missing_ok=True)
 
 
 def pairs_card(
-    dataset: datasets.Dataset, stats: Counter, source: str, estimator: str | None, scorer: str
+    dataset: datasets.Dataset,
+    stats: Counter,
+    source: str,
+    estimator: str | None,
+    scorer: str,
+    test_fraction: float = 0.0,
 ) -> CardInfo:
     scenes = Counter(dataset["scene"])
     boxes = [len(b) for b in dataset["boxes"]]
@@ -423,9 +457,16 @@ def pairs_card(
     return CardInfo(
         pretty_name="DeepSight depth-text-bbox pairs",
         description=(
-            "Depth maps (16-bit PNG, millimetres; 0 = invalid) with object boxes `[x0, y0, x1, y1]`, "
+            "Depth maps (16-bit PNG, millimetres; 0 = invalid) with object boxes `[x0, y0, x1, y1]` (int32 pixels "
+            "of the depth map, grown outward to whole pixels), "
             "object labels and captions, for DeepSight's stage 0 (depth-text contrastive) and stage 1 "
             "(alignment). `caption` is the best-scoring of `captions`; `caption_scores` holds every score."
+            + (
+                f" The `test` split holds about {test_fraction:.0%} of the rows, picked by a hash of their `id`: "
+                "the held-out depth maps on which stage 0 measures zero-shot scene accuracy."
+                if test_fraction > 0
+                else ""
+            )
         ),
         license="cc-by-4.0" if source == "coco" else "other",
         tags=["depth", "image-text", "deepsight"],
@@ -462,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepsight data pairs", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--source", choices=["coco", "synthetic"], required=True)
-    parser.add_argument("--coco-dir", help="folder with annotations/ and <split>/ images")
+    parser.add_argument("--coco-dir", type=existing_path, help="folder with annotations/ and <split>/ images")
     parser.add_argument("--split", default="val2017", help="COCO split, e.g. train2017 or val2017")
     parser.add_argument("--limit", type=int, help="use only the first N COCO images (by id)")
     parser.add_argument("--num-scenes", type=int, default=100, help="synthetic scenes to render")
@@ -470,16 +511,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument(
-        "--estimator", default=DEFAULT_ESTIMATOR, help="depth-estimation model id or local path"
+        "--estimator", type=existing_path_or_hub_id, default=DEFAULT_ESTIMATOR, help="depth-estimation model id or local path"
     )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", help="default: cuda:$LOCAL_RANK when a GPU is present, else cpu")
     parser.add_argument(
-        "--scorer", help="dual encoder id or path for caption scoring (default: label overlap)"
+        "--scorer", type=existing_path_or_hub_id, help="dual encoder id or path for caption scoring (default: label overlap)"
     )
+    add_trust_remote_code_argument(parser)  # for --scorer
     parser.add_argument("--shard-index", type=int, default=rank, help="this process's shard (default: $RANK)")
     parser.add_argument(
         "--num-shards", type=int, default=world, help="number of shards (default: $WORLD_SIZE)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of the rows (by a hash of their id) written as a held-out `test` split, the one stage 0's "
+        "recipes evaluate zero-shot scene accuracy on (e.g. 0.1); 0: `train` only",
     )
     parser.add_argument("--output", required=True)
     parser.add_argument("--no-progress", action="store_true")
@@ -527,9 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     if not 0 <= args.shard_index < args.num_shards:
         raise SystemExit(f"--shard-index must be in [0, {args.num_shards}), got {args.shard_index}")
+    if not 0.0 <= args.test_fraction < 1.0:
+        raise SystemExit(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     device = _device(args.device)
     stats: Counter = Counter()
-    scorer = load_scorer(args.scorer, device)
+    scorer = load_scorer(args.scorer, device, trust_remote_code=args.trust_remote_code)
     started = time.perf_counter()
     scenes, estimator = _scenes(args, output, stats, device)
     settings = {"source": args.source, "estimator": estimator, "scorer": scorer.name}
@@ -545,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepsight data pairs: {error}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started
-    merged = try_merge(output, args.num_shards, settings)
+    merged = try_merge(output, args.num_shards, settings, args.test_fraction)
     print(
         markdown_table(
             ["what", "value"],

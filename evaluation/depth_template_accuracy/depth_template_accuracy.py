@@ -82,7 +82,8 @@ def wilson_interval(correct, n, confidence=0.95):
     denominator = 1.0 + z * z / n
     centre = (p + z * z / (2.0 * n)) / denominator
     half_width = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
-    return [max(0.0, centre - half_width), min(1.0, centre + half_width)]
+    # Exactly 0 at 0% and 1 at 100% (rounding leaves ~1e-17 there): the interval always holds `p`.
+    return [min(p, max(0.0, centre - half_width)), max(p, min(1.0, centre + half_width))]
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

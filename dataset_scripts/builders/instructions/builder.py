@@ -1,9 +1,10 @@
 """`deepsight data instructions`: the Depth Instruction Dataset (paper §4) in TRL's conversational format.
 
 Rows: `id, type, messages, images, boxes, source` (docs/CONTRACTS.md). `messages` hold
-`{"type": "image"}` / `{"type": "text", "text": ...}` blocks, the image block in the first user turn;
-`images` is `[depth]` (16-bit PNG, millimetres); `boxes` is, per image, the boxes the conversation is
-about (`[]` = the whole image).
+`{"type": "image"}` / `{"type": "text", "text": ...}` blocks, the image block in the first user turn,
+followed by a text block of `<box>[x0, y0, x1, y1]</box>` tags when the conversation is about regions;
+`images` is `[depth]` (16-bit PNG, millimetres); `boxes` is, per image, the same boxes (`[]` = the whole
+image), kept as a readable reference: TRL's collator drops it and reads the tags.
 
 Generators:
 - `offline` (default): `instructions_offline.OfflineInstructionGenerator`, written from the scene
@@ -45,6 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import datasets
+from dataset_scripts.builders.benchmark_questions import integer_box
 from dataset_scripts.builders.instructions.offline import (
     BENCHMARK_SKILLS,
     INSTRUCTION_TYPES,
@@ -61,7 +63,8 @@ from dataset_scripts.builders.instructions.openai_endpoint import (
 from dataset_scripts.export import CardInfo, depth_to_image_value, export_dataset, image_value_to_depth, markdown_table
 from dataset_scripts.scene import Scene, SceneObject
 from dataset_scripts.synthetic.world import SCENE_TYPES, generate_scenes, scene_object_vocabulary
-from deepsight.cli import HelpFormatter
+from deepsight.box_tags import strip_box_tags, tag_boxes
+from deepsight.cli import HelpFormatter, existing_path
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ INSTRUCTION_FEATURES = datasets.Features(
             }
         ),
         "images": datasets.List(datasets.Image()),
-        "boxes": datasets.List(datasets.List(datasets.List(datasets.Value("float32")))),
+        "boxes": datasets.List(datasets.List(datasets.List(datasets.Value("int32")))),
         "source": datasets.Value("string"),
     }
 )
@@ -189,7 +192,10 @@ class RowCache:
 
 
 def _row_text(row: dict) -> str:
-    return "\n".join(block.get("text") or "" for message in row["messages"] for block in message["content"])
+    """The row's words (its regions' `<box>` tags are markup: statistics and duplicates ignore them)."""
+    return "\n".join(
+        strip_box_tags(block.get("text") or "") for message in row["messages"] for block in message["content"]
+    )
 
 
 def build_instruction_rows(
@@ -261,9 +267,23 @@ def build_instruction_rows(
                 report.duplicates += 1
                 continue
             seen.add(text)
-            # one copy of the depth map per image block (rows in the region layout have one per option)
-            rows.append({**row, "images": [depth_value] * max(len(row["boxes"]), 1)})
+            rows.append(with_depth_and_box_tags(row, depth_value, scene.depth.shape))
     return rows, report
+
+
+def with_depth_and_box_tags(row: dict, depth_value, depth_shape: tuple[int, int]) -> dict:
+    """A cached row as the dataset holds it: one copy of the depth map per image block (rows in the region layout
+    have one per option) and each image's boxes also as `<box>` tags right after its block, where TRL's collator
+    and the DeepSight processor read them (`boxes` stays as the readable reference). Boxes are whole pixels (int32,
+    the benchmark's and the pairs' type): grown outward and clipped to the map (an endpoint may give fractions)."""
+    height, width = depth_shape[:2]
+    boxes = [[list(integer_box(box, height, width)) for box in image_boxes] for image_boxes in row["boxes"]]
+    return {
+        **row,
+        "boxes": boxes,
+        "messages": tag_boxes(row["messages"], boxes),
+        "images": [depth_value] * max(len(boxes), 1),
+    }
 
 
 def rows_to_dataset(rows: list[dict]) -> datasets.Dataset:
@@ -320,8 +340,9 @@ def instruction_card(stats: dict, generator_description: str, mix: dict[str, flo
             "Depth-aware instructions in TRL's conversational format (LLaVA-style): complex reasoning, "
             "multi-round conversations and detailed descriptions about a depth map, plus multiple-choice "
             "items for the Depth Template Benchmark's four skills. Each row holds `messages` with an "
-            '`{"type": "image"}` block, the depth map in `images` (16-bit PNG, millimetres) and the '
-            "boxes `[x0, y0, x1, y1]` the conversation is about in `boxes` (empty = whole image)."
+            '`{"type": "image"}` block followed by the regions the conversation is about as '
+            "`<box>[x0, y0, x1, y1]</box>` tags (pixels), the depth map in `images` (16-bit PNG, millimetres) and "
+            "the same boxes in `boxes` (empty = whole image) for reading."
         ),
         license="other",
         tags=["depth", "instruction-tuning", "llava", "trl"],
@@ -336,8 +357,9 @@ def instruction_card(stats: dict, generator_description: str, mix: dict[str, flo
             ),
             "Statistics": statistics_markdown(stats),
             "Using with TRL": (
-                "`SFTTrainer` reads `messages` + `images` directly; keep `boxes` with "
-                "`remove_unused_columns=False` and a collator that builds the Bbox mask."
+                "`SFTTrainer` (and `trl sft --dataset_name <this folder> --trust_remote_code`) reads `messages` + "
+                "`images` directly; a DeepSight processor turns the `<box>` tags into the Bbox-Conv mask, so TRL's "
+                "own vision collator with `assistant_only_loss` trains with the right masks."
             ),
         },
     )
@@ -364,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deepsight data instructions", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--source", choices=["synthetic", "pairs"], default="synthetic")
-    parser.add_argument("--pairs-dir", help="a depth-text-bbox pairs folder (for --source pairs)")
+    parser.add_argument("--pairs-dir", type=existing_path, help="a depth-text-bbox pairs folder (for --source pairs)")
     parser.add_argument("--num-scenes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True)
@@ -413,7 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", help="OpenAI-compatible endpoint (default: env OPENAI_BASE_URL or api.openai.com/v1)"
     )
     parser.add_argument("--model", default="gpt-4o-mini", help="chat model name for --generator openai")
-    parser.add_argument("--api-key", help="default: env OPENAI_API_KEY")
+    parser.add_argument(
+        "--api-key",
+        help="default: env OPENAI_API_KEY, the safer way: a key given here is visible to other users in `ps` and "
+        "kept in the shell history",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--max-retries", type=int, default=4)
     parser.add_argument("--width", type=int, default=320)
@@ -517,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     card = instruction_card(stats, generator.describe(), mix, source)
     export_dataset(rows_to_dataset(rows), output, card)
     print(report.summary())
+    if isinstance(generator, OpenAIInstructionGenerator):
+        print(generator.rejection_table())
     print(statistics_markdown(stats))
     print(f"wrote {len(rows)} rows to {output}")
     return 0
