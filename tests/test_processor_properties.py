@@ -106,6 +106,18 @@ def test_any_pil_image_is_refused_naming_it_or_processed_into_finite_documented_
         assert_documented_outputs(out, 1)
 
 
+def draw_damage(draw, data: bytes) -> bytes:
+    """`data` intact, cut short at a drawn position, or with one drawn byte changed."""
+    data = bytearray(data)
+    damage = draw(st.sampled_from(["intact", "truncate", "flip"]))
+    position = draw(st.integers(0, len(data) - 1))
+    if damage == "truncate":
+        data = data[:position]
+    elif damage == "flip":
+        data[position] ^= draw(st.integers(1, 255))
+    return bytes(data)
+
+
 @st.composite
 def damaged_png_bytes(draw):
     """A PNG of a random depth map (16-bit, 8-bit gray or RGB), then cut short or with a byte changed, or intact."""
@@ -120,14 +132,7 @@ def damaged_png_bytes(draw):
         image = Image.fromarray(rng.integers(0, 256, (height, width, 3)).astype(np.uint8))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    damage = draw(st.sampled_from(["intact", "truncate", "flip"]))
-    position = draw(st.integers(0, len(data) - 1))
-    if damage == "truncate":
-        data = data[:position]
-    elif damage == "flip":
-        data[position] ^= draw(st.integers(1, 255))
-    return bytes(data)
+    return draw_damage(draw, buffer.getvalue())
 
 
 @st.composite
@@ -138,14 +143,7 @@ def damaged_npy_bytes(draw):
     values = np.random.default_rng(draw(st.integers(0, 2**16))).uniform(0.3, 9.0, (height, width))
     buffer = io.BytesIO()
     np.save(buffer, (values * 1000 if dtype == np.uint16 else values).astype(dtype))
-    data = bytearray(buffer.getvalue())
-    damage = draw(st.sampled_from(["intact", "truncate", "flip"]))
-    position = draw(st.integers(0, len(data) - 1))
-    if damage == "truncate":
-        data = data[:position]
-    elif damage == "flip":
-        data[position] ^= draw(st.integers(1, 255))
-    return bytes(data)
+    return draw_damage(draw, buffer.getvalue())
 
 
 @PROPERTY_SETTINGS

@@ -4,13 +4,8 @@ import anything from this repository."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,22 +14,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from deepsight.model_cli import main
 from deepsight.tiny import build_tiny_dual_encoder
+from tests.fixtures.fresh_process import run_without_repo
 
-REPO = Path(__file__).resolve().parents[1]
-
-# Runs in the subprocess: hide the repository (editable-install finder and path entries), prove it is hidden,
-# then load everything through the Auto classes from the copied folders.
-RUNNER = textwrap.dedent(
-    """
-    import importlib.util, json, os, sys
-    repo = os.path.realpath(sys.argv[1])
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
-                        and not type(f).__module__.startswith("__editable__")]
-    venv = os.path.realpath(sys.prefix)  # the virtualenv may live inside the repository; its packages stay
-    sys.path[:] = [p for p in sys.path
-                   if not os.path.realpath(p or os.getcwd()).startswith(repo)
-                   or os.path.realpath(p).startswith(venv)]
-    hidden = {name: importlib.util.find_spec(name) is None for name in ("modeling_deepsight", "deepsight")}
+# Runs in the subprocess (after `HIDE_REPO`): load everything through the Auto classes from the copied folders.
+RUNNER = """
+    import json
 
     import numpy as np, torch
     from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText,
@@ -56,7 +40,7 @@ RUNNER = textwrap.dedent(
         generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)[0, inputs["input_ids"].shape[1]:]
         image_embeds = dual.get_image_features(torch.from_numpy(np.zeros((1, 1, 32, 32), np.float32)) + 1.0)
     print(json.dumps({
-        "hidden": hidden,
+        "hidden": REPO_HIDDEN,
         "classes": {name: type(obj).__module__ + "." + type(obj).__name__ for name, obj in
                     [("model", model), ("processor", processor), ("backbone", backbone), ("config", config),
                      ("image_processor", image_processor), ("dual", dual)]},
@@ -65,7 +49,6 @@ RUNNER = textwrap.dedent(
         "image_embeds": image_embeds.pooler_output[0].tolist(),
     }))
     """
-)
 
 
 @pytest.mark.slow
@@ -79,17 +62,9 @@ def test_saved_folder_loads_with_trust_remote_code_in_a_fresh_process_without_th
     dual.save_pretrained(elsewhere / "dual")
     dual_processor.save_pretrained(elsewhere / "dual")
     np.save(tmp_path / "depth.npy", depth_map)
-    (tmp_path / "runner.py").write_text(RUNNER)
-
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "runner.py"), str(REPO), str(elsewhere / "deepsight"), str(elsewhere / "dual"),
-         str(tmp_path / "depth.npy")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    report = run_without_repo(
+        RUNNER, [str(elsewhere / "deepsight"), str(elsewhere / "dual"), str(tmp_path / "depth.npy")], tmp_path
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
 
     assert report["hidden"] == {"modeling_deepsight": True, "deepsight": True}
     for name, qualified in report["classes"].items():
@@ -116,7 +91,7 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
     assert {"model.safetensors", "config.json", "generation_config.json", "processor_config.json",
             "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "configuration_deepsight.py",
             "modeling_deepsight.py", "processing_deepsight.py", "image_processing_deepsight.py",
-            "depth_codec_deepsight.py", "bbox_mask_deepsight.py"} <= files
+            "depth_codec_deepsight.py", "bbox_mask_deepsight.py", "pipeline_deepsight.py"} <= files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth"))]
     auto_map = json.loads((tiny_deepsight_dir / "config.json").read_text())["auto_map"]
     assert auto_map == {
@@ -131,7 +106,8 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
     )
     # the copied modules import only torch / transformers / each other
     modules = ("configuration_deepsight.py", "modeling_deepsight.py", "processing_deepsight.py",
-               "image_processing_deepsight.py", "depth_codec_deepsight.py", "bbox_mask_deepsight.py")
+               "image_processing_deepsight.py", "depth_codec_deepsight.py", "bbox_mask_deepsight.py",
+               "pipeline_deepsight.py")
     for module in modules:
         source = (tiny_deepsight_dir / module).read_text()
         imports = re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.MULTILINE)
