@@ -72,9 +72,11 @@ class DepthSFTTrainer(SFTTrainer):
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler) and not isinstance(sampler.lengths, list):
-            # The Trainer hands over the length column as `datasets`' lazy Column, and the sampler reads it one
-            # row at a time to sort each epoch's mega-batches: ~3.5 s an epoch on 40k rows, ~0.01 s as a list.
-            sampler.lengths = list(sampler.lengths)
+            # The Trainer hands over the length column as `datasets`' lazy Column, read one row at a time to sort each
+            # epoch's mega-batches, through the rows' transform (which decodes every depth map): read it once, as a
+            # list, from the plain rows.
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            sampler.lengths = list(dataset.with_format(None)[self.args.length_column_name])
         return sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
