@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train.cli", "stage 0 encoder / stage 1 align / stage 2 sft (TRL + Accelerate)"),
     "eval": ("evaluation.cli", "score the Depth Template Benchmark, zero-shot scenes, compare results"),
     "demo": ("spaces_demo.cli", "start the Gradio demo locally"),
+    "xyz": ("deepsight.xyz_cli", "camera-frame XYZ and depth (metres) of a region of a depth map"),
     "quickstart": ("quickstart.pipeline", "the whole pipeline end to end on this CPU"),
 }
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepsight.checkpoints import load_checkpoint
-from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES, rgb_model_image
+from deepsight.depth_rendering import DEPTH_AS_CHOICES, REGION_PROTOCOLS, region_text, rgb_model_image
 from deepsight.regions import RegionLayout
 
 
@@ -70,6 +70,10 @@ class BenchmarkModel(Protocol):
         """
 
 
+# The region protocols that show the boxes on the image, so each option's box can have its own copy of it.
+IMAGE_REGION_PROTOCOLS = ("outline", "masked", "crop")
+
+
 def _accepts(function: Any, argument: str) -> bool:
     parameters = inspect.signature(function).parameters
     return argument in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
@@ -88,9 +92,11 @@ class VisionLanguageModel:
         model: a causal vision-language model (`forward`/`generate` with the processor's outputs).
         processor: its processor, with a chat template.
         depth_as: how non-DeepSight models see depth: `gray` (one channel repeated) or `colormap`.
-        box_prompt: how non-DeepSight models see a question's boxes: `outline` (drawn on the image, and
-            Distance Judgment in the per-option region layout with one outlined copy per option, like DeepSight's
-            masked copies) or `none` (no box information; one image per question).
+        box_prompt: the region protocol (`deepsight.depth_rendering.REGION_PROTOCOLS`, docs/CONTRACTS.md): how
+            non-DeepSight models see a question's boxes. `outline` (drawn on the image), `masked` (everything
+            outside them black) and `crop` (the image cropped to them with context) also ask Distance Judgment in
+            the per-option region layout, one copy per option like DeepSight's masked copies; `text-pixels` and
+            `text-1000` write them in the question's text; `none` gives no box information.
         name: how results name the model.
     """
 
@@ -99,8 +105,8 @@ class VisionLanguageModel:
     ):
         if depth_as not in DEPTH_AS_CHOICES:
             raise ValueError(f"depth_as: expected one of {DEPTH_AS_CHOICES}, got {depth_as!r}")
-        if box_prompt not in BOX_PROMPTS:
-            raise ValueError(f"box_prompt: expected one of {BOX_PROMPTS}, got {box_prompt!r}")
+        if box_prompt not in REGION_PROTOCOLS:
+            raise ValueError(f"box_prompt (region protocol): expected one of {REGION_PROTOCOLS}, got {box_prompt!r}")
         if getattr(processor, "chat_template", None) is None:
             raise ValueError(
                 f"processor: {type(processor).__name__} has no chat template; the harness builds prompts with "
@@ -154,7 +160,7 @@ class VisionLanguageModel:
 
     def _in_regions(self, question: Question) -> bool:
         """Whether `question` is asked in its per-option region layout: only models that see boxes get it."""
-        sees_boxes = self.is_deepsight or self.box_prompt == "outline"
+        sees_boxes = self.is_deepsight or self.box_prompt in IMAGE_REGION_PROTOCOLS
         return sees_boxes and question.regions is not None
 
     def _images_and_boxes(self, question: Question) -> tuple[list[np.ndarray], list[list[list[float]]]]:
@@ -167,12 +173,19 @@ class VisionLanguageModel:
         content = (
             question.regions.content
             if self._in_regions(question)
-            else [{"type": "image"}, {"type": "text", "text": question.prompt}]
+            else [{"type": "image"}, {"type": "text", "text": self._prompt(question)}]
         )
         messages = [{"role": "user", "content": content}]
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
+
+    def _prompt(self, question: Question) -> str:
+        """The question's user text as this model reads it: with its boxes written in under a text protocol."""
+        if self.box_prompt is None:
+            return question.prompt
+        height, width = question.depth.shape[:2]
+        return region_text(question.prompt, question.boxes, self.box_prompt, width, height)
 
     def prompt_text(self, question: Question) -> str:
         """The chat-templated prompt, ending with the assistant's generation prompt."""

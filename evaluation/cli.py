@@ -2,6 +2,7 @@
 
     deepsight eval benchmark --model PATH_OR_ID --benchmark DIR_OR_ID --output DIR \
         [--protocol generate|likelihood] [--limit N] [--batch-size B] [--depth-as gray|colormap] [--tasks ...]
+        [--layout union|per_option] [--permutations K]
     deepsight eval zeroshot --model PATH --benchmark DIR [--dataset nyu|sun|auto] [--output DIR]
     deepsight eval compare results1.json results2.json ... [--paper] [--output table.md]
     deepsight eval card --model-dir DIR results.json ...
@@ -18,8 +19,9 @@ import torch
 from transformers import set_seed
 
 from deepsight.cli import HelpFormatter, existing_path, existing_path_or_hub_id
-from deepsight.depth_rendering import BOX_PROMPTS, DEPTH_AS_CHOICES
+from deepsight.depth_rendering import DEPTH_AS_CHOICES, REGION_PROTOCOLS
 from deepsight.paths import add_trust_remote_code_argument
+from modeling_deepsight.configuration_deepsight import QUESTION_LAYOUTS
 from evaluation.adapters import VisionLanguageModel
 from evaluation.compare import comparison_markdown, is_zeroshot, load_results, zeroshot_comparison_markdown
 from evaluation.model_card import write_results_to_model_card
@@ -28,6 +30,7 @@ from evaluation.runner import (
     SCORE_REDUCTIONS,
     RunSettings,
     load_benchmark,
+    resolve_question_layout,
     results_markdown,
     run_benchmark,
 )
@@ -50,9 +53,12 @@ def _add_benchmark_parser(sub) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--depth-as", choices=DEPTH_AS_CHOICES, default="gray",
                         help="how a non-DeepSight model sees depth: gray repeated to 3 channels, or a colormap")
-    parser.add_argument("--box-prompt", choices=BOX_PROMPTS, default="outline",
-                        help="how a non-DeepSight model sees a question's boxes: outlined on the image (Distance "
-                             "Judgment with --distance-regions: one outlined copy per option), or none at all")
+    parser.add_argument("--region-protocol", "--box-prompt", dest="box_prompt", choices=REGION_PROTOCOLS,
+                        default="outline",
+                        help="how a non-DeepSight model sees a question's boxes (docs/CONTRACTS.md, 'Region "
+                             "protocols'): outlined on the image, as pixel or 0-1000 coordinates in the text, the "
+                             "background masked out, the image cropped to them with context, or none at all; with "
+                             "--distance-regions outline/masked/crop give one copy per option")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks (default: all)")
     parser.add_argument("--split", default=None, help="benchmark split (default: test, or the only split)")
     parser.add_argument("--config", default=None, help="benchmark config, e.g. one source (default: the card's default)")
@@ -68,7 +74,15 @@ def _add_benchmark_parser(sub) -> None:
                         help="ask Distance Judgment with one depth copy per option, masked to that option's box "
                              "(DeepSight) or with it outlined (other models, --box-prompt outline; the layout of "
                              "`deepsight data instructions --distance-regions`), instead of one "
-                             "image masked to both boxes (the paper's)")
+                             "image masked to both boxes (the paper's); the same as --layout per_option")
+    parser.add_argument("--layout", choices=QUESTION_LAYOUTS, default=None,
+                        help="how Distance Judgment's two boxes are shown: 'union' (one image masked to both, the "
+                             "paper's) or 'per_option' (one copy per option); default: the layout the checkpoint "
+                             "declares (`question_layout` in its config, written by stage 2), else 'union'")
+    parser.add_argument("--permutations", type=int, default=1,
+                        help="ask each question in K option orders (the benchmark's among them; Distance Judgment "
+                             "also with the two names swapped in the text), drawn per question from --seed; "
+                             "results then add each task's consistency and accuracy per answer position")
     parser.add_argument("--unnamed-distance", action="store_true",
                         help="with --distance-regions: ask Distance Judgment without object names ('Which of the two "
                              "marked regions is farther...?', 'the first region' / 'the second region'; same boxes and "
@@ -85,10 +99,11 @@ def _run_benchmark(args) -> int:
     )
     model.model.to(device)
     dataset = load_benchmark(args.benchmark, split=args.split, config=args.config)
+    layout = resolve_question_layout(model.model.config, args.layout, args.distance_regions)
     settings = RunSettings(
         protocol=args.protocol, batch_size=args.batch_size, limit=args.limit, tasks=args.tasks,
-        max_new_tokens=args.max_new_tokens, score=args.score, distance_regions=args.distance_regions,
-        unnamed_distance=args.unnamed_distance,
+        max_new_tokens=args.max_new_tokens, score=args.score, distance_regions=layout == "per_option",
+        unnamed_distance=args.unnamed_distance, permutations=args.permutations, seed=args.seed,
     )
     results = run_benchmark(model, dataset, args.output, settings, benchmark_name=str(args.benchmark))
     print(results_markdown(results))

@@ -43,9 +43,15 @@ def load_paper_rows() -> list[dict[str, Any]]:
     return data["table2"] + data["table6"]
 
 
+def run_setting(results: dict[str, Any]) -> str:
+    """The protocol, with the question layout when it is not the paper's (results before it was recorded: union)."""
+    layout = results.get("question_layout") or ("per_option" if results.get("distance_regions") else "union")
+    return str(results.get("protocol", "?")) + (f", {layout}" if layout != "union" else "")
+
+
 def _run_label(results: dict[str, Any]) -> str:
     name = Path(str(results.get("model", "?"))).name or str(results.get("model"))
-    return f"{name} ({results.get('protocol', '?')})"
+    return f"{name} ({run_setting(results)})"
 
 
 def _cell(entry: dict[str, Any] | None, show_ci: bool) -> str:

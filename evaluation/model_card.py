@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.tasks import TASK_TITLES
-from evaluation.compare import comparison_markdown
+from evaluation.compare import comparison_markdown, run_setting
 
 BENCHMARK_NAME = "Depth Template Benchmark"
 SECTION_START = "<!-- deepsight-eval:start -->"
@@ -20,10 +20,11 @@ SECTION_END = "<!-- deepsight-eval:end -->"
 
 
 def eval_results_from_run(results: dict[str, Any], dataset_id: str | None = None) -> list:
-    """One `EvalResult` per task and one for the average, tagged with the run's protocol."""
+    """One `EvalResult` per task and one for the average, tagged with the run's protocol (and question layout
+    when it is not the paper's, so runs in the two layouts keep their own entries)."""
     from huggingface_hub import EvalResult
 
-    protocol = results.get("protocol", "generate")
+    protocol = run_setting(dict(results, protocol=results.get("protocol", "generate")))
     dataset_type = dataset_id or Path(str(results.get("benchmark") or "depth-template-benchmark")).name
     common = dict(
         task_type="visual-question-answering",
@@ -37,7 +38,7 @@ def eval_results_from_run(results: dict[str, Any], dataset_id: str | None = None
         EvalResult(
             metric_value=round(100 * entry["accuracy"], 2),
             metric_name=f"{TASK_TITLES.get(task, task)} accuracy ({protocol})",
-            metric_config=f"{task}/{protocol}",
+            metric_config=f"{task}/{protocol.replace(', ', '/')}",
             **common,
         )
         for task, entry in results["tasks"].items()
@@ -46,11 +47,18 @@ def eval_results_from_run(results: dict[str, Any], dataset_id: str | None = None
         EvalResult(
             metric_value=round(100 * results["average"], 2),
             metric_name=f"Avg. accuracy over tasks ({protocol})",
-            metric_config=f"average/{protocol}",
+            metric_config=f"average/{protocol.replace(', ', '/')}",
             **common,
         )
     )
     return entries
+
+
+def _same_entry(old: Any, new: Any) -> bool:
+    """The same metric of the same dataset. Not `is_equal_except_value`: the card's YAML groups a dataset's results
+    under one task name, so an entry read back may carry another protocol's task name."""
+    keys = ("metric_config", "metric_type", "dataset_type", "dataset_split")
+    return all(getattr(old, key) == getattr(new, key) for key in keys)
 
 
 def _replace_section(text: str, section: str) -> str:
@@ -83,10 +91,7 @@ def write_results_to_model_card(
     else:
         card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {model_name}\n")
     new = [entry for run in runs for entry in eval_results_from_run(run, dataset_id)]
-    kept = [
-        old for old in (card.data.eval_results or [])
-        if not any(old.is_equal_except_value(entry) for entry in new)
-    ]
+    kept = [old for old in (card.data.eval_results or []) if not any(_same_entry(old, entry) for entry in new)]
     card.data.eval_results = kept + new
     card.data.model_name = model_name
     section = f"## {BENCHMARK_NAME} results\n\nAccuracy (%) per task; 95% Wilson intervals in brackets.\n\n"

@@ -3,7 +3,8 @@
 The output folder holds:
 - `predictions.jsonl`: one line per question (id, task, prompt, raw output, parsed option, correct),
   appended batch by batch, so an interrupted run resumes where it stopped;
-- `results.json`: per task `accuracy`, `n`, `ci95` (Wilson), the task `average`, protocol, model;
+- `results.json`: per task `accuracy`, `n`, `ci95` (Wilson), the task `average`, protocol, model, the question
+  layout; with `permutations` > 1 also per task `consistency` and `accuracy_by_position` (see `order_metrics`);
 - `results.md`: the same as a markdown table; `results.png`: a bar chart with the intervals.
 
 Metrics come from the `evaluate` module in `evaluation/depth_template_accuracy/`.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from deepsight.prompts import (
 from deepsight.regions import region_layout
 from deepsight.tasks import TASK_TITLES, ordered_tasks
 from evaluation.adapters import BenchmarkModel, Question
+from modeling_deepsight.configuration_deepsight import QUESTION_LAYOUTS
 
 PROTOCOLS = ("generate", "likelihood")
 # How the likelihood protocol ranks options: "sum" / "mean" of the answer turn's token log-probabilities
@@ -141,7 +145,58 @@ def group_rows_by_depth(dataset, indices: list[int], chunk_size: int = 256) -> l
     return [index for _, index in sorted(zip(order, indices), key=lambda pair: pair[0])]
 
 
-def question_from_row(row: dict[str, Any], distance_regions: bool = False, unnamed_distance: bool = False) -> Question:
+def option_orders(question_id: str, count: int, permutations: int, seed: int = 0) -> list[list[int]]:
+    """`permutations` distinct orders of a question's `count` options (all of them when fewer exist), the original
+    first; each order lists the original option at each position. Deterministic per question id and seed.
+
+    The next orders are rotations of the original (a random few when fewer are asked), so with `permutations` =
+    `count` the answer stands at every position once; beyond that come random distinct orders.
+    """
+    if permutations < 1:
+        raise ValueError(f"permutations: expected a positive number of option orders, got {permutations}")
+    wanted = min(permutations, math.factorial(count))
+    rng = np.random.default_rng([seed, zlib.crc32(str(question_id).encode())])
+    rotations = [[(j + r) % count for j in range(count)] for r in range(1, count)]
+    orders = [list(range(count))] + [rotations[i] for i in sorted(rng.permutation(len(rotations))[: wanted - 1])]
+    while len(orders) < wanted:
+        order = [int(i) for i in rng.permutation(count)]
+        if order not in orders:
+            orders.append(order)
+    return orders
+
+
+def swap_names(text: str, first: str, second: str) -> str:
+    """`text` with the names `first` and `second` swapped (whole words; the longer name is matched first, so
+    "table" inside "coffee table" is left alone); unchanged unless each name occurs exactly once."""
+    names = sorted({first, second}, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(name) for name in names) + r")\b")
+    found = pattern.findall(text)
+    if first == second or sorted(found) != sorted([first, second]):
+        return text
+    return pattern.sub(lambda match: second if match.group(0) == first else first, text)
+
+
+def reordered_row(row: dict[str, Any], order: Sequence[int]) -> dict[str, Any]:
+    """`row` with its options in `order` (position j holds original option `order[j]`) and the answer index
+    moved with them; a Distance Judgment row's per-option boxes move with their options, and when its two
+    options swap places the two names in the question text swap too."""
+    options = list(row["options"])
+    if sorted(order) != list(range(len(options))):
+        raise ValueError(f"order: expected a permutation of {len(options)} option indices, got {list(order)}")
+    reordered = dict(row, options=[options[i] for i in order], answer_index=list(order).index(row["answer_index"]))
+    if row["task"] == "distance_judgment":
+        boxes = list(row.get("boxes") or [])
+        if len(boxes) == len(options):
+            reordered["boxes"] = [boxes[i] for i in order]
+        if len(options) == 2 and list(order) == [1, 0]:
+            reordered["question"] = swap_names(row["question"], options[0], options[1])
+    return reordered
+
+
+def question_from_row(
+    row: dict[str, Any], distance_regions: bool = False, unnamed_distance: bool = False,
+    order: Sequence[int] | None = None,
+) -> Question:
     """Decode a benchmark row: depth to metres, the prompt in the shared multiple-choice layout.
 
     `distance_regions`: a Distance Judgment question (one box per option) also carries its per-option region
@@ -149,11 +204,14 @@ def question_from_row(row: dict[str, Any], distance_regions: bool = False, unnam
     `unnamed_distance` (with it): such a question names no object -- "Which of the two marked regions is
     farther...?", options "the first region" / "the second region" -- the same boxes and answer, so only the
     depths tell it (a probe of depth comparison without the names' statistics).
+    `order`: the options asked in this order (`reordered_row`); None = the benchmark's.
     """
     depth = depth_of_row(row)
+    if not 0 <= row["answer_index"] < len(row["options"]):
+        raise ValueError(f"row {row['id']}: answer_index {row['answer_index']} outside its {len(row['options'])} options")
+    if order is not None:
+        row = reordered_row(row, order)
     options, text = list(row["options"]), row["question"]
-    if not 0 <= row["answer_index"] < len(options):
-        raise ValueError(f"row {row['id']}: answer_index {row['answer_index']} outside its {len(options)} options")
     in_regions = distance_regions and row["task"] == "distance_judgment" and len(row.get("boxes") or []) in (
         0, len(options))
     if unnamed_distance and in_regions:
@@ -226,8 +284,13 @@ def answer_by_likelihood(model: BenchmarkModel, questions: list[Question], score
 # --------------------------------------------------------------------------------------------------
 
 
+def record_key(question_id: str, order: Sequence[int] | None = None) -> str:
+    """The key of a prediction: the question id, with the option order when the run reorders options."""
+    return str(question_id) if order is None else f"{question_id}@{','.join(map(str, order))}"
+
+
 def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """Records of an existing predictions.jsonl by id; a torn last line (killed run) is dropped."""
+    """Records of an existing predictions.jsonl by `record_key`; a torn last line (killed run) is dropped."""
     records: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return records
@@ -241,7 +304,7 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
             if number == len(lines):
                 break  # the run was killed while writing this line: it is answered again
             raise ValueError(f"{path}:{number}: not a JSON line; remove the file to start over") from None
-        records[record["id"]] = record
+        records[record_key(record["id"], record.get("permutation"))] = record
     return records
 
 
@@ -290,6 +353,13 @@ class RunSettings:
     score: str = "sum"
     distance_regions: bool = False  # Distance Judgment in the per-option region layout (DeepSight)
     unnamed_distance: bool = False  # with it: Distance Judgment asked without object names (depth-only probe)
+    permutations: int = 1  # option orders per question (`option_orders`); 1 = the benchmark's order alone
+    seed: int = 0  # draws the option orders
+
+    @property
+    def question_layout(self) -> str:
+        """How Distance Judgment's boxes are shown: one image with the union mask, or one copy per option."""
+        return "per_option" if self.distance_regions else "union"
 
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -302,6 +372,8 @@ class RunSettings:
             raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens}")
         if self.unnamed_distance and not self.distance_regions:
             raise ValueError("unnamed_distance: needs distance_regions (the regions are told apart by their images)")
+        if self.permutations < 1:
+            raise ValueError(f"permutations: expected a positive number of option orders, got {self.permutations}")
 
     def protocol_fields(self) -> dict[str, Any]:
         """The settings that change answers (each protocol ignores the other's option), as results report them."""
@@ -311,6 +383,7 @@ class RunSettings:
             "max_new_tokens": self.max_new_tokens if self.protocol == "generate" else None,
             **({"distance_regions": True} if self.distance_regions else {}),  # earlier runs' configs stay valid
             **({"unnamed_distance": True} if self.unnamed_distance else {}),
+            **({"permutations": self.permutations, "permutation_seed": self.seed} if self.permutations > 1 else {}),
         }
 
 
@@ -331,8 +404,14 @@ def _open_run(
     return predictions_path, records
 
 
-def prediction_record(question: Question, answer: dict[str, Any], protocol: str) -> dict[str, Any]:
-    """One line of predictions.jsonl: the question, the model's answer and whether it is right."""
+def prediction_record(
+    question: Question, answer: dict[str, Any], protocol: str, order: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """One line of predictions.jsonl: the question, the model's answer and whether it is right; asked with its
+    options reordered, also the `permutation` and the chosen option's index in the benchmark's order."""
+    chosen = answer["prediction"]
+    reordered = {} if order is None else {
+        "permutation": list(order), "original_prediction": order[chosen] if chosen >= 0 else -1}
     return {
         "id": question.id,
         "task": question.task,
@@ -343,6 +422,7 @@ def prediction_record(question: Question, answer: dict[str, Any], protocol: str)
         "answer_index": question.answer_index,
         "num_options": len(question.options),
         "correct": answer["prediction"] == question.answer_index,
+        **reordered,
     }
 
 
@@ -369,35 +449,89 @@ def run_benchmark(
     )
 
     indices = select_rows(dataset, settings.tasks, settings.limit)
-    ids = [str(i) for i in dataset.select(indices)["id"]] if indices else []
-    todo = [index for index, question_id in zip(indices, ids) if question_id not in records]
+    asked = questions_to_ask(dataset, indices, settings)
+    todo_rows = [index for index in indices if any(record_key(*key) not in records for key in asked[index])]
     if settings.protocol == "likelihood":
-        todo = group_rows_by_depth(dataset, todo)
+        todo_rows = group_rows_by_depth(dataset, todo_rows)
+    # a row's orders stay adjacent: its depth prefix is shared by the likelihood batches
+    todo = [(index, order) for index in todo_rows for question_id, order in asked[index]
+            if record_key(question_id, order) not in records]
+    total = sum(len(keys) for keys in asked.values())
     with predictions_path.open("a") as sink, tqdm(
-        total=len(indices), initial=len(indices) - len(todo), desc=f"benchmark ({settings.protocol})",
+        total=total, initial=total - len(todo), desc=f"benchmark ({settings.protocol})",
         unit="q", disable=not progress,
     ) as bar:
         for start in range(0, len(todo), settings.batch_size):
+            batch = todo[start : start + settings.batch_size]
             questions = [
-                question_from_row(dataset[i], settings.distance_regions, settings.unnamed_distance)
-                for i in todo[start : start + settings.batch_size]
+                question_from_row(dataset[i], settings.distance_regions, settings.unnamed_distance, order)
+                for i, order in batch
             ]
             if settings.protocol == "generate":
                 answers = answer_by_generation(model, questions, settings.max_new_tokens)
             else:
                 answers = answer_by_likelihood(model, questions, settings.score)
-            for question, answer in zip(questions, answers):
-                record = prediction_record(question, answer, settings.protocol)
-                records[question.id] = record
+            for question, answer, (_, order) in zip(questions, answers, batch):
+                record = prediction_record(question, answer, settings.protocol, order)
+                records[record_key(question.id, order)] = record
                 sink.write(json.dumps(record) + "\n")
             sink.flush()
             bar.update(len(questions))
 
-    selected = [records[question_id] for question_id in ids]
+    selected = [records[record_key(*key)] for index in indices for key in asked[index]]
     results = summarize(selected, settings, model_name=model_name, benchmark=benchmark_name)
     if write_report:
         write_reports(results, output_dir)
     return results
+
+
+def questions_to_ask(dataset, indices: list[int], settings: RunSettings) -> dict[int, list[tuple[str, list[int] | None]]]:
+    """Per selected row, the (question id, option order) pairs it is asked as; one pair with order None (the
+    benchmark's order, today's records) unless the run reorders options."""
+    if not indices:
+        return {}
+    selected = dataset.select(indices).select_columns(["id", "options"])
+    ids, options = [str(i) for i in selected["id"]], list(selected["options"])
+    if settings.permutations == 1:
+        return {index: [(question_id, None)] for index, question_id in zip(indices, ids)}
+    return {
+        index: [(question_id, order) for order in option_orders(question_id, len(opts), settings.permutations, settings.seed)]
+        for index, question_id, opts in zip(indices, ids, options)
+    }
+
+
+def in_benchmark_order(record: dict[str, Any]) -> bool:
+    """Whether a prediction was asked with the options in the benchmark's own order."""
+    order = record.get("permutation")
+    return order is None or order == sorted(order)
+
+
+def order_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task, over questions asked in several option orders:
+
+    - `consistency`: the share of questions whose chosen OBJECT (the option in the benchmark's order, not the
+      letter) is the same under every order; an unparseable answer counts as inconsistent;
+    - `accuracy_by_position`: per answer letter (where the right option stood), accuracy and n over every order.
+    """
+    chosen: dict[tuple[str, str], list[int]] = {}
+    by_position: dict[str, dict[str, list[int]]] = {}
+    for record in records:
+        chosen.setdefault((record["task"], record["id"]), []).append(record.get("original_prediction", record["prediction"]))
+        letter = OPTION_LETTERS[record["answer_index"]]
+        by_position.setdefault(record["task"], {}).setdefault(letter, []).append(int(record["correct"]))
+    metrics: dict[str, dict[str, Any]] = {}
+    for task in ordered_tasks({task for task, _ in chosen}):
+        answers = [picks for (t, _), picks in chosen.items() if t == task]
+        same = [len(set(picks)) == 1 and picks[0] >= 0 for picks in answers]
+        metrics[task] = {
+            "consistency": sum(same) / len(same),
+            "orders_per_question": max(len(picks) for picks in answers),
+            "accuracy_by_position": {
+                letter: {"accuracy": sum(hits) / len(hits), "n": len(hits)}
+                for letter, hits in sorted(by_position[task].items())
+            },
+        }
+    return metrics
 
 
 def compute_metric(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -415,6 +549,9 @@ def compute_metric(records: list[dict[str, Any]]) -> dict[str, Any]:
 def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: str, benchmark: str | None) -> dict[str, Any]:
     if not records:
         raise ValueError("no questions were selected; check --tasks and --limit")
+    reordered = records if settings.permutations > 1 else []
+    # accuracy is the benchmark's order's, comparable with a run that does not reorder
+    records = [r for r in records if in_benchmark_order(r)]
     scores = compute_metric(records)
     tasks = {task: dict(scores["per_task"][task]) for task in ordered_tasks(scores["per_task"])}
     for task, entry in tasks.items():
@@ -422,12 +559,15 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings, model_name: 
         counts = [r["num_options"] for r in records if r["task"] == task and r.get("num_options")]
         if counts:
             entry["chance"] = sum(1.0 / count for count in counts) / len(counts)
+    for task, metrics in order_metrics(reordered).items():
+        tasks[task].update(metrics)
     unparseable = [r["id"] for r in records if r["prediction"] < 0]
     conflicts = [r["id"] for r in records if r.get("letter_conflict")]
     return {
         "model": model_name,
         "benchmark": benchmark,
         **settings.protocol_fields(),
+        "question_layout": settings.question_layout,
         "n": scores["n"],
         "average": scores["average"],
         "accuracy": scores["accuracy"],
@@ -474,7 +614,48 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"Answers whose letter and option text disagree (scored by the text, see `parse_option`): {conflicts}"
         )
+    lines += consistency_markdown(results)
     return "\n".join(lines) + "\n"
+
+
+def consistency_markdown(results: dict[str, Any]) -> list[str]:
+    """The consistency table of a run that reordered the options (none otherwise)."""
+    tasks = {task: entry for task, entry in results["tasks"].items() if "consistency" in entry}
+    if not tasks:
+        return []
+    letters = sorted({letter for entry in tasks.values() for letter in entry["accuracy_by_position"]})
+    lines = [
+        "",
+        f"Consistency over {results.get('permutations')} option orders per question (every order where a task has "
+        "fewer; Distance Judgment with the two names swapped in the text too): the share of questions answered "
+        "with the same object under every order, and the accuracy (%) by the right answer's position, over all "
+        "orders.",
+        "",
+        "| Task | Consistency (%) | " + " | ".join(f"Answer {letter}" for letter in letters) + " |",
+        "|---|---:|" + "---:|" * len(letters),
+    ]
+    for task, entry in tasks.items():
+        positions = entry["accuracy_by_position"]
+        cells = [f"{100 * positions[l]['accuracy']:.1f} (n={positions[l]['n']})" if l in positions else "-" for l in letters]
+        lines.append(f"| {TASK_TITLES.get(task, task)} | {100 * entry['consistency']:.1f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def resolve_question_layout(model_config: Any, layout: str | None = None, distance_regions: bool = False) -> str:
+    """The layout to ask Distance Judgment in: `layout` when given (or "per_option" for `distance_regions`), else
+    the one the checkpoint declares (`question_layout` in its config; "union", the paper's, when it has none)."""
+    if layout is not None and layout not in QUESTION_LAYOUTS:
+        raise ValueError(f"layout: expected one of {QUESTION_LAYOUTS}, got {layout!r}")
+    if distance_regions:
+        if layout == "union":
+            raise ValueError("layout: 'union' contradicts --distance-regions (the per-option layout); pass one")
+        return "per_option"
+    if layout is not None:
+        return layout
+    declared = getattr(model_config, "question_layout", None) or "union"
+    if declared not in QUESTION_LAYOUTS:
+        raise ValueError(f"the checkpoint's question_layout: expected one of {QUESTION_LAYOUTS}, got {declared!r}")
+    return declared
 
 
 def plot_results(results: dict[str, Any], path: Path) -> Path:

@@ -23,6 +23,7 @@ from transformers.configuration_utils import SubConfigSpec
 PROJECTOR_TYPES = ("mlp", "linear")
 FEATURE_SELECT_STRATEGIES = ("default", "full")
 TEXT_POOLINGS = ("auto", "pooler", "mean", "cls")
+QUESTION_LAYOUTS = ("union", "per_option")
 
 
 @strict
@@ -132,6 +133,11 @@ class DeepSightConfig(PreTrainedConfig):
             The model is built (and loaded) with its vision tower's parameters frozen (``requires_grad=False``):
             the paper trains the tower in stage 0 only (`DeepSightDualEncoder`), so any trainer that fine-tunes
             this checkpoint -- ours or ``trl sft`` -- leaves it as it is. Set False to fine-tune the tower too.
+        question_layout (`str`, *optional*, defaults to `"union"`):
+            How the checkpoint was trained to be asked a question about several boxes (Distance Judgment):
+            ``"union"`` (the paper's: one depth image masked to all the boxes) or ``"per_option"`` (one depth copy
+            per option, masked to that option's box). Stage 2 writes it from its training rows; the evaluator asks
+            in it unless told otherwise.
 
     Example:
 
@@ -171,6 +177,7 @@ class DeepSightConfig(PreTrainedConfig):
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
     freeze_vision_tower: bool = True
+    question_layout: Literal["union", "per_option"] = "union"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -190,6 +197,8 @@ class DeepSightConfig(PreTrainedConfig):
             )
 
     def validate_architecture(self):
+        if self.question_layout not in QUESTION_LAYOUTS:
+            raise ValueError(f"`question_layout` must be one of {QUESTION_LAYOUTS}; got {self.question_layout!r}.")
         if self.projector_type not in PROJECTOR_TYPES:
             raise ValueError(f"`projector_type` must be one of {PROJECTOR_TYPES}; got {self.projector_type!r}.")
         if self.vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:

@@ -33,6 +33,8 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
+from .depth_estimation_deepsight import DEFAULT_DEPTH_ESTIMATOR
+
 
 logger = logging.get_logger(__name__)
 
@@ -150,6 +152,21 @@ def _is_gray_rgb(array: np.ndarray) -> bool:
     return bool(np.mean(np.abs(red - green)) < 1.0 and np.mean(np.abs(red - blue)) < 1.0)
 
 
+def is_colour_photo(image: Any) -> bool:
+    """True for an 8-bit RGB(A) photo: a PIL colour image or an H x W x 3(+alpha) uint8 array whose colour channels
+    differ (a grayscale depth image saved as RGB, `_is_gray_rgb`, is not a photo).
+
+    The test that sends an input to a depth estimator instead of the depth decoder.
+    """
+    if isinstance(image, Image.Image):
+        if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
+            return False
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        return False
+    return image.ndim == 3 and image.shape[-1] in (3, 4) and image.size > 0 and not _is_gray_rgb(image)
+
+
 def _luma(array: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma of an RGB(A) array, rounded like PIL's ``convert("L")``."""
     rgb = array[..., :3].astype(np.float32)
@@ -169,7 +186,9 @@ def _squeeze_to_2d(array: np.ndarray, name: str, allow_gray_rgb: bool = False) -
             return _luma(array)
         raise ValueError(
             f"`{name}` has {array.shape[-1]} colour channels (shape {array.shape}) where a single-channel depth map "
-            "was expected. Pass a depth map, not an RGB photo; a grayscale depth image saved as RGB (equal "
+            "was expected. Pass a depth map, not an RGB photo, or have photos estimated to metric depth by naming "
+            "an AutoModelForDepthEstimation checkpoint on the image processor, e.g. DeepSightImageProcessor("
+            f"depth_estimator={DEFAULT_DEPTH_ESTIMATOR!r}); a grayscale depth image saved as RGB (equal "
             "channels) is detected as gray8, and depth_encoding='gray8' reads any RGB image by its luma."
         )
     hint = (
@@ -399,6 +418,18 @@ def input_name(obj: Any, name: str) -> str:
     return f"{name} ({os.fspath(obj)})" if isinstance(obj, (str, os.PathLike)) else name
 
 
+def read_depth_input(obj: Any, name: str = "depth", max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """``(raw array, name)`` of a path, PIL image, array or tensor, nothing decoded yet; a path's name gains the path.
+
+    The size is checked against `max_pixels` first (a file's from its header).
+    """
+    if isinstance(obj, (str, os.PathLike)):
+        name = input_name(obj, name)
+        obj = _read_depth_file(os.fspath(obj), name, max_pixels)
+    _check_max_pixels(obj, name, max_pixels)
+    return _to_numpy(obj, name), name
+
+
 def load_depth(
     obj: Any,
     encoding: str | None = None,
@@ -426,11 +457,7 @@ def load_depth(
             colour image, or a file that cannot be decoded (corrupt, truncated, a decompression bomb); the message
             names `name` (and the file).
     """
-    if isinstance(obj, (str, os.PathLike)):
-        name = input_name(obj, name)
-        obj = _read_depth_file(os.fspath(obj), name, max_pixels)
-    _check_max_pixels(obj, name, max_pixels)
-    raw = _to_numpy(obj, name)
+    raw, name = read_depth_input(obj, name, max_pixels)
     if encoding is None:
         encoding = detect_depth_encoding(raw, name=name)
     metres = decode_depth(raw, encoding, name=name, max_depth=max_depth)
@@ -446,5 +473,7 @@ __all__ = [
     "depth_to_png_mm",
     "detect_depth_encoding",
     "encode_depth",
+    "is_colour_photo",
     "load_depth",
+    "read_depth_input",
 ]

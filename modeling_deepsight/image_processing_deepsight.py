@@ -22,7 +22,8 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import logging
 
 from .bbox_mask_deepsight import boxes_to_mask, make_list_of_boxes
-from .depth_codec_deepsight import DEPTH_ENCODINGS, input_name, load_depth
+from .depth_codec_deepsight import DEPTH_ENCODINGS, is_colour_photo, load_depth, read_depth_input
+from .depth_estimation_deepsight import DEFAULT_DEPTH_ESTIMATOR, MetricDepthEstimator, resolve_depth_estimator
 
 
 logger = logging.get_logger(__name__)
@@ -43,7 +44,8 @@ class DeepSightImageProcessorKwargs(ImagesKwargs, total=False):
     """The image processor's keyword arguments, declared so that `ProcessorMixin` routes them to it.
 
     boxes (`list[list[list[float]]]`): per image, ``[x0, y0, x1, y1]`` boxes in original pixels.
-    depth_encoding (`str` or `list[str]`): ``"metres"``, ``"mm"``, ``"sun"``, ``"gray8"``; ``None`` = detect.
+    depth_encoding (`str` or `list[str]`): ``"metres"``, ``"mm"``, ``"sun"``, ``"gray8"``; ``None`` = detect (an RGB
+        photo goes to `depth_estimator`).
     The other keys (and ``size``) are the stored settings; passed to a call, they override them for that call.
     """
 
@@ -57,6 +59,7 @@ class DeepSightImageProcessorKwargs(ImagesKwargs, total=False):
     resize_mode: str | None
     max_pixels: int | None
     box_tolerance: float | int | None
+    depth_estimator: str | os.PathLike | None
 
 
 # The keywords DeepSight reads; every other image keyword is generic and ignored.
@@ -172,6 +175,13 @@ def _make_list_of_depths(images: Any) -> tuple[list[Any], bool]:
     )
 
 
+class _EstimatorCache(dict):
+    """Estimators loaded by a processor, by name; never copied (a copy loads its own) nor saved."""
+
+    def __deepcopy__(self, memo: dict) -> _EstimatorCache:
+        return type(self)()
+
+
 def _refuse_millimetres_as_metres(metres: np.ndarray, max_depth: float, name: str) -> None:
     """A metric map mostly beyond `_MILLIMETRES_AS_METRES_FACTOR` x `max_depth` holds millimetres, not metres.
 
@@ -217,6 +227,13 @@ class DeepSightImageProcessor(BaseImageProcessor):
        without boxes gets all ones (as in the paper). Boxes overhanging the map by up to ``box_tolerance`` (a
        fraction of its side) are clipped.
 
+    RGB photos: with ``depth_estimator`` set (a Hub id or folder of any ``AutoModelForDepthEstimation``
+    checkpoint, e.g. ``DEFAULT_DEPTH_ESTIMATOR``, or a short name of ``KNOWN_DEPTH_ESTIMATORS``), an input whose
+    encoding is detected and which is an 8-bit colour photo (`is_colour_photo`; a gray depth image stored as RGB
+    is not one) is turned into metres by that model, loaded once per processor at the first photo (safetensors
+    only, never the checkpoint's own code), and goes on from step 2 as a map read as ``"metres"``. Without an
+    estimator a photo is refused with a `ValueError` saying how to set one.
+
     The settings below are class attributes (the defaults) and saved by `save_pretrained`, so a checkpoint
     preprocesses exactly as it was trained; passed to a call, they apply to that call only.
 
@@ -229,6 +246,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
         resize_mode (`str`): ``"pad"`` or ``"stretch"``.
         max_pixels (`int`): larger inputs are rejected (decompression bombs, a wrong array passed).
         box_tolerance (`float`): how far (fraction of the side) a box may overhang the map.
+        depth_estimator (`str`, *optional*): the depth-estimation checkpoint that turns RGB photos into metres
+            (``None``: photos are refused).
     """
 
     model_input_names = ["pixel_values", "bbox_mask"]
@@ -242,14 +261,35 @@ class DeepSightImageProcessor(BaseImageProcessor):
     resize_mode = "pad"
     max_pixels = 40_000_000
     box_tolerance = 0.05
+    depth_estimator = None
 
     def __init__(self, **kwargs: Unpack[DeepSightImageProcessorKwargs]):
         super().__init__(**kwargs)
         self._set_attributes(**kwargs)
+        self._depth_estimators = _EstimatorCache()
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("_depth_estimators", None)
+        return output
+
+    def get_depth_estimator(self, name: str | None = None) -> MetricDepthEstimator:
+        """The estimator named `name` (default: this processor's ``depth_estimator``), loaded at the first call."""
+        name = name or self.depth_estimator
+        if name is None:
+            raise ValueError(
+                "This image processor has no `depth_estimator`; set one, e.g. "
+                f"DeepSightImageProcessor(depth_estimator={DEFAULT_DEPTH_ESTIMATOR!r})."
+            )
+        name = resolve_depth_estimator(name)  # a short name and its Hub id share one loaded model
+        if name not in self._depth_estimators:
+            logger.info(f"DeepSightImageProcessor loads the depth estimator {name!r} for RGB photos.")
+            self._depth_estimators[name] = MetricDepthEstimator(name)
+        return self._depth_estimators[name]
 
     def _standardize_kwargs(
         self, size=None, max_depth=None, depth_transform=None, depth_mean=None, depth_std=None,
-        invalid_value=None, resize_mode=None, max_pixels=None, box_tolerance=None, **kwargs,
+        invalid_value=None, resize_mode=None, max_pixels=None, box_tolerance=None, depth_estimator=None, **kwargs,
     ) -> dict[str, Any]:
         """Check the settings (stored ones and per-call overrides alike) and bring them to their saved form.
 
@@ -277,6 +317,8 @@ class DeepSightImageProcessor(BaseImageProcessor):
             raise ValueError(f"`max_pixels` must be > 0; got {max_pixels}.")
         if not box_tolerance >= 0:
             raise ValueError(f"`box_tolerance` must be >= 0; got {box_tolerance}.")
+        if depth_estimator is not None:
+            depth_estimator = resolve_depth_estimator(depth_estimator)
         depth_mean, depth_std = float(depth_mean), float(depth_std)
         if invalid_value is None:
             invalid_value = -depth_mean / depth_std
@@ -285,7 +327,7 @@ class DeepSightImageProcessor(BaseImageProcessor):
         return dict(
             size=size, max_depth=float(max_depth), depth_transform=depth_transform, depth_mean=depth_mean,
             depth_std=depth_std, invalid_value=float(invalid_value), resize_mode=resize_mode,
-            max_pixels=max_pixels, box_tolerance=box_tolerance, **call_inputs,
+            max_pixels=max_pixels, box_tolerance=box_tolerance, depth_estimator=depth_estimator, **call_inputs,
         )
 
     @property
@@ -325,8 +367,11 @@ class DeepSightImageProcessor(BaseImageProcessor):
         Returns:
             `BatchFeature` with ``pixel_values`` (B, C, H, W) float32 (C = `num_channels`, one per
             `depth_transform`), ``bbox_mask`` (B, 1, H, W) float32 in
-            {0, 1} and ``depth_encoding`` (list of str, the encoding assumed for each image; not a tensor, and
-            `DeepSightProcessor` drops it (``unused_input_names``) before the model sees the inputs).
+            {0, 1} and ``depth_encoding`` (list of str, the encoding assumed for each image), ``depth_source``
+            (list of str: the encoding read, or ``"estimated:<depth_estimator>"`` for a photo) and
+            ``estimated_depth`` (per image, the estimated H x W metres of a photo, else ``None``). The last three
+            are not tensors, and `DeepSightProcessor` drops them (``unused_input_names``) before the model sees the
+            inputs.
         """
         kwargs = {key: value for key, value in kwargs.items() if value is not None}  # None: the stored value
         ignored = sorted(kwargs.keys() - _DEPTH_KWARGS - set(_FORWARDED_KWARGS))
@@ -348,19 +393,26 @@ class DeepSightImageProcessor(BaseImageProcessor):
         box_lists = make_list_of_boxes(boxes, len(depths), single_image)
         encodings = self._make_list_of_encodings(depth_encoding, len(depths))
 
-        pixel_values, bbox_masks, used = [], [], []
-        for index, (depth, image_boxes, encoding) in enumerate(
-            zip(depths, box_lists, encodings, strict=True)
+        raws = [read_depth_input(depth, f"images[{i}]", settings["max_pixels"]) for i, depth in enumerate(depths)]
+        estimated = self._estimate_photos(raws, encodings, settings["depth_estimator"])
+
+        pixel_values, bbox_masks, used, sources = [], [], [], []
+        for index, ((raw, label), image_boxes, encoding) in enumerate(
+            zip(raws, box_lists, encodings, strict=True)
         ):
-            name = f"images[{index}]"
-            # gray8 is relative: its levels spread over this processor's depth range, so that level v always
-            # becomes intensity (v - 1) / 255 under "inverse", whatever max_depth is
-            metres, encoding_used = load_depth(
-                depth, encoding, name, max_depth=settings["max_depth"], max_pixels=settings["max_pixels"]
-            )
-            if encoding_used == "metres" and set(depth_channels(settings["depth_transform"])) != {"relative"}:
-                _refuse_millimetres_as_metres(metres, settings["max_depth"], input_name(depth, name))
-            values, mask = self._process_one(metres, image_boxes, settings, name)
+            if estimated[index] is not None:
+                metres, encoding_used = estimated[index], "metres"
+                sources.append(f"estimated:{settings['depth_estimator']}")
+            else:
+                # gray8 is relative: its levels spread over this processor's depth range, so that level v always
+                # becomes intensity (v - 1) / 255 under "inverse", whatever max_depth is
+                metres, encoding_used = load_depth(
+                    raw, encoding, label, max_depth=settings["max_depth"], max_pixels=settings["max_pixels"]
+                )
+                if encoding_used == "metres" and set(depth_channels(settings["depth_transform"])) != {"relative"}:
+                    _refuse_millimetres_as_metres(metres, settings["max_depth"], label)
+                sources.append(encoding_used)
+            values, mask = self._process_one(metres, image_boxes, settings, f"images[{index}]")
             pixel_values.append(values)
             bbox_masks.append(mask)
             used.append(encoding_used)
@@ -374,7 +426,35 @@ class DeepSightImageProcessor(BaseImageProcessor):
         if return_tensors != "pt":
             data = {key: value.numpy() for key, value in data.items()}
         data["depth_encoding"] = used
-        return BatchFeature(data=data, tensor_type=return_tensors if return_tensors == "pt" else None)
+        features = BatchFeature(data=data, tensor_type=return_tensors if return_tensors == "pt" else None)
+        # set after the conversion: maps of different sizes and None are no tensor
+        features["depth_source"] = sources
+        features["estimated_depth"] = estimated
+        return features
+
+    def _estimate_photos(
+        self, raws: list[tuple[np.ndarray, str]], encodings: list[str | None], estimator_name: str | None
+    ) -> list[np.ndarray | None]:
+        """Per input, the metres estimated from it when it is an RGB photo with a detected encoding, else None.
+
+        Without an estimator nothing is estimated: the decoder then refuses the photo, saying how to set one.
+        """
+        photos = [
+            index for index, ((raw, _), encoding) in enumerate(zip(raws, encodings))
+            if encoding is None and is_colour_photo(raw)
+        ]
+        estimated: list[np.ndarray | None] = [None] * len(raws)
+        if not photos or estimator_name is None:
+            return estimated
+        depths = self.get_depth_estimator(estimator_name)([raws[index][0] for index in photos])
+        for index, metres in zip(photos, depths):
+            if not np.any(metres > 0):
+                raise ValueError(
+                    f"`{raws[index][1]}` is an RGB photo and the depth estimator {estimator_name!r} found no valid "
+                    "depth in it."
+                )
+            estimated[index] = metres
+        return estimated
 
     @staticmethod
     def _make_list_of_encodings(depth_encoding: Any, num_images: int) -> list[str | None]:

@@ -255,8 +255,9 @@ class DeepSightProcessor(ProcessorMixin):
 
     @property
     def unused_input_names(self) -> list[str]:
-        # The image processor reports the depth encodings it assumed; the model does not take them.
-        return ["depth_encoding"]
+        # The image processor reports the depth encodings it assumed and where each map came from (read or estimated
+        # from a photo); the model does not take them.
+        return ["depth_encoding", "depth_source", "estimated_depth"]
 
     def __call__(
         self,

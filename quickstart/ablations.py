@@ -17,7 +17,9 @@ with a 95% interval from the per-question paired differences (normal approximati
    one outlined copy per option): a tiny LLaVA with the quickstart's tokenizer and sizes, trained stage 1 +
    stage 2 with the ablation budgets (its vision tower stays random: there is no depth-pretrained 3-channel
    tower at this scale), against DeepSight trained with the same stage-2 budget -- and, like for like, against
-   DeepSight trained from its random tower too (stage 1 + 2 without stage 0).
+   DeepSight trained from its random tower too (stage 1 + 2 without stage 0). The same baseline is also trained
+   and scored under every other region protocol (boxes as pixel / 0-1000 coordinates in the text, the background
+   masked out, cropped to the boxes, no boxes; docs/CONTRACTS.md "Region protocols").
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from transformers import AutoTokenizer
 
 from dataset_scripts.export import CardInfo, export_dataset
 from deepsight.checkpoints import load_pretrained
+from deepsight.depth_rendering import REGION_PROTOCOLS
 from deepsight.tasks import TASK_SHORT_TITLES, TASKS
 from evaluation.depth_template_accuracy.depth_template_accuracy import wilson_interval
 from evaluation.zeroshot import DualEncoderModel, run_zeroshot
@@ -155,12 +158,16 @@ class Ablations:
     def run_step(self, step: Step, action=None) -> None:
         run_step(step, self.pipeline.log_file, action)
 
-    def evaluate(self, model: Path, name: str, benchmark: Path | None = None) -> Path:
-        """Likelihood evaluation of `model` (the main protocol); returns its predictions.jsonl."""
+    def evaluate(
+        self, model: Path, name: str, benchmark: Path | None = None, region_protocol: str | None = None
+    ) -> Path:
+        """Likelihood evaluation of `model` (the main protocol), a 3-channel model's boxes shown by
+        `region_protocol` (default: the harness's, outline); returns its predictions.jsonl."""
         output = self.folder / name
+        protocol = ["--region-protocol", region_protocol] if region_protocol else []
         self.run_step(Step(f"ablation eval: {name}", output, [deepsight_command(
             "eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark or self.benchmark),
-            "--output", str(output), "--protocol", "likelihood", *self.pipeline.region_flags())]))
+            "--output", str(output), "--protocol", "likelihood", *self.pipeline.region_flags(), *protocol)]))
         return output / "predictions.jsonl"
 
     # The questions every ablation is scored on
@@ -289,13 +296,26 @@ class Ablations:
         return [
             *task_rows(f"3-channel baseline ({steps} stage-2 steps each)",
                        {"DeepSight (depth + Bbox Conv)": self.evaluate(deepsight, "sft_both_eval"),
-                        "tiny LLaVA, gray RGB + box outlines": llava_predictions},
+                        "tiny LLaVA, gray RGB + box outlines": llava_predictions,
+                        **self.baseline_protocols(llava_align, steps)},
                        reference="DeepSight (depth + Bbox Conv)"),
             *task_rows(f"3-channel baseline, both towers random ({steps} stage-2 steps each)",
                        {"DeepSight without stage 0": self.evaluate(random_tower, "no_stage0_sft_eval"),
                         "tiny LLaVA, gray RGB + box outlines": llava_predictions},
                        reference="DeepSight without stage 0"),
         ]
+
+    def baseline_protocols(self, llava_align: Path, steps: int) -> dict[str, Path]:
+        """The 3-channel baseline trained and scored under each other region protocol (docs/CONTRACTS.md, "Region
+        protocols"; outline is `llava_sft`): variant name -> predictions.jsonl."""
+        variants = {}
+        for protocol in REGION_PROTOCOLS:
+            if protocol != "outline":
+                name = f"llava_sft_{protocol.replace('-', '_')}"
+                model = self.train_sft(name, llava_align, "both", steps, image_mode="gray", box_prompt=protocol)
+                predictions = self.evaluate(model, f"{name}_eval", region_protocol=protocol)
+                variants[f"tiny LLaVA, gray RGB + {protocol}"] = predictions
+        return variants
 
 
 def zero_shot_scene_accuracy(model: Path, pairs: Path, output: Path) -> None:

@@ -129,6 +129,8 @@ class Pipeline:
         # single-threaded processes that only read the model: two at a time use both cores
         run_steps_concurrently(evaluations, self.log_file, self.setting.data_workers)
         if ablations:
+            # each costs more than the default run's budget allows (~50 s CPU and 4x the evaluation)
+            run_steps_concurrently(self.order_and_layout_steps(), self.log_file, self.setting.data_workers)
             run_ablations(self)
         report = write_report(self, wall_seconds=time.time() - started)
         log(f"report: {report}")
@@ -175,11 +177,32 @@ class Pipeline:
         """How evaluation asks Distance Judgment: in the layout the instruction rows were written in."""
         return ["--distance-regions"] if self.setting.distance_regions else []
 
-    def eval_command(self, model: Path, benchmark: Path, output: Path, protocol: str, *extra: str) -> list[str]:
-        """`deepsight eval benchmark` with the run's question limit and Distance layout."""
+    def eval_command(self, model: Path, benchmark: Path, output: Path, protocol: str, *extra: str,
+                     layout: list[str] | None = None) -> list[str]:
+        """`deepsight eval benchmark` with the run's question limit and Distance layout (or the `layout` flags)."""
         limit = ["--limit", str(self.setting.eval_limit)] if self.setting.eval_limit else []
+        layout = self.region_flags() if layout is None else layout
         return deepsight_command("eval", "benchmark", "--model", str(model), "--benchmark", str(benchmark),
-                                 "--output", str(output), "--protocol", protocol, *limit, *self.region_flags(), *extra)
+                                 "--output", str(output), "--protocol", protocol, *limit, *layout, *extra)
+
+    def distance_union_step(self) -> Step:
+        """The test split's Distance Judgment questions asked in the paper's one-image layout (`--layout union`),
+        not the per-option one the model was trained in: what an evaluator ignoring the checkpoint's layout gets."""
+        folder = self.output / "eval_distance_union"
+        return Step("eval: Distance Judgment in the one-image layout", folder, [self.eval_command(
+            self.output / "model", self.data / "benchmark", folder, "likelihood",
+            "--tasks", "distance_judgment", layout=["--layout", "union"])])
+
+    def order_and_layout_steps(self) -> list[Step]:
+        """Consistency over option orders, and Distance in the one-image layout when trained per option."""
+        return [self.consistency_step(), *([self.distance_union_step()] if self.setting.distance_regions else [])]
+
+    def consistency_step(self) -> Step:
+        """The test split asked in 4 option orders per question (`--permutations 4`; 2-option tasks in both):
+        consistency and accuracy per answer position (likelihood)."""
+        folder = self.output / "eval_consistency"
+        return Step("eval: consistency over option orders", folder, [self.eval_command(
+            self.output / "model", self.data / "benchmark", folder, "likelihood", "--permutations", "4")])
 
     def unnamed_distance_step(self) -> Step:
         """The test split's Distance Judgment questions asked without object names (likelihood): the same regions

@@ -12,6 +12,7 @@ from deepsight.tasks import CHANCE, TASK_NAMES
 from evaluation.compare import load_paper_rows
 from evaluation.model_card import write_results_to_model_card
 from evaluation.priors import accuracy_by_prior, option_statistics, prior_accuracy
+from evaluation.runner import consistency_markdown
 
 # The issue's bar for the quickstart (test split, likelihood protocol).
 TARGET_AVERAGE, TARGET_DISTANCE, TARGET_MARGIN = 0.70, 0.90, 0.25
@@ -163,6 +164,24 @@ def unnamed_distance_lines(unnamed: dict[str, Any] | None, likelihood: dict[str,
     ]
 
 
+def order_and_layout_lines(output: Path, likelihood: dict[str, Any] | None) -> list[str]:
+    """`--ablations`: Distance in both layouts, and the consistency over option orders."""
+    union = _task_entry(load_json(output / "eval_distance_union" / "results.json"), "distance_judgment")
+    consistency = load_json(output / "eval_consistency" / "results.json")
+    if union is None and consistency is None:
+        return []
+    lines = ["## Question layout and option order (likelihood)", ""]
+    if union is not None:
+        per_option = _task_entry(likelihood, "distance_judgment")
+        lines += [
+            f"Distance Judgment in the layout the model was trained in (one masked copy per option, the layout its "
+            f"config declares): {_pct((per_option or {}).get('accuracy'))}; in the paper's one image masked to both "
+            f"boxes (`--layout union`): {_pct(union['accuracy'])}{_ci(union)} (n={union['n']}, chance 50.0).", ""]
+    if consistency is not None:
+        lines += consistency_markdown(consistency)[1:] + [""]
+    return lines
+
+
 def write_report(pipeline, wall_seconds: float) -> Path:
     output: Path = pipeline.output
     likelihood = load_json(output / "eval" / "likelihood" / "results.json")
@@ -212,6 +231,7 @@ def write_report(pipeline, wall_seconds: float) -> Path:
         curve = ", ".join(f"step {step}: {100 * acc:.1f}%" for step, acc in json.loads(zero_shot.read_text()))
         parts += ["## Stage 0: zero-shot scene accuracy on held-out scenes", "",
                   f"{curve} (prompt \"a depth image of a {{scene}}.\", all-ones box mask).", ""]
+    parts += order_and_layout_lines(output, likelihood)
     if ablations.exists():
         parts += ["## Ablations", "", ablations.read_text(), ""]
     parts += [

@@ -47,7 +47,12 @@ from spaces_demo.inputs import (  # noqa: E402
     read_depth_upload,
     spell_out_letter,
 )
-from spaces_demo.rendering import render_depth_view, summarize_depth, to_depth_pixels  # noqa: E402
+from spaces_demo.rendering import (  # noqa: E402
+    describe_region_points,
+    render_depth_view,
+    summarize_depth,
+    to_depth_pixels,
+)
 from spaces_demo.responder import Responder, load_responder  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -184,6 +189,8 @@ class DemoBackend:
             summarize_depth(loaded.metres),
         ]
         parts.append(f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" if boxes else "no boxes: whole map")
+        if boxes:
+            parts.append(describe_region_points(loaded.metres, boxes))
         return " · ".join(parts) + "".join(f"  \n_{note}_" for note in loaded.notes)
 
     def show_depth(self, path: str | None, encoding: str, boxes_text: str) -> tuple[Any, str]:

@@ -21,7 +21,12 @@ from PIL import Image, UnidentifiedImageError
 
 from deepsight.markup import escape_markup
 from deepsight.prompts import OPTION_LETTERS, answer_text
-from modeling_deepsight.depth_codec_deepsight import DEPTH_ENCODINGS, check_pil_bit_depth, load_depth
+from modeling_deepsight.depth_codec_deepsight import (
+    DEPTH_ENCODINGS,
+    check_pil_bit_depth,
+    is_colour_photo,
+    load_depth,
+)
 from spaces_demo.responder import message_text
 
 # Limits that keep one upload from taking the (shared, CPU) Space down. A depth sensor frame is
@@ -163,14 +168,6 @@ def _open_image(path: Path) -> tuple[Image.Image, str | None]:
     return image, narrowed
 
 
-def _is_colour(image: Image.Image) -> bool:
-    """A photo with distinct colour channels (a grayscale image saved as RGB is not colour)."""
-    if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
-        return False
-    rgb = np.asarray(image.convert("RGB"))
-    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
-
-
 def read_depth_upload(
     path: str | os.PathLike | None,
     encoding: str = "auto",
@@ -193,7 +190,7 @@ def read_depth_upload(
         raw: Any = _read_npy(path)
     else:
         raw, narrowed = _open_image(path)
-        if encoding == "rgb" or (encoding == "auto" and _is_colour(raw)):
+        if encoding == "rgb" or (encoding == "auto" and is_colour_photo(raw)):
             return _estimate_from_photo(raw, name, estimator, estimator_name, chosen=encoding == "rgb")
         if narrowed:
             raise ValueError(f"Could not read {name} as depth: {narrowed}")

@@ -16,6 +16,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
+from deepsight.spatial import DEFAULT_HORIZONTAL_FOV_DEG, CameraIntrinsics, region_xyz
+
 COLORMAP = "turbo_r"  # near = red, far = blue
 INVALID_COLOUR = (40, 40, 40)
 BOX_COLOURS = [(255, 255, 255), (255, 0, 255), (0, 255, 255), (255, 255, 0)]
@@ -118,3 +120,19 @@ def summarize_depth(metres: np.ndarray) -> str:
         f"{width}x{height} px, {100.0 * valid.size / metres.size:.0f}% valid, "
         f"depth {valid.min():.2f}-{valid.max():.2f} m (median {np.median(valid):.2f} m)"
     )
+
+
+def describe_region_points(metres: np.ndarray, boxes: list[list[float]]) -> str:
+    """Per box, its camera-frame XYZ in metres (`deepsight.spatial`'s rule; the default field of view)."""
+    height, width = metres.shape
+    intrinsics = CameraIntrinsics.from_fov(width, height)
+    points = []
+    for index, box in enumerate(boxes, start=1):
+        try:
+            x, y, z = region_xyz(metres, box, intrinsics)
+        except ValueError:  # a box over holes only has no point
+            points.append(f"box {index}: no valid depth")
+            continue
+        points.append(f"box {index}: ({x:.2f}, {y:.2f}, {z:.2f})")
+    frame = f"x right, y down, z forward; {DEFAULT_HORIZONTAL_FOV_DEG:g}° FOV assumed"
+    return f"XYZ m ({frame}): " + ", ".join(points)

@@ -382,6 +382,25 @@ def test_model_card_gets_model_index_and_updates_in_place(tmp_path, benchmark):
     assert card.text.count("deepsight-eval:start") == 1
 
 
+def test_model_card_rewritten_with_two_protocols_keeps_one_entry_per_metric(tmp_path, benchmark):
+    """The card's YAML groups a dataset's results under one task name: entries read back must still match."""
+    from huggingface_hub import ModelCard
+
+    from evaluation.compare import load_results
+    from evaluation.model_card import write_results_to_model_card
+
+    runs = []
+    for protocol in ("likelihood", "generate"):
+        run_benchmark(AlwaysA(), benchmark, tmp_path / protocol, RunSettings(protocol=protocol), progress=False)
+        runs.append(load_results(tmp_path / protocol))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for _ in range(2):
+        write_results_to_model_card(model_dir, runs, model_name="my-model")
+    configs = [r.metric_config for r in ModelCard.load(model_dir / "README.md").data.eval_results]
+    assert len(configs) == len(set(configs)) == 2 * (len(runs[0]["tasks"]) + 1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Tiny random DeepSight (trust_remote_code folder), end to end
 # --------------------------------------------------------------------------------------------------

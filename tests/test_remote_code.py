@@ -91,7 +91,8 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
     assert {"model.safetensors", "config.json", "generation_config.json", "processor_config.json",
             "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "configuration_deepsight.py",
             "modeling_deepsight.py", "processing_deepsight.py", "image_processing_deepsight.py",
-            "depth_codec_deepsight.py", "bbox_mask_deepsight.py", "pipeline_deepsight.py"} <= files
+            "depth_codec_deepsight.py", "bbox_mask_deepsight.py", "pipeline_deepsight.py",
+            "depth_estimation_deepsight.py"} <= files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth"))]
     auto_map = json.loads((tiny_deepsight_dir / "config.json").read_text())["auto_map"]
     assert auto_map == {
@@ -107,7 +108,7 @@ def test_saved_folder_holds_safetensors_auto_map_module_files_and_processor_file
     # the copied modules import only torch / transformers / each other
     modules = ("configuration_deepsight.py", "modeling_deepsight.py", "processing_deepsight.py",
                "image_processing_deepsight.py", "depth_codec_deepsight.py", "bbox_mask_deepsight.py",
-               "pipeline_deepsight.py")
+               "pipeline_deepsight.py", "depth_estimation_deepsight.py")
     for module in modules:
         source = (tiny_deepsight_dir / module).read_text()
         imports = re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.MULTILINE)

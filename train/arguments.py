@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
-from deepsight.depth_rendering import BOX_PROMPTS
+from deepsight.depth_rendering import REGION_PROTOCOLS
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,11 @@ class DeepSightTrainingArguments(StageArguments):
     box_prompt: str = field(
         default="outline",
         metadata={
-            "help": "How the 3-channel image modes show a row's boxes: 'outline' (drawn on the image, as the "
-            "evaluation harness draws them) or 'none' (no box information).",
-            "choices": list(BOX_PROMPTS),
+            "help": "The region protocol: how the 3-channel image modes show a row's boxes, as the evaluation "
+            "harness's --region-protocol does: 'outline' (drawn on the image), 'text-pixels' / 'text-1000' "
+            "(coordinates in the question's text), 'masked' (background black), 'crop' (cropped to them with "
+            "context) or 'none' (no box information). See docs/CONTRACTS.md, 'Region protocols'.",
+            "choices": list(REGION_PROTOCOLS),
         },
     )
     loss_implementation: str = field(

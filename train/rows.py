@@ -11,8 +11,8 @@ and ``images``. `ConversationRows` converts rows, as a `Dataset.with_transform`,
 - stage 1 turns pairs rows into one-turn conversations (``row_to_conversation``);
 - ``depth_encoding`` given: the depth is decoded to metres here (the collator passes the processor no encoding);
 - ``image_mode="gray"`` / ``"colormap"`` (RGB baselines, the paper's Table 6): the depth is rendered as a 3-channel
-  8-bit image (brighter / warmer = closer), the tagged boxes drawn on it as outlines (``box_prompt="outline"``;
-  ``"none"``: no box information) and the tags taken out of the text.
+  8-bit image (brighter / warmer = closer), the tags taken out of the text and the tagged boxes shown by the region
+  protocol ``box_prompt`` (`deepsight.depth_rendering.REGION_PROTOCOLS`; ``"outline"``: drawn on the image).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import Image
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from deepsight.box_tags import split_box_tags
-from deepsight.depth_rendering import BOX_PROMPTS, rgb_model_image
+from deepsight.depth_rendering import REGION_PROTOCOLS, TEXT_PROTOCOLS, region_text, rgb_model_image
 from modeling_deepsight import load_depth
 from modeling_deepsight.processing_deepsight import BOX_TAG_PATTERN
 
@@ -39,7 +39,7 @@ def depth_to_rgb(
 ) -> Image.Image:
     """Decode a depth map in any encoding (`load_depth`) and render it as an 8-bit RGB image for RGB
     vision-language models: brighter (``"gray"``) or warmer (``"colormap"``) = closer, invalid pixels black;
-    with ``box_prompt="outline"`` the `boxes` are outlined.
+    the `boxes` shown on it by region protocol `box_prompt` (outlined, background masked, cropped to; others: none).
 
     The rendering is `deepsight.depth_rendering.rgb_model_image`, the one the evaluation harness uses.
     """
@@ -105,6 +105,22 @@ def _drop_none_keys(messages: list[dict]) -> list[dict]:
     ]
 
 
+def _boxes_in_question(messages: list[dict], boxes: list, protocol: str, width: int, height: int) -> list[dict]:
+    """`messages` with the boxes written into the first user text block (the question) by `region_text`."""
+    written, result = False, []
+    for turn in messages:
+        content = turn["content"]
+        if not written and turn.get("role") == "user" and isinstance(content, list):
+            blocks = []
+            for block in content:
+                if not written and block.get("type") == "text":
+                    block, written = {**block, "text": region_text(block["text"], boxes, protocol, width, height)}, True
+                blocks.append(block)
+            turn = {**turn, "content": blocks}
+        result.append(turn)
+    return result
+
+
 class ConversationRows:
     """Rows -> the ``messages`` + ``images`` rows TRL's vision collator takes (see the module docstring).
 
@@ -120,8 +136,8 @@ class ConversationRows:
         row_to_conversation: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         box_prompt: str = "outline",
     ) -> None:
-        if box_prompt not in BOX_PROMPTS:
-            raise ValueError(f"box_prompt: expected one of {BOX_PROMPTS}, got {box_prompt!r}")
+        if box_prompt not in REGION_PROTOCOLS:
+            raise ValueError(f"box_prompt (region protocol): expected one of {REGION_PROTOCOLS}, got {box_prompt!r}")
         self.image_mode = resolve_image_mode(processor, image_mode)
         self.depth_encoding = depth_encoding
         self.row_to_conversation = row_to_conversation
@@ -155,6 +171,9 @@ class ConversationRows:
             depth_to_rgb(image, self.image_mode, self.depth_encoding, image_boxes, self.box_prompt)
             for image, image_boxes in zip(images, boxes)
         ]
+        if self.box_prompt in TEXT_PROTOCOLS and rendered:
+            messages = _boxes_in_question(messages, [box for image_boxes in boxes for box in image_boxes],
+                                          self.box_prompt, *rendered[0].size)
         return {"messages": messages, "images": rendered}
 
     def _metres(self, image: Any, row_id: Any) -> np.ndarray:

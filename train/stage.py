@@ -45,6 +45,30 @@ def report_label_masking(collator, processor: Any, dataset, n_examples: int) -> 
     return stats
 
 
+def question_layout_of_rows(dataset, batch_size: int = 1024) -> str:
+    """"per_option" when some conversation row shows several depth copies, each with its own boxes (`boxes` one
+    list per image block: `deepsight data instructions --distance-regions`), else "union" (the paper's layout).
+    Rows without `messages` (stage 1's pairs, whose `boxes` are one image's) are in the union layout."""
+    if not {"messages", "boxes"} <= set(dataset.column_names):
+        return "union"
+    for batch in dataset.select_columns(["messages", "boxes"]).iter(batch_size=batch_size):
+        for messages, boxes in zip(batch["messages"], batch["boxes"]):
+            images = _image_blocks(messages)
+            if images > 1 and len(boxes or []) == images:
+                return "per_option"
+    return "union"
+
+
+def _image_blocks(messages: list[dict] | None) -> int:
+    """How many image blocks a conversation's turns hold (a turn's content is a string or a list of blocks)."""
+    return sum(
+        isinstance(block, dict) and block.get("type") == "image"
+        for message in messages or []
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+
+
 def add_length_column(dataset, processor: Any, column: str, batch_size: int = 1024, row_to_conversation=None):
     """`dataset` with a `column` of estimated token counts (kept when present), which the Trainer's
     length-grouped sampler reads instead of tokenizing every row itself (it would look for `input_ids`)."""
@@ -97,6 +121,9 @@ def run_sft_stage(
         )
 
     model, processor = load_model_and_processor(args, model_args, training_args)
+    if question_layout_of_rows(train_dataset) == "per_option":
+        # saved with the weights, so `deepsight eval benchmark` asks in the layout the rows taught
+        model.config.question_layout = "per_option"
     if args.vision_tower:
         load_vision_tower(model, args.vision_tower)
     peft_config = build_lora_config(model_args, args.train_parts)

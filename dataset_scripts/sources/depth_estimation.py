@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from dataset_scripts.export import depth_to_image_value, image_value_to_depth
+from deepsight.checkpoints import checked_source
+from modeling_deepsight.depth_estimation_deepsight import MetricDepthEstimator
 
 logger = logging.getLogger(__name__)
 
@@ -77,64 +80,32 @@ class EstimationReport:
 def pick_device(device: str | None = None) -> str:
     if device:
         return device
-    import torch  # torch and transformers: only the (optional) estimator needs them
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class DepthEstimator:
     """A transformers depth-estimation model (GLPN, Depth-Anything, DPT, ...) loaded by hub id or local path.
 
-    `predict(images)` returns one float32 HxW array in metres per image, resized to the image's size.
+    `predict(images)` returns one float32 HxW array in metres per image, resized to the image's size and clipped
+    to what a uint16 millimetre PNG of the cache holds. The estimation itself is `MetricDepthEstimator`'s.
     """
 
     def __init__(
         self, model_name_or_path: str = DEFAULT_ESTIMATOR, device: str | None = None, batch_size: int = 8
     ):
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-        from deepsight.checkpoints import load_pretrained  # imports transformers: only when an estimator is built
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.name = str(model_name_or_path)
-        self.device = pick_device(device)
+        self.estimator = MetricDepthEstimator(
+            checked_source(model_name_or_path), device=pick_device(device), batch_size=batch_size
+        )
+        self.device = str(self.estimator.device)
         self.batch_size = batch_size
-        self.processor = AutoImageProcessor.from_pretrained(model_name_or_path)
-        self.model = load_pretrained(AutoModelForDepthEstimation, model_name_or_path).to(self.device).eval()
-        if getattr(self.model.config, "depth_estimation_type", "metric") == "relative":
-            logger.warning(
-                "%s predicts relative depth (disparity), not metres: the pairs' distances will be "
-                "meaningless. Use a metric checkpoint (e.g. a Depth-Anything-V2-Metric-*-hf).",
-                self.name,
-            )
+        self.processor, self.model = self.estimator.processor, self.estimator.model
 
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
-        images = [image.convert("RGB") for image in images]
-        # Processors like GLPN's keep each image's own size (rounded to 32), so only images of one size
-        # can share a tensor: batch within each size group, return in the caller's order.
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, image in enumerate(images):
-            groups.setdefault((image.height, image.width), []).append(index)
-        depths: list[np.ndarray | None] = [None] * len(images)
-        for size, indices in groups.items():
-            for depth, index in zip(self._predict_same_size([images[i] for i in indices], size), indices):
-                depths[index] = depth
-        return depths
-
-    def _predict_same_size(self, images: list[Image.Image], size: tuple[int, int]) -> list[np.ndarray]:
-        import torch
-
-        inputs = self.processor(images=images, return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            outputs = self.model(**inputs)
-        processed = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(images))
-        # Bicubic resizing can overshoot below zero (0 means "invalid" here); outdoor metric models reach 80 m,
-        # beyond what a uint16 millimetre PNG holds.
-        return [
-            np.clip(r["predicted_depth"].float().cpu().numpy(), 0.0, MAX_STORABLE_METRES).astype(np.float32)
-            for r in processed
-        ]
+        # outdoor metric models reach 80 m, beyond what a uint16 millimetre PNG holds
+        return [np.minimum(depth, MAX_STORABLE_METRES) for depth in self.estimator(images)]
 
 
 def _batched(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -190,7 +161,6 @@ def estimate_depths(
 
 def save_tiny_random_glpn(path: str | Path, seed: int = 0) -> Path:
     """A random GLPN a few hundred kB big, saved like a hub checkpoint: tests and benches load it by path."""
-    import torch
     from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
 
     torch.manual_seed(seed)
@@ -209,4 +179,56 @@ def save_tiny_random_glpn(path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     GLPNForDepthEstimation(config).eval().save_pretrained(path)
     GLPNImageProcessor(size_divisor=32).save_pretrained(path)
+    return path
+
+
+TINY_ESTIMATOR_ARCHITECTURES = ("glpn", "dpt", "depth-anything")
+
+
+def _tiny_dinov2_backbone():
+    from transformers import Dinov2Config
+
+    return Dinov2Config(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=28,
+        patch_size=14, out_features=["stage1", "stage2"], reshape_hidden_states=False,
+    )
+
+
+def save_tiny_random_depth_estimator(path: str | Path, architecture: str = "glpn", seed: int = 0) -> Path:
+    """A random metric depth estimator of `architecture` (`TINY_ESTIMATOR_ARCHITECTURES`), a few hundred kB big,
+    saved like a hub checkpoint (safetensors + image processor) for tests and benches to load by path."""
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        DPTConfig,
+        DPTForDepthEstimation,
+        DPTImageProcessor,
+    )
+
+    if architecture == "glpn":
+        return save_tiny_random_glpn(path, seed=seed)
+    path = Path(path)
+    torch.manual_seed(seed)
+    if architecture == "dpt":
+        config = DPTConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=32,
+            patch_size=8, backbone_out_indices=[0, 1], neck_hidden_sizes=[8, 16], reassemble_factors=[2, 1],
+            fusion_hidden_size=8, head_in_index=-1,
+        )
+        model = DPTForDepthEstimation(config)
+        with torch.no_grad():  # random DPT heads end in a ReLU that outputs ~0: lift them into metres
+            model.head.head[-2].bias.fill_(2.0)
+        processor = DPTImageProcessor(size={"height": 32, "width": 32})
+    elif architecture == "depth-anything":
+        config = DepthAnythingConfig(
+            backbone_config=_tiny_dinov2_backbone(), reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
+            fusion_hidden_size=8, head_hidden_size=8, reassemble_factors=[2, 1], depth_estimation_type="metric",
+            max_depth=10,
+        )
+        model = DepthAnythingForDepthEstimation(config)
+        processor = DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14)
+    else:
+        raise ValueError(f"`architecture` must be one of {TINY_ESTIMATOR_ARCHITECTURES}; got {architecture!r}.")
+    model.eval().save_pretrained(path)
+    processor.save_pretrained(path)
     return path

@@ -45,11 +45,8 @@ from dataset_scripts.vocab import (
     normalize_scene_name,
     nyu10_scene_class,
 )
+from deepsight.spatial import CameraIntrinsics
 
-# NYU toolbox camera_params.m: the RGB camera, to which the labeled and sync depth are registered (640x480)
-NYU_INTRINSICS_640x480 = np.array(
-    [[518.8579, 0.0, 325.58245], [0.0, 519.46961, 253.73617], [0.0, 0.0, 1.0]], dtype=np.float64
-)
 # NYU toolbox depth_rel2depth_abs.m: metres = 351.3 / (1092.5 - raw), raw 11-bit Kinect disparity
 KINECT_DISPARITY_A, KINECT_DISPARITY_B, KINECT_MAX_DEPTH = 351.3, 1092.5, 10.0
 KINECT_INVALID = 2047
@@ -67,10 +64,7 @@ def nyu_scene_meta(raw: str | None, report: ReadReport, where: str) -> tuple[str
 
 def scaled_nyu_intrinsics(height: int, width: int) -> np.ndarray:
     """The NYU RGB intrinsics scaled to a (possibly downsampled) frame size."""
-    k = NYU_INTRINSICS_640x480.copy()
-    k[0] *= width / 640.0
-    k[1] *= height / 480.0
-    return k
+    return CameraIntrinsics.nyu(height, width).matrix()
 
 
 # --------------------------------------------------------------------------------------------------

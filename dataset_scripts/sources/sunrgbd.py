@@ -47,6 +47,8 @@ from dataset_scripts.vocab import (
     known_scene_label,
     normalize_object_name,
 )
+from deepsight.spatial import CameraIntrinsics, read_sunrgbd_intrinsics
+from deepsight.spatial import read_votenet_calib as read_votenet_calib_file
 
 DEPTH_FOLDERS = ("depth", "depth_bfx")
 UNKNOWN_SCENES = {"", "idk", "unknown"}  # SUN RGB-D labels undecided frames "idk"
@@ -82,12 +84,9 @@ def read_intrinsics(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
-        values = np.array(path.read_text().split(), dtype=np.float64)
+        return read_sunrgbd_intrinsics(path)
     except ValueError as err:
-        raise FrameError("corrupt_intrinsics", f"{path}: not 9 numbers ({err})") from err
-    if values.size != 9:
-        raise FrameError("corrupt_intrinsics", f"{path}: expected 9 numbers, got {values.size}")
-    return values.reshape(3, 3)
+        raise FrameError("corrupt_intrinsics", str(err)) from err
 
 
 def polygon_mask(xs: list[float], ys: list[float], height: int, width: int) -> np.ndarray:
@@ -296,14 +295,11 @@ def read_sunrgbd_original(
 def read_votenet_calib(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(Rtilt, K) from a votenet calib file: two lines of 9 numbers, column major."""
     try:
-        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        rtilt = np.array(lines[0], dtype=np.float64).reshape(3, 3, order="F")
-        k = np.array(lines[1], dtype=np.float64).reshape(3, 3, order="F")
+        return read_votenet_calib_file(path)
     except FileNotFoundError as err:
         raise FrameError("missing_calib", f"{path} not found") from err
-    except (IndexError, ValueError) as err:
-        raise FrameError("corrupt_calib", f"{path}: expected two lines of 9 numbers ({err})") from err
-    return rtilt, k
+    except ValueError as err:
+        raise FrameError("corrupt_calib", str(err)) from err
 
 
 def read_votenet_points(mat_path: Path) -> np.ndarray:
@@ -332,8 +328,8 @@ def project_upright_points(
     x, z, y = camera[:, 0], camera[:, 1], -camera[:, 2]
     front = z > 0
     x, y, z = x[front], y[front], z[front]
-    cols = np.rint(x * k[0, 0] / z + k[0, 2]).astype(np.int64) - 1  # toolbox pixels are 1-based
-    rows = np.rint(y * k[1, 1] / z + k[1, 2]).astype(np.int64) - 1
+    intrinsics = CameraIntrinsics.from_matrix(k, pixel_origin=1.0)  # toolbox pixels are 1-based
+    cols, rows = intrinsics.pixel_indices(*intrinsics.project(x, y, z))
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
     cols, rows, z = cols[inside], rows[inside], z[inside]
     depth = np.zeros((height, width), dtype=np.float32)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepsight.spatial import CameraIntrinsics
+
 DTYPE = np.float32
 NEAR_PLANE = 0.05  # metres; hits closer than this are ignored (the camera never sits inside an object)
 
@@ -69,12 +71,15 @@ class Camera:
         if np.shape(self.K) != (3, 3) or np.shape(self.rotation) != (3, 3) or np.shape(self.position) != (3,):
             raise ValueError("Camera needs K (3x3), rotation (3x3) and position (3,).")
 
+    @property
+    def intrinsics(self) -> CameraIntrinsics:
+        return CameraIntrinsics.from_matrix(self.K)
+
     def ray_directions(self) -> np.ndarray:
         """World ray directions, shape (3, H, W), with unit camera-z component (t == depth)."""
-        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        # OpenCV's convention, as NYU's and SUN's K: pixel (row, col) is centred at u = col, v = row
-        x = ((np.arange(self.width) - cx) / fx).astype(DTYPE)
-        y = ((np.arange(self.height) - cy) / fy).astype(DTYPE)
+        # OpenCV's convention, as NYU's K: pixel (row, col) is centred at u = col, v = row
+        x, y = self.intrinsics.normalized_coordinates(self.height, self.width)
+        x, y = x.astype(DTYPE), y.astype(DTYPE)
         R = self.rotation.astype(DTYPE)
         # R @ (x, y, 1) for every pixel, written as broadcast sums (no (H*W, 3) temporary).
         return (
@@ -88,8 +93,7 @@ class Camera:
         cam = (np.asarray(points, dtype=np.float64) - self.position) @ self.rotation
         z = cam[:, 2]
         safe_z = np.where(np.abs(z) > 1e-9, z, 1e-9)
-        u = self.K[0, 0] * cam[:, 0] / safe_z + self.K[0, 2]
-        v = self.K[1, 1] * cam[:, 1] / safe_z + self.K[1, 2]
+        u, v = self.intrinsics.project(cam[:, 0], cam[:, 1], safe_z)
         return u, v, z
 
 
