@@ -27,6 +27,8 @@ from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .image_processing_deepsight import _make_list_of_depths
+
 
 _NUMBER = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"  # a decimal number, so float() never fails
 IMAGE_TOKEN = "<image>"
@@ -343,10 +345,8 @@ class DeepSightProcessor(ProcessorMixin):
     def _count_images(images: Any) -> int:
         if isinstance(images, (list, tuple)):
             return sum(len(item) if isinstance(item, (list, tuple)) else 1 for item in images)
-        if hasattr(images, "ndim") and images.ndim == 4:
-            return int(images.shape[0])
-        if hasattr(images, "ndim") and images.ndim == 3 and images.shape[0] > 1 and images.shape[-1] not in (1, 3, 4):
-            return int(images.shape[0])
+        if hasattr(images, "ndim"):  # an array: the image processor's rule (it refuses channel-first colour, saying so)
+            return len(_make_list_of_depths(images)[0])
         return 1
 
     @property

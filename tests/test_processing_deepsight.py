@@ -194,3 +194,17 @@ def test_assistant_masks_stay_aligned_when_prompts_carry_box_tags(tiny_deepsight
         masked = out["input_ids"][0][out["assistant_masks"][0].bool()]
         assert processor.decode(masked) == answer + processor.tokenizer.eos_token
         assert "<box>" not in processor.decode(out["input_ids"][0])
+
+
+def test_a_channel_first_colour_array_with_one_placeholder_gets_the_colour_hint_not_a_count_mismatch(tiny_deepsight):
+    _, processor = tiny_deepsight
+    photo = np.random.default_rng(0).integers(0, 256, (3, 32, 40), dtype=np.uint8)
+    with pytest.raises(ValueError, match="channel-first colour image"):
+        processor(images=photo, text="<image>\nHow far is the chair?", return_tensors="pt")
+
+
+def test_a_batch_array_of_depth_maps_counts_one_image_per_map(tiny_deepsight):
+    _, processor = tiny_deepsight
+    maps = np.random.default_rng(0).uniform(0.5, 8.0, (2, 32, 40)).astype(np.float32)
+    inputs = processor(images=maps, text=["<image> a", "<image> b"], padding=True, return_tensors="pt")
+    assert inputs["pixel_values"].shape[0] == 2
