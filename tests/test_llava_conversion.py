@@ -3,12 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -19,28 +13,22 @@ from deepsight import model_cli
 from deepsight.conversion import deepsight_from_llava, deepsight_processor_from_llava
 from deepsight.tiny import build_tiny_deepsight, build_tiny_llava, synthetic_depth_map
 from modeling_deepsight import DeepSightForConditionalGeneration
+from tests.fixtures.fresh_process import run_without_repo
 
 PROJECTOR = "model.multi_modal_projector."
-REPO = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh process with this repository hidden: the folder's own model file loads the weights.
-REMOTE_LOGITS = textwrap.dedent(
-    """
-    import os, sys
-    repo, venv = os.path.realpath(sys.argv[1]), os.path.realpath(sys.prefix)
-    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")
-                        and not getattr(f, "__module__", "").startswith("__editable__")]
-    sys.path[:] = [p for p in sys.path if not os.path.realpath(p or os.getcwd()).startswith(repo)
-                   or os.path.realpath(p).startswith(venv)]
+# Runs in a fresh process with this repository hidden (after `HIDE_REPO`): the folder's own model file loads
+# the weights.
+REMOTE_LOGITS = """
+    import json, os, sys
     import torch
     from transformers import AutoModelForImageTextToText
     model = AutoModelForImageTextToText.from_pretrained(sys.argv[2], trust_remote_code=True)
     with torch.no_grad():
         logits = model(**torch.load(os.path.join(sys.argv[3], "inputs.pt"))).logits
     torch.save(logits, os.path.join(sys.argv[3], "logits.pt"))
-    print(type(model).__module__)
-    """
-)
+    print(json.dumps({"module": type(model).__module__}))
+"""
 
 
 def _image_prompt_ids(model, batch: int = 2) -> torch.Tensor:
@@ -135,13 +123,8 @@ def test_a_folder_with_the_old_projector_keys_loads_with_trust_remote_code_witho
     model.save_pretrained(tmp_path / "model")
     _to_old_projector_keys(tmp_path / "model", linears=2)
     torch.save(_depth_inputs(model), tmp_path / "inputs.pt")
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_LOGITS, str(REPO), str(tmp_path / "model"), str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-1].startswith("transformers_modules.")  # the folder's copy of the model file
+    report = run_without_repo(REMOTE_LOGITS, [str(tmp_path / "model"), str(tmp_path)], tmp_path, timeout=600)
+    assert report["module"].startswith("transformers_modules.")  # the folder's copy of the model file
     logits = torch.load(tmp_path / "logits.pt")
     torch.testing.assert_close(logits, model(**_depth_inputs(model)).logits)
 
