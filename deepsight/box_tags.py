@@ -7,7 +7,7 @@ tags (the RGB baselines) get the tags taken out again with `split_box_tags`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from modeling_deepsight.processing_deepsight import BOX_TAG_PATTERN, extract_box_tags, format_box_tag
@@ -30,20 +30,25 @@ def tag_boxes(messages: Sequence[dict[str, Any]], boxes: Sequence[Sequence[Seque
     if len(boxes) != num_images:
         raise ValueError(f"boxes: expected one box list per image block ({num_images}), got {len(boxes)}")
     image_boxes = iter(boxes)
-    tagged = []
-    for turn in messages:
-        content = turn["content"]
-        if isinstance(content, list):
-            blocks = []
-            for block in content:
-                blocks.append(block)
-                if block.get("type") == "image":
-                    tags = "".join(format_box_tag(box) for box in next(image_boxes))
-                    if tags:
-                        blocks.append({"type": "text", "text": tags})
-            content = blocks
-        tagged.append({**turn, "content": content})
-    return tagged
+
+    def with_tags(block: dict[str, Any]) -> list[dict[str, Any]]:
+        if block.get("type") != "image":
+            return [block]
+        tags = "".join(format_box_tag(box) for box in next(image_boxes))
+        return [block, {"type": "text", "text": tags}] if tags else [block]
+
+    return _rewrite_blocks(messages, with_tags)
+
+
+def _rewrite_blocks(
+    messages: Sequence[dict[str, Any]], rewrite: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`messages` with each content block replaced by the blocks `rewrite` gives for it (in reading order)."""
+    return [
+        {**turn, "content": [new for block in turn["content"] for new in rewrite(block)]}
+        if isinstance(turn["content"], list) else dict(turn)
+        for turn in messages
+    ]
 
 
 def strip_box_tags(text: str) -> str:
@@ -64,18 +69,11 @@ def split_box_tags(messages: Sequence[dict[str, Any]]) -> tuple[list[dict[str, A
         for block in turn["content"]
     )
     _, boxes = extract_box_tags(flat, _IMAGE_SLOT)
-    untagged = []
-    for turn in messages:
-        content = turn["content"]
-        if isinstance(content, list):
-            blocks = []
-            for block in content:
-                if block.get("type") == "text" and block.get("text"):
-                    text = strip_box_tags(block["text"])
-                    if not text:
-                        continue
-                    block = {**block, "text": text}
-                blocks.append(block)
-            content = blocks
-        untagged.append({**turn, "content": content})
-    return untagged, boxes
+
+    def without_tags(block: dict[str, Any]) -> list[dict[str, Any]]:
+        if block.get("type") != "text" or not block.get("text"):
+            return [block]
+        text = strip_box_tags(block["text"])
+        return [{**block, "text": text}] if text else []
+
+    return _rewrite_blocks(messages, without_tags), boxes
